@@ -1,0 +1,3 @@
+from reporthubd.cli import main
+
+raise SystemExit(main())

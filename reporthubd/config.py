@@ -1,0 +1,393 @@
+"""Settings: a TOML file plus environment overrides, validated into one frozen model.
+
+Loading never stops at the first problem: it gathers every syntax error, unknown key, wrong type
+and bad value, each with its key path and (where it can be found) its line in the file, and
+raises `ConfigError` carrying all of them. The CLI prints them and exits 2.
+
+Environment overrides: `REPORTHUBD_<SECTION>_<KEY>` (upper case) overrides `<section>.<key>`,
+e.g. `REPORTHUBD_STORE_URL` or `REPORTHUBD_EXECUTION_MAX_CONCURRENT_EXECUTIONS`. The value is
+read as a TOML value when it parses as one (`10`, `true`, `"text"`, `{env = "X"}`), otherwise as
+a plain string. Section names hold no underscore, so the split is unambiguous.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import socket
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ENV_PREFIX = "REPORTHUBD_"
+DEFAULT_CONFIG_PATH = Path("/etc/reporthubd/config.toml")
+CONFIG_ENV = "REPORTHUBD_CONFIG"
+
+
+class EnvRef(BaseModel):
+    """A secret read from an environment variable at the moment it is needed."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+    env: str
+
+
+class FileRef(BaseModel):
+    """A secret read from a file (trailing newline stripped) at the moment it is needed."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+    file: str
+
+
+SecretSetting = str | EnvRef | FileRef
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+class StoreSettings(_Section):
+    url: str = "sqlite:////var/lib/reporthubd/store.db"
+    """mysql://user@host:3306/db, postgresql://user@host:5432/db or sqlite:///path/to/store.db."""
+    password: SecretSetting | None = None
+    """Overrides any password in `url`; inline, {env = "NAME"} or {file = "/path"}."""
+    pool_size: Annotated[int, Field(ge=1, le=100)] = 5
+    connect_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
+    auto_upgrade: bool | None = None
+    """Run pending migrations at start. Unset: on for SQLite stores, off for server stores."""
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        scheme = value.split(":", 1)[0].split("+", 1)[0].lower()
+        if scheme not in {"mysql", "mariadb", "postgresql", "postgres", "sqlite"}:
+            raise ValueError(
+                "must start with mysql://, postgresql:// or sqlite:/// "
+                f"(got scheme {scheme!r})"
+            )
+        if scheme == "sqlite" and not value.startswith("sqlite:///"):
+            raise ValueError("a SQLite url is sqlite:///relative/path or sqlite:////absolute/path")
+        return value
+
+    @property
+    def backend(self) -> Literal["mysql", "postgresql", "sqlite"]:
+        scheme = self.url.split(":", 1)[0].split("+", 1)[0].lower()
+        if scheme in {"mysql", "mariadb"}:
+            return "mysql"
+        if scheme in {"postgresql", "postgres"}:
+            return "postgresql"
+        return "sqlite"
+
+    @property
+    def upgrades_automatically(self) -> bool:
+        if self.auto_upgrade is None:
+            return self.backend == "sqlite"
+        return self.auto_upgrade
+
+
+class SchedulerSettings(_Section):
+    timezone: str = "UTC"
+    """IANA zone for schedules whose own timezone is NULL."""
+    misfire_grace_seconds: Annotated[int, Field(ge=0)] = 300
+    run_all_limit: Annotated[int, Field(ge=1)] = 100
+    """run_all catch-up: at most this many missed fires are run per schedule."""
+    reload_interval_seconds: Annotated[float, Field(ge=1)] = 30.0
+    node_id: str = ""
+    """Empty: `<hostname>-<pid>`."""
+    heartbeat_interval_seconds: Annotated[float, Field(gt=0)] = 10.0
+    node_lost_after_seconds: Annotated[float, Field(gt=0)] = 60.0
+    recover_lost_executions: bool = True
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {value!r}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _heartbeat_fits(self) -> SchedulerSettings:
+        if self.node_lost_after_seconds <= 2 * self.heartbeat_interval_seconds:
+            raise ValueError(
+                "node_lost_after_seconds must be more than twice heartbeat_interval_seconds"
+            )
+        return self
+
+    @property
+    def effective_node_id(self) -> str:
+        return self.node_id or f"{socket.gethostname()}-{os.getpid()}"
+
+
+class ExecutionSettings(_Section):
+    max_concurrent_executions: Annotated[int, Field(ge=1, le=1000)] = 4
+    query_timeout_seconds: Annotated[float, Field(gt=0)] = 300.0
+    workspace: str = "/var/lib/reporthubd/workspace"
+    batch_size: Annotated[int, Field(ge=1, le=1_000_000)] = 5000
+    file_retention_hours: Annotated[float, Field(ge=0)] = 168.0
+    execution_retention_days: Annotated[float, Field(ge=1)] = 90.0
+    drain_grace_seconds: Annotated[float, Field(ge=0)] = 30.0
+    """On SIGTERM: how long running executions may finish before they are cancelled."""
+
+
+class ControlSettings(_Section):
+    listen: str = "127.0.0.1:8000"
+    """host:port (IPv6 as [::1]:8000)."""
+    token_file: str | None = None
+    """One bearer token per line; required when `listen` is not a loopback address."""
+    open_health: bool = True
+    """Serve /healthz, /readyz and /metrics without a token."""
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 1_048_576
+
+    @field_validator("listen")
+    @classmethod
+    def _valid_listen(cls, value: str) -> str:
+        parse_listen(value)
+        return value
+
+    @model_validator(mode="after")
+    def _token_beyond_loopback(self) -> ControlSettings:
+        host, _ = parse_listen(self.listen)
+        if not is_loopback(host) and not self.token_file:
+            raise ValueError(
+                f"token_file is required when listen ({self.listen}) is not a loopback address"
+            )
+        return self
+
+
+class LoggingSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["auto", "json", "console"] = "auto"
+    """auto: console on a TTY, JSON lines otherwise."""
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+
+class SmtpSettings(_Section):
+    host: str = "localhost"
+    port: Annotated[int, Field(ge=1, le=65535)] = 25
+    username: str | None = None
+    password: SecretSetting | None = None
+    tls: Literal["auto", "starttls", "implicit", "none"] = "auto"
+    """auto: STARTTLS required unless the host is loopback."""
+    from_address: str = "reporthubd@localhost"
+    reply_to: str | None = None
+    timeout_seconds: Annotated[float, Field(gt=0)] = 60.0
+
+
+class Settings(_Section):
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    execution: ExecutionSettings = Field(default_factory=ExecutionSettings)
+    control: ControlSettings = Field(default_factory=ControlSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+
+
+SECTIONS: dict[str, type[_Section]] = {
+    name: field.annotation  # type: ignore[misc]
+    for name, field in Settings.model_fields.items()
+}
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """Split `host:port` (or `[v6]:port`), raising ValueError with a readable reason."""
+    match = re.fullmatch(r"\[(?P<v6>[^\]]+)\]:(?P<port>\d+)|(?P<host>[^:\[\]]+):(?P<port2>\d+)", value)
+    if not match:
+        raise ValueError(f"must be host:port, e.g. 127.0.0.1:8000 (got {value!r})")
+    host = match.group("v6") or match.group("host")
+    port = int(match.group("port") or match.group("port2"))
+    if not 1 <= port <= 65535:
+        raise ValueError(f"port must be 1-65535 (got {port})")
+    if match.group("v6"):
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"{host!r} is not an IPv6 address") from None
+    elif not re.fullmatch(r"[A-Za-z0-9.-]+", host):
+        raise ValueError(f"{host!r} is not a host name or address")
+    return host, port
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True, kw_only=True)
+class Problem:
+    where: str
+    message: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        place = f"{self.where} (line {self.line})" if self.line else self.where
+        return f"{place}: {self.message}"
+
+
+class ConfigError(Exception):
+    def __init__(self, source: str, problems: list[Problem]) -> None:
+        self.source = source
+        self.problems = problems
+        count = len(problems)
+        lines = [f"{source}: {count} problem{'s' if count != 1 else ''}"]
+        lines += [f"  - {problem}" for problem in problems]
+        super().__init__("\n".join(lines))
+
+
+def resolve_config_path(explicit: str | None) -> Path | None:
+    """-c FILE, then $REPORTHUBD_CONFIG, then /etc/reporthubd/config.toml if it exists."""
+    if explicit:
+        return Path(explicit)
+    if os.environ.get(CONFIG_ENV):
+        return Path(os.environ[CONFIG_ENV])
+    if DEFAULT_CONFIG_PATH.exists():
+        return DEFAULT_CONFIG_PATH
+    return None
+
+
+def load_settings(
+    path: Path | None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Read, merge and validate; raise ConfigError listing every problem found."""
+    environ = os.environ if environ is None else environ
+    problems: list[Problem] = []
+    text = ""
+    source = str(path) if path else "(built-in defaults)"
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(source, [Problem(where="file", message=exc.strerror or str(exc))]) from None
+        data, syntax_problems = _parse_tolerantly(text)
+        problems += syntax_problems
+    env_keys: dict[tuple[str, str], str] = {}
+    problems += _apply_environment(data, environ, env_keys)
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        problems += _describe(exc, text, env_keys)
+        settings = None
+    if problems or settings is None:
+        problems.sort(key=lambda p: (p.line is None, p.line or 0))
+        raise ConfigError(source, problems)
+    return settings
+
+
+_LINE_RE = re.compile(r"\(at line (\d+), column \d+\)")
+
+
+def _parse_tolerantly(text: str) -> tuple[dict[str, Any], list[Problem]]:
+    """Parse TOML; on a syntax error blank the offending line and go on, so later problems
+    are still found. Each blanked line is reported as a syntax error."""
+    problems: list[Problem] = []
+    lines = text.splitlines()
+    for _ in range(50):
+        try:
+            return tomllib.loads("\n".join(lines)), problems
+        except tomllib.TOMLDecodeError as exc:
+            match = _LINE_RE.search(str(exc))
+            reason = _LINE_RE.sub("", str(exc)).strip()
+            if not match:
+                problems.append(Problem(where="file", message=f"syntax error: {reason}"))
+                return {}, problems
+            lineno = int(match.group(1))
+            problems.append(
+                Problem(where="file", line=lineno, message=f"syntax error: {reason} (line ignored)")
+            )
+            if lineno > len(lines) or not lines[lineno - 1].strip():
+                return {}, problems
+            lines[lineno - 1] = ""
+    return {}, problems
+
+
+def _apply_environment(
+    data: dict[str, Any], environ: Mapping[str, str], env_keys: dict[tuple[str, str], str]
+) -> list[Problem]:
+    problems: list[Problem] = []
+    for name, raw in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+            continue
+        rest = name[len(ENV_PREFIX) :].lower()
+        section, _, key = rest.partition("_")
+        if section not in SECTIONS:
+            continue
+        if key not in SECTIONS[section].model_fields:
+            problems.append(Problem(where=f"environment {name}", message=f"unknown key {section}.{key}"))
+            continue
+        try:
+            value: Any = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        target = data.setdefault(section, {})
+        if isinstance(target, dict):
+            target[key] = value
+            env_keys[(section, key)] = name
+    return problems
+
+
+def _describe(
+    exc: ValidationError, text: str, env_keys: dict[tuple[str, str], str]
+) -> list[Problem]:
+    problems = []
+    for error in exc.errors():
+        raw_loc = error["loc"]
+        union_at = next((i for i, part in enumerate(raw_loc) if _is_union_tag(part)), None)
+        loc = [str(part) for part in raw_loc[:union_at]]
+        where = ".".join(loc) or "file"
+        if union_at is not None:
+            message = 'must be a string, {env = "NAME"} or {file = "/path"}'
+        elif error["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif error["type"] in {"value_error", "assertion_error"}:
+            message = str(error["ctx"].get("error", error["msg"])) if "ctx" in error else error["msg"]
+        else:
+            got = error.get("input")
+            message = f"{error['msg'].lower()} (got {got!r})" if got is not None else error["msg"]
+        env_name = env_keys.get((loc[0], loc[1])) if len(loc) >= 2 else None
+        if env_name:
+            problems.append(Problem(where=f"{where} (from {env_name})", message=message))
+        else:
+            problems.append(Problem(where=where, message=message, line=_locate(text, loc)))
+    # One bad value of a union (e.g. a secret setting) yields one error per member; keep one.
+    unique: dict[str, Problem] = {}
+    for problem in problems:
+        unique.setdefault(problem.where, problem)
+    return list(unique.values())
+
+
+def _is_union_tag(part: Any) -> bool:
+    return isinstance(part, str) and part in {"str", "EnvRef", "FileRef", "int", "float", "bool"}
+
+
+def _locate(text: str, loc: list[str]) -> int | None:
+    """Best-effort line of `[section]` / `key =` in the file, for error messages."""
+    if not text or not loc:
+        return None
+    section = None
+    section_line = None
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        header = re.fullmatch(r"\[\s*([A-Za-z0-9_.-]+)\s*\]\s*(#.*)?", stripped)
+        if header:
+            section = header.group(1)
+            if section == loc[0]:
+                section_line = number
+            continue
+        if len(loc) >= 2 and section == loc[0] and re.match(rf"{re.escape(loc[1])}\s*=", stripped):
+            return number
+    return section_line

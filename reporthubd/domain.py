@@ -1,0 +1,251 @@
+"""Domain records: what the store's rows mean once validated.
+
+Records are frozen, keyword-only dataclasses; strings from the database are converted once, at
+the edge (store/rows.py), into zones, enums and mappings. The vocabularies below are part of the
+store contract (ARCHITECTURE.md): other services write these strings.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+
+class DatasourceType(enum.StrEnum):
+    MYSQL = "mysql"
+    POSTGRESQL = "postgresql"
+    ORACLE = "oracle"
+    SQLSERVER = "sqlserver"
+    MONGODB = "mongodb"
+    BIGQUERY = "bigquery"
+    SNOWFLAKE = "snowflake"
+    SQLITE = "sqlite"
+
+
+class OutputFormat(enum.StrEnum):
+    CSV = "csv"
+    EXCEL = "excel"
+    JSON = "json"
+    PDF = "pdf"
+
+
+class DeliveryMethod(enum.StrEnum):
+    EMAIL = "email"
+    SFTP = "sftp"
+    S3 = "s3"
+    WEBHOOK = "webhook"
+    FILE_SHARE = "file_share"
+
+
+class MisfirePolicy(enum.StrEnum):
+    RUN_ONCE = "run_once"
+    SKIP = "skip"
+    RUN_ALL = "run_all"
+
+
+class EmptyResultPolicy(enum.StrEnum):
+    DELIVER = "deliver"
+    SKIP = "skip"
+
+
+class RecipientType(enum.StrEnum):
+    TO = "to"
+    CC = "cc"
+    BCC = "bcc"
+
+
+class TriggerType(enum.StrEnum):
+    SCHEDULE = "schedule"
+    MANUAL = "manual"
+    RETRY = "retry"
+    RECOVERY = "recovery"
+
+
+class ExecutionStatus(enum.StrEnum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    PARTIAL = "PARTIAL"
+    FAILED = "FAILED"
+    TIMEOUT = "TIMEOUT"
+    CANCELLED = "CANCELLED"
+    SKIPPED = "SKIPPED"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self not in {ExecutionStatus.PENDING, ExecutionStatus.RUNNING}
+
+
+class DeliveryStatus(enum.StrEnum):
+    SUCCESS = "SUCCESS"
+    FAILED = "FAILED"
+    RETRYING = "RETRYING"
+    SKIPPED = "SKIPPED"
+
+
+# Keys accepted inside the JSON columns (ARCHITECTURE.md, "The store contract"). More may be
+# accepted by a plugin; `reporthubd check` reports keys outside these sets.
+CONNECTION_KEYS: Mapping[DatasourceType, frozenset[str]] = {
+    DatasourceType.MYSQL: frozenset(
+        {"host", "port", "database", "username", "password", "ssl", "options"}
+    ),
+    DatasourceType.POSTGRESQL: frozenset(
+        {"host", "port", "database", "username", "password", "ssl", "options"}
+    ),
+    DatasourceType.SQLITE: frozenset({"path"}),
+    DatasourceType.ORACLE: frozenset(
+        {"host", "port", "service_name", "dsn", "username", "password", "wallet", "options"}
+    ),
+    DatasourceType.SQLSERVER: frozenset(
+        {
+            "host", "port", "database", "username", "password", "driver", "encrypt",
+            "trust_server_certificate", "options",
+        }
+    ),
+    DatasourceType.MONGODB: frozenset(
+        {"uri", "host", "port", "username", "password", "database", "options"}
+    ),
+    DatasourceType.BIGQUERY: frozenset(
+        {"project", "location", "credentials_file", "credentials_json", "maximum_bytes_billed"}
+    ),
+    DatasourceType.SNOWFLAKE: frozenset(
+        {
+            "account", "username", "password", "private_key_file", "warehouse", "database",
+            "schema", "role", "options",
+        }
+    ),
+}
+
+DELIVERY_KEYS: Mapping[DeliveryMethod, frozenset[str]] = {
+    DeliveryMethod.EMAIL: frozenset(
+        {"subject", "body", "max_attachment_mb", "smtp", "preview_rows", "oversize", "reply_to",
+         "from_address"}
+    ),
+    DeliveryMethod.SFTP: frozenset(
+        {
+            "host", "port", "username", "password", "private_key_file", "private_key",
+            "passphrase", "known_hosts", "host_key", "remote_dir", "file_name",
+            "timeout_seconds", "insecure_skip_host_key_check",
+        }
+    ),
+    DeliveryMethod.S3: frozenset(
+        {
+            "bucket", "key", "region", "endpoint_url", "access_key_id", "secret_access_key",
+            "sse", "kms_key_id", "storage_class", "presign_seconds", "content_type",
+            "multipart_threshold_mb",
+        }
+    ),
+    DeliveryMethod.WEBHOOK: frozenset(
+        {"url", "method", "headers", "mode", "secret", "timeout_seconds", "verify_tls"}
+    ),
+    DeliveryMethod.FILE_SHARE: frozenset({"path", "sub_path", "overwrite", "file_mode"}),
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Datasource:
+    id: int
+    name: str
+    type: DatasourceType
+    connection_config: Mapping[str, Any]
+    max_concurrent_queries: int | None = None
+    is_active: bool = True
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReportConfig:
+    id: int
+    name: str
+    description: str | None
+    datasource_id: int
+    query_text: str
+    parameters: Mapping[str, Any]
+    output_format: OutputFormat
+    format_options: Mapping[str, Any]
+    file_name_template: str | None
+    timeout_seconds: float | None
+    max_rows: int | None
+    empty_result_policy: EmptyResultPolicy
+    is_active: bool = True
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Schedule:
+    id: int
+    config_id: int
+    cron_expression: str
+    timezone: ZoneInfo
+    timezone_name: str | None
+    """As stored; None means the configured default (already applied in `timezone`)."""
+    parameters: Mapping[str, Any]
+    misfire_policy: MisfirePolicy
+    misfire_grace_seconds: int | None
+    start_at: datetime | None
+    end_at: datetime | None
+    is_active: bool = True
+    last_run_at: datetime | None = None
+    next_run_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Recipient:
+    id: int
+    delivery_id: int
+    recipient_type: RecipientType
+    email: str
+    name: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Delivery:
+    id: int
+    config_id: int
+    name: str | None
+    method: DeliveryMethod
+    delivery_config: Mapping[str, Any]
+    max_retry: int
+    retry_interval_minutes: float
+    recipients: tuple[Recipient, ...] = ()
+    is_active: bool = True
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Execution:
+    id: str
+    config_id: int
+    schedule_id: int | None
+    trigger_type: TriggerType
+    scheduled_for: datetime | None
+    status: ExecutionStatus
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    node_id: str | None = None
+    heartbeat_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    row_count: int | None = None
+    file_name: str | None = None
+    file_path: str | None = None
+    file_size: int | None = None
+    file_sha256: str | None = None
+    error_message: str | None = None
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RowError:
+    """A row that could not be turned into a record; names the row, never crashes the reader."""
+
+    table: str
+    row_id: object
+    problems: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return f"{self.table} id={self.row_id}: " + "; ".join(self.problems)

@@ -1,0 +1,188 @@
+"""The store contract (ARCHITECTURE.md) as SQLAlchemy Core tables: defined once, used by every
+query in the store package and compared against the migrations by the test suite.
+
+Change only by adding nullable or defaulted columns, through a new migration.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from reporthubd.store.types import (
+    JSONDocument,
+    UTCDateTime,
+    created_at,
+    id_column,
+    is_active,
+    updated_at,
+    utcnow,
+)
+
+metadata = sa.MetaData()
+
+BIGINT = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def ref(name: str, target: str | None, *, nullable: bool = False) -> sa.Column[int]:
+    if target is None:
+        return sa.Column(name, BIGINT, nullable=nullable)
+    return sa.Column(name, BIGINT, sa.ForeignKey(target), nullable=nullable)
+
+
+datasources = sa.Table(
+    "report_datasources",
+    metadata,
+    id_column(),
+    sa.Column("name", sa.String(255), nullable=False, unique=True),
+    sa.Column("type", sa.String(32), nullable=False),
+    sa.Column("connection_config", JSONDocument(), nullable=False),
+    sa.Column("max_concurrent_queries", sa.Integer(), nullable=True),
+    is_active(),
+    created_at(),
+    updated_at(),
+)
+
+configs = sa.Table(
+    "report_configs",
+    metadata,
+    id_column(),
+    sa.Column("name", sa.String(255), nullable=False, unique=True),
+    sa.Column("description", sa.Text(), nullable=True),
+    ref("datasource_id", "report_datasources.id"),
+    sa.Column("query_text", sa.Text().with_variant(sa.dialects.mysql.LONGTEXT(), "mysql", "mariadb"), nullable=False),
+    sa.Column("parameters", JSONDocument(), nullable=True),
+    sa.Column("output_format", sa.String(16), nullable=False),
+    sa.Column("format_options", JSONDocument(), nullable=True),
+    sa.Column("file_name_template", sa.String(512), nullable=True),
+    sa.Column("timeout_seconds", sa.Integer(), nullable=True),
+    sa.Column("max_rows", sa.BigInteger(), nullable=True),
+    sa.Column(
+        "empty_result_policy", sa.String(16), nullable=False, server_default=sa.text("'deliver'")
+    ),
+    is_active(),
+    created_at(),
+    updated_at(),
+)
+
+schedules = sa.Table(
+    "report_schedules",
+    metadata,
+    id_column(),
+    ref("config_id", "report_configs.id"),
+    sa.Column("cron_expression", sa.String(255), nullable=False),
+    sa.Column("timezone", sa.String(64), nullable=True),
+    sa.Column("parameters", JSONDocument(), nullable=True),
+    sa.Column("misfire_policy", sa.String(16), nullable=False, server_default=sa.text("'run_once'")),
+    sa.Column("misfire_grace_seconds", sa.Integer(), nullable=True),
+    sa.Column("start_at", UTCDateTime(), nullable=True),
+    sa.Column("end_at", UTCDateTime(), nullable=True),
+    is_active(),
+    sa.Column("last_run_at", UTCDateTime(), nullable=True),
+    sa.Column("next_run_at", UTCDateTime(), nullable=True),
+    created_at(),
+    updated_at(),
+)
+
+deliveries = sa.Table(
+    "report_deliveries",
+    metadata,
+    id_column(),
+    ref("config_id", "report_configs.id"),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("method", sa.String(32), nullable=False),
+    sa.Column("delivery_config", JSONDocument(), nullable=False),
+    sa.Column("max_retry", sa.Integer(), nullable=False, server_default=sa.text("3")),
+    sa.Column("retry_interval_minutes", sa.Integer(), nullable=False, server_default=sa.text("5")),
+    is_active(),
+    created_at(),
+    updated_at(),
+)
+
+recipients = sa.Table(
+    "report_delivery_recipients",
+    metadata,
+    id_column(),
+    ref("delivery_id", "report_deliveries.id"),
+    sa.Column("recipient_type", sa.String(8), nullable=False, server_default=sa.text("'to'")),
+    sa.Column("email", sa.String(320), nullable=False),
+    sa.Column("name", sa.String(255), nullable=True),
+    is_active(),
+)
+
+executions = sa.Table(
+    "report_executions",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    ref("config_id", None),
+    ref("schedule_id", None, nullable=True),
+    sa.Column("trigger_type", sa.String(16), nullable=False),
+    sa.Column("scheduled_for", UTCDateTime(), nullable=True),
+    sa.Column("status", sa.String(16), nullable=False, server_default=sa.text("'PENDING'")),
+    sa.Column("parameters", JSONDocument(), nullable=True),
+    sa.Column("node_id", sa.String(128), nullable=True),
+    sa.Column("heartbeat_at", UTCDateTime(), nullable=True),
+    sa.Column("started_at", UTCDateTime(), nullable=True),
+    sa.Column("finished_at", UTCDateTime(), nullable=True),
+    sa.Column("row_count", sa.BigInteger(), nullable=True),
+    sa.Column("file_name", sa.String(512), nullable=True),
+    sa.Column("file_path", sa.String(1024), nullable=True),
+    sa.Column("file_size", sa.BigInteger(), nullable=True),
+    sa.Column("file_sha256", sa.String(64), nullable=True),
+    sa.Column("error_message", sa.Text(), nullable=True),
+    created_at(),
+    sa.UniqueConstraint("schedule_id", "scheduled_for", name="uq_report_executions_fire"),
+    sa.Index("ix_report_executions_status_heartbeat", "status", "heartbeat_at"),
+    sa.Index("ix_report_executions_config_created", "config_id", "created_at"),
+    sa.Index("ix_report_executions_created", "created_at"),
+)
+
+delivery_logs = sa.Table(
+    "report_delivery_logs",
+    metadata,
+    id_column(),
+    sa.Column(
+        "execution_id",
+        sa.String(36),
+        sa.ForeignKey("report_executions.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    ref("delivery_id", None),
+    sa.Column("attempt", sa.Integer(), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("target", sa.String(1024), nullable=True),
+    sa.Column("error_message", sa.Text(), nullable=True),
+    sa.Column("started_at", UTCDateTime(), nullable=True),
+    sa.Column("finished_at", UTCDateTime(), nullable=True),
+    sa.Column("next_retry_at", UTCDateTime(), nullable=True),
+    sa.UniqueConstraint(
+        "execution_id", "delivery_id", "attempt", name="uq_report_delivery_logs_attempt"
+    ),
+    sa.Index("ix_report_delivery_logs_status_retry", "status", "next_retry_at"),
+)
+
+nodes = sa.Table(
+    "report_nodes",
+    metadata,
+    sa.Column("node_id", sa.String(128), primary_key=True),
+    sa.Column("hostname", sa.String(255), nullable=True),
+    sa.Column("pid", sa.Integer(), nullable=True),
+    sa.Column("version", sa.String(32), nullable=True),
+    sa.Column("started_at", UTCDateTime(), nullable=True),
+    sa.Column("heartbeat_at", UTCDateTime(), nullable=True),
+)
+
+DEFINITION_TABLES = (datasources, configs, schedules, deliveries, recipients)
+
+__all__ = [
+    "DEFINITION_TABLES",
+    "configs",
+    "datasources",
+    "deliveries",
+    "delivery_logs",
+    "executions",
+    "metadata",
+    "nodes",
+    "recipients",
+    "schedules",
+    "utcnow",
+]
