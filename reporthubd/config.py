@@ -67,8 +67,7 @@ class StoreSettings(_Section):
         scheme = value.split(":", 1)[0].split("+", 1)[0].lower()
         if scheme not in {"mysql", "mariadb", "postgresql", "postgres", "sqlite"}:
             raise ValueError(
-                "must start with mysql://, postgresql:// or sqlite:/// "
-                f"(got scheme {scheme!r})"
+                f"must start with mysql://, postgresql:// or sqlite:/// (got scheme {scheme!r})"
             )
         if scheme == "sqlite" and not value.startswith("sqlite:///"):
             raise ValueError("a SQLite url is sqlite:///relative/path or sqlite:////absolute/path")
@@ -201,7 +200,9 @@ SECTIONS: dict[str, type[_Section]] = {
 
 def parse_listen(value: str) -> tuple[str, int]:
     """Split `host:port` (or `[v6]:port`), raising ValueError with a readable reason."""
-    match = re.fullmatch(r"\[(?P<v6>[^\]]+)\]:(?P<port>\d+)|(?P<host>[^:\[\]]+):(?P<port2>\d+)", value)
+    match = re.fullmatch(
+        r"\[(?P<v6>[^\]]+)\]:(?P<port>\d+)|(?P<host>[^:\[\]]+):(?P<port2>\d+)", value
+    )
     if not match:
         raise ValueError(f"must be host:port, e.g. 127.0.0.1:8000 (got {value!r})")
     host = match.group("v6") or match.group("host")
@@ -259,9 +260,7 @@ def resolve_config_path(explicit: str | None) -> Path | None:
     return None
 
 
-def load_settings(
-    path: Path | None, environ: Mapping[str, str] | None = None
-) -> Settings:
+def load_settings(path: Path | None, environ: Mapping[str, str] | None = None) -> Settings:
     """Read, merge and validate; raise ConfigError listing every problem found."""
     environ = os.environ if environ is None else environ
     problems: list[Problem] = []
@@ -272,7 +271,9 @@ def load_settings(
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
-            raise ConfigError(source, [Problem(where="file", message=exc.strerror or str(exc))]) from None
+            raise ConfigError(
+                source, [Problem(where="file", message=exc.strerror or str(exc))]
+            ) from None
         data, syntax_problems = _parse_tolerantly(text)
         problems += syntax_problems
     env_keys: dict[tuple[str, str], str] = {}
@@ -327,7 +328,9 @@ def _apply_environment(
         if section not in SECTIONS:
             continue
         if key not in SECTIONS[section].model_fields:
-            problems.append(Problem(where=f"environment {name}", message=f"unknown key {section}.{key}"))
+            problems.append(
+                Problem(where=f"environment {name}", message=f"unknown key {section}.{key}")
+            )
             continue
         try:
             value: Any = tomllib.loads(f"v = {raw}")["v"]
@@ -354,7 +357,9 @@ def _describe(
         elif error["type"] == "extra_forbidden":
             message = "unknown key"
         elif error["type"] in {"value_error", "assertion_error"}:
-            message = str(error["ctx"].get("error", error["msg"])) if "ctx" in error else error["msg"]
+            message = (
+                str(error["ctx"].get("error", error["msg"])) if "ctx" in error else error["msg"]
+            )
         else:
             got = error.get("input")
             message = f"{error['msg'].lower()} (got {got!r})" if got is not None else error["msg"]

@@ -102,8 +102,15 @@ CONNECTION_KEYS: Mapping[DatasourceType, frozenset[str]] = {
     ),
     DatasourceType.SQLSERVER: frozenset(
         {
-            "host", "port", "database", "username", "password", "driver", "encrypt",
-            "trust_server_certificate", "options",
+            "host",
+            "port",
+            "database",
+            "username",
+            "password",
+            "driver",
+            "encrypt",
+            "trust_server_certificate",
+            "options",
         }
     ),
     DatasourceType.MONGODB: frozenset(
@@ -114,28 +121,62 @@ CONNECTION_KEYS: Mapping[DatasourceType, frozenset[str]] = {
     ),
     DatasourceType.SNOWFLAKE: frozenset(
         {
-            "account", "username", "password", "private_key_file", "warehouse", "database",
-            "schema", "role", "options",
+            "account",
+            "username",
+            "password",
+            "private_key_file",
+            "warehouse",
+            "database",
+            "schema",
+            "role",
+            "options",
         }
     ),
 }
 
 DELIVERY_KEYS: Mapping[DeliveryMethod, frozenset[str]] = {
     DeliveryMethod.EMAIL: frozenset(
-        {"subject", "body", "max_attachment_mb", "smtp", "preview_rows", "oversize", "reply_to",
-         "from_address"}
+        {
+            "subject",
+            "body",
+            "max_attachment_mb",
+            "smtp",
+            "preview_rows",
+            "oversize",
+            "reply_to",
+            "from_address",
+        }
     ),
     DeliveryMethod.SFTP: frozenset(
         {
-            "host", "port", "username", "password", "private_key_file", "private_key",
-            "passphrase", "known_hosts", "host_key", "remote_dir", "file_name",
-            "timeout_seconds", "insecure_skip_host_key_check",
+            "host",
+            "port",
+            "username",
+            "password",
+            "private_key_file",
+            "private_key",
+            "passphrase",
+            "known_hosts",
+            "host_key",
+            "remote_dir",
+            "file_name",
+            "timeout_seconds",
+            "insecure_skip_host_key_check",
         }
     ),
     DeliveryMethod.S3: frozenset(
         {
-            "bucket", "key", "region", "endpoint_url", "access_key_id", "secret_access_key",
-            "sse", "kms_key_id", "storage_class", "presign_seconds", "content_type",
+            "bucket",
+            "key",
+            "region",
+            "endpoint_url",
+            "access_key_id",
+            "secret_access_key",
+            "sse",
+            "kms_key_id",
+            "storage_class",
+            "presign_seconds",
+            "content_type",
             "multipart_threshold_mb",
         }
     ),

@@ -108,7 +108,9 @@ def mask_document(document: Any) -> Any:
     return document
 
 
-_URL_PASSWORD_RE = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]+)@")
+_URL_PASSWORD_RE = re.compile(
+    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]+)@"
+)
 _KV_PASSWORD_RE = re.compile(
     r"(?P<key>\b(?:password|passwd|pwd|secret|token|api[_-]?key)\s*[=:]\s*)(?P<quote>['\"]?)"
     r"(?P<value>[^'\";&\s,}]+)",
@@ -134,7 +136,10 @@ def redact(value: Any) -> Any:
         return redact_text(value)
     if isinstance(value, Mapping):
         return {
-            key: MASK if is_secret_key(str(key)) and value[key] not in (None, "") and not is_reference(value[key])
+            key: MASK
+            if is_secret_key(str(key))
+            and value[key] not in (None, "")
+            and not is_reference(value[key])
             else redact(value[key])
             for key in value
         }

@@ -15,7 +15,11 @@ from reporthubd.config import StoreSettings
 
 log = logs.get(__name__)
 
-_DRIVERS = {"mysql": "mysql+aiomysql", "postgresql": "postgresql+asyncpg", "sqlite": "sqlite+aiosqlite"}
+_DRIVERS = {
+    "mysql": "mysql+aiomysql",
+    "postgresql": "postgresql+asyncpg",
+    "sqlite": "sqlite+aiosqlite",
+}
 
 
 def engine_url(settings: StoreSettings) -> URL:
@@ -40,7 +44,7 @@ class StoreUnavailable(Exception):
 
 
 class Store:
-    """Owns the engine. `start()` connects lazily (the pool opens on first use); `stop()` disposes."""
+    """Owns the engine: `start()` creates it (connections open on first use), `stop()` disposes."""
 
     def __init__(self, settings: StoreSettings) -> None:
         self.settings = settings
@@ -77,7 +81,7 @@ class Store:
         else:
             database = url.database or ""
             if database and database != ":memory:":
-                Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+                await asyncio.to_thread(_make_parent, database)
             kwargs["connect_args"] = {"timeout": timeout}
         engine = create_async_engine(url, **kwargs)
         if self.settings.backend == "sqlite":
@@ -89,10 +93,10 @@ class Store:
             await self._engine.dispose()
             self._engine = None
 
-    async def ping(self, timeout: float = 3.0) -> None:
-        """Raise StoreUnavailable unless a trivial query answers within `timeout` seconds."""
+    async def ping(self, limit_seconds: float = 3.0) -> None:
+        """Raise StoreUnavailable unless a trivial query answers within `limit_seconds`."""
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(limit_seconds):
                 async with self.engine.connect() as conn:
                     await conn.execute(sa.text("SELECT 1"))
         except (TimeoutError, OSError, sa.exc.SQLAlchemyError) as exc:
@@ -112,3 +116,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def _first_line(exc: BaseException) -> str:
     text = str(getattr(exc, "orig", None) or exc)
     return secrets.redact_text(text.splitlines()[0] if text else type(exc).__name__)
+
+
+def _make_parent(database: str) -> None:
+    Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)

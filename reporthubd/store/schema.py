@@ -49,7 +49,11 @@ configs = sa.Table(
     sa.Column("name", sa.String(255), nullable=False, unique=True),
     sa.Column("description", sa.Text(), nullable=True),
     ref("datasource_id", "report_datasources.id"),
-    sa.Column("query_text", sa.Text().with_variant(sa.dialects.mysql.LONGTEXT(), "mysql", "mariadb"), nullable=False),
+    sa.Column(
+        "query_text",
+        sa.Text().with_variant(sa.dialects.mysql.LONGTEXT(), "mysql", "mariadb"),
+        nullable=False,
+    ),
     sa.Column("parameters", JSONDocument(), nullable=True),
     sa.Column("output_format", sa.String(16), nullable=False),
     sa.Column("format_options", JSONDocument(), nullable=True),
@@ -72,7 +76,9 @@ schedules = sa.Table(
     sa.Column("cron_expression", sa.String(255), nullable=False),
     sa.Column("timezone", sa.String(64), nullable=True),
     sa.Column("parameters", JSONDocument(), nullable=True),
-    sa.Column("misfire_policy", sa.String(16), nullable=False, server_default=sa.text("'run_once'")),
+    sa.Column(
+        "misfire_policy", sa.String(16), nullable=False, server_default=sa.text("'run_once'")
+    ),
     sa.Column("misfire_grace_seconds", sa.Integer(), nullable=True),
     sa.Column("start_at", UTCDateTime(), nullable=True),
     sa.Column("end_at", UTCDateTime(), nullable=True),

@@ -77,7 +77,7 @@ class JSONDocument(sa.TypeDecorator[Any]):
         return value
 
 
-class utcnow(FunctionElement[datetime]):  # noqa: N801 - reads as SQL
+class utcnow(FunctionElement[datetime]):
     type = sa.DateTime()
     inherit_cache = True
 
@@ -101,7 +101,9 @@ def _sqlite_utcnow(element: utcnow, compiler: SQLCompiler, **kw: Any) -> str:
 def id_column(name: str = "id") -> sa.Column[int]:
     """An auto-increment integer key: BIGINT on servers, INTEGER (rowid alias) on SQLite."""
     return sa.Column(
-        name, sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True,
+        name,
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        primary_key=True,
         autoincrement=True,
     )
 

@@ -1,0 +1,65 @@
+"""Routes of the control plane. Handlers read state through the `Runtime` protocol only."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Protocol
+
+from aiohttp import web
+
+from reporthubd.control import envelope
+from reporthubd.store.database import Store, StoreUnavailable
+
+RUNTIME_KEY: web.AppKey[Runtime] = web.AppKey("runtime")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class Runtime(Protocol):
+    """What the control plane may see of the daemon."""
+
+    @property
+    def node_id(self) -> str: ...
+    @property
+    def started_at(self) -> datetime: ...
+    @property
+    def store(self) -> Store: ...
+    @property
+    def draining(self) -> bool: ...
+
+
+async def healthz(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME_KEY]
+    return envelope.success(
+        "alive", {"node_id": runtime.node_id, "started_at": runtime.started_at.isoformat()}
+    )
+
+
+async def readyz(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME_KEY]
+    if runtime.draining:
+        return envelope.error("not ready", "draining: the daemon is stopping", status=503)
+    try:
+        await runtime.store.ping()
+    except StoreUnavailable as exc:
+        return envelope.error("not ready", str(exc), status=503)
+    return envelope.success("ready", {"store": "up"})
+
+
+@web.middleware
+async def envelope_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn aiohttp's plain-text HTTP errors into the envelope; never leak a traceback."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return envelope.error(exc.reason, exc.text or exc.reason, status=exc.status)
+
+
+def build_app(runtime: Runtime, *, max_body_bytes: int) -> web.Application:
+    app = web.Application(client_max_size=max_body_bytes, middlewares=[envelope_errors])
+    app[RUNTIME_KEY] = runtime
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app

@@ -1,0 +1,351 @@
+"""The daemon's lifecycle: start order, signals, systemd notification, supervision, drain.
+
+Start order: config (already loaded) → logging (already configured) → store → schema check →
+node registration → background tasks → control plane → READY=1. Stop order is the reverse, through
+one AsyncExitStack. Signals are routed to `handle_<name>` methods from the event loop.
+
+Exit codes: 0 after a requested stop, 1 when start-up fails or a background task dies,
+2 for an invalid configuration (raised before the daemon exists, see cli.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from reporthubd import __version__, logs
+from reporthubd.config import ConfigError, Settings, load_settings
+from reporthubd.control.server import ControlServer
+from reporthubd.store import executions, migrate
+from reporthubd.store.database import Store, StoreUnavailable
+from reporthubd.store.definitions import load_definitions
+from reporthubd.systemd import Notifier
+
+log = logs.get(__name__)
+
+# Settings that only take effect after a restart; a reload that changes them says so.
+RESTART_ONLY = ("store", "control", "execution.workspace", "scheduler.node_id")
+
+ReloadHook = Callable[[Settings], Awaitable[str]]
+
+
+class StartupError(Exception):
+    """The daemon cannot start; the message says what to do."""
+
+
+class Supervisor:
+    """Owns the daemon's named background tasks. A task that dies, or returns when it should
+    run forever, is recorded as the failure and wakes the daemon, which then stops loudly."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[str, asyncio.Task[Any]] = {}
+        self._stopping = False
+        self.failed = asyncio.Event()
+        self.failure: str | None = None
+
+    def spawn(
+        self, name: str, coro: Coroutine[Any, Any, Any], *, forever: bool = True
+    ) -> asyncio.Task[Any]:
+        """Start a named task. `forever` tasks must never end; one-shot tasks may return, but
+        an exception from either kind stops the daemon."""
+        if name in self._tasks:
+            raise RuntimeError(f"a task named {name!r} is already running")
+        task = asyncio.create_task(coro, name=name)
+        self._tasks[name] = task
+        task.add_done_callback(lambda done: self._on_done(done, forever))
+        return task
+
+    def _on_done(self, task: asyncio.Task[Any], forever: bool) -> None:
+        self._tasks.pop(task.get_name(), None)
+        if self._stopping or task.cancelled():
+            return
+        exc = task.exception()
+        if exc is None and not forever:
+            return
+        self.failure = (
+            f"background task {task.get_name()} died: {type(exc).__name__}: {exc}"
+            if exc is not None
+            else f"background task {task.get_name()} exited unexpectedly"
+        )
+        log.error("background task failed", task=task.get_name(), exc_info=exc)
+        self.failed.set()
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self._tasks)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel("daemon stopping")
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@dataclass
+class ReloadResult:
+    at: datetime
+    ok: bool
+    message: str
+
+
+class Daemon:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        config_path: Path | None = None,
+        notifier: Notifier | None = None,
+    ) -> None:
+        self.settings = settings
+        self.config_path = config_path
+        self.notifier = notifier or Notifier()
+        self.node_id = settings.scheduler.effective_node_id
+        self.started_at = datetime.now(UTC)
+        self.draining = False
+        self.last_reload: ReloadResult | None = None
+        self.store_up = False
+        self._reload_hooks: list[ReloadHook] = []
+        self._stop_requested: asyncio.Event | None = None
+        self._signals_seen = 0
+        self._reload_lock: asyncio.Lock | None = None
+        self._tasks: Supervisor | None = None
+        self._store: Store | None = None
+        self.control: ControlServer | None = None
+
+    # -- what the control plane sees (control.app.Runtime) -------------------------------------
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            raise RuntimeError("daemon not started")
+        return self._store
+
+    @property
+    def tasks(self) -> Supervisor:
+        if self._tasks is None:
+            raise RuntimeError("daemon not started")
+        return self._tasks
+
+    def add_reload_hook(self, hook: ReloadHook) -> None:
+        """Components register how they take new settings and definitions on reload."""
+        self._reload_hooks.append(hook)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        self._stop_requested = asyncio.Event()
+        self._reload_lock = asyncio.Lock()
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.add_signal_handler(signum, self._dispatch_signal, signum)
+        log.info(
+            "reporthubd starting",
+            version=__version__,
+            node_id=self.node_id,
+            pid=os.getpid(),
+            listen=self.settings.control.listen,
+        )
+        try:
+            async with AsyncExitStack() as stack:
+                stack.callback(self._remove_signal_handlers, loop)
+                stack.callback(self.notifier.close)
+                await self._start(stack)
+                self.notifier.ready(self._status_line())
+                log.info(
+                    "reporthubd ready",
+                    node_id=self.node_id,
+                    port=self.control and self.control.port,
+                )
+                failure = await self._wait_for_stop()
+                self.draining = True
+                self.notifier.stopping()
+                log.info("reporthubd stopping", reason=failure or "signal")
+                await self._drain()
+            if failure:
+                log.error("reporthubd stopped after a failure", reason=failure)
+                return 1
+            log.info("reporthubd stopped")
+            return 0
+        except StartupError as exc:
+            log.error("reporthubd cannot start", reason=str(exc))
+            return 1
+
+    async def _start(self, stack: AsyncExitStack) -> None:
+        store = Store(self.settings.store)
+        await store.start()
+        stack.push_async_callback(store.stop)
+        self._store = store
+        await self._ensure_schema(store)
+        await executions.register_node(store, self.node_id)
+        self.store_up = True
+
+        tasks = Supervisor()
+        self._tasks = tasks
+        stack.push_async_callback(tasks.stop)
+        tasks.spawn("node-heartbeat", self._heartbeat_loop())
+        if self.notifier.watchdog_seconds:
+            tasks.spawn("systemd-watchdog", self._watchdog_loop(self.notifier.watchdog_seconds))
+
+        self.control = ControlServer(self.settings.control, self)
+        await self.control.start()
+        stack.push_async_callback(self.control.stop)
+
+    async def _ensure_schema(self, store: Store) -> None:
+        try:
+            await store.ping(limit_seconds=self.settings.store.connect_timeout_seconds)
+            state = await migrate.schema_state(store)
+        except StoreUnavailable as exc:
+            raise StartupError(str(exc)) from None
+        problem = state.problem()
+        if problem is None:
+            return
+        if state.known and self.settings.store.upgrades_automatically:
+            before, after = await migrate.upgrade(store)
+            log.info("store schema upgraded", before=before, after=after)
+            return
+        raise StartupError(problem)
+
+    async def _wait_for_stop(self) -> str | None:
+        assert self._stop_requested is not None
+        stop = asyncio.create_task(self._stop_requested.wait(), name="wait-stop")
+        failed = asyncio.create_task(self.tasks.failed.wait(), name="wait-failure")
+        try:
+            await asyncio.wait({stop, failed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            failed.cancel()
+        return self.tasks.failure
+
+    async def _drain(self) -> None:
+        """Stop intake, let work finish within the grace period, cancel the rest.
+        Components that run work (scheduler, engine) plug in here; the foundation has none."""
+        grace = self.settings.execution.drain_grace_seconds
+        log.info("draining", grace_seconds=grace, tasks=self.tasks.names)
+
+    # -- signals --------------------------------------------------------------------------------
+
+    def _dispatch_signal(self, signum: int) -> None:
+        handler = getattr(self, f"handle_{signal.Signals(signum).name.lower()}")
+        handler()
+
+    def handle_sigterm(self) -> None:
+        self._request_stop("SIGTERM")
+
+    def handle_sigint(self) -> None:
+        self._request_stop("SIGINT")
+
+    def handle_sighup(self) -> None:
+        if self._tasks is None or self.draining:
+            return
+        name = f"reload-{time.monotonic_ns()}"
+        self.tasks.spawn(name, self.reload(source="SIGHUP"), forever=False)
+
+    def _request_stop(self, name: str) -> None:
+        self._signals_seen += 1
+        if self._signals_seen > 1:
+            log.warning("second stop signal: exiting now", signal=name)
+            os._exit(1)
+        log.info("stop requested", signal=name)
+        assert self._stop_requested is not None
+        self._stop_requested.set()
+
+    def _remove_signal_handlers(self, loop: asyncio.AbstractEventLoop) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(signum)
+
+    # -- reload ---------------------------------------------------------------------------------
+
+    async def reload(self, *, source: str) -> ReloadResult:
+        """Build and validate the new state fully, then swap it in; on any failure keep the old
+        state and say why. Never raises (a failed reload must not stop the daemon)."""
+        assert self._reload_lock is not None
+        async with self._reload_lock:
+            self.notifier.reloading()
+            try:
+                result = await self._reload(source)
+            except Exception as exc:  # a reload failure is reported, not fatal
+                result = ReloadResult(
+                    at=datetime.now(UTC), ok=False, message=f"{type(exc).__name__}: {exc}"
+                )
+            self.last_reload = result
+            if result.ok:
+                log.info("reload done", source=source, result=result.message)
+            else:
+                log.error(
+                    "reload failed, keeping the previous state",
+                    source=source,
+                    reason=result.message,
+                )
+            self.notifier.ready(self._status_line())
+            return result
+
+    async def _reload(self, source: str) -> ReloadResult:
+        now = datetime.now(UTC)
+        if self.config_path is not None:
+            try:
+                new = await asyncio.to_thread(load_settings, self.config_path)
+            except ConfigError as exc:
+                return ReloadResult(at=now, ok=False, message=str(exc))
+        else:
+            new = self.settings
+        definitions = await load_definitions(self.store, default_timezone=new.scheduler.timezone)
+        messages = [await hook(new) for hook in self._reload_hooks]
+        needs_restart = [k for k in RESTART_ONLY if _get(new, k) != _get(self.settings, k)]
+        if needs_restart:
+            log.warning("changed settings take effect after a restart", keys=needs_restart)
+        if new.logging.level != self.settings.logging.level:
+            logs.set_level(new.logging.level)
+        self.settings = new
+        summary = (
+            f"{len(definitions.schedules)} schedules, {len(definitions.configs)} configs, "
+            f"{len(definitions.errors)} invalid rows"
+        )
+        return ReloadResult(at=now, ok=True, message="; ".join([summary, *messages]))
+
+    # -- background loops -----------------------------------------------------------------------
+
+    async def _heartbeat_loop(self) -> None:
+        interval = self.settings.scheduler.heartbeat_interval_seconds
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await executions.heartbeat_node(self.store, self.node_id)
+            except Exception as exc:  # store outages are survived, and visible in /readyz
+                if self.store_up:
+                    log.warning("store unreachable for heartbeat", error=str(exc).splitlines()[0])
+                self.store_up = False
+            else:
+                if not self.store_up:
+                    log.info("store reachable again")
+                self.store_up = True
+            self.notifier.status(self._status_line())
+
+    async def _watchdog_loop(self, period: float) -> None:
+        """Ping at half the watchdog period; a blocked loop misses pings, so systemd notices."""
+        interval = period / 2
+        while True:
+            self.notifier.watchdog()
+            await asyncio.sleep(interval)
+
+    def _status_line(self) -> str:
+        store = "store up" if self.store_up else "store DOWN"
+        reload = ""
+        if self.last_reload is not None:
+            reload = "; last reload ok" if self.last_reload.ok else "; last reload FAILED"
+        return f"node {self.node_id}; {store}{reload}"
+
+
+def _get(settings: Settings, dotted: str) -> Any:
+    value: Any = settings
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    return value

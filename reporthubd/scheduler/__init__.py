@@ -1,0 +1,1 @@
+"""Scheduling: cron maths in the schedule's zone, the fire loop, claiming and misfire policy."""

@@ -1,0 +1,158 @@
+"""Reading report definitions (datasources, configs, schedules, deliveries, recipients).
+
+`load_definitions` returns every valid record and a RowError for every row that is malformed or
+refers to something missing, inactive or itself invalid. A bad row never hides a good one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+
+from reporthubd import domain
+from reporthubd.store import rows, schema
+from reporthubd.store.database import Store
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Definitions:
+    datasources: dict[int, domain.Datasource] = field(default_factory=dict)
+    configs: dict[int, domain.ReportConfig] = field(default_factory=dict)
+    schedules: dict[int, domain.Schedule] = field(default_factory=dict)
+    deliveries: dict[int, domain.Delivery] = field(default_factory=dict)
+    errors: tuple[domain.RowError, ...] = ()
+    warnings: tuple[domain.RowError, ...] = ()
+
+    def deliveries_for(self, config_id: int) -> list[domain.Delivery]:
+        return [d for d in self.deliveries.values() if d.config_id == config_id]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Fingerprint:
+    """A cheap summary of the definition tables: a change in any of them changes this."""
+
+    parts: tuple[tuple[str, int, datetime | None], ...]
+
+
+async def _select_all(store: Store, table: sa.Table, active_only: bool) -> list[dict[str, Any]]:
+    query = sa.select(table).order_by(table.c.id)
+    if active_only:
+        query = query.where(table.c.is_active == sa.true())
+    async with store.engine.connect() as conn:
+        result = await conn.execute(query)
+        return [dict(row) for row in result.mappings()]
+
+
+def _valid(records: list[T | domain.RowError], errors: list[domain.RowError]) -> list[T]:
+    """Keep the records, move the row errors to `errors`."""
+    valid: list[T] = []
+    for record in records:
+        if isinstance(record, domain.RowError):
+            errors.append(record)
+        else:
+            valid.append(record)
+    return valid
+
+
+def _refused(table: str, row_id: object, message: str) -> domain.RowError:
+    return domain.RowError(table=table, row_id=row_id, problems=(message,))
+
+
+def _warned(table: str, row_id: object, problems: list[str]) -> list[domain.RowError]:
+    return (
+        [domain.RowError(table=table, row_id=row_id, problems=tuple(problems))] if problems else []
+    )
+
+
+async def load_definitions(
+    store: Store, *, default_timezone: str, active_only: bool = True
+) -> Definitions:
+    errors: list[domain.RowError] = []
+    warnings: list[domain.RowError] = []
+
+    async def read(table: sa.Table) -> list[dict[str, Any]]:
+        return await _select_all(store, table, active_only)
+
+    datasources = {
+        ds.id: ds
+        for ds in _valid([rows.datasource(r) for r in await read(schema.datasources)], errors)
+    }
+    for ds in datasources.values():
+        warnings += _warned("report_datasources", ds.id, rows.unknown_key_warnings(ds))
+    invalid_datasources = {e.row_id for e in errors if e.table == "report_datasources"}
+
+    configs: dict[int, domain.ReportConfig] = {}
+    for config in _valid([rows.report_config(r) for r in await read(schema.configs)], errors):
+        if config.datasource_id in datasources:
+            configs[config.id] = config
+        else:
+            why = (
+                "is invalid"
+                if config.datasource_id in invalid_datasources
+                else "is missing or inactive"
+            )
+            errors.append(
+                _refused(
+                    "report_configs",
+                    config.id,
+                    f"datasource_id: datasource {config.datasource_id} {why}",
+                )
+            )
+
+    def config_missing(table: str, row_id: int, config_id: int) -> domain.RowError:
+        return _refused(
+            table, row_id, f"config_id: report config {config_id} is missing, inactive or invalid"
+        )
+
+    schedules: dict[int, domain.Schedule] = {}
+    schedule_rows = [
+        rows.schedule(r, default_timezone=default_timezone) for r in await read(schema.schedules)
+    ]
+    for sched in _valid(schedule_rows, errors):
+        if sched.config_id in configs:
+            schedules[sched.id] = sched
+        else:
+            errors.append(config_missing("report_schedules", sched.id, sched.config_id))
+
+    recipients: dict[int, list[domain.Recipient]] = {}
+    for person in _valid([rows.recipient(r) for r in await read(schema.recipients)], errors):
+        recipients.setdefault(person.delivery_id, []).append(person)
+
+    deliveries: dict[int, domain.Delivery] = {}
+    for delivery in _valid([rows.delivery(r) for r in await read(schema.deliveries)], errors):
+        if delivery.config_id not in configs:
+            errors.append(config_missing("report_deliveries", delivery.id, delivery.config_id))
+            continue
+        warnings += _warned("report_deliveries", delivery.id, rows.unknown_key_warnings(delivery))
+        deliveries[delivery.id] = replace(
+            delivery, recipients=tuple(recipients.get(delivery.id, ()))
+        )
+
+    return Definitions(
+        datasources=datasources,
+        configs=configs,
+        schedules=schedules,
+        deliveries=deliveries,
+        errors=tuple(errors),
+        warnings=tuple(warnings),
+    )
+
+
+async def fingerprint(store: Store) -> Fingerprint:
+    """Row counts and newest updated_at of each definition table, in one round trip each."""
+    parts = []
+    async with store.engine.connect() as conn:
+        for table in schema.DEFINITION_TABLES:
+            newest = sa.func.max(table.c.updated_at) if "updated_at" in table.c else sa.null()
+            count, latest = (
+                await conn.execute(sa.select(sa.func.count(), newest).select_from(table))
+            ).one()
+            if isinstance(latest, str):
+                latest = datetime.fromisoformat(latest)
+            parts.append((table.name, int(count), latest))
+    return Fingerprint(parts=tuple(parts))
