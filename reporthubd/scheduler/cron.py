@@ -8,8 +8,10 @@ Five fields (minute hour day month weekday), or six with a leading seconds field
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 MACROS = {
     "@yearly": "0 0 1 1 *",
@@ -67,3 +69,19 @@ def parse_cron(expression: str) -> CronSpec:
     if not valid:
         raise CronError(f"invalid cron expression {expression!r}")
     return spec
+
+
+def previous_fire(spec: CronSpec, zone: ZoneInfo, before: datetime) -> datetime | None:
+    """The latest fire strictly before `before` (aware), as an aware UTC datetime, or None.
+
+    Used for `window_start` parameters. The scheduler issue refines DST handling; this signature
+    is the contract the engine relies on.
+    """
+    if before.tzinfo is None:
+        raise ValueError("before must be aware")
+    local = before.astimezone(zone)
+    try:
+        previous = croniter(spec.croniter_expression, local).get_prev(datetime)
+    except (CroniterBadDateError, StopIteration):
+        return None
+    return previous.astimezone(UTC)

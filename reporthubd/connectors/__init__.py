@@ -1,0 +1,1 @@
+"""Data sources: one module per `report_datasources.type`, behind `base.Connector`."""

@@ -1,0 +1,161 @@
+"""The connector interface: how rows get from a data source to the engine, in batches.
+
+Every connector (async driver or thread-bound SDK alike) implements `Connector`. The engine uses it
+in this order, and an implementation may rely on it:
+
+1. `Connector(datasource)` — no I/O in the constructor.
+2. `await open()` — connect, within the datasource's connect timeout. Raise `ConnectorError`
+   whose message names the host and database but never a secret.
+3. `await test()` (for POST /api/test-datasource) and/or `stream(request)` any number of times.
+   `stream` is an async context manager: on entry the query has started and `columns` is known;
+   `batches()` yields lists of at most `request.batch_size` rows until the result is exhausted.
+   The session is read-only where the source offers it; parameters are bound by the driver.
+4. `await close()` — always called, also after errors and cancellation.
+
+Cancellation is the one mechanism for timeouts and user cancels: the engine cancels the task that
+is inside `stream()`. The connector must then stop the query on the server (asyncpg's cancel
+request, MySQL `KILL QUERY` from a second connection, a job cancel for BigQuery/Snowflake) before
+the cancellation propagates, bounded to a few seconds, and re-raise `CancelledError`.
+
+Rows are tuples of plain Python values, in column order: int, float, Decimal, bool, str, bytes,
+date, datetime (aware when the source type carries a zone, naive otherwise), time, dict/list for
+JSON, None for NULL.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+import importlib
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Any
+
+from reporthubd.domain import Datasource
+
+Row = tuple[Any, ...]
+
+
+class ColumnKind(enum.StrEnum):
+    """The normalised type of a column, which writers use to render values faithfully."""
+
+    INTEGER = "integer"
+    DECIMAL = "decimal"
+    FLOAT = "float"
+    BOOLEAN = "boolean"
+    DATE = "date"
+    DATETIME = "datetime"
+    """A timestamp without a zone (naive values)."""
+    DATETIME_TZ = "datetime_tz"
+    """A timestamp with a zone (aware values)."""
+    TIME = "time"
+    TEXT = "text"
+    BINARY = "binary"
+    JSON = "json"
+    OTHER = "other"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Column:
+    name: str
+    kind: ColumnKind
+    source_type: str
+    """The type name as the source reports it (e.g. `numeric(38,10)`, `DATETIME`)."""
+    precision: int | None = None
+    scale: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class QueryRequest:
+    sql: str
+    """The report's query text with `:name` placeholders (see connectors.params)."""
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    batch_size: int = 5000
+    timeout_seconds: float | None = None
+    """Also enforced by the engine through cancellation; connectors may pass it to the server."""
+    execution_id: str | None = None
+    """For tagging the query on the server (e.g. Snowflake QUERY_TAG, application_name)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class TestResult:
+    __test__ = False  # not a pytest class
+
+    ok: bool
+    server_version: str | None
+    round_trip_ms: float
+    message: str = ""
+
+
+class ConnectorError(Exception):
+    """A data-source failure with a readable, secret-free message (host and database named)."""
+
+
+class QueryResult(abc.ABC):
+    """What `Connector.stream` yields: the columns, then the rows in batches."""
+
+    columns: Sequence[Column]
+
+    @abc.abstractmethod
+    def batches(self) -> AsyncIterator[list[Row]]:
+        """Yield lists of at most `batch_size` rows; never the whole result at once."""
+
+
+class Connector(abc.ABC):
+    def __init__(self, datasource: Datasource) -> None:
+        self.datasource = datasource
+
+    @abc.abstractmethod
+    async def open(self) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def test(self) -> TestResult: ...
+
+    @abc.abstractmethod
+    def stream(self, request: QueryRequest) -> AbstractAsyncContextManager[QueryResult]: ...
+
+    async def __aenter__(self) -> Connector:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+# The registry: `report_datasources.type` → "module:Class", imported only when used, so a driver
+# that is not installed (an extra) costs nothing until a datasource of its type runs.
+REGISTRY: dict[str, str] = {
+    "postgresql": "reporthubd.connectors.postgresql:PostgresConnector",
+    "mysql": "reporthubd.connectors.mysql:MySQLConnector",
+    "sqlite": "reporthubd.connectors.sqlite:SQLiteConnector",
+    "oracle": "reporthubd.connectors.oracle:OracleConnector",
+    "sqlserver": "reporthubd.connectors.sqlserver:SQLServerConnector",
+    "mongodb": "reporthubd.connectors.mongodb:MongoConnector",
+    "bigquery": "reporthubd.connectors.bigquery:BigQueryConnector",
+    "snowflake": "reporthubd.connectors.snowflake:SnowflakeConnector",
+}
+
+
+def connector_class(kind: str) -> type[Connector]:
+    try:
+        target = REGISTRY[kind]
+    except KeyError:
+        raise ConnectorError(f"no connector for datasource type {kind!r} in this version") from None
+    module_name, _, class_name = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConnectorError(
+            f"the {kind} connector needs a driver that is not installed ({exc.name}); "
+            f"install reporthubd[{kind}]"
+        ) from None
+    cls: type[Connector] = getattr(module, class_name)
+    return cls
+
+
+def create(datasource: Datasource) -> Connector:
+    return connector_class(datasource.type.value)(datasource)

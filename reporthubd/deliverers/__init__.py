@@ -1,0 +1,1 @@
+"""Deliveries: one module per `report_deliveries.method`, behind `base.Deliverer`."""

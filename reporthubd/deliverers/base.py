@@ -1,0 +1,126 @@
+"""The deliverer interface and the seam between the engine and the delivery ledger.
+
+The engine, once an execution's file exists, hands a `DeliveryJob` to a `DeliveryRunner` and gets
+a `DeliveryReport` back. The runner owns the ledger (report_delivery_logs), runs every delivery
+of the execution concurrently, records each attempt, and schedules retries in the store.
+
+A `Deliverer` performs one attempt of one delivery:
+1. `Deliverer(delivery, settings)` — no I/O.
+2. `await deliver(attempt)` — send the file once; return an `AttemptResult` saying whether it
+   arrived, and if not whether trying again can help (`retryable`, optional `retry_after`).
+   Raise nothing for delivery failures: they are results.
+3. `await test()` — check the target is reachable and the credentials work, sending nothing a
+   recipient would see where the method allows (used by POST /api/test-delivery).
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+from reporthubd import domain
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProducedFile:
+    path: Path
+    name: str
+    size: int
+    sha256: str
+    media_type: str
+    row_count: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeliveryJob:
+    execution_id: str
+    config: domain.ReportConfig
+    deliveries: Sequence[domain.Delivery]
+    file: ProducedFile | None
+    variables: Mapping[str, Any] = field(default_factory=dict)
+    """Template variables of the run (report name, ids, scheduled_for, parameters, rows...)."""
+    skip_reason: str | None = None
+    """Set when nothing is to be sent (e.g. empty result with policy `skip`): log SKIPPED."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeliveryReport:
+    delivered: int = 0
+    failed: int = 0
+    """Deliveries that finally failed (no retry left, or a permanent failure)."""
+    pending: int = 0
+    """Deliveries waiting for a retry recorded in the store."""
+    skipped: int = 0
+
+
+class DeliveryRunner(Protocol):
+    async def run(self, job: DeliveryJob) -> DeliveryReport: ...
+
+
+class NoDeliveries:
+    """The runner used until the delivery ledger is wired in: records nothing, sends nothing."""
+
+    async def run(self, job: DeliveryJob) -> DeliveryReport:
+        return DeliveryReport(skipped=len(job.deliveries))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Attempt:
+    job: DeliveryJob
+    delivery: domain.Delivery
+    number: int
+    recipients: Sequence[domain.Recipient] = ()
+    """For email: only these recipients (a retry goes to those that failed)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttemptResult:
+    ok: bool
+    target: str
+    """Where it went, secret-free (URL without credentials, s3://bucket/key, host:/path)."""
+    error: str | None = None
+    retryable: bool = False
+    retry_after: timedelta | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+class DeliveryError(Exception):
+    """A delivery configuration that cannot work (bad template, path escaping its base...)."""
+
+
+class Deliverer(abc.ABC):
+    def __init__(self, delivery: domain.Delivery, settings: Any) -> None:
+        self.delivery = delivery
+        self.settings = settings
+
+    @abc.abstractmethod
+    async def deliver(self, attempt: Attempt) -> AttemptResult: ...
+
+    @abc.abstractmethod
+    async def test(self) -> AttemptResult: ...
+
+
+# `report_deliveries.method` → "module:Class", imported only when used.
+REGISTRY: dict[str, str] = {
+    "email": "reporthubd.deliverers.email:EmailDeliverer",
+    "sftp": "reporthubd.deliverers.sftp:SFTPDeliverer",
+    "s3": "reporthubd.deliverers.s3:S3Deliverer",
+    "webhook": "reporthubd.deliverers.webhook:WebhookDeliverer",
+    "file_share": "reporthubd.deliverers.file_share:FileShareDeliverer",
+}
+
+
+def deliverer_class(method: str) -> type[Deliverer]:
+    try:
+        target = REGISTRY[method]
+    except KeyError:
+        raise DeliveryError(f"unknown delivery method {method!r}") from None
+    module_name, _, class_name = target.partition(":")
+    module = importlib.import_module(module_name)
+    cls: type[Deliverer] = getattr(module, class_name)
+    return cls

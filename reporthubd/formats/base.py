@@ -1,0 +1,103 @@
+"""The streaming writer interface: rows in batches → one file in the execution's workspace.
+
+The engine drives a writer in this order, and an implementation may rely on it:
+
+1. `Writer(options, context)` — validate `format_options` here and raise `FormatError` naming the
+   bad option; no I/O.
+2. `await open(path, columns)` — once; `path` is the final file name in the workspace.
+3. `await write_batch(rows)` — any number of times, each with at most `batch_size` rows.
+   CPU-heavy rendering must not block the event loop for long: render off the loop (a worker
+   thread fed through a bounded queue, so a slow writer slows the query down, never memory up).
+4. `await close()` — once after the last batch; flush, finish the file, return a `WrittenFile`.
+   Or `await abort()` instead, on any failure or cancellation: stop and remove partial output.
+
+Memory must not grow with the number of rows: no writer holds the whole result.
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+from reporthubd.connectors.base import Column, Row
+
+
+class FormatError(Exception):
+    """Bad format options or a value the format cannot hold; the message says which."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RenderContext:
+    """What a writer may show about the run (titles, headers of PDFs, summaries)."""
+
+    report_name: str
+    execution_id: str
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    scheduled_for: datetime | None = None
+    generated_at: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class WrittenFile:
+    path: Path
+    size: int
+    sha256: str
+    rows: int
+    media_type: str
+
+
+class FormatWriter(abc.ABC):
+    extension: ClassVar[str]
+    """File extension without the dot, before compression (csv, xlsx, json, pdf)."""
+    media_type: ClassVar[str]
+
+    def __init__(self, options: Mapping[str, Any], context: RenderContext) -> None:
+        self.options = options
+        self.context = context
+
+    @property
+    def file_extension(self) -> str:
+        """The extension of the produced file, compression included (e.g. `csv.gz`)."""
+        return self.extension
+
+    @abc.abstractmethod
+    async def open(self, path: Path, columns: Sequence[Column]) -> None: ...
+
+    @abc.abstractmethod
+    async def write_batch(self, rows: Sequence[Row]) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self) -> WrittenFile: ...
+
+    @abc.abstractmethod
+    async def abort(self) -> None: ...
+
+
+# `report_configs.output_format` → "module:Class", imported only when used.
+REGISTRY: dict[str, str] = {
+    "csv": "reporthubd.formats.csv:CSVWriter",
+    "excel": "reporthubd.formats.excel:ExcelWriter",
+    "json": "reporthubd.formats.json:JSONWriter",
+    "pdf": "reporthubd.formats.pdf:PDFWriter",
+}
+
+
+def writer_class(name: str) -> type[FormatWriter]:
+    try:
+        target = REGISTRY[name]
+    except KeyError:
+        raise FormatError(f"unknown output format {name!r}") from None
+    module_name, _, class_name = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise FormatError(
+            f"the {name} format needs a library that is not installed ({exc.name})"
+        ) from None
+    cls: type[FormatWriter] = getattr(module, class_name)
+    return cls
