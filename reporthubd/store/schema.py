@@ -160,8 +160,16 @@ delivery_logs = sa.Table(
     sa.Column("started_at", UTCDateTime(), nullable=True),
     sa.Column("finished_at", UTCDateTime(), nullable=True),
     sa.Column("next_retry_at", UTCDateTime(), nullable=True),
+    # Added by revision 0002: email records one row per recipient group per attempt.
+    sa.Column("recipient_group", sa.String(64), nullable=False, server_default=sa.text("''")),
+    sa.Column("recipients", sa.Text(), nullable=True),
+    sa.Column("details", JSONDocument(), nullable=True),
     sa.UniqueConstraint(
-        "execution_id", "delivery_id", "attempt", name="uq_report_delivery_logs_attempt"
+        "execution_id",
+        "delivery_id",
+        "attempt",
+        "recipient_group",
+        name="uq_report_delivery_logs_attempt_group",
     ),
     sa.Index("ix_report_delivery_logs_status_retry", "status", "next_retry_at"),
 )
