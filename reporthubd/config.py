@@ -48,16 +48,25 @@ SecretSetting = str | EnvRef | FileRef
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+    # Attribute docstrings become field descriptions: config.toml.example is generated from them
+    # (reporthubd/config_reference.py), and a test fails when a setting has none.
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", strict=True, use_attribute_docstrings=True
+    )
 
 
 class StoreSettings(_Section):
+    """The store: the shared database holding report definitions and execution history."""
+
     url: str = "sqlite:////var/lib/reporthubd/store.db"
-    """mysql://user@host:3306/db, postgresql://user@host:5432/db or sqlite:///path/to/store.db."""
+    """Where the store is: mysql://user@host:3306/db, postgresql://user@host:5432/db,
+    sqlite:///relative/path.db or sqlite:////absolute/path.db."""
     password: SecretSetting | None = None
     """Overrides any password in `url`; inline, {env = "NAME"} or {file = "/path"}."""
     pool_size: Annotated[int, Field(ge=1, le=100)] = 5
+    """Connections kept open to a MySQL/PostgreSQL store."""
     connect_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
+    """How long connecting to the store may take before it counts as unreachable."""
     auto_upgrade: bool | None = None
     """Run pending migrations at start. Unset: on for SQLite stores, off for server stores."""
 
@@ -90,17 +99,24 @@ class StoreSettings(_Section):
 
 
 class SchedulerSettings(_Section):
+    """The cron loop: time zone, missed fires, reloads, and this node in a cluster."""
+
     timezone: str = "UTC"
     """IANA zone for schedules whose own timezone is NULL."""
     misfire_grace_seconds: Annotated[int, Field(ge=0)] = 300
+    """A fire missed by at most this long still runs (schedules may override it)."""
     run_all_limit: Annotated[int, Field(ge=1)] = 100
     """run_all catch-up: at most this many missed fires are run per schedule."""
     reload_interval_seconds: Annotated[float, Field(ge=1)] = 30.0
+    """How often the store is checked for changed report definitions."""
     node_id: str = ""
-    """Empty: `<hostname>-<pid>`."""
+    """This node's name in report_nodes and on its executions; empty: `<hostname>-<pid>`."""
     heartbeat_interval_seconds: Annotated[float, Field(gt=0)] = 10.0
+    """How often this node refreshes its heartbeat and its running executions'."""
     node_lost_after_seconds: Annotated[float, Field(gt=0)] = 60.0
+    """A running execution whose heartbeat is older than this is marked FAILED (node lost)."""
     recover_lost_executions: bool = True
+    """Run a lost scheduled execution again (trigger_type recovery) for the same fire."""
 
     @field_validator("timezone")
     @classmethod
@@ -125,17 +141,27 @@ class SchedulerSettings(_Section):
 
 
 class ExecutionSettings(_Section):
+    """Running reports: concurrency, timeouts, the workspace and how long files are kept."""
+
     max_concurrent_executions: Annotated[int, Field(ge=1, le=1000)] = 4
+    """Executions running at once on this node; more wait in order, none is dropped."""
     query_timeout_seconds: Annotated[float, Field(gt=0)] = 300.0
+    """Default query timeout for report configs without timeout_seconds."""
     workspace: str = "/var/lib/reporthubd/workspace"
+    """Directory holding one sub-directory of produced files per execution."""
     batch_size: Annotated[int, Field(ge=1, le=1_000_000)] = 5000
+    """Rows fetched from a data source and handed to a writer at a time."""
     file_retention_hours: Annotated[float, Field(ge=0)] = 168.0
+    """Produced files are removed this long after their execution finished."""
     execution_retention_days: Annotated[float, Field(ge=1)] = 90.0
+    """Execution rows (and their delivery logs) older than this are pruned."""
     drain_grace_seconds: Annotated[float, Field(ge=0)] = 30.0
     """On SIGTERM: how long running executions may finish before they are cancelled."""
 
 
 class ControlSettings(_Section):
+    """The HTTP control plane (status, triggers, health, metrics)."""
+
     listen: str = "127.0.0.1:8000"
     """host:port (IPv6 as [::1]:8000)."""
     token_file: str | None = None
@@ -143,6 +169,7 @@ class ControlSettings(_Section):
     open_health: bool = True
     """Serve /healthz, /readyz and /metrics without a token."""
     max_body_bytes: Annotated[int, Field(ge=1024)] = 1_048_576
+    """Largest request body the control plane accepts."""
 
     @field_validator("listen")
     @classmethod
@@ -161,7 +188,10 @@ class ControlSettings(_Section):
 
 
 class LoggingSettings(_Section):
+    """Structured logs on stderr (journald keeps them under systemd)."""
+
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """Lowest level written."""
     format: Literal["auto", "json", "console"] = "auto"
     """auto: console on a TTY, JSON lines otherwise."""
 
@@ -172,15 +202,24 @@ class LoggingSettings(_Section):
 
 
 class SmtpSettings(_Section):
+    """Defaults for email deliveries."""
+
     host: str = "localhost"
+    """SMTP server for email deliveries (a delivery's `smtp` object may override any key)."""
     port: Annotated[int, Field(ge=1, le=65535)] = 25
+    """SMTP port (465 for implicit TLS, 587 or 25 for STARTTLS)."""
     username: str | None = None
+    """SMTP AUTH user; unset: no AUTH."""
     password: SecretSetting | None = None
+    """SMTP AUTH password; inline, {env = "NAME"} or {file = "/path"}."""
     tls: Literal["auto", "starttls", "implicit", "none"] = "auto"
     """auto: STARTTLS required unless the host is loopback."""
     from_address: str = "reporthubd@localhost"
+    """The From: address of report emails."""
     reply_to: str | None = None
+    """An optional Reply-To: address."""
     timeout_seconds: Annotated[float, Field(gt=0)] = 60.0
+    """Connect and command timeout for the SMTP conversation."""
 
 
 class Settings(_Section):

@@ -69,7 +69,7 @@ class JSONDocument(sa.TypeDecorator[Any]):
         return value
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Any:
-        if isinstance(value, str) and dialect.name in {"sqlite", "mysql", "mariadb"}:
+        if isinstance(value, str) and dialect.name == "sqlite":
             try:
                 return json.loads(value)
             except ValueError as exc:

@@ -1,0 +1,72 @@
+"""config.toml.example, generated from the settings model so the reference cannot drift.
+
+`python -m reporthubd.config_reference > config.toml.example` rewrites it; a test fails when the
+file in the repository differs from what this renders, or when a setting has no description.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from typing import Any
+
+from pydantic.fields import FieldInfo
+
+from reporthubd.config import ENV_PREFIX, SECTIONS
+
+HEADER = f"""\
+# reporthubd configuration: every setting, with its default, commented out.
+# Generated from reporthubd/config.py by `python -m reporthubd.config_reference`; do not edit by hand.
+#
+# Where the file is read from: `-c FILE`, else $REPORTHUBD_CONFIG, else /etc/reporthubd/config.toml.
+# Every key can be overridden from the environment as {ENV_PREFIX}<SECTION>_<KEY> in upper case,
+# e.g. {ENV_PREFIX}STORE_URL or {ENV_PREFIX}EXECUTION_MAX_CONCURRENT_EXECUTIONS. The value is read
+# as a TOML value when it parses as one (10, true, "text", {{env = "X"}}), else as a plain string.
+# Secrets (passwords) may be inline, {{env = "NAME"}} or {{file = "/path"}}.
+"""
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return json.dumps(value, ensure_ascii=False)
+
+
+def undocumented() -> list[str]:
+    """Settings without a description: each is a defect of the reference."""
+    return [
+        f"{section}.{name}"
+        for section, model in SECTIONS.items()
+        for name, field in model.model_fields.items()
+        if not (field.description or "").strip()
+    ]
+
+
+def _render_field(name: str, field: FieldInfo) -> list[str]:
+    lines = [f"# {line}" for line in textwrap.wrap(field.description or "", 96)]
+    default = field.get_default(call_default_factory=True)
+    if default is None:
+        lines.append(f"# {name} =        (unset by default)")
+    else:
+        lines.append(f"# {name} = {_toml_value(default)}")
+    return lines
+
+
+def render_example() -> str:
+    out = [HEADER]
+    for section, model in SECTIONS.items():
+        doc = (model.__doc__ or "").strip().splitlines()
+        out.append(f"[{section}]")
+        if doc:
+            out.extend(f"# {line}".rstrip() for line in doc)
+        for name, field in model.model_fields.items():
+            out.extend(_render_field(name, field))
+            out.append("")
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+if __name__ == "__main__":
+    print(render_example(), end="")
