@@ -16,9 +16,11 @@ from reporthubd.config import ENV_PREFIX, SECTIONS
 
 HEADER = f"""\
 # reporthubd configuration: every setting, with its default, commented out.
-# Generated from reporthubd/config.py by `python -m reporthubd.config_reference`; do not edit by hand.
+# Generated from reporthubd/config.py by `python -m reporthubd.config_reference`;
+# do not edit by hand.
 #
-# Where the file is read from: `-c FILE`, else $REPORTHUBD_CONFIG, else /etc/reporthubd/config.toml.
+# Where the file is read from: `-c FILE`, else $REPORTHUBD_CONFIG,
+# else /etc/reporthubd/config.toml.
 # Every key can be overridden from the environment as {ENV_PREFIX}<SECTION>_<KEY> in upper case,
 # e.g. {ENV_PREFIX}STORE_URL or {ENV_PREFIX}EXECUTION_MAX_CONCURRENT_EXECUTIONS. The value is read
 # as a TOML value when it parses as one (10, true, "text", {{env = "X"}}), else as a plain string.
