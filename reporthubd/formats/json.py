@@ -1,0 +1,146 @@
+"""JSON writer: an array of objects or JSON Lines, streamed batch by batch (orjson, worker thread).
+
+Each row is one object keyed by column name (a repeated name gets `_2`, `_3`, ...). Values:
+numbers are JSON numbers; decimals are exact strings (`decimals: "string"`, the default, so no
+consumer rounds them through a double) or exact JSON numbers (`decimals: "number"`, the digits
+written as they are); booleans and NULL are JSON's; dates, timestamps and times are ISO 8601
+strings (a timestamp with a zone carries its offset, one without has none); binary is base64;
+JSON columns are nested JSON. Floats that JSON cannot hold (NaN, infinities) become null.
+
+format_options: layout ("array", the default, or "lines" for JSON Lines), decimals ("string" or
+"number").
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import IO, Any, ClassVar
+
+import orjson
+
+from reporthubd.connectors.base import Column, Row
+from reporthubd.formats import values
+from reporthubd.formats.base import RenderContext
+from reporthubd.formats.options import Options
+from reporthubd.formats.threaded import ThreadedWriter
+
+_OPTS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_SUBCLASS
+
+
+def unique_names(columns: Sequence[Column]) -> list[str]:
+    """Column names made unique for object keys: `id`, `id_2`, `id_3`."""
+    seen: set[str] = set()
+    names: list[str] = []
+    for column in columns:
+        name = column.name
+        n = 1
+        while name in seen:
+            n += 1
+            name = f"{column.name}_{n}"
+        seen.add(name)
+        names.append(name)
+    return names
+
+
+def _decimal_number(value: Decimal) -> Any:
+    if value.is_finite():
+        return orjson.Fragment(values.decimal_text(value))
+    return None
+
+
+def _default(decimal: Callable[[Decimal], Any]) -> Callable[[Any], Any]:
+    def default(value: Any) -> Any:
+        if isinstance(value, Decimal):
+            return decimal(value)
+        if isinstance(value, bytes | bytearray | memoryview):
+            return values.binary_text(value)
+        if isinstance(value, bool):
+            return bool(value)
+        if isinstance(value, int):  # beyond 64 bits, or an int subclass
+            return orjson.Fragment(str(int(value)))
+        if isinstance(value, float):
+            return float(value)
+        if isinstance(value, str):
+            return str(value)
+        if isinstance(value, dt.time | dt.date):
+            return value.isoformat()
+        if isinstance(value, tuple):
+            return list(value)
+        return values.text(value)
+
+    return default
+
+
+class JSONWriter(ThreadedWriter):
+    extension: ClassVar[str] = "json"
+    media_type: ClassVar[str] = "application/json"
+
+    def __init__(self, options: Mapping[str, Any], context: RenderContext) -> None:
+        super().__init__(options, context)
+        opts = Options("json", options)
+        self.layout = opts.choice("layout", ("array", "lines"), "array")
+        self.decimals = opts.choice("decimals", ("string", "number"), "string")
+        opts.reject_unknown()
+        self._default = _default(
+            _decimal_number if self.decimals == "number" else values.decimal_text
+        )
+
+    @property
+    def file_extension(self) -> str:
+        return "jsonl" if self.layout == "lines" else "json"
+
+    @property
+    def written_media_type(self) -> str:
+        return "application/x-ndjson" if self.layout == "lines" else "application/json"
+
+    def render_open(self, path: Path, columns: Sequence[Column]) -> None:
+        self._names = unique_names(columns)
+        self._file: IO[bytes] = path.open("wb", buffering=1 << 20)
+        self._first = True
+        if self.layout == "array":
+            self._file.write(b"[")
+
+    def _encode(self, obj: Any) -> bytes:
+        try:
+            return orjson.dumps(obj, default=self._default, option=_OPTS)
+        except orjson.JSONEncodeError:
+            # Integers beyond 64 bits are refused before `default` is asked; rare: slow path.
+            return orjson.dumps(_widen(obj), default=self._default, option=_OPTS)
+
+    def render_batch(self, rows: Sequence[Row]) -> None:
+        names = self._names
+        objects = [dict(zip(names, row, strict=True)) for row in rows]
+        if self.layout == "lines":
+            encode = self._encode
+            self._file.write(b"\n".join([encode(obj) for obj in objects]))
+            self._file.write(b"\n")
+            return
+        # One call for the batch; its brackets are dropped so batches join into one array.
+        body = self._encode(objects)[1:-1]
+        self._file.write(b"\n" if self._first else b",\n")
+        self._file.write(body)
+        self._first = False
+
+    def render_close(self) -> None:
+        if self.layout == "array":
+            self._file.write(b"\n]\n" if not self._first else b"]\n")
+        self._file.close()
+
+    def render_abort(self) -> None:
+        file = getattr(self, "_file", None)
+        if file is not None:
+            file.close()
+
+
+def _widen(obj: Any) -> Any:
+    """Replace ints orjson refuses (beyond 64 bits) with exact number fragments."""
+    if isinstance(obj, dict):
+        return {k: _widen(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_widen(v) for v in obj]
+    if isinstance(obj, int) and not isinstance(obj, bool) and not -(2**63) <= obj < 2**64:
+        return orjson.Fragment(str(obj))
+    return obj

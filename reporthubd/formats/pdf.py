@@ -1,0 +1,295 @@
+"""PDF writer: a printable table drawn straight onto reportlab's canvas, in a worker thread.
+
+Direct canvas drawing is about 4x faster than one platypus Table and needs half the memory
+(bench/formats.py measures reportlab platypus against this writer in one run); each batch is drawn
+as it arrives, so memory does not grow with the rows (the PDF's page objects are the only state).
+
+Every page has the header (title, generation time, execution id, the run's parameters), the
+column header row, and a footer with `Page N of M`. Long text wraps inside its column, up to
+`max_lines_per_cell` lines, then ends with `…`. Numbers are right-aligned. Values are written as
+their canonical text (formats.values). Fonts: see formats.pdffonts — CJK, Cyrillic, Arabic
+digits and emoji (monochrome) render; an unknown character shows as `[U+XXXX]`.
+
+A PDF is for reading, not for bulk data: past `max_rows` (default 50,000) the writer fails with
+an error that says so, rather than producing a 1,000-page document.
+
+format_options: title (default: the report name), orientation ("auto": landscape past 6
+columns; "portrait"; "landscape"), page_size ("A4" or "letter"), font_size (5 to 14, default 7),
+max_rows (1 to 1,000,000, default 50,000), max_lines_per_cell (1 to 50, default 4).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Final
+
+from reporthubd.connectors.base import Column, Row
+from reporthubd.formats import values
+from reporthubd.formats.base import FormatError, RenderContext
+from reporthubd.formats.options import Options
+from reporthubd.formats.threaded import ThreadedWriter
+
+DEFAULT_MAX_ROWS: Final = 50_000
+MARGIN: Final = 28.0
+PAD_X: Final = 2.5
+PAD_Y: Final = 1.6
+SAMPLE_ROWS: Final = 200
+TOTAL_PAGES_FORM: Final = "rh_total_pages"
+HEADER_BG: Final = 0.86
+ZEBRA_BG: Final = 0.95
+RULE_GRAY: Final = 0.72
+
+
+class PDFWriter(ThreadedWriter):
+    extension: ClassVar[str] = "pdf"
+    media_type: ClassVar[str] = "application/pdf"
+
+    def __init__(self, options: Mapping[str, Any], context: RenderContext) -> None:
+        super().__init__(options, context)
+        opts = Options("pdf", options)
+        self.title = opts.string("title", None) or context.report_name
+        self.orientation = opts.choice("orientation", ("auto", "portrait", "landscape"), "auto")
+        self.page_size = opts.choice("page_size", ("A4", "letter"), "A4")
+        self.font_size = opts.number("font_size", 7, minimum=5, maximum=14)
+        self.max_rows = opts.integer("max_rows", DEFAULT_MAX_ROWS, minimum=1, maximum=1_000_000)
+        self.max_lines = opts.integer("max_lines_per_cell", 4, minimum=1, maximum=50)
+        opts.reject_unknown()
+
+    def accept_batch(self, rows: Sequence[Row]) -> None:
+        if self.rows_written + len(rows) > self.max_rows:
+            raise FormatError(
+                f"the report has more than {self.max_rows:,} rows, the PDF row cap: a PDF is for "
+                "reading, not bulk data — use Excel, CSV or JSON for this report, or narrow its "
+                "query, or raise format_options.max_rows (up to 1,000,000)"
+            )
+
+    # -- worker thread ------------------------------------------------------------------------
+
+    def render_open(self, path: Path, columns: Sequence[Column]) -> None:
+        from reportlab.lib.pagesizes import A4, landscape, letter, portrait
+        from reportlab.pdfgen import canvas
+
+        from reporthubd.formats import pdffonts
+
+        size = A4 if self.page_size == "A4" else letter
+        wide = self.orientation == "landscape" or (self.orientation == "auto" and len(columns) > 6)
+        self._page_w, self._page_h = landscape(size) if wide else portrait(size)
+        self._canvas = canvas.Canvas(str(path), pagesize=(self._page_w, self._page_h))
+        self._canvas.setTitle(self.title)
+        self._canvas.setAuthor("reporthubd")
+        self._canvas.setCreator("reporthubd")
+        self._canvas.setSubject(f"execution {self.context.execution_id}")
+        fs = self.font_size
+        self._body = pdffonts.FontFamily(pdffonts.REGULAR, fs)
+        self._head = pdffonts.FontFamily(pdffonts.BOLD, fs)
+        self._meta = pdffonts.FontFamily(pdffonts.REGULAR, 7.5)
+        self._title_font = pdffonts.FontFamily(pdffonts.BOLD, 12)
+        self._foot = pdffonts.FontFamily(pdffonts.REGULAR, 6.5)
+        self._leading = fs * 1.22
+        self._ascent = fs * 0.82
+        self._texts = [values.text_function(c.kind) for c in columns]
+        self._right = [values.is_right_aligned(c.kind) for c in columns]
+        self._widths: list[float] | None = None
+        self._page = 0
+        self._y = 0.0
+        self._row_index = 0
+        self._font_state: tuple[str, float] | None = None
+        self._meta_lines = self._metadata_lines()
+
+    def _metadata_lines(self) -> list[str]:
+        generated = self.context.generated_at or dt.datetime.now(dt.UTC)
+        if generated.tzinfo is None:
+            generated = generated.replace(tzinfo=dt.UTC)
+        stamp = f"{generated:%Y-%m-%d %H:%M:%S} {generated.tzname() or ''}".rstrip()
+        lines = [f"Generated {stamp} · execution {self.context.execution_id}"]
+        if self.context.scheduled_for is not None:
+            lines[0] += f" · scheduled for {self.context.scheduled_for.isoformat()}"
+        params = self.context.parameters
+        if params:
+            text = "; ".join(f"{k} = {values.text(v)}" for k, v in params.items())
+            lines.extend(
+                self._meta.wrap(f"Parameters: {text}", self._page_w - 2 * MARGIN, max_lines=3)
+            )
+        return lines
+
+    def render_batch(self, rows: Sequence[Row]) -> None:
+        if self._widths is None:
+            self._widths = self._layout_columns(rows[:SAMPLE_ROWS])
+            self._start_page()
+        body, texts, right = self._body, self._texts, self._right
+        widths = self._widths
+        inner = [w - 2 * PAD_X for w in widths]
+        max_lines, leading = self.max_lines, self._leading
+        bottom = MARGIN + 14
+        for row in rows:
+            cells: list[list[str]] = []
+            nlines = 1
+            for c, value in enumerate(row):
+                if value is None:
+                    cells.append([])
+                    continue
+                lines = body.wrap(texts[c](value), inner[c], max_lines)
+                cells.append(lines)
+                nlines = max(nlines, len(lines))
+            height = nlines * leading + 2 * PAD_Y
+            if self._y - height < bottom:
+                self._end_page()
+                self._start_page()
+            self._draw_row(cells, right, height)
+            self._y -= height
+            self._row_index += 1
+
+    def render_close(self) -> None:
+        if self._widths is None:  # no rows: one page with the header and "no rows"
+            self._widths = self._layout_columns(())
+            self._start_page()
+            self._draw_text(self._body, MARGIN + PAD_X, self._y - 12, "(no rows)")
+        self._end_page()
+        c = self._canvas
+        c.beginForm(TOTAL_PAGES_FORM)
+        self._font_state = None
+        self._draw_text(self._foot, 0, 0, str(self._page))
+        c.endForm()
+        c.save()
+
+    def render_abort(self) -> None:
+        self._canvas = None  # nothing is written until save(); the partial file is removed
+
+    # -- layout -----------------------------------------------------------------------------
+
+    def _layout_columns(self, sample: Sequence[Row]) -> list[float]:
+        available = self._page_w - 2 * MARGIN
+        n = len(self._columns)
+        if n == 0:
+            return []
+        natural: list[float] = []
+        cap = available * 0.45
+        for c, column in enumerate(self._columns):
+            head = max((self._head.width(w) for w in column.name.split()), default=0.0)
+            longest = 0.0
+            for row in sample:
+                value = row[c]
+                if value is not None:
+                    longest = max(longest, self._body.width(self._texts[c](value)[:120]))
+            natural.append(min(cap, max(head, longest, 12.0)) + 2 * PAD_X)
+        total = sum(natural)
+        if total <= available:
+            scale = available / total
+            return [w * scale for w in natural]
+        # Water-fill: cap the widest columns at one width so that everything fits.
+        floor = available / n
+        low, high = floor, max(natural)
+        for _ in range(40):
+            mid = (low + high) / 2
+            if sum(min(w, mid) for w in natural) > available:
+                high = mid
+            else:
+                low = mid
+        widths = [min(w, low) for w in natural]
+        rest = available - sum(widths)
+        return [w + rest / n for w in widths]
+
+    def _set_font(self, name: str, size: float) -> None:
+        if self._font_state != (name, size):
+            self._canvas.setFont(name, size)
+            self._font_state = (name, size)
+
+    def _draw_text(self, family: Any, x: float, y: float, text: str) -> None:
+        runs = family.runs(text)
+        from reportlab.pdfbase.pdfmetrics import stringWidth
+
+        last = len(runs) - 1
+        for i, (font, part) in enumerate(runs):
+            self._set_font(font, family.size)
+            self._canvas.drawString(x, y, part)
+            if i < last:
+                x += stringWidth(part, font, family.size)
+
+    def _start_page(self) -> None:
+        c = self._canvas
+        self._page += 1
+        self._font_state = None
+        top = self._page_h - MARGIN
+        left, right = MARGIN, self._page_w - MARGIN
+        y = top - 12
+        title = self._title_font.wrap(self.title, right - left, max_lines=1)[0]
+        self._draw_text(self._title_font, left, y, title)
+        y -= 4
+        for line in self._meta_lines:
+            y -= 9.5
+            self._draw_text(self._meta, left, y, line)
+        y -= 5
+        c.setLineWidth(0.6)
+        c.setStrokeGray(0.4)
+        c.line(left, y, right, y)
+        y -= 4
+        self._y = self._draw_header_row(y)
+
+    def _draw_header_row(self, top: float) -> float:
+        assert self._widths is not None
+        c = self._canvas
+        cells = [
+            self._head.wrap(col.name, w - 2 * PAD_X, max_lines=3)
+            for col, w in zip(self._columns, self._widths, strict=True)
+        ]
+        nlines = max((len(x) for x in cells), default=1)
+        height = nlines * self._leading + 2 * PAD_Y
+        c.setFillGray(HEADER_BG)
+        c.rect(MARGIN, top - height, sum(self._widths), height, stroke=0, fill=1)
+        c.setFillGray(0)
+        self._y = top
+        self._draw_cells(self._head, cells, self._right, height)
+        c.setLineWidth(0.5)
+        c.setStrokeGray(0.35)
+        c.line(MARGIN, top - height, MARGIN + sum(self._widths), top - height)
+        self._row_index = 0
+        return top - height
+
+    def _draw_row(self, cells: list[list[str]], right: list[bool], height: float) -> None:
+        c = self._canvas
+        assert self._widths is not None
+        width = sum(self._widths)
+        if self._row_index % 2:
+            c.setFillGray(ZEBRA_BG)
+            c.rect(MARGIN, self._y - height, width, height, stroke=0, fill=1)
+            c.setFillGray(0)
+        self._draw_cells(self._body, cells, right, height)
+        c.setLineWidth(0.25)
+        c.setStrokeGray(RULE_GRAY)
+        c.line(MARGIN, self._y - height, MARGIN + width, self._y - height)
+
+    def _draw_cells(
+        self, family: Any, cells: list[list[str]], right: list[bool], height: float
+    ) -> None:
+        assert self._widths is not None
+        x = MARGIN
+        top = self._y - PAD_Y - self._ascent
+        leading = self._leading
+        for c, lines in enumerate(cells):
+            w = self._widths[c]
+            y = top
+            for line in lines:
+                if right[c]:
+                    self._draw_text(family, x + w - PAD_X - family.width(line), y, line)
+                else:
+                    self._draw_text(family, x + PAD_X, y, line)
+                y -= leading
+            x += w
+
+    def _end_page(self) -> None:
+        c = self._canvas
+        self._font_state = None
+        y = MARGIN - 2
+        footer = self._foot.wrap(self.title, self._page_w / 2, max_lines=1)[0]
+        self._draw_text(self._foot, MARGIN, y, footer)
+        label = f"Page {self._page} of "
+        # The total is a form drawn once at the end and referenced from every page.
+        x = self._page_w - MARGIN - 28
+        self._draw_text(self._foot, x - self._foot.width(label), y, label)
+        c.saveState()
+        c.translate(x, y)
+        c.doForm(TOTAL_PAGES_FORM)
+        c.restoreState()
+        c.showPage()

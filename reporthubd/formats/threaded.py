@@ -1,0 +1,202 @@
+"""A FormatWriter whose rendering runs in one worker thread, fed through a bounded queue.
+
+Subclasses implement the synchronous `render_open` / `render_batch` / `render_close` /
+`render_abort`, which all run in the worker thread, in that order. The event loop only hands
+batches over: `write_batch` waits (without blocking the loop) while `queue_batches` batches are
+already waiting, so a slow renderer slows the query down instead of growing memory
+(backpressure). A rendering error is raised from the next `write_batch` or from `close`.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import concurrent.futures
+import contextlib
+import hashlib
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+from reporthubd import logs
+from reporthubd.connectors.base import Column, Row
+from reporthubd.formats.base import FormatError, FormatWriter, WrittenFile
+
+log = logs.get(__name__)
+
+DEFAULT_QUEUE_BATCHES: Final = 4
+_CLOSE: Final = object()
+
+
+def file_digest(path: Path) -> tuple[int, str]:
+    """Size and SHA-256 of a finished file (read in chunks, never whole)."""
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
+class ThreadedWriter(FormatWriter):
+    """Runs `render_*` in a named worker thread; the loop side only queues batches."""
+
+    queue_batches: int = DEFAULT_QUEUE_BATCHES
+
+    _path: Path
+    _columns: Sequence[Column]
+    _rows: int = 0
+    _thread: threading.Thread | None = None
+    _done: concurrent.futures.Future[int] | None = None
+    _slots: asyncio.Semaphore
+    _loop: asyncio.AbstractEventLoop
+    _queue: queue.SimpleQueue[Any]
+    _stop: threading.Event
+
+    # -- worker-thread side, implemented by each format -------------------------------------
+
+    @abc.abstractmethod
+    def render_open(self, path: Path, columns: Sequence[Column]) -> None:
+        """Create the file and write whatever precedes the rows."""
+
+    @abc.abstractmethod
+    def render_batch(self, rows: Sequence[Row]) -> None:
+        """Write one batch of rows."""
+
+    @abc.abstractmethod
+    def render_close(self) -> None:
+        """Finish and close the file."""
+
+    def render_abort(self) -> None:
+        """Release what `render_open` took (open handles); the file is removed afterwards."""
+
+    def accept_batch(self, rows: Sequence[Row]) -> None:
+        """Checked on the loop before a batch is queued (e.g. a row cap); raise FormatError."""
+
+    # -- loop side ---------------------------------------------------------------------------
+
+    async def open(self, path: Path, columns: Sequence[Column]) -> None:
+        self._path = path
+        self._columns = tuple(columns)
+        self._loop = asyncio.get_running_loop()
+        self._slots = asyncio.Semaphore(self.queue_batches)
+        self._queue = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._done = concurrent.futures.Future()
+        self._thread = threading.Thread(
+            target=self._run,
+            name=f"reporthubd-format-{self.extension}-{self.context.execution_id}",
+            daemon=True,
+        )
+        self._thread.start()
+
+    async def write_batch(self, rows: Sequence[Row]) -> None:
+        self._raise_if_failed()
+        if not rows:
+            return
+        self.accept_batch(rows)
+        await self._slots.acquire()
+        self._raise_if_failed()
+        self._rows += len(rows)
+        self._queue.put(rows)
+
+    async def close(self) -> WrittenFile:
+        done = self._require_started()
+        self._queue.put(_CLOSE)
+        try:
+            rows = await asyncio.wrap_future(done)
+        except FormatError:
+            self._remove_partial()
+            raise
+        except Exception as exc:
+            self._remove_partial()
+            raise FormatError(f"writing the {self.extension} file failed: {exc}") from exc
+        size, sha256 = await asyncio.to_thread(file_digest, self._path)
+        return WrittenFile(
+            path=self._path, size=size, sha256=sha256, rows=rows, media_type=self.written_media_type
+        )
+
+    @property
+    def written_media_type(self) -> str:
+        """The media type of the produced file (a format option may change it)."""
+        return self.media_type
+
+    async def abort(self) -> None:
+        if self._done is None:
+            return
+        self._stop.set()
+        self._queue.put(_CLOSE)
+        # Wait for the worker (it stops at the next batch boundary) before removing its file;
+        # shielded so that a second cancellation does not leave the thread writing the file.
+        with contextlib.suppress(Exception):
+            await asyncio.shield(asyncio.wrap_future(self._done))
+        self._remove_partial()
+
+    @property
+    def rows_written(self) -> int:
+        """Rows accepted so far (queued or rendered)."""
+        return self._rows
+
+    def _require_started(self) -> concurrent.futures.Future[int]:
+        if self._done is None:
+            raise RuntimeError("writer used before open()")
+        return self._done
+
+    def _raise_if_failed(self) -> None:
+        done = self._require_started()
+        if done.done():
+            exc = done.exception()
+            if isinstance(exc, FormatError):
+                raise exc
+            if exc is not None:
+                raise FormatError(f"writing the {self.extension} file failed: {exc}") from exc
+            raise RuntimeError("writer already closed")
+
+    def _remove_partial(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._path.unlink()
+
+    def _release_slot(self) -> None:
+        self._slots.release()
+
+    def _run(self) -> None:
+        assert self._done is not None
+        rendered = 0
+        try:
+            self.render_open(self._path, self._columns)
+            while True:
+                item = self._queue.get()
+                if item is _CLOSE:
+                    break
+                try:
+                    if not self._stop.is_set():
+                        self.render_batch(item)
+                        rendered += len(item)
+                finally:
+                    self._call_on_loop(self._release_slot)
+            if self._stop.is_set():
+                self.render_abort()
+            else:
+                self.render_close()
+        except BaseException as exc:
+            with contextlib.suppress(Exception):
+                self.render_abort()
+            log.warning("format_render_failed", format=self.extension, error=str(exc))
+            # Keep releasing slots so a producer waiting in write_batch wakes up and sees it.
+            self._call_on_loop(self._drain_after_failure)
+            self._done.set_exception(exc)
+            return
+        self._done.set_result(rendered)
+
+    def _call_on_loop(self, callback: Callable[[], None]) -> None:
+        # The loop may already be closed when an abandoned writer finishes.
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(callback)
+
+    def _drain_after_failure(self) -> None:
+        # Called on the loop: wake every waiter; they then see the failure.
+        for _ in range(self.queue_batches + 1):
+            self._slots.release()
