@@ -92,7 +92,20 @@ def _upgrade(connection: Connection, target: str) -> None:
 async def upgrade(store: Store, target: str = "head") -> tuple[str | None, str | None]:
     """Upgrade to `target`; idempotent. Returns (revision before, revision after)."""
     before = (await schema_state(store)).current
-    async with store.engine.begin() as conn:
-        await conn.run_sync(_upgrade, target)
+    async with store.engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:
+            # Batch migrations recreate SQLite tables; with foreign keys on, dropping the old
+            # copy of a referenced table (report_executions) would cascade-delete the rows that
+            # refer to it. SQLite ignores this pragma inside a transaction: set it before.
+            await conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            await conn.commit()
+        try:
+            async with conn.begin():
+                await conn.run_sync(_upgrade, target)
+        finally:
+            if sqlite:
+                await conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                await conn.commit()
     after = (await schema_state(store)).current
     return before, after

@@ -136,7 +136,12 @@ executions = sa.Table(
     sa.Column("file_sha256", sa.String(64), nullable=True),
     sa.Column("error_message", sa.Text(), nullable=True),
     created_at(),
-    sa.UniqueConstraint("schedule_id", "scheduled_for", name="uq_report_executions_fire"),
+    # Added by revision 0003: 0 for the schedule's own claim of a fire, 1, 2, ... for later runs
+    # of the same fire (recovery after a lost node, manual re-runs); part of the fire's key.
+    sa.Column("attempt", sa.Integer(), nullable=False, server_default=sa.text("0")),
+    sa.UniqueConstraint(
+        "schedule_id", "scheduled_for", "attempt", name="uq_report_executions_fire_attempt"
+    ),
     sa.Index("ix_report_executions_status_heartbeat", "status", "heartbeat_at"),
     sa.Index("ix_report_executions_config_created", "config_id", "created_at"),
     sa.Index("ix_report_executions_created", "created_at"),
