@@ -31,7 +31,7 @@ from __future__ import annotations
 import datetime as dt
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
-from decimal import Decimal
+from decimal import MAX_PREC, Context, Decimal
 from pathlib import Path
 from typing import Any, ClassVar, Final
 
@@ -53,6 +53,8 @@ MAX_WIDTH: Final = 60
 WIDTH_SAMPLE_ROWS: Final = 500
 _SHEET_NAME_FORBIDDEN: Final = frozenset("[]:*?/\\")
 _EXCEL_EPOCH: Final = dt.date(1900, 3, 1)  # before this Excel's 1900 leap-year bug shifts days
+
+_EXACT: Final = Context(prec=MAX_PREC)  # normalize() must not round
 
 Cell = Callable[[Any, int, int, Any], None]
 
@@ -276,9 +278,11 @@ class ExcelWriter(ThreadedWriter):
                 return
             digits = len(value.as_tuple().digits)
             if digits > MAX_EXACT_DIGITS:
-                value = value.normalize() if value else Decimal(0)
+                value = value.normalize(_EXACT) if value else Decimal(0)
                 digits = len(value.as_tuple().digits)
-            if digits <= MAX_EXACT_DIGITS or decimal_as_number:
+            if (digits <= MAX_EXACT_DIGITS and -300 < value.adjusted() < 300) or (
+                decimal_as_number and -300 < value.adjusted() < 300
+            ):
                 sheet.write_number(r, c, float(value), decimal_format)
             else:
                 sheet.write_string(r, c, values.decimal_text(value))

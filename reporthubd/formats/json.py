@@ -13,6 +13,7 @@ format_options: layout ("array", the default, or "lines" for JSON Lines), decima
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
@@ -21,7 +22,7 @@ from typing import IO, Any, ClassVar
 
 import orjson
 
-from reporthubd.connectors.base import Column, Row
+from reporthubd.connectors.base import Column, ColumnKind, Row
 from reporthubd.formats import values
 from reporthubd.formats.base import RenderContext
 from reporthubd.formats.options import Options
@@ -98,6 +99,8 @@ class JSONWriter(ThreadedWriter):
 
     def render_open(self, path: Path, columns: Sequence[Column]) -> None:
         self._names = unique_names(columns)
+        # A JSON column that a driver hands over as text is nested as JSON, not quoted.
+        self._json_columns = [i for i, c in enumerate(columns) if c.kind is ColumnKind.JSON]
         self._file: IO[bytes] = path.open("wb", buffering=1 << 20)
         self._first = True
         if self.layout == "array":
@@ -112,6 +115,8 @@ class JSONWriter(ThreadedWriter):
 
     def render_batch(self, rows: Sequence[Row]) -> None:
         names = self._names
+        if self._json_columns:
+            rows = [_parse_json_text(row, self._json_columns) for row in rows]
         objects = [dict(zip(names, row, strict=True)) for row in rows]
         if self.layout == "lines":
             encode = self._encode
@@ -133,6 +138,17 @@ class JSONWriter(ThreadedWriter):
         file = getattr(self, "_file", None)
         if file is not None:
             file.close()
+
+
+def _parse_json_text(row: Row, indexes: Sequence[int]) -> Row:
+    cells = list(row)
+    for i in indexes:
+        value = cells[i]
+        if isinstance(value, str | bytes):
+            # Not JSON after all: kept as a string.
+            with contextlib.suppress(orjson.JSONDecodeError):
+                cells[i] = orjson.loads(value)
+    return tuple(cells)
 
 
 def _widen(obj: Any) -> Any:

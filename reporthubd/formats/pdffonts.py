@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from reportlab.pdfbase import pdfmetrics
+from reportlab.pdfbase import pdfmetrics, ttfonts
 from reportlab.pdfbase.ttfonts import TTFont
 
 FONT_DIR: Final = Path(__file__).parent / "fonts"
@@ -35,6 +35,35 @@ _registered: dict[str, TTFont] = {}
 
 Run = tuple[str, str]
 """(font name, text) — a stretch of text drawn with one font."""
+
+
+def _to_unicode_cmap(fontname: str, subset: list[int]) -> str:
+    """reportlab's ToUnicode CMap, with code points beyond the BMP (emoji, rare CJK) written as
+    UTF-16 surrogate pairs as the PDF reference requires; reportlab writes them as bare code
+    points, which text extractors (pypdf, poppler) cannot read."""
+    head = [
+        "/CIDInit /ProcSet findresource begin",
+        "12 dict begin",
+        "begincmap",
+        "/CIDSystemInfo",
+        f"<< /Registry ({fontname})",
+        f"/Ordering ({fontname})",
+        "/Supplement 0",
+        ">> def",
+        f"/CMapName /{fontname} def",
+        "/CMapType 2 def",
+        "1 begincodespacerange",
+        f"<00> <{len(subset) - 1:02X}>",
+        "endcodespacerange",
+        f"{len(subset)} beginbfchar",
+    ]
+    body = [f"<{i:02X}> <{chr(v).encode('utf-16-be').hex().upper()}>" for i, v in enumerate(subset)]
+    tail = ["endbfchar", "endcmap", "CMapName currentdict /CMap defineresource pop", "end", "end"]
+    return "\n".join(head + body + tail)
+
+
+# A fix of a plain bug with no other effect on output, applied once, process-wide.
+ttfonts.makeToUnicodeCMap = _to_unicode_cmap
 
 
 def _font(name: str) -> TTFont:
