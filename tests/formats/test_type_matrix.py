@@ -169,7 +169,7 @@ def check_excel(path: Path) -> None:
     sheets = helpers.read_xlsx(path)
     assert list(sheets) == ["Report"]
     rows = sheets["Report"]
-    assert rows[0] == tuple(NAMES[:8]) + ("tstz_col (UTC)",) + tuple(NAMES[9:])
+    assert rows[0] == (*NAMES[:8], "tstz_col (UTC)", *NAMES[9:])
     assert rows[1] == (
         42,
         "9223372036854775807",  # beyond Excel's 15 digits: exact text
