@@ -1,4 +1,4 @@
-"""Command line: `reporthubd run | check | db upgrade | db current | version | demo`.
+"""Command line: `reporthubd run | check | db | apply | export | version | demo` and more.
 
 Exit codes: 0 all well, 1 a problem found or a failure, 2 an invalid configuration or usage.
 """
@@ -41,6 +41,12 @@ def _parser() -> argparse.ArgumentParser:
     with_config(db_sub.add_parser("upgrade", help="apply pending migrations (idempotent)"))
     with_config(db_sub.add_parser("current", help="show the store's schema revision"))
     sub.add_parser("version", help="print the version")
+    apply = with_config(sub.add_parser("apply", help="upsert the definitions of a catalog file"))
+    apply.add_argument("file", help="catalog TOML file (see examples/catalog.toml)")
+    apply.add_argument("--dry-run", action="store_true", help="show the changes, write nothing")
+    apply.add_argument("--prune", action="store_true", help="remove what the file does not name")
+    export = with_config(sub.add_parser("export", help="write the store's definitions as TOML"))
+    export.add_argument("-o", "--output", help="file to write (default: standard output)")
     demo = sub.add_parser(
         "demo", help="run the daemon on an embedded SQLite store in a local folder"
     )
@@ -67,6 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return EXIT_CONFIG
     logs.configure(settings.logging)
+    if args.command in {"apply", "export"}:
+        from reporthubd import catalog_cli
+
+        return asyncio.run(catalog_cli.main(args, settings))
     handlers: dict[str, Callable[[Settings, Path | None], Coroutine[Any, Any, int]]] = {
         "run": run,
         "check": check,
