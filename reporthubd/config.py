@@ -168,6 +168,8 @@ class ControlSettings(_Section):
     """One bearer token per line; required when `listen` is not a loopback address."""
     open_health: bool = True
     """Serve /healthz, /readyz and /metrics without a token."""
+    unix_socket: str | None = None
+    """Also listen on this Unix socket path (same API, same tokens)."""
     max_body_bytes: Annotated[int, Field(ge=1024)] = 1_048_576
     """Largest request body the control plane accepts."""
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from reporthubd import __version__, logs
 from reporthubd.config import ConfigError, Settings, load_settings
+from reporthubd.control.auth import TokenFileError
 from reporthubd.control.server import ControlServer
 from reporthubd.store import executions, migrate
 from reporthubd.store.database import Store, StoreUnavailable
@@ -196,8 +197,12 @@ class Daemon:
             tasks.spawn("systemd-watchdog", self._watchdog_loop(self.notifier.watchdog_seconds))
 
         self.control = ControlServer(self.settings.control, self)
-        await self.control.start()
         stack.push_async_callback(self.control.stop)
+        try:
+            await self.control.start()
+        except (TokenFileError, OSError) as exc:
+            raise StartupError(f"control plane cannot start: {exc}") from None
+        self.add_reload_hook(self.control.reload)
 
     async def _ensure_schema(self, store: Store) -> None:
         try:

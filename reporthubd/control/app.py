@@ -8,11 +8,14 @@ from typing import Protocol
 
 from aiohttp import web
 
+from reporthubd import logs
 from reporthubd.control import envelope
+from reporthubd.control.auth import TokenGate
 from reporthubd.store.database import Store, StoreUnavailable
 
 RUNTIME_KEY: web.AppKey[Runtime] = web.AppKey("runtime")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+log = logs.get(__name__)
 
 
 class Runtime(Protocol):
@@ -55,10 +58,18 @@ async def envelope_errors(request: web.Request, handler: Handler) -> web.StreamR
         if exc.status < 400:
             raise
         return envelope.error(exc.reason, exc.text or exc.reason, status=exc.status)
+    except Exception:
+        log.exception("control plane handler failed", path=request.path, method=request.method)
+        return envelope.error(
+            "internal error", "the request failed inside reporthubd; see its log", status=500
+        )
 
 
-def build_app(runtime: Runtime, *, max_body_bytes: int) -> web.Application:
-    app = web.Application(client_max_size=max_body_bytes, middlewares=[envelope_errors])
+def build_app(
+    runtime: Runtime, *, max_body_bytes: int, gate: TokenGate | None = None
+) -> web.Application:
+    middlewares = [envelope_errors] + ([gate.middleware] if gate is not None else [])
+    app = web.Application(client_max_size=max_body_bytes, middlewares=middlewares)
     app[RUNTIME_KEY] = runtime
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
