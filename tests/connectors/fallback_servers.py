@@ -1,0 +1,223 @@
+"""Fallback servers for the connector contract suite (../shared/TESTING.md, "Started by the tests").
+
+Each is a child process on a free 127.0.0.1 port, stopped by its PID:
+
+- MongoDB: `nx-27017` (a MongoDB wire-protocol server on SQLite), from this venv.
+- BigQuery: `bqemulator` from its OWN venv (REPORTHUB_BQEMULATOR_PYTHON, default
+  /opt/reporthub-bqemulator/bin/python; scripts/install-test-servers.sh creates it), started by
+  `bqemulator_launch.py`, which no-ops the DuckDB extension downloads that fail offline.
+- Snowflake: fakesnow's HTTP server (`fakesnow.server.app` under uvicorn) from this venv.
+
+Plus two fault servers: a closed port and a TCP listener that accepts and never answers.
+A missing piece is reported through `servers.unavailable` (skip locally, fail in CI).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from tests import servers
+
+HERE = Path(__file__).resolve().parent
+BIN = Path(sys.executable).parent
+BQEMULATOR_PYTHON = Path(
+    os.environ.get("REPORTHUB_BQEMULATOR_PYTHON", "/opt/reporthub-bqemulator/bin/python")
+)
+START_TIMEOUT = 60.0
+
+
+class ChildServer:
+    """A server process started by the tests and stopped by its PID."""
+
+    def __init__(self, name: str, directory: Path) -> None:
+        self.name = name
+        self.dir = directory
+        self.port = servers.free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = directory / f"{name}.log"
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def env(self) -> dict[str, str]:
+        return dict(os.environ)
+
+    def ready(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    def start(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("wb") as log_file:
+            self.proc = subprocess.Popen(
+                self.command(),
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.env(),
+                cwd=self.dir,
+            )
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            if self.ready():
+                return
+            time.sleep(0.1)
+        self.stop()
+        tail = self.log_path.read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"{self.name} did not start on port {self.port}:\n{tail}")
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+class NxMongo(ChildServer):
+    def __init__(self, directory: Path) -> None:
+        super().__init__("nx-27017", directory)
+
+    @staticmethod
+    def executable() -> Path | None:
+        path = BIN / "nx-27017"
+        return path if path.exists() else None
+
+    def command(self) -> list[str]:
+        exe = self.executable()
+        assert exe is not None
+        return [
+            str(exe),
+            "--db",
+            "memory",
+            "--host",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "--log-file",
+            str(self.dir / "nx.log"),
+            "--pid-file",
+            str(self.dir / "nx.pid"),
+        ]
+
+    @property
+    def uri(self) -> str:
+        return f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
+
+
+class BigQueryEmulator(ChildServer):
+    def __init__(self, directory: Path) -> None:
+        super().__init__("bqemulator", directory)
+        self.grpc_port = servers.free_port()
+
+    def command(self) -> list[str]:
+        return [
+            str(BQEMULATOR_PYTHON),
+            str(HERE / "bqemulator_launch.py"),
+            "start",
+            "--rest-host",
+            "127.0.0.1",
+            "--rest-port",
+            str(self.port),
+            "--grpc-host",
+            "127.0.0.1",
+            "--grpc-port",
+            str(self.grpc_port),
+            "--ephemeral",
+            "--project",
+            "rh-test",
+        ]
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "OTEL_SDK_DISABLED": "true"}
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.port}/bigquery/v2/projects/rh-test/datasets", timeout=1
+            ):
+                return True
+        except OSError:
+            return False
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+class FakeSnowflake(ChildServer):
+    def __init__(self, directory: Path) -> None:
+        super().__init__("fakesnow", directory)
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-c",
+            "import sys, uvicorn, fakesnow.server; uvicorn.run(fakesnow.server.app, "
+            "host='127.0.0.1', port=int(sys.argv[1]), log_level='warning')",
+            str(self.port),
+        ]
+
+
+def nx_available() -> str | None:
+    if NxMongo.executable() is None:
+        return "nx-27017 is not installed (pip install nx-27017)"
+    return None
+
+
+def bqemulator_available() -> str | None:
+    if not BQEMULATOR_PYTHON.exists():
+        return (
+            f"bqemulator venv not found at {BQEMULATOR_PYTHON} "
+            "(scripts/install-test-servers.sh creates it)"
+        )
+    return None
+
+
+def fakesnow_available() -> str | None:
+    try:
+        import fakesnow.server  # noqa: F401
+    except ImportError as exc:
+        return f"fakesnow[server] is not installed ({exc.name})"
+    return None
+
+
+class SilentListener:
+    """A TCP port that accepts connections (kernel backlog) and never says a word."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = int(self.sock.getsockname()[1])
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def closed_port() -> int:
+    """A port on which nothing listens (connections are refused at once)."""
+    return servers.free_port()
+
+
+def odbc_driver_registered(name: str) -> bool:
+    if not shutil.which("odbcinst"):
+        return False
+    out = subprocess.run(["odbcinst", "-q", "-d"], capture_output=True, text=True, check=False)
+    return f"[{name}]" in out.stdout

@@ -1,0 +1,292 @@
+"""One harness per data-source type: how to reach it here, and the contract cases in its dialect.
+
+Every harness answers the same questions (the SQL or JSON for each case, what it cannot do and
+why); `test_contract.py` runs the same cases against all of them through the `source` fixture.
+A case a fallback server cannot exercise is a `Limit`: the test skips with that reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reporthubd.connectors.base import ColumnKind
+from reporthubd.domain import Datasource, DatasourceType
+
+ROWS = 200_000
+ROW_TEXT = 300
+"""Width of the text column of the 200,000-row stream: the whole result is ~60 MB of text, so a
+connector (or driver) that buffers it cannot stay under the memory bounds."""
+
+PLUS_TWO = timezone(timedelta(hours=2))
+CANON: dict[str, Any] = {
+    "i": 42,
+    "big": 9007199254740993,
+    "dec": Decimal("1234567890123456789012345678.0123456789"),
+    "flt": 1.5,
+    "flag": True,
+    "day": date(2024, 2, 29),
+    "ts": datetime(2024, 1, 2, 3, 4, 5, 123456),
+    "tstz": datetime(2024, 1, 2, 3, 4, 5, 123456, tzinfo=PLUS_TWO),
+    "txt": "héllo 😀 漢字 ünï",
+    "nul": None,
+    "bin": b"\x00\x01\xff",
+    "js": {"a": [1, 2], "b": "x"},
+}
+KINDS: dict[str, ColumnKind | None] = {
+    "i": ColumnKind.INTEGER,
+    "big": ColumnKind.INTEGER,
+    "dec": ColumnKind.DECIMAL,
+    "flt": ColumnKind.FLOAT,
+    "flag": ColumnKind.BOOLEAN,
+    "day": ColumnKind.DATE,
+    "ts": ColumnKind.DATETIME,
+    "tstz": ColumnKind.DATETIME_TZ,
+    "txt": ColumnKind.TEXT,
+    "nul": None,  # any kind
+    "bin": ColumnKind.BINARY,
+    "js": ColumnKind.JSON,
+}
+TYPE_NAMES = tuple(CANON)
+PARAM_KINDS = ("i", "big", "dec", "flt", "flag", "day", "ts", "tstz", "txt", "nul", "bin")
+
+SECRET_PASSWORD = "Wr0ng-Sekret-Pa55"
+
+
+@dataclass(frozen=True)
+class Limit:
+    """A case this source (or its fallback server) cannot exercise, and why."""
+
+    reason: str
+
+
+Expect = tuple[ColumnKind | None, Any]
+
+
+@dataclass
+class Source:
+    type: DatasourceType
+    label: str
+    config: dict[str, Any]
+    where: str
+    """A fragment every error message must contain (the host or database)."""
+    type_matrix: str | Limit
+    type_overrides: dict[str, Expect | Limit] = field(default_factory=dict)
+    param_sql: Callable[[str], str | Limit] | None = None
+    param_overrides: dict[str, Expect | Limit] = field(default_factory=dict)
+    rows_sql: Callable[[int], str] | None = None
+    memory: Limit | None = None
+    slow_sql: str | Limit = Limit("no slow query")
+    server_stopped: Callable[[], bool] | None = None
+    """True once the server runs no statement of the slow query (checked after a timeout)."""
+    server_stop_limit: Limit | None = None
+    syntax_error: str = "SELEC 1"
+    wrong_password: dict[str, Any] | Limit = Limit("no authentication")
+    unreachable: Callable[[int], dict[str, Any]] | Limit = Limit("not a network source")
+    write_sql: str | Limit = Limit("no read-only session")
+    write_absent: Callable[[], bool] | None = None
+    server_version: bool | Limit = True
+    no_server: Limit | None = None
+    """Set when no server of this type runs here: only the unreachable-host cases run."""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def datasource(self, config: dict[str, Any] | None = None) -> Datasource:
+        return Datasource(
+            id=1,
+            name=f"contract-{self.label}",
+            type=self.type,
+            connection_config=self.config if config is None else config,
+        )
+
+
+def rows_expected(n: int) -> tuple[int, str]:
+    """The last row of `rows_sql(n)`: (n, text)."""
+    return n, "x" * ROW_TEXT
+
+
+# --- MongoDB --------------------------------------------------------------------------------
+
+
+def mongo_source(uri: str, database: str, *, real: bool) -> Source:
+    import pymongo
+    from bson import Binary, Decimal128
+
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
+        uri, tz_aware=True, uuidRepresentation="standard", serverSelectionTimeoutMS=5000
+    )
+    db = client[database]
+    matrix_doc: dict[str, Any] = {
+        "i": 42,
+        "big": CANON["big"],
+        "flt": 1.5,
+        "flag": True,
+        "tstz": CANON["tstz"],
+        "txt": CANON["txt"],
+        "nul": None,
+        "bin": Binary(CANON["bin"]),
+        "js": CANON["js"],
+        "arr": [1, {"a": 2}],
+    }
+    if real:
+        matrix_doc["dec"] = Decimal128(CANON["dec"])
+    db.matrix.delete_many({})
+    db.matrix.insert_one(matrix_doc)
+    typed = [
+        {"k": "i", "v": 42},
+        {"k": "big", "v": CANON["big"]},
+        {"k": "flt", "v": 1.5},
+        {"k": "flag", "v": True},
+        {"k": "day", "v": datetime(2024, 2, 29, tzinfo=UTC)},
+        {"k": "ts", "v": datetime(2024, 1, 2, 3, 4, 5, 123000, tzinfo=UTC)},
+        {"k": "tstz", "v": datetime(2024, 1, 2, 1, 4, 5, 123000, tzinfo=UTC)},
+        {"k": "txt", "v": CANON["txt"]},
+        {"k": "nul", "v": None},
+        {"k": "bin", "v": Binary(CANON["bin"])},
+        {"k": "decoy", "v": "42"},
+    ]
+    if real:
+        typed.append({"k": "dec", "v": Decimal128(CANON["dec"])})
+    db.typed.delete_many({})
+    db.typed.insert_many(typed)
+    rows_ready: list[int] = []
+
+    def rows_sql(n: int) -> str:
+        if n not in rows_ready:
+            db[f"rows{n}"].drop()
+            text = "x" * ROW_TEXT
+            for start in range(0, n, 20_000):
+                db[f"rows{n}"].insert_many(
+                    [{"n": k, "s": text} for k in range(start + 1, min(n, start + 20_000) + 1)],
+                    ordered=False,
+                )
+            rows_ready.append(n)
+        return json.dumps(
+            {"collection": f"rows{n}", "filter": {}, "projection": {"_id": 0, "n": 1, "s": 1}}
+        )
+
+    def param_sql(kind: str) -> str:
+        return json.dumps(
+            {
+                "collection": "typed",
+                "filter": {"k": kind, "v": {"$param": "val"}},
+                "projection": {"_id": 0, "v": 1},
+            }
+        )
+
+    fallback = "nx-27017 (MongoDB fallback)"
+    overrides: dict[str, Expect | Limit] = {
+        "i": (ColumnKind.INTEGER, 42),
+        "day": Limit("BSON has no date-only type (dates are datetimes)"),
+        "ts": Limit("BSON datetimes are UTC instants; there is no zone-less timestamp"),
+        # BSON datetimes hold milliseconds.
+        "tstz": (ColumnKind.DATETIME_TZ, datetime(2024, 1, 2, 1, 4, 5, 123000, tzinfo=UTC)),
+        "txt": (ColumnKind.TEXT, CANON["txt"]),
+        "bin": (ColumnKind.BINARY, CANON["bin"]),
+        "js": Limit("documents are flattened to dotted columns (test_mongodb.py checks them)"),
+    }
+    if not real:
+        overrides["dec"] = Limit(f"{fallback} cannot store Decimal128 values")
+    param_overrides: dict[str, Expect | Limit] = {
+        "day": (ColumnKind.DATETIME_TZ, datetime(2024, 2, 29, tzinfo=UTC)),
+        "ts": (ColumnKind.DATETIME_TZ, datetime(2024, 1, 2, 3, 4, 5, 123000, tzinfo=UTC)),
+        "tstz": (ColumnKind.DATETIME_TZ, datetime(2024, 1, 2, 1, 4, 5, 123000, tzinfo=UTC)),
+    }
+    if not real:
+        param_overrides["dec"] = Limit(f"{fallback} cannot store Decimal128 values")
+        param_overrides["bin"] = Limit(f"{fallback} does not match binary values in filters")
+    host_port = uri.split("//", 1)[1].split("/", 1)[0].split("@")[-1]
+
+    def mongo_stopped() -> bool:
+        ops = list(
+            client.admin.aggregate(
+                [{"$currentOp": {}}, {"$match": {"command.comment": {"$regex": "^reporthubd:"}}}]
+            )
+        )
+        return not ops
+
+    return Source(
+        type=DatasourceType.MONGODB,
+        label="mongodb" if not real else "mongodb-real",
+        config={"uri": uri, "database": database, "options": {"connect_timeout_seconds": 3}},
+        where=database,
+        type_matrix=json.dumps({"collection": "matrix", "filter": {}, "projection": {"_id": 0}}),
+        type_overrides=overrides,
+        param_sql=param_sql,
+        param_overrides=param_overrides,
+        rows_sql=rows_sql,
+        slow_sql=(
+            json.dumps(
+                {"collection": "typed", "filter": {"$where": "sleep(100) || true"}, "limit": 0}
+            )
+            if real
+            else Limit(f"{fallback} has no slow operator ($where/$function are unsupported)")
+        ),
+        server_stopped=mongo_stopped if real else None,
+        server_stop_limit=None if real else Limit(f"{fallback} has no $currentOp"),
+        syntax_error=json.dumps({"collection": "typed", "filter": {"v": {"$nosuchop": 1}}}),
+        wrong_password=(
+            {
+                "host": host_port.split(":")[0],
+                "port": int(host_port.split(":")[1]) if ":" in host_port else 27017,
+                "username": "reporthub_nobody",
+                "password": SECRET_PASSWORD,
+                "database": database,
+                "options": {"connect_timeout_seconds": 3, "direct_connection": True},
+            }
+            if real
+            else Limit(f"{fallback} has no authentication")
+        ),
+        unreachable=lambda port: {
+            "host": "127.0.0.1",
+            "port": port,
+            "database": database,
+            "username": "u",
+            "password": SECRET_PASSWORD,
+            "options": {"connect_timeout_seconds": 1, "direct_connection": True},
+        },
+        write_sql=json.dumps({"collection": "typed", "pipeline": [{"$out": "stolen"}]}),
+        write_absent=lambda: "stolen" not in db.list_collection_names(),
+        server_version=True if real else Limit(f"{fallback} reports no server version"),
+        extra={"client": client, "db": db},
+    )
+
+
+def wait_until(check: Callable[[], bool], seconds: float = 15.0) -> bool:
+    """Poll `check` until true or `seconds` pass (a bound on waiting, not a speed assertion)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.1)
+    return check()
+
+
+@contextlib.contextmanager
+def env(name: str) -> Iterator[str]:
+    value = os.environ.get(name)
+    if not value:
+        pytest.skip(f"{name} is not set (no real server here)")
+    yield value
+
+
+def sqlite_file(path: Path) -> None:
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE IF NOT EXISTS rh_guard (x INTEGER)")
+    conn.commit()
+    conn.close()
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
