@@ -157,6 +157,12 @@ class ExecutionSettings(_Section):
     """Execution rows (and their delivery logs) older than this are pruned."""
     drain_grace_seconds: Annotated[float, Field(ge=0)] = 30.0
     """On SIGTERM: how long running executions may finish before they are cancelled."""
+    retry_backoff_cap_minutes: Annotated[float, Field(gt=0)] = 60.0
+    """Longest wait between two attempts of a delivery (backoff doubles from
+    retry_interval_minutes up to this)."""
+    retry_time_scale: Annotated[float, Field(gt=0, le=1)] = 1.0
+    """Multiplies every delivery retry wait (interval and cap); keep 1 in production. Tests use
+    a small value, e.g. 0.01 makes a 1-minute retry interval 0.6 seconds."""
 
 
 class ControlSettings(_Section):

@@ -1,0 +1,306 @@
+"""Webhook delivery over HTTP(S) with aiohttp.
+
+delivery_config keys:
+- `url` (required), `method` (POST default, or PUT), `headers` (object; a value may be a secret
+  reference {"env": ...} / {"file": ...}).
+- `mode`: `json` (default) sends the execution's metadata (and `download_url`, the presigned link
+  of an S3 delivery of the same execution when there is one); `multipart` sends the file itself
+  as the `file` part beside a `metadata` JSON part.
+- `secret`: when set, every request is signed (below). `timeout_seconds` (default 60) bounds
+  connecting and each read; `verify_tls` (default true).
+
+Every request carries `Idempotency-Key: <execution_id>:<delivery_id>` (the same on every retry:
+a receiver that already has it can drop the repeat), `X-Reporthub-Attempt` and
+`X-Reporthub-Event` (`report.delivered`, or `ping` from a test).
+
+Classification: 2xx delivered; 429 and 5xx retried (honouring `Retry-After`, seconds or an HTTP
+date); connection errors and timeouts retried; any other status (redirects included, which are
+not followed) fails for good with the status and the start of the answer.
+
+Verifying the signature (receiver side)
+---------------------------------------
+Headers: `X-Reporthub-Timestamp: <unix seconds>` and
+`X-Reporthub-Signature: t=<unix seconds>,v1=<hex>`, where
+`hex = HMAC-SHA256(key=secret, msg=b"<timestamp>." + raw_body)` over the exact bytes of the body
+as received (for multipart, the whole multipart body). A receiver:
+
+    import hashlib, hmac, time
+    def verify(secret: bytes, headers, body: bytes, tolerance=300) -> bool:
+        fields = dict(p.split("=", 1) for p in headers["X-Reporthub-Signature"].split(","))
+        timestamp = fields["t"]
+        if abs(time.time() - int(timestamp)) > tolerance:
+            return False                      # too old: a replay
+        expected = hmac.new(secret, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+        return hmac.compare_digest(expected, fields["v1"])
+
+and drops a request whose `Idempotency-Key` it has already processed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import ssl
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import aiohttp
+
+from reporthubd import secrets
+from reporthubd.deliverers import templating
+from reporthubd.deliverers.base import Attempt, AttemptResult, Deliverer, DeliveryError
+from reporthubd.deliverers.common import (
+    CHUNK,
+    Options,
+    describe,
+    file_chunks,
+    ok,
+    permanent,
+    retryable,
+    url_target,
+)
+
+SIGNATURE_HEADER = "X-Reporthub-Signature"
+TIMESTAMP_HEADER = "X-Reporthub-Timestamp"
+
+
+def sign(secret: str, timestamp: str, body_parts: list[bytes]) -> str:
+    mac = hmac.new(secret.encode(), timestamp.encode() + b".", hashlib.sha256)
+    for part in body_parts:
+        mac.update(part)
+    return mac.hexdigest()
+
+
+def retry_after(value: str | None, now: datetime | None = None) -> timedelta | None:
+    """Parse a Retry-After header: delay seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return timedelta(seconds=int(value))
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(timedelta(0), when - (now or datetime.now(UTC)))
+
+
+def metadata(attempt: Attempt, event: str = "report.delivered") -> dict[str, Any]:
+    job = attempt.job
+    variables = job.variables
+    scheduled = variables.get("scheduled_for")
+    document: dict[str, Any] = {
+        "event": event,
+        "execution_id": job.execution_id,
+        "delivery_id": attempt.delivery.id,
+        "config_id": job.config.id,
+        "report_name": job.config.name,
+        "scheduled_for": scheduled.isoformat() if isinstance(scheduled, datetime) else None,
+        "parameters": variables.get("parameters", {}),
+        "attempt": attempt.number,
+    }
+    if job.file is not None:
+        document["row_count"] = job.file.row_count
+        document["file"] = {
+            "name": job.file.name,
+            "size": job.file.size,
+            "sha256": job.file.sha256,
+            "media_type": job.file.media_type,
+        }
+    if variables.get("download_url"):
+        document["download_url"] = variables["download_url"]
+    return document
+
+
+class WebhookDeliverer(Deliverer):
+    def _request_settings(self) -> tuple[str, str, dict[str, str], str | None, float, bool, str]:
+        options = Options(self.delivery.delivery_config, "delivery_config")
+        url: str = options.required("url")
+        if not url.startswith(("http://", "https://")):
+            raise DeliveryError("delivery_config.url: must start with http:// or https://")
+        method = (options.text("method", "POST") or "POST").upper()
+        if method not in {"POST", "PUT", "PATCH"}:
+            raise DeliveryError("delivery_config.method: must be POST, PUT or PATCH")
+        headers: dict[str, str] = {}
+        for name, value in options.mapping("headers").items():
+            try:
+                headers[str(name)] = secrets.resolve(value, where=f"headers.{name}")
+            except secrets.SecretError as exc:
+                raise DeliveryError(str(exc)) from None
+        mode = options.text("mode", "json") or "json"
+        if mode not in {"json", "multipart"}:
+            raise DeliveryError("delivery_config.mode: must be json or multipart")
+        return (
+            url,
+            method,
+            headers,
+            options.secret("secret"),
+            options.number("timeout_seconds", 60.0),
+            options.flag("verify_tls", True),
+            mode,
+        )
+
+    async def deliver(self, attempt: Attempt) -> AttemptResult:
+        try:
+            url, method, headers, secret, timeout, verify, mode = self._request_settings()
+        except DeliveryError as exc:
+            return permanent(
+                url_target(str(self.delivery.delivery_config.get("url", ""))), str(exc)
+            )
+        document = metadata(attempt)
+        if mode == "multipart":
+            if attempt.job.file is None:
+                return permanent(url_target(url), "no file to send in multipart mode")
+            head, tail, content_type = _multipart_frame(attempt, document)
+            size = len(head) + attempt.job.file.size + len(tail)
+
+            async def body() -> AsyncIterator[bytes]:
+                yield head
+                async for chunk in file_chunks(attempt.job.file.path):  # type: ignore[union-attr]
+                    yield chunk
+                yield tail
+
+            signature = (
+                await asyncio.to_thread(_sign_file, secret, head, attempt, tail) if secret else None
+            )
+            payload: Any = body()
+            headers = {**headers, "Content-Type": content_type, "Content-Length": str(size)}
+        else:
+            raw = json.dumps(document, default=str).encode()
+            signature = _signed(secret, [raw]) if secret else None
+            payload = raw
+            headers = {**headers, "Content-Type": "application/json"}
+        return await self._send(
+            url,
+            method,
+            headers,
+            payload,
+            signature,
+            timeout,
+            verify,
+            attempt,
+            event="report.delivered",
+        )
+
+    async def _send(
+        self,
+        url: str,
+        method: str,
+        headers: Mapping[str, str],
+        payload: Any,
+        signature: tuple[str, str] | None,
+        limit: float,
+        verify: bool,
+        attempt: Attempt | None,
+        *,
+        event: str,
+    ) -> AttemptResult:
+        target = url_target(url)
+        timeout = limit
+        headers = dict(headers)
+        headers["X-Reporthub-Event"] = event
+        if attempt is not None:
+            headers["Idempotency-Key"] = f"{attempt.job.execution_id}:{attempt.delivery.id}"
+            headers["X-Reporthub-Attempt"] = str(attempt.number)
+        if signature is not None:
+            timestamp, digest = signature
+            headers[TIMESTAMP_HEADER] = timestamp
+            headers[SIGNATURE_HEADER] = f"t={timestamp},v1={digest}"
+        client_timeout = aiohttp.ClientTimeout(
+            total=None, connect=timeout, sock_connect=timeout, sock_read=timeout
+        )
+        ssl_option: ssl.SSLContext | bool = verify
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=client_timeout) as session,
+                session.request(
+                    method,
+                    url,
+                    data=payload,
+                    headers=headers,
+                    allow_redirects=False,
+                    ssl=ssl_option,
+                ) as response,
+            ):
+                text = (await response.content.read(500)).decode("utf-8", "replace")
+                status = response.status
+                after = retry_after(response.headers.get("Retry-After"))
+        except TimeoutError as exc:
+            return retryable(target, f"timed out after {timeout:g}s ({describe(exc)})")
+        except aiohttp.ClientSSLError as exc:
+            return permanent(target, f"TLS verification failed: {describe(exc)}")
+        except aiohttp.ClientError as exc:
+            return retryable(target, f"connection failed: {describe(exc)}")
+        except OSError as exc:
+            return retryable(target, f"connection failed: {describe(exc)}")
+        snippet = " ".join(text.split())[:200]
+        if 200 <= status < 300:
+            return ok(target, status=status)
+        reason = f"HTTP {status}" + (f": {snippet}" if snippet else "")
+        if status == 429 or status >= 500:
+            return retryable(target, reason, retry_after=after, status=status)
+        if 300 <= status < 400:
+            reason += " (redirects are not followed: configure the final URL)"
+        return permanent(target, reason, status=status)
+
+    async def test(self) -> AttemptResult:
+        try:
+            url, method, headers, secret, timeout, verify, _ = self._request_settings()
+        except DeliveryError as exc:
+            return permanent(
+                url_target(str(self.delivery.delivery_config.get("url", ""))), str(exc)
+            )
+        raw = json.dumps(
+            {"event": "ping", "delivery_id": self.delivery.id, "config_id": self.delivery.config_id}
+        ).encode()
+        signature = _signed(secret, [raw]) if secret else None
+        headers = {**headers, "Content-Type": "application/json"}
+        return await self._send(
+            url, method, headers, raw, signature, timeout, verify, None, event="ping"
+        )
+
+
+def _signed(secret: str | None, parts: list[bytes]) -> tuple[str, str]:
+    assert secret is not None
+    timestamp = str(int(time.time()))
+    return timestamp, sign(secret, timestamp, parts)
+
+
+def _sign_file(secret: str | None, head: bytes, attempt: Attempt, tail: bytes) -> tuple[str, str]:
+    """The signature of a multipart body, streamed through the HMAC (never held in memory)."""
+    assert secret is not None and attempt.job.file is not None
+    timestamp = str(int(time.time()))
+    mac = hmac.new(secret.encode(), timestamp.encode() + b".", hashlib.sha256)
+    mac.update(head)
+    with attempt.job.file.path.open("rb") as handle:
+        while chunk := handle.read(CHUNK):
+            mac.update(chunk)
+    mac.update(tail)
+    return timestamp, mac.hexdigest()
+
+
+def _multipart_frame(attempt: Attempt, document: Mapping[str, Any]) -> tuple[bytes, bytes, str]:
+    """The bytes before and after the file in a multipart/form-data body."""
+    assert attempt.job.file is not None
+    boundary = f"reporthub-{uuid.uuid4().hex}"
+    name = templating.safe_file_name(attempt.job.file.name, what="file_name")
+    quoted = name.replace("\\", "\\\\").replace('"', '\\"')
+    head = (
+        f"--{boundary}\r\n"
+        'Content-Disposition: form-data; name="metadata"\r\n'
+        "Content-Type: application/json\r\n\r\n"
+        f"{json.dumps(document, default=str)}\r\n"
+        f"--{boundary}\r\n"
+        f'Content-Disposition: form-data; name="file"; filename="{quoted}"\r\n'
+        f"Content-Type: {attempt.job.file.media_type}\r\n\r\n"
+    ).encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+    return head, tail, f"multipart/form-data; boundary={boundary}"
