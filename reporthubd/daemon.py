@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from reporthubd import __version__, logs
+from reporthubd import __version__, logs, metrics
 from reporthubd.config import ConfigError, Settings, load_settings
 from reporthubd.control.auth import TokenFileError
 from reporthubd.control.server import ControlServer
@@ -114,6 +114,7 @@ class Daemon:
         self.draining = False
         self.last_reload: ReloadResult | None = None
         self.store_up = False
+        self.last_heartbeat = time.monotonic()
         self._reload_hooks: list[ReloadHook] = []
         self._stop_requested: asyncio.Event | None = None
         self._signals_seen = 0
@@ -188,6 +189,13 @@ class Daemon:
         await self._ensure_schema(store)
         await executions.register_node(store, self.node_id)
         self.store_up = True
+        self.last_heartbeat = time.monotonic()
+        metrics.observe_gauges(
+            {
+                metrics.STORE_UP: lambda: 1.0 if self.store_up else 0.0,
+                metrics.HEARTBEAT_AGE: lambda: time.monotonic() - self.last_heartbeat,
+            }
+        )
 
         tasks = Supervisor()
         self._tasks = tasks
@@ -332,6 +340,7 @@ class Daemon:
                 if not self.store_up:
                     log.info("store reachable again")
                 self.store_up = True
+                self.last_heartbeat = time.monotonic()
             self.notifier.status(self._status_line())
 
     async def _watchdog_loop(self, period: float) -> None:

@@ -73,6 +73,12 @@ def test_healthz_envelope_and_unknown_path(tmp_path: Path) -> None:
         assert isinstance(body["data"], dict) and body["data"]["node_id"]
         status, body = _get(port, "/no/such/route")
         assert status == 404 and body["status"] == "error"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+            assert answer.headers["Content-Type"].startswith("text/plain")
+            exposition = answer.read().decode()
+        assert "reporthubd_store_up 1.0" in exposition
+        assert "# TYPE reporthubd_executions_total counter" in exposition
+        assert "reporthubd_node_heartbeat_age_seconds" in exposition
     finally:
         daemon.stop()
         notify.close()

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Protocol
 
 from aiohttp import web
 
-from reporthubd import logs
+from reporthubd import logs, metrics
 from reporthubd.control import envelope
 from reporthubd.control.auth import TokenGate
 from reporthubd.store.database import Store, StoreUnavailable
@@ -36,6 +37,11 @@ async def healthz(request: web.Request) -> web.Response:
     return envelope.success(
         "alive", {"node_id": runtime.node_id, "started_at": runtime.started_at.isoformat()}
     )
+
+
+async def prometheus(request: web.Request) -> web.Response:
+    body = await asyncio.to_thread(metrics.render)
+    return web.Response(body=body, headers={"Content-Type": metrics.CONTENT_TYPE})
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -73,4 +79,5 @@ def build_app(
     app[RUNTIME_KEY] = runtime
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", prometheus)
     return app

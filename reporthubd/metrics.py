@@ -1,0 +1,91 @@
+"""Prometheus metrics (prometheus-client), one registry for the process.
+
+Counters and histograms are updated where the thing happens (engine, scheduler, deliverers);
+gauges that describe current state are read from the components at scrape time, through
+`observe_gauges`, so they are never stale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+EXECUTIONS = Counter(
+    "reporthubd_executions_total",
+    "Executions finished, by final status.",
+    ["status"],
+    registry=REGISTRY,
+)
+EXECUTION_SECONDS = Histogram(
+    "reporthubd_execution_duration_seconds",
+    "Wall time of executions from start to finish.",
+    buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
+    registry=REGISTRY,
+)
+ROWS_WRITTEN = Counter(
+    "reporthubd_rows_written_total", "Rows written to report files.", registry=REGISTRY
+)
+BYTES_WRITTEN = Counter(
+    "reporthubd_bytes_written_total", "Bytes of report files produced.", registry=REGISTRY
+)
+DELIVERIES = Counter(
+    "reporthubd_deliveries_total",
+    "Delivery attempts, by method and outcome.",
+    ["method", "outcome"],
+    registry=REGISTRY,
+)
+FIRE_LATENESS = Histogram(
+    "reporthubd_fire_lateness_seconds",
+    "Claim commit time minus due time of schedule fires.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+    registry=REGISTRY,
+)
+MISSED_FIRES = Counter(
+    "reporthubd_missed_fires_total",
+    "Fires missed and recorded as SKIPPED, by policy.",
+    ["policy"],
+    registry=REGISTRY,
+)
+
+RETRIES_PENDING = Gauge(
+    "reporthubd_delivery_retries_pending", "Delivery retries waiting.", registry=REGISTRY
+)
+QUEUE_DEPTH = Gauge(
+    "reporthubd_executions_queued", "Executions waiting for a slot.", registry=REGISTRY
+)
+RUNNING = Gauge(
+    "reporthubd_executions_running", "Executions running on this node.", registry=REGISTRY
+)
+SCHEDULES_LOADED = Gauge(
+    "reporthubd_schedules_loaded", "Schedules loaded and firing.", registry=REGISTRY
+)
+SCHEDULES_DISABLED = Gauge(
+    "reporthubd_schedules_disabled",
+    "Schedules disabled by an invalid cron or zone.",
+    registry=REGISTRY,
+)
+STORE_UP = Gauge(
+    "reporthubd_store_up", "1 when the store answered the last check.", registry=REGISTRY
+)
+HEARTBEAT_AGE = Gauge(
+    "reporthubd_node_heartbeat_age_seconds",
+    "Seconds since this node's last heartbeat.",
+    registry=REGISTRY,
+)
+
+
+def observe_gauges(readers: dict[Gauge, Callable[[], float]]) -> None:
+    """Make each gauge read its value from a component at scrape time."""
+    for gauge, read in readers.items():
+        gauge.set_function(read)
+
+
+def render() -> bytes:
+    return generate_latest(REGISTRY)
+
+
+__all__ = ["CONTENT_TYPE", "REGISTRY", "observe_gauges", "render"]
