@@ -91,8 +91,16 @@ class ThreadFeed:
     process alive at exit.
     """
 
-    def __init__(self, name: str, produce: Callable[[ThreadFeed], None], *, depth: int = 2):
+    def __init__(
+        self,
+        name: str,
+        produce: Callable[[ThreadFeed], None],
+        *,
+        translate: Callable[[BaseException], BaseException] | None = None,
+        depth: int = 2,
+    ):
         self._name = name
+        self._translate = translate
         self._produce = produce
         self._slots = threading.BoundedSemaphore(depth)
         self._stopped = threading.Event()
@@ -145,6 +153,8 @@ class ThreadFeed:
             return value
         self.finished = True
         if kind == _ERROR:
+            if self._translate is not None:
+                raise self._translate(value) from None
             raise value
         raise StopAsyncIteration
 

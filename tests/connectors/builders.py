@@ -48,3 +48,18 @@ def real_mongodb(factory: pytest.TempPathFactory) -> Iterator[sources.Source]:
     yield source
     source.extra["client"].drop_database(database)
     source.extra["client"].close()
+
+
+@builder("bigquery")
+def bqemulator(factory: pytest.TempPathFactory) -> Iterator[sources.Source]:
+    missing = fallback_servers.bqemulator_available()
+    if missing:
+        servers.unavailable(missing)
+    server = fallback_servers.BigQueryEmulator(factory.mktemp("bqemulator"))
+    server.start()
+    try:
+        source = sources.bigquery_source(server.endpoint)
+        yield source
+        source.extra["client"].close()
+    finally:
+        server.stop()

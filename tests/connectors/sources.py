@@ -290,3 +290,88 @@ def sqlite_file(path: Path) -> None:
 
 def run(coro: Any) -> Any:
     return asyncio.run(coro)
+
+
+# --- BigQuery (bqemulator) ------------------------------------------------------------------
+
+
+def bigquery_source(endpoint: str) -> Source:
+    from google.api_core import exceptions as google_errors
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import bigquery
+
+    client = bigquery.Client(
+        project="rh-test",
+        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+        client_options=ClientOptions(api_endpoint=endpoint),
+    )
+    fallback = "bqemulator (BigQuery fallback)"
+    casts = {
+        "i": "INT64",
+        "big": "INT64",
+        "dec": "BIGNUMERIC",
+        "flt": "FLOAT64",
+        "flag": "BOOL",
+        "day": "DATE",
+        "ts": "DATETIME",
+        "tstz": "TIMESTAMP",
+        "txt": "STRING",
+        "nul": "STRING",
+        "bin": "BYTES",
+    }
+
+    def absent() -> bool:
+        try:
+            client.get_dataset("stolen")
+        except google_errors.NotFound:
+            return True
+        return False
+
+    return Source(
+        type=DatasourceType.BIGQUERY,
+        label="bigquery",
+        config={
+            "project": "rh-test",
+            "maximum_bytes_billed": 10**12,
+            "options": {"api_endpoint": endpoint, "anonymous": True, "connect_timeout_seconds": 5},
+        },
+        where="rh-test",
+        type_matrix=(
+            "SELECT 42 AS i, 9007199254740993 AS big,"
+            " CAST('1234567890123456789012345678.0123456789' AS BIGNUMERIC) AS dec,"
+            " 1.5 AS flt, TRUE AS flag, DATE '2024-02-29' AS day,"
+            " DATETIME '2024-01-02 03:04:05.123456' AS ts,"
+            " TIMESTAMP '2024-01-02 03:04:05.123456+02:00' AS tstz,"
+            f" '{CANON['txt']}' AS txt, CAST(NULL AS STRING) AS nul,"
+            ' FROM_BASE64(\'AAH/\') AS bin, JSON \'{"a": [1, 2], "b": "x"}\' AS js'
+        ),
+        type_overrides={
+            "dec": Limit(f"{fallback} truncates BIGNUMERIC to 5 decimal places"),
+        },
+        param_sql=lambda kind: f"SELECT CAST(:val AS {casts[kind]}) AS v",
+        param_overrides={
+            "dec": Limit(f"{fallback} binds BIGNUMERIC parameters as FLOAT64"),
+            "bin": Limit(f"{fallback} returns BYTES parameters as base64 STRING"),
+        },
+        rows_sql=lambda n: (
+            f"SELECT x AS n, REPEAT('x', {ROW_TEXT}) AS s"
+            f" FROM UNNEST(GENERATE_ARRAY(1, {n})) AS x ORDER BY x"
+        ),
+        slow_sql=Limit(f"{fallback} runs each query to completion inside jobs.insert"),
+        server_stop_limit=Limit(f"{fallback} ignores jobs.cancel"),
+        syntax_error="SELEC 1",
+        wrong_password=Limit(f"{fallback} accepts anonymous credentials only"),
+        unreachable=lambda port: {
+            "project": "rh-test",
+            "options": {
+                "api_endpoint": f"http://127.0.0.1:{port}",
+                "anonymous": True,
+                "connect_timeout_seconds": 1,
+            },
+        },
+        write_sql="CREATE SCHEMA stolen",
+        write_absent=absent,
+        server_version=Limit("BigQuery has no server version"),
+        extra={"client": client},
+    )
