@@ -12,6 +12,8 @@ have systemd-analyze || need_apt+=(systemd)
 # MariaDB and PostgreSQL servers and clients: the store and connector tests.
 have mariadbd || [ -x /usr/sbin/mariadbd ] || need_apt+=(mariadb-server)
 have psql || need_apt+=(postgresql)
+# Headless Chromium: the status page test loads the page and takes a screenshot.
+have chromium || need_apt+=(chromium)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

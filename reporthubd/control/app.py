@@ -12,6 +12,7 @@ from aiohttp import web
 from reporthubd import logs, metrics
 from reporthubd.control import envelope
 from reporthubd.control.auth import TokenGate
+from reporthubd.control.status_page import status_page
 from reporthubd.store.database import Store, StoreUnavailable
 
 RUNTIME_KEY: web.AppKey[Runtime] = web.AppKey("runtime")
@@ -80,4 +81,5 @@ def build_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", prometheus)
+    app.router.add_get("/", status_page)
     return app

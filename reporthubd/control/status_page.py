@@ -1,0 +1,204 @@
+"""The status page at `/`: server-rendered HTML, no JavaScript, refreshes itself, fits a phone.
+
+Everything on it comes from the store (definitions and history) and from the daemon's components
+when they are present (engine queue, scheduler's disabled schedules); every value is escaped.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from html import escape
+from typing import Any
+
+from aiohttp import web
+
+from reporthubd import __version__
+from reporthubd.scheduler.cron import CronError, next_fires, parse_cron
+from reporthubd.store import status as history
+from reporthubd.store.definitions import load_definitions
+
+REFRESH_SECONDS = 15
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;padding:1rem;
+background:#f7f7f8;color:#1d1d1f}h1{font-size:1.4rem;margin:0 0 .25rem}h2{font-size:1.1rem;
+margin:1.5rem 0 .5rem}.meta{color:#555;font-size:.9rem}table{border-collapse:collapse;width:100%;
+background:#fff;font-size:.9rem}th,td{text-align:left;padding:.4rem .5rem;border-bottom:1px solid
+#e5e5e5;vertical-align:top}th{background:#efeff1}.strip{display:flex;gap:2px;flex-wrap:wrap}
+.mark{width:10px;height:16px;border-radius:2px;display:inline-block}.COMPLETED{background:#2e9e4f}
+.FAILED,.TIMEOUT{background:#d93025}.PARTIAL{background:#f29900}.RUNNING,.PENDING{background:#1a73e8}
+.SKIPPED,.CANCELLED{background:#9aa0a6}.err{color:#a50e0e;white-space:pre-wrap;word-break:break-word}
+.empty{color:#777;font-style:italic}.wrap{overflow-x:auto}
+@media (max-width:640px){th.opt,td.opt{display:none}body{padding:.5rem}}
+"""
+
+
+# (header, hidden on narrow screens)
+SCHEDULE_COLUMNS = [
+    ("Report", False),
+    ("Cron", False),
+    ("Zone", True),
+    ("Next fire", False),
+    ("Last", True),
+    ("Last 20 runs", False),
+]
+ACTIVE_COLUMNS = [
+    ("Execution", True),
+    ("Report", False),
+    ("Status", False),
+    ("Started", True),
+    ("Rows", False),
+    ("Node", True),
+]
+FAILURE_COLUMNS = [
+    ("Finished", True),
+    ("Report", False),
+    ("Status", False),
+    ("Reason", False),
+    ("Execution", True),
+]
+RETRY_COLUMNS = [
+    ("Execution", True),
+    ("Delivery", False),
+    ("Attempt", False),
+    ("Next try", False),
+    ("Last error", True),
+]
+INVALID_COLUMNS = [("Table", False), ("Id", False), ("Problem", False)]
+
+
+def _error_text(text: str | None) -> str:
+    return f'<span class="err">{escape(text or "")}</span>'
+
+
+def _t(value: datetime | None, zone: Any = UTC) -> str:
+    if value is None:
+        return "—"
+    return value.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def _table(headers: list[tuple[str, bool]], rows: list[list[str]], empty: str) -> str:
+    if not rows:
+        return f'<p class="empty">{escape(empty)}</p>'
+    head = "".join(f"<th{' class=opt' if opt else ''}>{escape(h)}</th>" for h, opt in headers)
+    body = "".join(
+        "<tr>"
+        + "".join(
+            f"<td{' class=opt' if headers[i][1] else ''}>{cell}</td>" for i, cell in enumerate(row)
+        )
+        + "</tr>"
+        for row in rows
+    )
+    return f'<div class="wrap"><table><tr>{head}</tr>{body}</table></div>'
+
+
+async def status_page(request: web.Request) -> web.Response:
+    from reporthubd.control.app import RUNTIME_KEY
+
+    runtime = request.app[RUNTIME_KEY]
+    store = runtime.store
+    now = datetime.now(UTC)
+    settings = getattr(runtime, "settings", None)
+    default_zone = settings.scheduler.timezone if settings is not None else "UTC"
+    definitions = await load_definitions(store, default_timezone=default_zone)
+    strips = await history.history_strips(store)
+    active = await history.active_runs(store)
+    failures = await history.recent_failures(store, since=now - timedelta(days=1))
+    retries = await history.pending_retries(store)
+    names = {cid: cfg.name for cid, cfg in definitions.configs.items()}
+
+    schedule_rows = []
+    for sched in sorted(definitions.schedules.values(), key=lambda s: s.id):
+        try:
+            spec = parse_cron(sched.cron_expression)
+            upcoming = next_fires(
+                spec, sched.timezone, now, 1, start_at=sched.start_at, end_at=sched.end_at
+            )
+        except CronError:
+            upcoming = []
+        strip = "".join(
+            f'<span class="mark {escape(m.status)}" '
+            f'title="{escape(m.status)} {escape(_t(m.created_at))}"></span>'
+            for m in reversed(strips.get(sched.config_id, []))
+        )
+        last = strips.get(sched.config_id, [])
+        schedule_rows.append(
+            [
+                escape(names.get(sched.config_id, str(sched.config_id))),
+                f"<code>{escape(sched.cron_expression)}</code>",
+                escape(str(sched.timezone)),
+                escape(_t(upcoming[0], sched.timezone)) if upcoming else "—",
+                escape(last[0].status) if last else "—",
+                f'<div class="strip">{strip}</div>',
+            ]
+        )
+    disabled_rows = [
+        [
+            escape(e.table),
+            escape(str(e.row_id)),
+            f'<span class="err">{escape("; ".join(e.problems))}</span>',
+        ]
+        for e in definitions.errors
+    ]
+
+    engine = getattr(runtime, "engine", None)
+    queue = ""
+    if engine is not None and hasattr(engine, "stats"):
+        stats = engine.stats()
+        running = escape(str(getattr(stats, "running", "?")))
+        queued = escape(str(getattr(stats, "queued", "?")))
+        queue = f" · running {running} · queued {queued}"
+    active_rows = [
+        [
+            f"<code>{escape(run.execution_id)}</code>",
+            escape(names.get(run.config_id, str(run.config_id))),
+            escape(run.status),
+            escape(_t(run.started_at)),
+            escape(str(run.row_count or 0)),
+            escape(run.node_id or "—"),
+        ]
+        for run in active
+    ]
+    failure_rows = [
+        [
+            escape(_t(f.finished_at)),
+            escape(names.get(f.config_id, str(f.config_id))),
+            escape(f.status),
+            _error_text(f.error_message),
+            f"<code>{escape(f.execution_id)}</code>",
+        ]
+        for f in failures
+    ]
+    retry_rows = [
+        [
+            f"<code>{escape(r.execution_id)}</code>",
+            escape(str(r.delivery_id)),
+            escape(str(r.attempt)),
+            escape(_t(r.next_retry_at)),
+            _error_text(r.error_message),
+        ]
+        for r in retries
+    ]
+    uptime = now - runtime.started_at
+    body = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="refresh" content="{REFRESH_SECONDS}">
+<title>reporthubd · {escape(runtime.node_id)}</title><style>{CSS}</style></head>
+<body>
+<h1>reporthubd</h1>
+<p class="meta">node <b>{escape(runtime.node_id)}</b> · version {escape(__version__)} ·
+up {escape(str(uptime).split(".")[0])} · {escape(_t(now))}{queue}</p>
+<h2>Schedules</h2>
+{_table(SCHEDULE_COLUMNS, schedule_rows, "No active schedules.")}
+<h2>Running and queued</h2>
+{_table(ACTIVE_COLUMNS, active_rows, "Nothing running.")}
+<h2>Recent failures (24 h)</h2>
+{_table(FAILURE_COLUMNS, failure_rows, "No failures in the last 24 hours.")}
+<h2>Delivery retries pending</h2>
+{_table(RETRY_COLUMNS, retry_rows, "No retries pending.")}
+<h2>Invalid definitions</h2>
+{_table(INVALID_COLUMNS, disabled_rows, "All active definitions are valid.")}
+</body></html>
+"""
+    return web.Response(text=body, content_type="text/html", charset="utf-8")

@@ -1,0 +1,141 @@
+"""Read-only summaries of the history for the status page and status endpoints."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from reporthubd import domain
+from reporthubd.store import schema
+from reporthubd.store.database import Store
+
+E = schema.executions
+L = schema.delivery_logs
+FAILURE_STATUSES = ("FAILED", "TIMEOUT", "PARTIAL")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunMark:
+    execution_id: str
+    status: str
+    created_at: datetime | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ActiveRun:
+    execution_id: str
+    config_id: int
+    status: str
+    node_id: str | None
+    started_at: datetime | None
+    row_count: int | None
+    scheduled_for: datetime | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Failure:
+    execution_id: str
+    config_id: int
+    status: str
+    finished_at: datetime | None
+    error_message: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class PendingRetry:
+    execution_id: str
+    delivery_id: int
+    attempt: int
+    next_retry_at: datetime | None
+    error_message: str | None
+
+
+async def history_strips(store: Store, *, per_config: int = 20) -> dict[int, list[RunMark]]:
+    """The newest `per_config` executions of every report, newest first, in one query."""
+    rank = (
+        sa.func.row_number()
+        .over(partition_by=E.c.config_id, order_by=(E.c.created_at.desc(), E.c.id.desc()))
+        .label("rank")
+    )
+    inner = sa.select(E.c.id, E.c.config_id, E.c.status, E.c.created_at, rank).subquery()
+    query = (
+        sa.select(inner.c.id, inner.c.config_id, inner.c.status, inner.c.created_at)
+        .where(inner.c.rank <= per_config)
+        .order_by(inner.c.config_id, inner.c.rank)
+    )
+    strips: dict[int, list[RunMark]] = {}
+    async with store.engine.connect() as conn:
+        for row in await conn.execute(query):
+            strips.setdefault(row.config_id, []).append(
+                RunMark(execution_id=row.id, status=row.status, created_at=row.created_at)
+            )
+    return strips
+
+
+async def active_runs(store: Store, *, limit: int = 200) -> list[ActiveRun]:
+    query = (
+        sa.select(E)
+        .where(E.c.status.in_([domain.ExecutionStatus.PENDING, domain.ExecutionStatus.RUNNING]))
+        .order_by(E.c.created_at)
+        .limit(limit)
+    )
+    async with store.engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    return [
+        ActiveRun(
+            execution_id=r.id,
+            config_id=r.config_id,
+            status=r.status,
+            node_id=r.node_id,
+            started_at=r.started_at,
+            row_count=r.row_count,
+            scheduled_for=r.scheduled_for,
+        )
+        for r in rows
+    ]
+
+
+async def recent_failures(store: Store, *, since: datetime, limit: int = 20) -> list[Failure]:
+    query = (
+        sa.select(E.c.id, E.c.config_id, E.c.status, E.c.finished_at, E.c.error_message)
+        .where(E.c.status.in_(FAILURE_STATUSES), E.c.created_at >= since)
+        .order_by(E.c.created_at.desc())
+        .limit(limit)
+    )
+    async with store.engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    return [
+        Failure(
+            execution_id=r.id,
+            config_id=r.config_id,
+            status=r.status,
+            finished_at=r.finished_at,
+            error_message=r.error_message,
+        )
+        for r in rows
+    ]
+
+
+async def pending_retries(store: Store, *, limit: int = 50) -> list[PendingRetry]:
+    query = (
+        sa.select(
+            L.c.execution_id, L.c.delivery_id, L.c.attempt, L.c.next_retry_at, L.c.error_message
+        )
+        .where(L.c.status == domain.DeliveryStatus.RETRYING)
+        .order_by(L.c.next_retry_at)
+        .limit(limit)
+    )
+    async with store.engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    return [
+        PendingRetry(
+            execution_id=r.execution_id,
+            delivery_id=r.delivery_id,
+            attempt=r.attempt,
+            next_retry_at=r.next_retry_at,
+            error_message=r.error_message,
+        )
+        for r in rows
+    ]
