@@ -36,7 +36,9 @@ class Definitions:
 class Fingerprint:
     """A cheap summary of the definition tables: a change in any of them changes this."""
 
-    parts: tuple[tuple[str, int, datetime | None], ...]
+    parts: tuple[tuple[str, int, int, int, datetime | None], ...]
+    """(table, rows, active rows, highest id, newest updated_at) per definition table: a
+    deactivation or a delete-and-insert that leaves `updated_at` alone still changes it."""
 
 
 async def _select_all(store: Store, table: sa.Table, active_only: bool) -> list[dict[str, Any]]:
@@ -144,15 +146,21 @@ async def load_definitions(
 
 
 async def fingerprint(store: Store) -> Fingerprint:
-    """Row counts and newest updated_at of each definition table, in one round trip each."""
+    """Row counts, active rows, highest id and newest updated_at of each definition table, in
+    one round trip each."""
     parts = []
     async with store.engine.connect() as conn:
         for table in schema.DEFINITION_TABLES:
             newest = sa.func.max(table.c.updated_at) if "updated_at" in table.c else sa.null()
-            count, latest = (
-                await conn.execute(sa.select(sa.func.count(), newest).select_from(table))
+            active = sa.func.sum(sa.case((table.c.is_active == sa.true(), 1), else_=0))
+            count, active_count, highest, latest = (
+                await conn.execute(
+                    sa.select(sa.func.count(), active, sa.func.max(table.c.id), newest)
+                )
             ).one()
             if isinstance(latest, str):
                 latest = datetime.fromisoformat(latest)
-            parts.append((table.name, int(count), latest))
+            parts.append(
+                (table.name, int(count), int(active_count or 0), int(highest or 0), latest)
+            )
     return Fingerprint(parts=tuple(parts))

@@ -1,0 +1,741 @@
+"""The fire loop: a heap of next fire times, claims in batches, misfire catch-up, reload diffing,
+manual triggers and the recovery of lost executions.
+
+Schedules that share an expression, a zone and bounds share one `Timeline`, so a minute boundary
+with thousands of due schedules computes a handful of next times, not thousands. The loop sleeps
+until the earliest timeline is due (woken early by reloads and triggers), claims every due fire
+of every due timeline in one store transaction, hands this node's claims to `submit`, and only
+then computes the next times and writes `last_run_at` / `next_run_at`.
+
+Exactly once: a claim is the insert of the fire's execution row under the unique key
+(schedule_id, scheduled_for, attempt=0); whichever node inserts it runs it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import inspect
+import itertools
+from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from reporthubd import domain, logs
+from reporthubd.config import Settings
+from reporthubd.scheduler import misfire
+from reporthubd.scheduler.clock import Clock, SystemClock
+from reporthubd.scheduler.cron import FireTimes, parse_cron
+from reporthubd.scheduler.stats import Lateness
+from reporthubd.store import claims, definitions, executions, schedules
+from reporthubd.store.database import Store
+
+log = logs.get(__name__)
+
+Submit = Callable[[str], object]
+"""Hands one PENDING execution (by id) to the engine; may return an awaitable."""
+
+# Per schedule, at most this many missed fires are listed one by one in one catch-up.
+MAX_MISSED_LISTED = 10_000
+# Claims per store transaction during catch-up (the loop claims a due batch in one).
+CATCH_UP_BATCH = 5_000
+
+
+class Spawner(Protocol):
+    def spawn(
+        self, name: str, coro: Coroutine[Any, Any, Any], *, forever: bool = True
+    ) -> asyncio.Task[Any]: ...
+
+
+def leave_pending(execution_id: str) -> None:
+    """A submitter for a daemon without an engine: the claimed row stays PENDING."""
+
+
+def _utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+TimelineKey = tuple[str, str, float | None, float | None]
+
+
+class Timeline:
+    """The fires shared by every schedule with the same expression, zone and bounds."""
+
+    __slots__ = ("fires", "key", "members", "next_ts", "token")
+
+    def __init__(self, key: TimelineKey, fires: FireTimes, next_ts: int | None) -> None:
+        self.key = key
+        self.fires = fires
+        self.members: dict[int, Job] = {}
+        self.next_ts = next_ts
+        self.token = 0
+
+
+class Job:
+    """One loaded schedule."""
+
+    __slots__ = ("last_fire", "schedule", "timeline")
+
+    def __init__(self, schedule: domain.Schedule, timeline: Timeline) -> None:
+        self.schedule = schedule
+        self.timeline = timeline
+        self.last_fire: int | None = None
+
+
+def timeline_key(schedule: domain.Schedule) -> TimelineKey:
+    return (
+        " ".join(parse_cron(schedule.cron_expression).fields),
+        schedule.timezone.key,
+        schedule.start_at.timestamp() if schedule.start_at else None,
+        schedule.end_at.timestamp() if schedule.end_at else None,
+    )
+
+
+def _same(a: domain.Schedule, b: domain.Schedule) -> bool:
+    """Equal apart from the columns reporthubd itself writes (and updated_at)."""
+    volatile = {"last_run_at": None, "next_run_at": None, "updated_at": None}
+    return {**a.__dict__, **volatile} == {**b.__dict__, **volatile}
+
+
+@dataclass
+class ReloadReport:
+    at: datetime
+    source: str
+    ok: bool
+    message: str
+    added: int = 0
+    changed: int = 0
+    removed: int = 0
+    disabled: int = 0
+
+
+@dataclass
+class _Batch:
+    """Fires decided in one dispatch, before they are claimed."""
+
+    claims: list[claims.FireClaim] = field(default_factory=list)
+
+
+class Scheduler:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        settings: Settings,
+        node_id: str,
+        submit: Submit = leave_pending,
+        clock: Clock | None = None,
+        started_at: datetime | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.node_id = node_id
+        self.submit = submit
+        self.clock: Clock = clock or SystemClock()
+        self.started_at = started_at or datetime.now(UTC)
+        self.lateness = Lateness()
+        self.last_reload: ReloadReport | None = None
+        self.disabled: dict[int, str] = {}
+        self.config_names: dict[int, str] = {}
+        self.jobs: dict[int, Job] = {}
+        self.store_down_since: float | None = None
+        self.claimed_count = 0
+        self.skipped_count = 0
+        self.recovered_count = 0
+        self._timelines: dict[TimelineKey, Timeline] = {}
+        self._heap: list[tuple[int, int, int, Timeline]] = []
+        self._seq = itertools.count()
+        self._wake = asyncio.Event()
+        self._dispatching = asyncio.Lock()
+        self._reloading = asyncio.Lock()
+        self._horizon = 0.0
+        self._fingerprint: definitions.Fingerprint | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._stopped = False
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self, tasks: Spawner) -> None:
+        """Load the schedules, catch up on what the store shows was missed, then start the loop,
+        the definitions watcher and the lost-execution sweep as named tasks of `tasks`."""
+        found = await self._load()
+        now = self.clock.now()
+        self._horizon = now
+        self._apply(found, now)
+        self.last_reload = ReloadReport(
+            at=_utc(now),
+            source="start",
+            ok=True,
+            message=f"{len(self.jobs)} schedules loaded, {len(self.disabled)} disabled",
+        )
+        await self._catch_up(now)
+        await self.sweep()
+        self._tasks = [
+            tasks.spawn("scheduler-loop", self._run()),
+            tasks.spawn("scheduler-watch", self._watch_definitions()),
+            tasks.spawn("scheduler-sweep", self._sweep_loop()),
+        ]
+        log.info(
+            "scheduler started",
+            node_id=self.node_id,
+            schedules=len(self.jobs),
+            timelines=len(self._timelines),
+            disabled=len(self.disabled),
+        )
+
+    async def stop(self) -> None:
+        """Stop intake: let a dispatch in flight finish, then end the loop and its helpers."""
+        if self._stopped:
+            return
+        self._stopped = True
+        async with self._dispatching:
+            for task in self._tasks:
+                task.cancel("scheduler stopping")
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        log.info("scheduler stopped", node_id=self.node_id, claimed=self.claimed_count)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    # -- loading and reload ---------------------------------------------------------------------
+
+    async def _load(self) -> definitions.Definitions:
+        found = await definitions.load_definitions(
+            self.store, default_timezone=self.settings.scheduler.timezone
+        )
+        self._fingerprint = await definitions.fingerprint(self.store)
+        return found
+
+    async def reload(self, *, source: str, settings: Settings | None = None) -> ReloadReport:
+        """Read the definitions again and diff them in: unchanged schedules keep their next
+        fire, changed ones are recomputed, removed ones stop, new ones start. A failure keeps
+        the schedules as they were. Never raises."""
+        async with self._reloading:
+            now = self.clock.now()
+            try:
+                if settings is not None:
+                    self.settings = settings
+                found = await self._load()
+            except Exception as exc:
+                report = ReloadReport(
+                    at=_utc(now), source=source, ok=False, message=f"{type(exc).__name__}: {exc}"
+                )
+                log.error("scheduler reload failed", source=source, reason=report.message)
+            else:
+                report = self._apply(found, self.clock.now(), source=source)
+                self._wake.set()
+                log.info(
+                    "scheduler reloaded",
+                    source=source,
+                    added=report.added,
+                    changed=report.changed,
+                    removed=report.removed,
+                    disabled=report.disabled,
+                )
+            self.last_reload = report
+            return report
+
+    async def on_reload(self, settings: Settings) -> str:
+        """The daemon's reload hook (SIGHUP, POST /api/scheduler/reload)."""
+        report = await self.reload(source="reload", settings=settings)
+        if not report.ok:
+            raise RuntimeError(f"scheduler: {report.message}")
+        return f"scheduler: {report.message}"
+
+    def _apply(
+        self, found: definitions.Definitions, now: float, *, source: str = "start"
+    ) -> ReloadReport:
+        """Swap the new definitions in, synchronously (the loop sees the old or the new state,
+        never a mix). New timelines start after the loop's horizon (what it has dispatched)."""
+        horizon = max(self._horizon, 0.0) or now
+        disabled = {
+            int(str(error.row_id)): "; ".join(error.problems)
+            for error in found.errors
+            if error.table == "report_schedules" and str(error.row_id).isdigit()
+        }
+        added = changed = 0
+        seen: set[int] = set()
+        for schedule in found.schedules.values():
+            seen.add(schedule.id)
+            job = self.jobs.get(schedule.id)
+            try:
+                key = timeline_key(schedule)
+            except ValueError as exc:  # rows.schedule validated it; defensive
+                disabled[schedule.id] = str(exc)
+                continue
+            if job is not None and job.timeline.key == key:
+                if not _same(job.schedule, schedule):
+                    changed += 1
+                job.schedule = schedule
+                continue
+            if job is not None:
+                changed += 1
+                self._leave(job)
+            else:
+                added += 1
+            timeline = self._timeline(key, schedule, horizon)
+            new_job = Job(schedule, timeline)
+            if job is not None:
+                new_job.last_fire = job.last_fire
+            timeline.members[schedule.id] = new_job
+            self.jobs[schedule.id] = new_job
+        removed = 0
+        for schedule_id in [sid for sid in self.jobs if sid not in seen]:
+            self._leave(self.jobs.pop(schedule_id))
+            removed += 1
+        self.disabled = disabled
+        self.config_names = {config.id: config.name for config in found.configs.values()}
+        message = (
+            f"{len(self.jobs)} schedules ({added} added, {changed} changed, {removed} removed), "
+            f"{len(disabled)} disabled"
+        )
+        return ReloadReport(
+            at=_utc(now),
+            source=source,
+            ok=True,
+            message=message,
+            added=added,
+            changed=changed,
+            removed=removed,
+            disabled=len(disabled),
+        )
+
+    def _timeline(self, key: TimelineKey, schedule: domain.Schedule, horizon: float) -> Timeline:
+        timeline = self._timelines.get(key)
+        if timeline is None:
+            fires = FireTimes(
+                parse_cron(schedule.cron_expression),
+                schedule.timezone,
+                start_at=schedule.start_at,
+                end_at=schedule.end_at,
+            )
+            timeline = Timeline(key, fires, fires.next_ts(horizon))
+            self._timelines[key] = timeline
+            self._push(timeline)
+        return timeline
+
+    def _leave(self, job: Job) -> None:
+        timeline = job.timeline
+        timeline.members.pop(job.schedule.id, None)
+        if not timeline.members:
+            self._timelines.pop(timeline.key, None)
+            timeline.token += 1  # its heap entries are now stale
+
+    def _push(self, timeline: Timeline) -> None:
+        timeline.token += 1
+        if timeline.next_ts is not None:
+            heapq.heappush(
+                self._heap, (timeline.next_ts, next(self._seq), timeline.token, timeline)
+            )
+
+    def _peek(self) -> int | None:
+        heap = self._heap
+        while heap:
+            ts, _, token, timeline = heap[0]
+            if token == timeline.token and timeline.members:
+                return ts
+            heapq.heappop(heap)
+        return None
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        backoff = 0.0
+        while True:
+            self._wake.clear()
+            due: float | None = self._peek()
+            if backoff:
+                retry_at = self.clock.now() + backoff
+                due = retry_at if due is None else max(due, retry_at)
+            await self.clock.sleep_until(due, self._wake)
+            now = self.clock.now()
+            peek = self._peek()
+            if peek is None or peek > now:
+                continue
+            async with self._dispatching:
+                ok = await self.dispatch(now)
+            backoff = 0.0 if ok else min(10.0, max(1.0, backoff * 2))
+
+    async def dispatch(self, now: float) -> bool:
+        """Claim every fire due at `now`, submit ours, then compute next times. Returns False
+        when the store failed (nothing is lost: the fires stay due and are retried)."""
+        due: list[Timeline] = []
+        while (ts := self._peek()) is not None and ts <= now:
+            _, _, _, timeline = heapq.heappop(self._heap)
+            due.append(timeline)
+        batch: list[claims.FireClaim] = []
+        handled: list[tuple[Timeline, int]] = []
+        for timeline in due:
+            assert timeline.next_ts is not None
+            first = timeline.next_ts
+            if now - first <= misfire.ON_TIME_SECONDS:
+                fire = _utc(first)
+                batch += [
+                    claims.FireClaim(
+                        schedule_id=job.schedule.id,
+                        config_id=job.schedule.config_id,
+                        scheduled_for=fire,
+                    )
+                    for job in timeline.members.values()
+                ]
+                handled.append((timeline, first))
+                continue
+            fires = self._due_fires(timeline.fires, first - 1, now)
+            reason = self._missed_reason(first, now)
+            for job in timeline.members.values():
+                batch += self._decide(job, fires, now, reason)
+            handled.append((timeline, fires[-1]))
+        try:
+            ours, committed = await claims.claim_fires(self.store, batch, node_id=self.node_id)
+        except Exception as exc:
+            if self.store_down_since is None:
+                self.store_down_since = now
+            log.warning("claiming fires failed; retrying", fires=len(batch), error=_first_line(exc))
+            for timeline in due:
+                self._push(timeline)
+            return False
+        if self.store_down_since is not None:
+            log.info("store reachable again", down_since=misfire.iso(self.store_down_since))
+            self.store_down_since = None
+        await self._submit_claimed(ours, committed)
+        runs: list[tuple[int, datetime, datetime | None]] = []
+        for timeline, last in handled:
+            timeline.next_ts = timeline.fires.next_ts(last)
+            self._push(timeline)
+        for claimed in ours:
+            if claimed.claim.skipped_reason is None:
+                owner = self.jobs.get(claimed.claim.schedule_id)
+                following = owner.timeline.next_ts if owner is not None else None
+                runs.append(
+                    (
+                        claimed.claim.schedule_id,
+                        claimed.claim.scheduled_for,
+                        _utc(following) if following is not None else None,
+                    )
+                )
+        self._horizon = max(self._horizon, now)
+        try:
+            await schedules.record_runs(self.store, runs)
+        except Exception as exc:  # bookkeeping only: the claims are committed
+            log.warning("writing last_run_at failed", error=_first_line(exc))
+        return True
+
+    def _due_fires(self, fires: FireTimes, after: float, until: float) -> list[int]:
+        found: list[int] = []
+        ts = after
+        while (nxt := fires.next_ts(ts)) is not None and nxt <= until:
+            found.append(nxt)
+            if len(found) >= MAX_MISSED_LISTED:
+                break
+            ts = nxt
+        return found
+
+    def _missed_reason(self, first_due: float, now: float) -> str:
+        if self.store_down_since is not None:
+            return (
+                f"missed: store unavailable from {misfire.iso(self.store_down_since)} "
+                f"to {misfire.iso(now)}"
+            )
+        return f"missed: scheduler blocked from {misfire.iso(first_due)} to {misfire.iso(now)}"
+
+    def _decide(
+        self, job: Job, fires: list[int], now: float, reason: str
+    ) -> list[claims.FireClaim]:
+        schedule = job.schedule
+        grace = schedule.misfire_grace_seconds
+        decision = misfire.decide(
+            fires,
+            now=now,
+            policy=schedule.misfire_policy,
+            grace_seconds=float(
+                grace if grace is not None else self.settings.scheduler.misfire_grace_seconds
+            ),
+            run_all_limit=self.settings.scheduler.run_all_limit,
+            missed_because=reason,
+        )
+        out = [
+            claims.FireClaim(
+                schedule_id=schedule.id,
+                config_id=schedule.config_id,
+                scheduled_for=_utc(fire),
+                skipped_reason=why,
+            )
+            for fire, why in decision.skipped
+        ]
+        out += [
+            claims.FireClaim(
+                schedule_id=schedule.id, config_id=schedule.config_id, scheduled_for=_utc(fire)
+            )
+            for fire in decision.run
+        ]
+        return out
+
+    async def _submit_claimed(self, ours: Iterable[claims.Claimed], committed: datetime) -> None:
+        commit_ts = committed.timestamp()
+        for claimed in ours:
+            job = self.jobs.get(claimed.claim.schedule_id)
+            fire_ts = claimed.claim.scheduled_for.timestamp()
+            if job is not None and (job.last_fire is None or fire_ts > job.last_fire):
+                job.last_fire = int(fire_ts)
+            if claimed.claim.skipped_reason is not None:
+                self.skipped_count += 1
+                continue
+            self.claimed_count += 1
+            self.lateness.add(commit_ts - fire_ts)
+            await self._submit(claimed.execution_id)
+
+    async def _submit(self, execution_id: str) -> None:
+        try:
+            result = self.submit(execution_id)
+            if inspect.isawaitable(result):
+                await result
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.error("submitting an execution failed", execution_id=execution_id, exc_info=exc)
+            await executions.update_execution(
+                self.store,
+                execution_id,
+                only_if_status=(domain.ExecutionStatus.PENDING,),
+                status=domain.ExecutionStatus.FAILED,
+                error_message=f"could not start: {type(exc).__name__}: {exc}",
+                finished_at=datetime.now(UTC),
+            )
+
+    # -- catch-up after a restart ---------------------------------------------------------------
+
+    async def _catch_up(self, now: float) -> None:
+        """Fires between each schedule's latest claimed fire (what the store shows:
+        last_run_at and existing execution rows) and `now` were missed while no node of ours
+        ran it; decide them by policy. Schedules that never fired start from now."""
+        latest = await claims.latest_fires(self.store)
+        batch: list[claims.FireClaim] = []
+        cache: dict[tuple[TimelineKey, int], list[int]] = {}
+        for job in self.jobs.values():
+            known = [
+                t.timestamp()
+                for t in (latest.get(job.schedule.id), job.schedule.last_run_at)
+                if t is not None
+            ]
+            if not known:
+                continue
+            base = int(max(known))
+            job.last_fire = base
+            key = (job.timeline.key, base)
+            fires = cache.get(key)
+            if fires is None:
+                fires = self._due_fires(job.timeline.fires, base, now)
+                cache[key] = fires
+            if not fires:
+                continue
+            reason = f"missed: daemon down from {misfire.iso(base)} to {misfire.iso(now)}"
+            batch += self._decide(job, fires, now, reason)
+        for start in range(0, len(batch), CATCH_UP_BATCH):
+            chunk = batch[start : start + CATCH_UP_BATCH]
+            ours, committed = await claims.claim_fires(self.store, chunk, node_id=self.node_id)
+            await self._submit_claimed(ours, committed)
+            await schedules.record_runs(
+                self.store,
+                [
+                    (c.claim.schedule_id, c.claim.scheduled_for, self._next_of(c.claim.schedule_id))
+                    for c in ours
+                    if c.claim.skipped_reason is None
+                ],
+            )
+        if batch:
+            log.info("scheduler caught up", decided=len(batch), node_id=self.node_id)
+
+    def _next_of(self, schedule_id: int) -> datetime | None:
+        job = self.jobs.get(schedule_id)
+        if job is None or job.timeline.next_ts is None:
+            return None
+        return _utc(job.timeline.next_ts)
+
+    # -- definitions watcher --------------------------------------------------------------------
+
+    async def _watch_definitions(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.scheduler.reload_interval_seconds)
+            try:
+                current = await definitions.fingerprint(self.store)
+            except Exception as exc:  # a store outage is survived; the loop reports it too
+                log.warning("reading the definitions fingerprint failed", error=_first_line(exc))
+                continue
+            if current != self._fingerprint:
+                await self.reload(source="definitions changed")
+
+    # -- manual trigger -------------------------------------------------------------------------
+
+    async def trigger(self, schedule_id: int, scheduled_for: datetime | None = None) -> str:
+        """Run a loaded schedule now (trigger_type manual). `scheduled_for` defaults to now.
+        Raises LookupError (unknown or disabled schedule, with the reason)."""
+        job = self.jobs.get(schedule_id)
+        if job is None:
+            why = self.disabled.get(schedule_id)
+            raise LookupError(
+                f"schedule {schedule_id} is disabled: {why}"
+                if why
+                else f"schedule {schedule_id} is not loaded (missing or inactive)"
+            )
+        logical = scheduled_for or _utc(self.clock.now())
+        execution_id = await claims.insert_rerun(
+            self.store,
+            config_id=job.schedule.config_id,
+            schedule_id=schedule_id,
+            scheduled_for=logical,
+            trigger_type=domain.TriggerType.MANUAL,
+            node_id=self.node_id,
+        )
+        log.info(
+            "schedule triggered",
+            schedule_id=schedule_id,
+            execution_id=execution_id,
+            scheduled_for=logical.isoformat(),
+        )
+        await self._submit(execution_id)
+        self._wake.set()
+        return execution_id
+
+    # -- lost executions ------------------------------------------------------------------------
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.scheduler.heartbeat_interval_seconds)
+            try:
+                await self.sweep()
+            except Exception as exc:  # survived; retried at the next interval
+                log.warning("lost-execution sweep failed", error=_first_line(exc))
+
+    async def sweep(self) -> int:
+        """Mark executions no live node owns FAILED ("node lost") and, if configured, run them
+        again (trigger_type recovery). Returns how many this node recovered or failed."""
+        config = self.settings.scheduler
+        now = datetime.now(UTC)
+        cutoff = datetime.fromtimestamp(now.timestamp() - config.node_lost_after_seconds, UTC)
+        lost = await claims.find_lost(
+            self.store, cutoff=cutoff, node_id=self.node_id, started_at=self.started_at
+        )
+        done = 0
+        for execution in lost:
+            reason = _lost_reason(execution, self.node_id)
+            recovered = await claims.fail_lost(
+                self.store,
+                execution,
+                cutoff=cutoff,
+                node_id=self.node_id,
+                started_at=self.started_at,
+                reason=reason,
+                recover=config.recover_lost_executions,
+            )
+            done += 1
+            log.warning(
+                "execution lost",
+                execution_id=execution.id,
+                lost_node=execution.node_id,
+                recovered_as=recovered,
+            )
+            if recovered is not None:
+                self.recovered_count += 1
+                await self._submit(recovered)
+        return done
+
+    # -- status ---------------------------------------------------------------------------------
+
+    def next_fire(self) -> tuple[datetime, int] | None:
+        ts = self._peek()
+        if ts is None:
+            return None
+        count = sum(
+            len(timeline.members) for timeline in self._timelines.values() if timeline.next_ts == ts
+        )
+        return _utc(ts), count
+
+    async def status(self) -> dict[str, Any]:
+        upcoming = self.next_fire()
+        active = await claims.count_active(self.store)
+        mine = active.get(self.node_id, {})
+        reload = self.last_reload
+        return {
+            "node_id": self.node_id,
+            "started_at": self.started_at.isoformat(),
+            "uptime_seconds": round((datetime.now(UTC) - self.started_at).total_seconds(), 3),
+            "schedules_loaded": len(self.jobs),
+            "timelines": len(self._timelines),
+            "schedules_disabled": [
+                {"schedule_id": sid, "reason": why} for sid, why in sorted(self.disabled.items())
+            ],
+            "next_fire": (
+                {"at": upcoming[0].isoformat(), "schedules": upcoming[1]} if upcoming else None
+            ),
+            "last_reload": (
+                {
+                    "at": reload.at.isoformat(),
+                    "source": reload.source,
+                    "ok": reload.ok,
+                    "message": reload.message,
+                }
+                if reload
+                else None
+            ),
+            "fire_lateness": self.lateness.summary(),
+            "claimed": self.claimed_count,
+            "skipped": self.skipped_count,
+            "recovered": self.recovered_count,
+            "store_down_since": (
+                misfire.iso(self.store_down_since) if self.store_down_since else None
+            ),
+            "executions": {
+                "running": mine.get(domain.ExecutionStatus.RUNNING.value, 0),
+                "queued": mine.get(domain.ExecutionStatus.PENDING.value, 0),
+                "all_nodes": {node: counts for node, counts in sorted(active.items()) if node},
+            },
+        }
+
+    async def jobs_view(self) -> list[dict[str, Any]]:
+        latest = await claims.latest_runs(self.store)
+        out: list[dict[str, Any]] = []
+        for schedule_id in sorted({*self.jobs, *self.disabled}):
+            job = self.jobs.get(schedule_id)
+            last = latest.get(schedule_id)
+            entry: dict[str, Any] = {
+                "schedule_id": schedule_id,
+                "disabled": self.disabled.get(schedule_id),
+                "last_fire": last.scheduled_for.isoformat() if last is not None else None,
+                "last_status": last.status if last is not None else None,
+                "last_execution_id": last.id if last is not None else None,
+            }
+            if job is not None:
+                s = job.schedule
+                nxt = job.timeline.next_ts
+                entry |= {
+                    "config_id": s.config_id,
+                    "config_name": self.config_names.get(s.config_id),
+                    "cron_expression": s.cron_expression,
+                    "timezone": s.timezone.key,
+                    "misfire_policy": s.misfire_policy.value,
+                    "misfire_grace_seconds": s.misfire_grace_seconds,
+                    "start_at": s.start_at.isoformat() if s.start_at else None,
+                    "end_at": s.end_at.isoformat() if s.end_at else None,
+                    "parameters": dict(s.parameters),
+                    "next_fire": _utc(nxt).isoformat() if nxt is not None else None,
+                    "next_fire_local": (
+                        _utc(nxt).astimezone(s.timezone).isoformat() if nxt is not None else None
+                    ),
+                }
+            out.append(entry)
+        return out
+
+
+def _lost_reason(execution: claims.LostExecution, own_node: str) -> str:
+    if execution.node_id == own_node:
+        return f"node lost: node {own_node} restarted before the run ended"
+    if execution.status is domain.ExecutionStatus.PENDING:
+        return f"node lost: node {execution.node_id} stopped before starting the run"
+    beat = execution.heartbeat_at.isoformat() if execution.heartbeat_at else "never"
+    return f"node lost: node {execution.node_id} stopped heartbeating (last heartbeat {beat})"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc)
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,340 @@
+"""The scheduler against a real store (SQLite, MariaDB, PostgreSQL), with a hand-moved clock:
+claims, restart catch-up under each misfire policy, disabled schedules, reload diffing, manual
+triggers and the recovery of lost executions. Nothing here sleeps."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from reporthubd.daemon import Supervisor
+from reporthubd.scheduler.loop import Scheduler
+from reporthubd.store import schema
+from reporthubd.store.database import Store
+from tests.scheduler.helpers import (
+    FakeClock,
+    Submitted,
+    add_schedule,
+    executions,
+    seed_config,
+    settings,
+    update_schedule,
+    utc,
+)
+
+
+@asynccontextmanager
+async def running(
+    store: Store, clock: FakeClock, submitted: Submitted, node_id: str = "node-a", **config: object
+) -> AsyncIterator[Scheduler]:
+    tasks = Supervisor()
+    scheduler = Scheduler(
+        store=store,
+        settings=settings(**config),
+        node_id=node_id,
+        submit=submitted,
+        clock=clock,
+        started_at=datetime.fromtimestamp(clock.now(), UTC),
+    )
+    await scheduler.start(tasks)
+    await clock.idle()
+    try:
+        yield scheduler
+    finally:
+        await scheduler.stop()
+        await tasks.stop()
+        assert tasks.failure is None
+
+
+async def advance_to(clock: FakeClock, when: str) -> None:
+    clock.set(utc(when))
+    await clock.idle()
+
+
+def by_time(rows: list[sa.Row[object]]) -> dict[str, tuple[str, str]]:
+    return {
+        row.scheduled_for.strftime("%H:%M:%S"): (row.status, row.trigger_type)
+        for row in rows
+        if row.attempt == 0
+    }
+
+
+async def test_due_fires_are_claimed_once_and_handed_to_the_engine(store: Store) -> None:
+    config_id = await seed_config(store)
+    every_minute = await add_schedule(store, config_id, "* * * * *")
+    berlin_9 = await add_schedule(store, config_id, "0 9 * * *", timezone="Europe/Berlin")
+    clock = FakeClock(utc("2026-03-28 07:59:30"))
+    submitted = Submitted([])
+    async with running(store, clock, submitted) as scheduler:
+        await advance_to(clock, "2026-03-28 08:00:00.200")
+        await advance_to(clock, "2026-03-28 08:01:00.100")
+        rows = await executions(store)
+        assert sorted((r.scheduled_for, r.schedule_id) for r in rows) == [
+            (utc("2026-03-28 08:00"), every_minute),
+            (utc("2026-03-28 08:00"), berlin_9),  # 09:00 CET
+            (utc("2026-03-28 08:01"), every_minute),
+        ]
+        assert {r.status for r in rows} == {"PENDING"}
+        assert {r.trigger_type for r in rows} == {"schedule"}
+        assert {r.node_id for r in rows} == {"node-a"}
+        assert sorted(submitted.ids) == sorted(r.id for r in rows)
+        status = await scheduler.status()
+        assert status["fire_lateness"]["fires"] == 3
+        assert status["next_fire"]["at"] == "2026-03-28T08:02:00+00:00"
+    async with store.engine.connect() as conn:
+        written = (
+            await conn.execute(
+                sa.select(schema.schedules.c.last_run_at, schema.schedules.c.next_run_at).where(
+                    schema.schedules.c.id == berlin_9
+                )
+            )
+        ).one()
+    # the next 09:00 Berlin is after the spring change: 07:00 UTC
+    assert tuple(written) == (utc("2026-03-28 08:00"), utc("2026-03-29 07:00"))
+
+
+async def test_two_nodes_claim_each_fire_exactly_once(store: Store) -> None:
+    config_id = await seed_config(store)
+    ids = [await add_schedule(store, config_id, "* * * * * *") for _ in range(20)]
+    clock = FakeClock(utc("2026-01-01 00:00:00.500"))
+    a, b = Submitted([]), Submitted([])
+    async with (
+        running(store, clock, a, node_id="node-a"),
+        running(store, clock, b, node_id="node-b"),
+    ):
+        for second in range(1, 6):
+            await advance_to(clock, f"2026-01-01 00:00:0{second}.100")
+    rows = await executions(store)
+    assert len(rows) == 20 * 5
+    assert len({(r.schedule_id, r.scheduled_for) for r in rows}) == 100
+    assert {r.schedule_id for r in rows} == set(ids)
+    assert len(a.ids) + len(b.ids) == 100
+    assert set(a.ids).isdisjoint(b.ids)
+
+
+POLICIES = {
+    # down from just after the 10:01 fire until 10:04:30: 10:02, 10:03, 10:04 were missed
+    "run_once": {
+        "10:01:00": ("PENDING", "schedule"),
+        "10:02:00": ("SKIPPED", "schedule"),
+        "10:03:00": ("SKIPPED", "schedule"),
+        "10:04:00": ("PENDING", "schedule"),
+        "10:05:00": ("PENDING", "schedule"),
+    },
+    "skip": {
+        "10:01:00": ("PENDING", "schedule"),
+        "10:02:00": ("SKIPPED", "schedule"),
+        "10:03:00": ("SKIPPED", "schedule"),
+        "10:04:00": ("SKIPPED", "schedule"),
+        "10:05:00": ("PENDING", "schedule"),
+    },
+    "run_all": {
+        "10:01:00": ("PENDING", "schedule"),
+        "10:02:00": ("PENDING", "schedule"),
+        "10:03:00": ("PENDING", "schedule"),
+        "10:04:00": ("PENDING", "schedule"),
+        "10:05:00": ("PENDING", "schedule"),
+    },
+}
+
+
+@pytest.mark.parametrize("policy", sorted(POLICIES))
+async def test_a_three_minute_outage_is_caught_up_as_the_policy_promises(
+    store: Store, policy: str
+) -> None:
+    config_id = await seed_config(store)
+    schedule_id = await add_schedule(store, config_id, "* * * * *", misfire_policy=policy)
+    clock = FakeClock(utc("2026-05-04 10:00:30"))
+    submitted = Submitted([])
+    async with running(store, clock, submitted, node_id="node-a"):
+        await advance_to(clock, "2026-05-04 10:01:00.300")
+    # the daemon is down for three and a half minutes; a new process starts
+    clock = FakeClock(utc("2026-05-04 10:04:30"))
+    async with running(store, clock, submitted, node_id="node-a"):
+        await advance_to(clock, "2026-05-04 10:05:00.200")
+    rows = await executions(store, schedule_id)
+    assert by_time(rows) == POLICIES[policy]
+    assert len(rows) == 5
+    skipped = [r for r in rows if r.status == "SKIPPED"]
+    for row in skipped:
+        assert row.error_message.startswith(
+            "missed: daemon down from 2026-05-04T10:01:00Z to 2026-05-04T10:04:30Z"
+        )
+        assert row.finished_at is not None
+    assert len(submitted.ids) == 5 - len(skipped)
+
+
+async def test_missed_fires_beyond_the_grace_are_recorded_not_run(store: Store) -> None:
+    config_id = await seed_config(store)
+    schedule_id = await add_schedule(
+        store, config_id, "* * * * *", misfire_policy="run_all", misfire_grace_seconds=90
+    )
+    await update_schedule(store, schedule_id, last_run_at=utc("2026-05-04 10:00"))
+    clock = FakeClock(utc("2026-05-04 10:04:30"))
+    async with running(store, clock, Submitted([]), run_all_limit=2):
+        pass
+    rows = await executions(store, schedule_id)
+    # 10:01, 10:02 beyond the 90 s grace; 10:03 and 10:04 run (limit 2 not exceeded)
+    assert by_time(rows) == {
+        "10:01:00": ("SKIPPED", "schedule"),
+        "10:02:00": ("SKIPPED", "schedule"),
+        "10:03:00": ("PENDING", "schedule"),
+        "10:04:00": ("PENDING", "schedule"),
+    }
+    assert "beyond the misfire grace of 90 s" in rows[0].error_message
+
+
+async def test_invalid_cron_or_zone_disables_only_that_schedule(store: Store) -> None:
+    config_id = await seed_config(store)
+    good = await add_schedule(store, config_id, "* * * * *")
+    bad_cron = await add_schedule(store, config_id, "61 * * * *")
+    bad_zone = await add_schedule(store, config_id, "* * * * *", timezone="Mars/Olympus_Mons")
+    clock = FakeClock(utc("2026-05-04 10:00:30"))
+    async with running(store, clock, Submitted([])) as scheduler:
+        await advance_to(clock, "2026-05-04 10:01:00.100")
+        status = await scheduler.status()
+        jobs = {job["schedule_id"]: job for job in await scheduler.jobs_view()}
+    disabled = {d["schedule_id"]: d["reason"] for d in status["schedules_disabled"]}
+    assert set(disabled) == {bad_cron, bad_zone}
+    assert "cron_expression" in disabled[bad_cron] and "61" in disabled[bad_cron]
+    assert "Mars/Olympus_Mons" in disabled[bad_zone]
+    assert jobs[bad_cron]["disabled"] == disabled[bad_cron]
+    assert jobs[good]["disabled"] is None and jobs[good]["last_status"] == "PENDING"
+    assert [r.schedule_id for r in await executions(store)] == [good]
+
+
+async def test_reload_diffs_schedules_without_losing_or_doubling_fires(store: Store) -> None:
+    config_id = await seed_config(store)
+    unchanged = await add_schedule(store, config_id, "*/10 * * * * *")
+    changed = await add_schedule(store, config_id, "*/10 * * * * *")
+    removed = await add_schedule(store, config_id, "*/10 * * * * *")
+    clock = FakeClock(utc("2026-05-04 10:00:05"))
+    async with running(store, clock, Submitted([])) as scheduler:
+        await advance_to(clock, "2026-05-04 10:00:10.100")
+        await update_schedule(store, changed, cron_expression="*/15 * * * * *")
+        await update_schedule(store, removed, is_active=False)
+        added = await add_schedule(store, config_id, "*/10 * * * * *")
+        report = await scheduler.reload(source="test")
+        assert (report.added, report.changed, report.removed) == (1, 1, 1)
+        for second in ("15", "20", "30"):
+            await advance_to(clock, f"2026-05-04 10:00:{second}.100")
+    fired = {
+        sid: [r.scheduled_for.strftime("%S") for r in await executions(store, sid)]
+        for sid in (unchanged, changed, removed, added)
+    }
+    assert fired == {
+        unchanged: ["10", "20", "30"],
+        changed: ["10", "15", "30"],
+        removed: ["10"],
+        added: ["20", "30"],
+    }
+
+
+async def test_manual_trigger_runs_now_without_taking_a_fire(store: Store) -> None:
+    config_id = await seed_config(store)
+    schedule_id = await add_schedule(store, config_id, "* * * * *")
+    clock = FakeClock(utc("2026-05-04 10:00:30"))
+    submitted = Submitted([])
+    async with running(store, clock, submitted) as scheduler:
+        now_id = await scheduler.trigger(schedule_id)
+        # a logical time equal to the next fire: the fire itself still runs
+        logical_id = await scheduler.trigger(schedule_id, utc("2026-05-04 10:01"))
+        await advance_to(clock, "2026-05-04 10:01:00.100")
+        with pytest.raises(LookupError, match="not loaded"):
+            await scheduler.trigger(999_999)
+    rows = {r.id: r for r in await executions(store, schedule_id)}
+    assert rows[now_id].trigger_type == "manual"
+    assert rows[now_id].scheduled_for == utc("2026-05-04 10:00:30")
+    assert (rows[logical_id].trigger_type, rows[logical_id].attempt) == ("manual", 1)
+    fire = [r for r in rows.values() if r.trigger_type == "schedule"]
+    assert [(r.scheduled_for, r.attempt) for r in fire] == [(utc("2026-05-04 10:01"), 0)]
+    assert submitted.ids[:2] == [now_id, logical_id] and len(submitted.ids) == 3
+
+
+async def _insert_execution(store: Store, **values: object) -> None:
+    async with store.engine.begin() as conn:
+        await conn.execute(sa.insert(schema.executions).values(**values))
+
+
+async def test_lost_executions_fail_once_and_are_recovered_once(store: Store) -> None:
+    config_id = await seed_config(store)
+    schedule_id = await add_schedule(store, config_id, "0 3 * * *")
+    now = datetime.now(UTC)
+    old = now - timedelta(minutes=10)
+    fire = utc("2026-05-04 03:00")
+    async with store.engine.begin() as conn:
+        await conn.execute(
+            sa.insert(schema.nodes).values(node_id="dead", heartbeat_at=old, started_at=old)
+        )
+    base = {"config_id": config_id, "node_id": "dead", "created_at": old}
+    await _insert_execution(
+        store, id="run-lost", schedule_id=schedule_id, scheduled_for=fire,
+        trigger_type="schedule", status="RUNNING", heartbeat_at=old, **base,
+    )  # fmt: skip
+    await _insert_execution(
+        store, id="pending-lost", schedule_id=schedule_id, scheduled_for=utc("2026-05-05 03:00"),
+        trigger_type="schedule", status="PENDING", **base,
+    )  # fmt: skip
+    await _insert_execution(
+        store, id="retrying", trigger_type="manual", status="RUNNING", heartbeat_at=old, **base
+    )
+    async with store.engine.begin() as conn:
+        await conn.execute(
+            sa.insert(schema.delivery_logs).values(
+                execution_id="retrying", delivery_id=1, attempt=1, status="RETRYING"
+            )
+        )
+    fresh = {"config_id": config_id, "node_id": "node-b", "created_at": now}
+    await _insert_execution(
+        store, id="alive", trigger_type="manual", status="RUNNING", heartbeat_at=now, **fresh
+    )
+    config = {"heartbeat_interval_seconds": 1.0, "node_lost_after_seconds": 60.0}
+    clock = FakeClock(now)
+    a, b = Submitted([]), Submitted([])
+    # start() sweeps once; both nodes look at the same rows
+    async with running(store, clock, a, node_id="node-a", **config) as first:
+        async with running(store, clock, b, node_id="node-b", **config) as second:
+            assert await first.sweep() == 0 and await second.sweep() == 0
+    rows = {r.id: r for r in await executions(store)}
+    assert rows["run-lost"].status == "FAILED"
+    assert rows["run-lost"].error_message.startswith("node lost: node dead stopped heartbeating")
+    assert rows["pending-lost"].status == "FAILED"
+    assert rows["pending-lost"].error_message.startswith("node lost")
+    assert rows["retrying"].status == "RUNNING"
+    assert rows["alive"].status == "RUNNING"
+    recoveries = [r for r in rows.values() if r.trigger_type == "recovery"]
+    assert sorted((r.scheduled_for, r.attempt) for r in recoveries) == [
+        (fire, 1),
+        (utc("2026-05-05 03:00"), 1),
+    ]
+    assert sorted(a.ids + b.ids) == sorted(r.id for r in recoveries)
+
+
+async def test_own_rows_from_a_previous_process_are_recovered_at_start(store: Store) -> None:
+    config_id = await seed_config(store)
+    schedule_id = await add_schedule(store, config_id, "0 3 * * *")
+    before = datetime.now(UTC) - timedelta(seconds=30)
+    # the latest 03:00 before now: no fire was missed since, only the run was lost
+    fire = (before - timedelta(hours=3)).replace(hour=3, minute=0, second=0, microsecond=0)
+    await _insert_execution(
+        store, id="left", config_id=config_id, schedule_id=schedule_id, node_id="node-a",
+        scheduled_for=fire, trigger_type="schedule", status="RUNNING",
+        heartbeat_at=before, created_at=before,
+    )  # fmt: skip
+    submitted = Submitted([])
+    async with running(store, FakeClock(datetime.now(UTC)), submitted, node_id="node-a"):
+        pass
+    rows = await executions(store, schedule_id)
+    assert [(r.status, r.trigger_type, r.attempt) for r in rows] == [
+        ("FAILED", "schedule", 0),
+        ("PENDING", "recovery", 1),
+    ]
+    assert rows[0].error_message == "node lost: node node-a restarted before the run ended"
+    assert submitted.ids == [rows[1].id]
+
+
+Check = Callable[[], None]
