@@ -1,0 +1,223 @@
+"""The ledger's retries against real peers: a receiver coming back, one refused recipient,
+permanent failures without a retry storm, Retry-After, giving up, settling the execution."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from reporthubd import domain
+from reporthubd.deliverers.base import ProducedFile
+from reporthubd.deliverers.ledger import DeliveryLedger
+from reporthubd.store import delivery_logs
+from reporthubd.store.database import Store
+from tests.deliverers import peers
+from tests.deliverers.conftest import SCALE, DeliverySpec, Report, seed_report, settings_for
+
+DS = domain.DeliveryStatus
+ES = domain.ExecutionStatus
+
+
+async def step(ledger: DeliveryLedger, report: Report) -> list[delivery_logs.DeliveryLog]:
+    """Wait until the pending retry is due, let the ledger make it; return the rows."""
+    rows = await delivery_logs.logs_for_execution(report.store, report.execution_id)
+    pending = [r for r in rows if r.pending]
+    assert len(pending) == 1, rows
+    due = pending[0].next_retry_at
+    assert due is not None
+    await asyncio.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()) + 0.01)
+    assert await ledger.process_due() == 1
+    return await delivery_logs.logs_for_execution(report.store, report.execution_id)
+
+
+async def test_receiver_down_twice_then_back_gets_exactly_one_copy_after_backoff(
+    sqlite_store: Store, small_file: ProducedFile
+) -> None:
+    receiver = peers.WebhookReceiver()  # not started: connection refused
+    spec = DeliverySpec(
+        method="webhook", config={"url": receiver.url}, max_retry=3, retry_interval_minutes=1
+    )
+    report = await seed_report(sqlite_store, settings_for(sqlite_store), small_file, [spec])
+    ledger = report.ledger
+
+    first = await ledger.run(await report.job())
+    assert (first.delivered, first.failed, first.pending) == (0, 0, 1)
+    assert (await report.execution()).status is ES.RUNNING  # the engine leaves it running
+
+    await step(ledger, report)  # attempt 2: still down
+    await receiver.start()
+    try:
+        rows = await step(ledger, report)  # attempt 3: back
+    finally:
+        await receiver.stop()
+
+    assert [(r.attempt, r.status) for r in rows] == [
+        (1, DS.RETRYING),
+        (2, DS.RETRYING),
+        (3, DS.SUCCESS),
+    ]
+    assert len(receiver.hits) == 1
+    assert "connection failed" in (rows[0].error_message or "")
+    assert all(r.next_retry_at is None for r in rows)  # history, nothing pending
+    # The backoff gaps: each attempt started no earlier than its wait, and the wait doubled.
+    gap1 = rows[1].started_at - rows[0].finished_at  # type: ignore[operator]
+    gap2 = rows[2].started_at - rows[1].finished_at  # type: ignore[operator]
+    interval = timedelta(minutes=1) * SCALE
+    assert gap1 >= interval * 0.9
+    assert gap2 >= interval * 2 * 0.9
+    assert gap2 > gap1
+    execution = await report.execution()
+    assert execution.status is ES.COMPLETED and execution.finished_at is not None
+
+
+async def test_one_of_three_recipients_refused_retry_goes_to_that_one_only(
+    sqlite_store: Store, small_file: ProducedFile, smtp_server: peers.SMTPServer
+) -> None:
+    smtp_server.mailbox.busy["carol@example.com"] = 1  # 450 once
+    spec = DeliverySpec(
+        method="email",
+        config={"smtp": smtp_server.smtp_config()},
+        recipients=[
+            ("to", "alice@example.com"),
+            ("to", "bob@example.com"),
+            ("cc", "carol@example.com"),
+        ],
+    )
+    report = await seed_report(sqlite_store, settings_for(sqlite_store), small_file, [spec])
+    ledger = report.ledger
+    first = await ledger.run(await report.job())
+    assert first.pending == 1
+
+    rows = await step(ledger, report)
+    by_attempt = [(r.attempt, r.status, sorted(x.email for x in r.recipients)) for r in rows]
+    assert sorted(by_attempt) == [
+        (1, DS.RETRYING, ["carol@example.com"]),
+        (1, DS.SUCCESS, ["alice@example.com", "bob@example.com"]),
+        (2, DS.SUCCESS, ["carol@example.com"]),
+    ]
+    refused = next(r for r in rows if r.status is DS.RETRYING)
+    assert "carol@example.com: SMTP 450" in (refused.error_message or "")
+    first_mail, second_mail = smtp_server.mailbox.messages
+    assert sorted(first_mail.rcpt_tos) == ["alice@example.com", "bob@example.com"]
+    assert second_mail.rcpt_tos == ["carol@example.com"]
+    assert second_mail.attachments()["daily-sales.csv"] == small_file.path.read_bytes()
+    assert (await report.execution()).status is ES.COMPLETED
+
+
+async def test_permanent_failures_stop_at_once_with_a_clear_reason(
+    sqlite_store: Store,
+    small_file: ProducedFile,
+    smtp_server: peers.SMTPServer,
+    sshd: peers.SSHServer,
+    receiver: peers.WebhookReceiver,
+    tmp_path: Path,
+) -> None:
+    receiver.answers.append((403, {}))
+    sftp = {
+        "host": "127.0.0.1",
+        "port": sshd.port,
+        "username": sshd.user,
+        "private_key_file": str(sshd.client_key_path),
+        "remote_dir": str(tmp_path / "never"),
+    }
+    specs = [
+        DeliverySpec(
+            method="email",
+            config={"smtp": smtp_server.smtp_config(password="wrong-password")},
+            recipients=[("to", "ann@example.com")],
+        ),
+        DeliverySpec(method="sftp", config=sftp | {"host_key": sshd.other_host_key}),
+        DeliverySpec(
+            method="sftp",
+            config=sftp
+            | {"host_key": sshd.host_key, "private_key_file": str(sshd.stranger_key_path)},
+        ),
+        DeliverySpec(method="webhook", config={"url": receiver.url}),
+    ]
+    report = await seed_report(sqlite_store, settings_for(sqlite_store), small_file, specs)
+    outcome = await report.ledger.run(await report.job())
+    assert (outcome.delivered, outcome.failed, outcome.pending) == (0, 4, 0)
+
+    rows = await delivery_logs.logs_for_execution(sqlite_store, report.execution_id)
+    assert [(r.attempt, r.status, r.next_retry_at) for r in rows] == [(1, DS.FAILED, None)] * 4
+    errors = [r.error_message or "" for r in rows]
+    assert "authentication refused: 535" in errors[0]
+    assert "host key not trusted" in errors[1]
+    assert "authentication refused" in errors[2]
+    assert "HTTP 403" in errors[3]
+    # One login (aiosmtplib tries each mechanism the server offers once), no further attempt.
+    assert 1 <= smtp_server.auth_attempts <= 2
+    assert smtp_server.mailbox.messages == []
+    assert len(receiver.hits) == 1
+    assert not (tmp_path / "never").exists()
+    assert "wrong-password" not in " ".join(errors)
+    # Nothing is due later either.
+    assert await report.ledger.process_due() == 0
+    assert await delivery_logs.next_retry_time(sqlite_store) is None
+    # The engine decides the status when nothing is pending; settle() says the same.
+    assert await report.ledger.settle(report.execution_id) is ES.FAILED
+
+
+async def test_retry_after_is_honoured_and_retries_end_after_max_retry(
+    sqlite_store: Store, small_file: ProducedFile, receiver: peers.WebhookReceiver
+) -> None:
+    receiver.answers += [(429, {"Retry-After": "3"}), (503, {}), (500, {})]
+    spec = DeliverySpec(
+        method="webhook", config={"url": receiver.url}, max_retry=2, retry_interval_minutes=1
+    )
+    report = await seed_report(sqlite_store, settings_for(sqlite_store), small_file, [spec])
+    ledger = report.ledger
+    await ledger.run(await report.job())
+    rows = await delivery_logs.logs_for_execution(sqlite_store, report.execution_id)
+    assert rows[0].status is DS.RETRYING and "HTTP 429" in (rows[0].error_message or "")
+    wait = rows[0].next_retry_at - rows[0].finished_at  # type: ignore[operator]
+    assert wait >= timedelta(seconds=3)  # the server's 3 s over our 1 s backoff
+
+    await step(ledger, report)
+    rows = await step(ledger, report)
+    assert [(r.attempt, r.status) for r in rows] == [
+        (1, DS.RETRYING),
+        (2, DS.RETRYING),
+        (3, DS.FAILED),
+    ]
+    assert "gave up after 3 attempts" in (rows[2].error_message or "")
+    assert len(receiver.hits) == 3
+    execution = await report.execution()
+    assert execution.status is ES.FAILED
+    assert "HTTP 500" in (execution.error_message or "")
+
+
+async def test_one_delivery_finally_failing_settles_partial(
+    sqlite_store: Store, small_file: ProducedFile, receiver: peers.WebhookReceiver, tmp_path: Path
+) -> None:
+    receiver.answers.append((502, {}))
+    share = tmp_path / "share"
+    share.mkdir()
+    specs = [
+        DeliverySpec(method="webhook", config={"url": receiver.url}, max_retry=1),
+        DeliverySpec(method="file_share", config={"path": str(share)}),
+    ]
+    report = await seed_report(sqlite_store, settings_for(sqlite_store), small_file, specs)
+    first = await report.ledger.run(await report.job())
+    assert (first.delivered, first.pending) == (1, 1)
+    receiver.answers.append((502, {}))
+    await step(report.ledger, report)
+    execution = await report.execution()
+    assert execution.status is ES.PARTIAL
+    assert f"delivery {report.delivery_ids[0]}" in (execution.error_message or "")
+
+
+async def test_two_nodes_claim_a_due_retry_once(
+    sqlite_store: Store, small_file: ProducedFile, receiver: peers.WebhookReceiver
+) -> None:
+    receiver.answers.append((503, {}))
+    spec = DeliverySpec(method="webhook", config={"url": receiver.url}, retry_interval_minutes=0)
+    report = await seed_report(sqlite_store, settings_for(sqlite_store), small_file, [spec])
+    await report.ledger.run(await report.job())
+    node_a = DeliveryLedger(report.settings, sqlite_store, node_id="a")
+    node_b = DeliveryLedger(report.settings, sqlite_store, node_id="b")
+    made = await asyncio.gather(node_a.process_due(), node_b.process_due())
+    assert sorted(made) == [0, 1]
+    assert len(receiver.hits) == 2  # the 503 and exactly one retry
+    assert len(receiver.accepted) == 1
