@@ -4,7 +4,7 @@ triggers and the recovery of lost executions. Nothing here sleeps."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
@@ -296,9 +296,11 @@ async def test_lost_executions_fail_once_and_are_recovered_once(store: Store) ->
     clock = FakeClock(now)
     a, b = Submitted([]), Submitted([])
     # start() sweeps once; both nodes look at the same rows
-    async with running(store, clock, a, node_id="node-a", **config) as first:
-        async with running(store, clock, b, node_id="node-b", **config) as second:
-            assert await first.sweep() == 0 and await second.sweep() == 0
+    async with (
+        running(store, clock, a, node_id="node-a", **config) as first,
+        running(store, clock, b, node_id="node-b", **config) as second,
+    ):
+        assert await first.sweep() == 0 and await second.sweep() == 0
     rows = {r.id: r for r in await executions(store)}
     assert rows["run-lost"].status == "FAILED"
     assert rows["run-lost"].error_message.startswith("node lost: node dead stopped heartbeating")
@@ -335,6 +337,3 @@ async def test_own_rows_from_a_previous_process_are_recovered_at_start(store: St
     ]
     assert rows[0].error_message == "node lost: node node-a restarted before the run ended"
     assert submitted.ids == [rows[1].id]
-
-
-Check = Callable[[], None]
