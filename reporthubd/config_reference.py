@@ -70,5 +70,33 @@ def render_example() -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
+def render_markdown() -> str:
+    """docs/configuration.md: every setting as a table row with its default."""
+    out = [
+        "# Configuration reference",
+        "",
+        "Generated from `reporthubd/config.py` by "
+        "`python -m reporthubd.config_reference --markdown > docs/configuration.md`; a test fails "
+        "when it is stale. The same settings, commented, are in `config.toml.example`.",
+        "",
+        f"Environment overrides: `{ENV_PREFIX}<SECTION>_<KEY>` in upper case (e.g. "
+        f"`{ENV_PREFIX}STORE_URL`), read as a TOML value when it parses as one, else as a string. "
+        "Secrets may be inline, `{env = \"NAME\"}` or `{file = \"/path\"}`.",
+        "",
+    ]
+    for section, model in SECTIONS.items():
+        out += [f"## [{section}]", "", (model.__doc__ or "").strip(), ""]
+        out += ["| key | default | meaning |", "|---|---|---|"]
+        for name, field in model.model_fields.items():
+            default = field.get_default(call_default_factory=True)
+            shown = "unset" if default is None else f"`{_toml_value(default)}`"
+            meaning = " ".join((field.description or "").split()).replace("|", "\\|")
+            out.append(f"| `{section}.{name}` | {shown} | {meaning} |")
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
 if __name__ == "__main__":
-    print(render_example(), end="")
+    import sys
+
+    print(render_markdown() if "--markdown" in sys.argv else render_example(), end="")

@@ -125,3 +125,11 @@ def test_example_file_is_generated_from_the_settings_and_every_setting_is_docume
     # The example, as shipped, is itself a valid configuration.
     path = REPO / "config.toml.example"
     load_settings(path, environ={})
+
+
+def test_markdown_reference_is_current() -> None:
+    current = (REPO / "docs" / "configuration.md").read_text(encoding="utf-8")
+    assert current == config_reference.render_markdown(), (
+        "docs/configuration.md is stale: "
+        "run python -m reporthubd.config_reference --markdown > docs/configuration.md"
+    )
