@@ -63,3 +63,16 @@ def bqemulator(factory: pytest.TempPathFactory) -> Iterator[sources.Source]:
         source.extra["client"].close()
     finally:
         server.stop()
+
+
+@builder("snowflake")
+def fakesnow(factory: pytest.TempPathFactory) -> Iterator[sources.Source]:
+    missing = fallback_servers.fakesnow_available()
+    if missing:
+        servers.unavailable(missing)
+    server = fallback_servers.FakeSnowflake(factory.mktemp("fakesnow"))
+    server.start()
+    try:
+        yield sources.snowflake_source(server.port)
+    finally:
+        server.stop()

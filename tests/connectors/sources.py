@@ -375,3 +375,78 @@ def bigquery_source(endpoint: str) -> Source:
         server_version=Limit("BigQuery has no server version"),
         extra={"client": client},
     )
+
+
+# --- Snowflake (fakesnow) -------------------------------------------------------------------
+
+
+def snowflake_source(port: int) -> Source:
+    fallback = "fakesnow (Snowflake fallback)"
+    casts = {
+        "i": "INT",
+        "big": "BIGINT",
+        "dec": "NUMBER(38,10)",
+        "flt": "FLOAT",
+        "flag": "BOOLEAN",
+        "day": "DATE",
+        "ts": "TIMESTAMP_NTZ",
+        "tstz": "TIMESTAMP_TZ",
+        "txt": "VARCHAR",
+        "nul": "VARCHAR",
+        "bin": "BINARY",
+    }
+    server = {"host": "127.0.0.1", "port": port, "protocol": "http"}
+    return Source(
+        type=DatasourceType.SNOWFLAKE,
+        label="snowflake",
+        config={
+            "account": "fakesnow",
+            "username": "fake",
+            "password": "snow",
+            "database": "RH_CONTRACT",
+            "schema": "PUBLIC",
+            "options": {**server, "connect_timeout_seconds": 5},
+        },
+        where="fakesnow",
+        type_matrix=(
+            "SELECT 42::INT AS i, 9007199254740993::BIGINT AS big,"
+            " '1234567890123456789012345678.0123456789'::NUMBER(38,10) AS dec,"
+            " 1.5::FLOAT AS flt, TRUE AS flag, '2024-02-29'::DATE AS day,"
+            " '2024-01-02 03:04:05.123456'::TIMESTAMP_NTZ AS ts,"
+            " '2024-01-02 03:04:05.123456 +02:00'::TIMESTAMP_TZ AS tstz,"
+            f" '{CANON['txt']}' AS txt, NULL::VARCHAR AS nul,"
+            " TO_BINARY('0001FF', 'HEX') AS bin,"
+            ' PARSE_JSON(\'{"a": [1, 2], "b": "x"}\') AS js'
+        ),
+        param_sql=lambda kind: f"SELECT CAST(:val AS {casts[kind]}) AS v",
+        param_overrides={
+            "dec": Limit(f"{fallback} converts FIXED bindings with int(), so decimals fail"),
+        },
+        rows_sql=lambda n: (
+            f"SELECT seq4() + 1 AS n, REPEAT('x', {ROW_TEXT}) AS s"
+            f" FROM TABLE(GENERATOR(ROWCOUNT => {n})) ORDER BY n"
+        ),
+        memory=Limit(
+            f"{fallback} returns the whole result inline in one response "
+            "(real Snowflake sends result chunks that fetchmany downloads as it goes)"
+        ),
+        slow_sql=Limit(f"{fallback} has no long-running statement and no SYSTEM$CANCEL_QUERY"),
+        syntax_error="SELEC 1",
+        wrong_password=Limit(f"{fallback} accepts any password"),
+        unreachable=lambda p: {
+            "account": "fakesnow",
+            "username": "fake",
+            "password": SECRET_PASSWORD,
+            "options": {
+                "host": "127.0.0.1",
+                "port": p,
+                "protocol": "http",
+                "connect_timeout_seconds": 2,
+            },
+        },
+        write_sql=Limit(
+            "Snowflake has no read-only session (grant the role SELECT only); "
+            "the connector rolls back every stream so DML never commits"
+        ),
+        server_version=True,
+    )
