@@ -11,8 +11,8 @@ and the loop free (see `common.ThreadFeed`).
 
 Each statement carries `QUERY_TAG` (the execution id) and `STATEMENT_TIMEOUT_IN_SECONDS` (the
 request's timeout) as statement parameters, binds parameters server-side (`qmark`), streams with
-`fetchmany`, and on cancellation aborts the statement on the server (`SYSTEM$CANCEL_QUERY` with the query id, or
-`SYSTEM$CANCEL_ALL_QUERIES` for the session while the statement is still being submitted).
+`fetchmany`, and on cancellation aborts the statement on the server (`SYSTEM$CANCEL_QUERY` with
+the query id, or `SYSTEM$CANCEL_ALL_QUERIES` for the session while it is still being submitted).
 Snowflake has no read-only session: give the role SELECT grants only. The session runs with
 autocommit off and every stream ends with a rollback, so DML never commits (DDL still would).
 """
