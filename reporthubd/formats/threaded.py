@@ -15,6 +15,7 @@ import concurrent.futures
 import contextlib
 import hashlib
 import queue
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -184,10 +185,13 @@ class ThreadedWriter(FormatWriter):
         except BaseException as exc:
             with contextlib.suppress(Exception):
                 self.render_abort()
-            log.warning("format_render_failed", format=self.extension, error=str(exc))
-            # Keep releasing slots so a producer waiting in write_batch wakes up and sees it.
-            self._call_on_loop(self._drain_after_failure)
+            # Failed first, then wake a producer waiting in write_batch: it must see the failure.
             self._done.set_exception(exc)
+            self._call_on_loop(self._drain_after_failure)
+            try:
+                log.warning("format_render_failed", format=self.extension, error=str(exc))
+            except Exception as log_exc:  # logging must never hide the failure
+                sys.stderr.write(f"format_render_failed {exc!r} (logging failed: {log_exc!r})\n")
             return
         self._done.set_result(rendered)
 

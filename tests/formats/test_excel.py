@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from reporthubd.connectors.base import Column, ColumnKind
+from reporthubd.formats.base import FormatError
+from reporthubd.formats.excel import MAX_DATA_ROWS, ExcelWriter
+from tests.formats import helpers
+
+COLUMNS = [
+    Column(name="id", kind=ColumnKind.INTEGER, source_type="int"),
+    Column(name="amount", kind=ColumnKind.DECIMAL, source_type="numeric(12,2)", scale=2),
+    Column(name="note", kind=ColumnKind.TEXT, source_type="text"),
+]
+
+
+def rows(start: int, count: int) -> list[tuple[object, ...]]:
+    return [(i, Decimal(i) / 4, f"note {i}") for i in range(start, start + count)]
+
+
+async def test_new_sheet_past_rows_per_sheet_with_header_on_each(tmp_path: Path) -> None:
+    batches = [rows(0, 4), rows(4, 4), rows(8, 3)]
+    written = await helpers.write_file(
+        "excel", tmp_path, COLUMNS, batches, {"sheet_name": "Sales", "rows_per_sheet": 5}
+    )
+    assert written.rows == 11
+    sheets = helpers.read_xlsx(written.path)
+    assert list(sheets) == ["Sales", "Sales (2)", "Sales (3)"]
+    header = ("id", "amount", "note")
+    data = []
+    for sheet in sheets.values():
+        assert sheet[0] == header
+        data.extend(sheet[1:])
+    assert [len(s) - 1 for s in sheets.values()] == [5, 5, 1]
+    assert data == [(i, i / 4, f"note {i}") for i in range(11)]
+
+    import openpyxl
+
+    book = openpyxl.load_workbook(written.path)
+    for name, last in (("Sales", 6), ("Sales (2)", 6), ("Sales (3)", 2)):
+        sheet = book[name]
+        assert sheet.freeze_panes == "A2"
+        assert sheet.auto_filter.ref == f"A1:C{last}"
+        assert sheet["A1"].font.b
+        assert sheet["B2"].number_format == "0.00"
+
+
+async def test_column_widths_follow_content(tmp_path: Path) -> None:
+    long_text = "x" * 200
+    written = await helpers.write_file(
+        "excel", tmp_path, COLUMNS, [[(1, Decimal("1.00"), long_text), (2, None, "cjk 漢字漢字")]]
+    )
+    import openpyxl
+
+    book = openpyxl.load_workbook(written.path)
+    dims = book.active.column_dimensions
+    assert 5 < dims["A"].width < 12
+    assert dims["C"].width == pytest.approx(60, abs=1)  # capped
+
+
+async def test_decimal_overflow_number_option(tmp_path: Path) -> None:
+    value = Decimal("1234567890.123456789")
+    text = await helpers.write_file("excel", tmp_path, COLUMNS, [[(1, value, None)]])
+    assert helpers.read_xlsx(text.path)["Report"][1][1] == "1234567890.123456789"
+    number_dir = tmp_path / "n"
+    number_dir.mkdir()
+    number = await helpers.write_file(
+        "excel", number_dir, COLUMNS, [[(1, value, None)]], {"decimal_overflow": "number"}
+    )
+    assert helpers.read_xlsx(number.path)["Report"][1][1] == pytest.approx(float(value))
+
+
+async def test_timezone_option_and_old_dates(tmp_path: Path) -> None:
+    columns = [
+        Column(name="at", kind=ColumnKind.DATETIME_TZ, source_type="timestamptz"),
+        Column(name="day", kind=ColumnKind.DATE, source_type="date"),
+        Column(name="t", kind=ColumnKind.TIME, source_type="time"),
+        Column(name="f", kind=ColumnKind.FLOAT, source_type="float"),
+    ]
+    at = dt.datetime(2026, 7, 1, 12, 0, tzinfo=dt.UTC)
+    written = await helpers.write_file(
+        "excel",
+        tmp_path,
+        columns,
+        [[(at, dt.date(1850, 1, 2), dt.time(13, 14, 15), float("nan"))]],
+        {"timezone": "Europe/Berlin"},
+    )
+    sheet = helpers.read_xlsx(written.path)["Report"]
+    assert sheet[0][0] == "at (Europe/Berlin)"
+    assert sheet[1] == (dt.datetime(2026, 7, 1, 14, 0), "1850-01-02", dt.time(13, 14, 15), "NaN")
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"sheet_name": "a/b"},
+        {"sheet_name": "x" * 32},
+        {"rows_per_sheet": MAX_DATA_ROWS + 1},
+        {"rows_per_sheet": 0},
+        {"decimal_overflow": "round"},
+        {"timezone": "Mars/Base"},
+        {"sheet_nmae": "typo"},
+    ],
+)
+def test_bad_options_are_rejected(options: dict[str, object]) -> None:
+    with pytest.raises(FormatError):
+        ExcelWriter(options, helpers.CONTEXT)
+
+
+async def test_abort_removes_partial_file(tmp_path: Path) -> None:
+    writer = helpers.make_writer("excel")
+    path = tmp_path / "partial.xlsx"
+    await writer.open(path, COLUMNS)
+    await writer.write_batch(rows(0, 10))
+    await writer.abort()
+    assert not path.exists()
+    assert list(tmp_path.iterdir()) == []  # no temporary files left either
