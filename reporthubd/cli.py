@@ -14,6 +14,7 @@ from typing import Any
 
 from reporthubd import __version__, logs
 from reporthubd.config import ConfigError, Settings, load_settings, resolve_config_path
+from reporthubd.engine import cli as execute_cli
 
 EXIT_OK = 0
 EXIT_PROBLEM = 1
@@ -41,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     with_config(db_sub.add_parser("upgrade", help="apply pending migrations (idempotent)"))
     with_config(db_sub.add_parser("current", help="show the store's schema revision"))
     sub.add_parser("version", help="print the version")
+    execute_cli.add_parser(sub, with_config)
     apply = with_config(sub.add_parser("apply", help="upsert the definitions of a catalog file"))
     apply.add_argument("file", help="catalog TOML file (see examples/catalog.toml)")
     apply.add_argument("--dry-run", action="store_true", help="show the changes, write nothing")
@@ -73,6 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return EXIT_CONFIG
     logs.configure(settings.logging)
+    if args.command == "execute":
+        return asyncio.run(execute_cli.main(args, settings))
     if args.command in {"apply", "export"}:
         from reporthubd import catalog_cli
 

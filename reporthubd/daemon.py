@@ -25,6 +25,7 @@ from reporthubd import __version__, logs, metrics
 from reporthubd.config import ConfigError, Settings, load_settings
 from reporthubd.control.auth import TokenFileError
 from reporthubd.control.server import ControlServer
+from reporthubd.engine import Engine
 from reporthubd.store import executions, migrate
 from reporthubd.store.database import Store, StoreUnavailable
 from reporthubd.store.definitions import load_definitions
@@ -122,6 +123,7 @@ class Daemon:
         self._tasks: Supervisor | None = None
         self._store: Store | None = None
         self.control: ControlServer | None = None
+        self.engine: Engine | None = None
 
     # -- what the control plane sees (control.app.Runtime) -------------------------------------
 
@@ -204,6 +206,11 @@ class Daemon:
         if self.notifier.watchdog_seconds:
             tasks.spawn("systemd-watchdog", self._watchdog_loop(self.notifier.watchdog_seconds))
 
+        self.engine = Engine(self.settings, store, node_id=self.node_id)
+        await self.engine.start()
+        stack.push_async_callback(self.engine.stop)
+        tasks.spawn("engine-janitor", self.engine.janitor_loop())
+
         self.control = ControlServer(self.settings.control, self)
         stack.push_async_callback(self.control.stop)
         try:
@@ -243,6 +250,8 @@ class Daemon:
         Components that run work (scheduler, engine) plug in here; the foundation has none."""
         grace = self.settings.execution.drain_grace_seconds
         log.info("draining", grace_seconds=grace, tasks=self.tasks.names)
+        if self.engine is not None:
+            await self.engine.drain(grace)
 
     # -- signals --------------------------------------------------------------------------------
 

@@ -10,9 +10,11 @@ from typing import Protocol
 from aiohttp import web
 
 from reporthubd import logs, metrics
-from reporthubd.control import envelope
+from reporthubd.control import deliveries, envelope
+from reporthubd.control import executions as executions_routes
 from reporthubd.control.auth import TokenGate
 from reporthubd.control.status_page import status_page
+from reporthubd.engine.engine import Engine
 from reporthubd.store.database import Store, StoreUnavailable
 
 RUNTIME_KEY: web.AppKey[Runtime] = web.AppKey("runtime")
@@ -31,6 +33,8 @@ class Runtime(Protocol):
     def store(self) -> Store: ...
     @property
     def draining(self) -> bool: ...
+    @property
+    def engine(self) -> Engine | None: ...
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -80,6 +84,9 @@ def build_app(
     app[RUNTIME_KEY] = runtime
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    executions_routes.add_routes(app)
     app.router.add_get("/metrics", prometheus)
     app.router.add_get("/", status_page)
+    app.router.add_post("/api/execution/{execution_id}/redeliver", deliveries.redeliver)
+    app.router.add_post("/api/test-delivery/{delivery_id}", deliveries.test_delivery)
     return app
