@@ -50,7 +50,7 @@ driver's job.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -241,6 +241,16 @@ def referenced(sql: str, *, dialect: str = "standard") -> list[str]:
         if kind == "param":
             seen.setdefault(value, None)
     return list(seen)
+
+
+def rewrite(sql: str, render: Callable[[str], str], *, dialect: str = "standard") -> str:
+    """Replace each placeholder with `render(name)`, leaving strings and comments alone (for
+    drivers whose statements cannot take bind parameters, e.g. PostgreSQL COPY: `render` then
+    yields an expression reading a bound value, never the value itself)."""
+    parts = []
+    for kind, value in _scan(sql, dialect):
+        parts.append(render(value) if kind == "param" else value)
+    return "".join(parts)
 
 
 def check(sql: str, values: Mapping[str, Any], *, dialect: str = "standard") -> None:

@@ -5,7 +5,8 @@ The engine drives a writer in this order, and an implementation may rely on it:
 1. `Writer(options, context)` — validate `format_options` here and raise `FormatError` naming the
    bad option; no I/O.
 2. `await open(path, columns)` — once; `path` is the final file name in the workspace.
-3. `await write_batch(rows)` — any number of times, each with at most `batch_size` rows.
+3. `await write_batch(rows)` — any number of times, each with at most `batch_size` rows;
+   then, only if the result was cut at `max_rows`, `await note_truncated(max_rows)`.
    CPU-heavy rendering must not block the event loop for long: render off the loop (a worker
    thread fed through a bounded queue, so a slow writer slows the query down, never memory up).
 4. `await close()` — once after the last batch; flush, finish the file, return a `WrittenFile`.
@@ -70,6 +71,12 @@ class FormatWriter(abc.ABC):
 
     @abc.abstractmethod
     async def write_batch(self, rows: Sequence[Row]) -> None: ...
+
+    async def note_truncated(self, max_rows: int) -> None:
+        """Called before `close()` when the engine cut the result at `max_rows` (the config's
+        format options asked to truncate rather than fail): the file must say so, e.g. a last
+        line, a footer or a field. The default writes nothing."""
+        return None
 
     @abc.abstractmethod
     async def close(self) -> WrittenFile: ...

@@ -6,13 +6,15 @@ import enum
 import os
 import socket
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 
 from reporthubd import __version__, domain
-from reporthubd.store import schema
+from reporthubd.store import rows, schema
 from reporthubd.store.database import Store
 from reporthubd.store.types import MalformedJSON
 
@@ -158,3 +160,186 @@ async def heartbeat_node(store: Store, node_id: str) -> datetime:
             .values(heartbeat_at=now)
         )
     return now
+
+
+# -- what the engine reads and writes --------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunDefinitions:
+    """The definitions one execution needs, read fresh when it starts."""
+
+    config: domain.ReportConfig
+    datasource: domain.Datasource
+    schedule: domain.Schedule | None
+    deliveries: tuple[domain.Delivery, ...]
+    problems: tuple[str, ...] = ()
+    """Invalid delivery rows that were left out (reported, not fatal)."""
+
+
+class DefinitionProblem(Exception):
+    """The config or datasource of an execution is missing, inactive or invalid."""
+
+
+async def _one(conn: Any, table: sa.Table, row_id: int) -> dict[str, Any] | None:
+    row = (await conn.execute(sa.select(table).where(table.c.id == row_id))).mappings().first()
+    return dict(row) if row is not None else None
+
+
+async def get_config(store: Store, config_id: int) -> domain.ReportConfig | None:
+    """The config row as a record (None when missing); raises DefinitionProblem when invalid."""
+    async with store.engine.connect() as conn:
+        row = await _one(conn, schema.configs, config_id)
+    if row is None:
+        return None
+    record = rows.report_config(row)
+    if isinstance(record, domain.RowError):
+        raise DefinitionProblem(f"report config {config_id} is invalid: {record}")
+    return record
+
+
+async def load_run_definitions(
+    store: Store, config_id: int, schedule_id: int | None, *, default_timezone: str
+) -> RunDefinitions:
+    async with store.engine.connect() as conn:
+        config_row = await _one(conn, schema.configs, config_id)
+        if config_row is None:
+            raise DefinitionProblem(f"report config {config_id} does not exist")
+        if not config_row.get("is_active"):
+            raise DefinitionProblem(f"report config {config_id} is inactive")
+        config = rows.report_config(config_row)
+        if isinstance(config, domain.RowError):
+            raise DefinitionProblem(str(config))
+        source_row = await _one(conn, schema.datasources, config.datasource_id)
+        if source_row is None:
+            raise DefinitionProblem(f"datasource {config.datasource_id} does not exist")
+        if not source_row.get("is_active"):
+            raise DefinitionProblem(f"datasource {config.datasource_id} is inactive")
+        datasource = rows.datasource(source_row)
+        if isinstance(datasource, domain.RowError):
+            raise DefinitionProblem(str(datasource))
+        schedule: domain.Schedule | None = None
+        if schedule_id is not None:
+            schedule_row = await _one(conn, schema.schedules, schedule_id)
+            if schedule_row is not None:
+                parsed = rows.schedule(schedule_row, default_timezone=default_timezone)
+                if isinstance(parsed, domain.RowError):
+                    raise DefinitionProblem(str(parsed))
+                schedule = parsed
+        delivery_rows = (
+            (
+                await conn.execute(
+                    sa.select(schema.deliveries)
+                    .where(
+                        schema.deliveries.c.config_id == config_id,
+                        schema.deliveries.c.is_active == sa.true(),
+                    )
+                    .order_by(schema.deliveries.c.id)
+                )
+            )
+            .mappings()
+            .all()
+        )
+        ids = [r["id"] for r in delivery_rows]
+        recipient_rows: Sequence[Any] = ()
+        if ids:
+            recipient_rows = (
+                (
+                    await conn.execute(
+                        sa.select(schema.recipients)
+                        .where(
+                            schema.recipients.c.delivery_id.in_(ids),
+                            schema.recipients.c.is_active == sa.true(),
+                        )
+                        .order_by(schema.recipients.c.id)
+                    )
+                )
+                .mappings()
+                .all()
+            )
+    problems: list[str] = []
+    people: dict[int, list[domain.Recipient]] = {}
+    for raw in recipient_rows:
+        person = rows.recipient(dict(raw))
+        if isinstance(person, domain.RowError):
+            problems.append(str(person))
+        else:
+            people.setdefault(person.delivery_id, []).append(person)
+    deliveries = []
+    for raw in delivery_rows:
+        delivery = rows.delivery(dict(raw))
+        if isinstance(delivery, domain.RowError):
+            problems.append(str(delivery))
+        else:
+            deliveries.append(replace(delivery, recipients=tuple(people.get(delivery.id, ()))))
+    return RunDefinitions(
+        config=config,
+        datasource=datasource,
+        schedule=schedule,
+        deliveries=tuple(deliveries),
+        problems=tuple(problems),
+    )
+
+
+async def statuses(store: Store, execution_ids: list[str]) -> dict[str, domain.ExecutionStatus]:
+    """Status of each of the given executions that exists."""
+    found: dict[str, domain.ExecutionStatus] = {}
+    table = schema.executions
+    for start in range(0, len(execution_ids), 500):
+        chunk = execution_ids[start : start + 500]
+        async with store.engine.connect() as conn:
+            result = await conn.execute(
+                sa.select(table.c.id, table.c.status).where(table.c.id.in_(chunk))
+            )
+            found.update({row.id: domain.ExecutionStatus(row.status) for row in result})
+    return found
+
+
+async def list_executions(
+    store: Store,
+    *,
+    config_id: int | None = None,
+    statuses_in: tuple[domain.ExecutionStatus, ...] = (),
+    node_id: str | None = None,
+    limit: int = 100,
+) -> list[domain.Execution]:
+    """Newest first."""
+    table = schema.executions
+    query = sa.select(table).order_by(table.c.created_at.desc(), table.c.id).limit(limit)
+    if config_id is not None:
+        query = query.where(table.c.config_id == config_id)
+    if statuses_in:
+        query = query.where(table.c.status.in_([s.value for s in statuses_in]))
+    if node_id is not None:
+        query = query.where(table.c.node_id == node_id)
+    async with store.engine.connect() as conn:
+        result = await conn.execute(query)
+        return [_record(row) for row in result]
+
+
+async def prune_executions(store: Store, *, before: datetime, batch_size: int = 500) -> int:
+    """Delete finished executions created before `before` (and their delivery logs), in
+    batches of `batch_size` rows per transaction so no lock is held long. Returns the count."""
+    table = schema.executions
+    logs = schema.delivery_logs
+    terminal = [s.value for s in domain.ExecutionStatus if s.is_terminal]
+    total = 0
+    while True:
+        async with store.engine.begin() as conn:
+            ids = list(
+                (
+                    await conn.execute(
+                        sa.select(table.c.id)
+                        .where(table.c.created_at < before, table.c.status.in_(terminal))
+                        .order_by(table.c.created_at)
+                        .limit(batch_size)
+                    )
+                ).scalars()
+            )
+            if not ids:
+                return total
+            await conn.execute(sa.delete(logs).where(logs.c.execution_id.in_(ids)))
+            await conn.execute(sa.delete(table).where(table.c.id.in_(ids)))
+        total += len(ids)
+        if len(ids) < batch_size:
+            return total

@@ -1,0 +1,358 @@
+"""The Engine: takes PENDING executions, runs them in the bounded pool, cancels and drains.
+
+    engine = Engine(settings, store, node_id=node_id, deliveries=runner)
+    await engine.start()
+    engine.submit(execution_id)              # the PENDING row exists (the scheduler's claim)
+    execution_id = await engine.create_and_submit(config_id, trigger_type=TriggerType.MANUAL)
+    await engine.cancel(execution_id, "cancelled by the API")
+    engine.stats()                           # {"running": .., "queued": .., ...}
+    await engine.drain(grace_seconds)        # on SIGTERM
+    await engine.stop()
+
+Each submitted execution is one named task (`execution-<id>`) that waits for a pool slot in
+submission order, moves the row PENDING → RUNNING, runs the pipeline (engine/pipeline.py) and
+records the final status. `submit` never blocks and never drops work.
+
+`janitor_loop()` is the background task (started by the daemon under its supervisor) that
+removes workspace directories past `file_retention_hours` and prunes execution rows older than
+`execution_retention_days`, in batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import shutil
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from reporthubd import domain, logs
+from reporthubd.config import Settings
+from reporthubd.deliverers.base import DeliveryRunner, NoDeliveries
+from reporthubd.engine.pipeline import Progress, Run
+from reporthubd.engine.pool import Pool
+from reporthubd.store import executions
+from reporthubd.store.database import Store
+
+log = logs.get(__name__)
+
+Status = domain.ExecutionStatus
+
+
+class UnknownConfig(LookupError):
+    """`create_and_submit` for a config that does not exist."""
+
+
+class EngineStopped(RuntimeError):
+    """Work offered after `drain` / `stop` began."""
+
+
+class Engine:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        *,
+        node_id: str,
+        deliveries: DeliveryRunner | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.node_id = node_id
+        self.deliveries: DeliveryRunner = deliveries or NoDeliveries()
+        self.workspace = Path(settings.execution.workspace)
+        self._pool = Pool(settings.execution.max_concurrent_executions)
+        self._seq = itertools.count()
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._progress: dict[str, Progress] = {}
+        self._reasons: dict[str, str] = {}
+        self._accepting = False
+        self._deliver: dict[str, bool] = {}
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.workspace.mkdir, parents=True, exist_ok=True)
+        self._accepting = True
+        log.info(
+            "engine started",
+            node_id=self.node_id,
+            workspace=str(self.workspace),
+            max_concurrent_executions=self._pool.limit,
+        )
+
+    async def stop(self) -> None:
+        """Cancel whatever still runs (statuses recorded), then return."""
+        await self.drain(0)
+
+    async def drain(self, grace_seconds: float) -> None:
+        """Stop intake; let running and queued work finish within the grace period; cancel the
+        rest with a recorded reason (the status writes are shielded)."""
+        self._accepting = False
+        tasks = dict(self._tasks)
+        if not tasks:
+            return
+        log.info("engine draining", executions=len(tasks), grace_seconds=grace_seconds)
+        done: set[asyncio.Task[None]] = set()
+        if grace_seconds > 0:
+            done, _ = await asyncio.wait(tasks.values(), timeout=grace_seconds)
+        late = {eid: task for eid, task in tasks.items() if task not in done and not task.done()}
+        reason = (
+            f"cancelled: the daemon stopped and the drain grace period ({grace_seconds:g} s) "
+            "ran out"
+        )
+        for execution_id, task in late.items():
+            self._reasons.setdefault(execution_id, reason)
+            task.cancel(reason)
+        if late:
+            await asyncio.gather(*late.values(), return_exceptions=True)
+        log.info("engine drained", finished=len(tasks) - len(late), cancelled=len(late))
+
+    # -- intake ---------------------------------------------------------------------------------
+
+    def submit(self, execution_id: str, *, deliver: bool = True) -> None:
+        """Run the PENDING execution `execution_id`. Never blocks; never drops: the execution
+        waits for a slot. A second submit of the same id is ignored."""
+        if not self._accepting:
+            raise EngineStopped("the engine is not accepting work (stopped or draining)")
+        if execution_id in self._tasks:
+            return
+        seq = next(self._seq)
+        self._progress[execution_id] = Progress(execution_id=execution_id)
+        self._deliver[execution_id] = deliver
+        task = asyncio.create_task(self._run(execution_id, seq), name=f"execution-{execution_id}")
+        self._tasks[execution_id] = task
+        task.add_done_callback(lambda done: self._forget(execution_id, done))
+
+    async def create_and_submit(
+        self,
+        config_id: int,
+        *,
+        trigger_type: domain.TriggerType,
+        schedule_id: int | None = None,
+        scheduled_for: datetime | None = None,
+        parameters: Mapping[str, Any] | None = None,
+        deliver: bool = True,
+    ) -> str:
+        """Insert a PENDING execution for `config_id` (the trigger's parameter overrides kept in
+        its `parameters` column) and submit it. Raises UnknownConfig for a config that does not
+        exist."""
+        if not self._accepting:
+            raise EngineStopped("the engine is not accepting work (stopped or draining)")
+        try:
+            config = await executions.get_config(self.store, config_id)
+        except executions.DefinitionProblem:
+            config = None  # invalid: the run records why
+        else:
+            if config is None:
+                raise UnknownConfig(f"report config {config_id} does not exist")
+        execution_id = await executions.insert_execution(
+            self.store,
+            config_id=config_id,
+            trigger_type=trigger_type,
+            schedule_id=schedule_id,
+            scheduled_for=scheduled_for,
+            parameters=dict(parameters) if parameters else None,
+            node_id=self.node_id,
+        )
+        if execution_id is None:
+            raise RuntimeError("this fire was already claimed")
+        self.submit(execution_id, deliver=deliver)
+        return execution_id
+
+    async def cancel(self, execution_id: str, reason: str) -> bool:
+        """Cancel a queued or running execution of this node, or a PENDING row nobody runs yet.
+        Returns whether anything was cancelled."""
+        task = self._tasks.get(execution_id)
+        if task is not None and not task.done():
+            self._reasons.setdefault(execution_id, reason)
+            task.cancel(reason)
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.shield(task)
+            return True
+        now = datetime.now(UTC)
+        return await executions.update_execution(
+            self.store,
+            execution_id,
+            only_if_status=(Status.PENDING,),
+            status=Status.CANCELLED,
+            finished_at=now,
+            error_message=reason,
+        )
+
+    def cancel_reason(self, execution_id: str) -> str:
+        return self._reasons.get(execution_id, "cancelled")
+
+    # -- visibility -----------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        running = self._pool.running
+        return {
+            "running": running,
+            "queued": len(self._tasks) - running,
+            "max_concurrent_executions": self._pool.limit,
+            "by_datasource": self._pool.by_key(),
+            "accepting": self._accepting,
+        }
+
+    def progress(self, execution_id: str) -> Progress | None:
+        return self._progress.get(execution_id)
+
+    def is_active(self, execution_id: str) -> bool:
+        return execution_id in self._tasks
+
+    def task(self, execution_id: str) -> asyncio.Task[None] | None:
+        return self._tasks.get(execution_id)
+
+    def resize(self, max_concurrent_executions: int) -> None:
+        self._pool.resize(max_concurrent_executions)
+
+    # -- one execution --------------------------------------------------------------------------
+
+    def _forget(self, execution_id: str, task: asyncio.Task[None]) -> None:
+        self._tasks.pop(execution_id, None)
+        self._progress.pop(execution_id, None)
+        self._reasons.pop(execution_id, None)
+        self._deliver.pop(execution_id, None)
+        if not task.cancelled() and task.exception() is not None:
+            log.error(
+                "execution task failed",
+                execution_id=execution_id,
+                exc_info=task.exception(),
+            )
+
+    async def _run(self, execution_id: str, seq: int) -> None:
+        progress = self._progress[execution_id]
+        bound = log.bind(execution_id=execution_id, node_id=self.node_id)
+        try:
+            execution = await executions.get_execution(self.store, execution_id)
+            if execution is None or execution.status is not Status.PENDING:
+                bound.warning(
+                    "execution not pending, not run",
+                    status=execution.status.value if execution else None,
+                )
+                return
+            try:
+                definitions = await executions.load_run_definitions(
+                    self.store,
+                    execution.config_id,
+                    execution.schedule_id,
+                    default_timezone=self.settings.scheduler.timezone,
+                )
+            except executions.DefinitionProblem as exc:
+                now = datetime.now(UTC)
+                await executions.update_execution(
+                    self.store,
+                    execution_id,
+                    only_if_status=(Status.PENDING,),
+                    status=Status.FAILED,
+                    node_id=self.node_id,
+                    started_at=now,
+                    finished_at=now,
+                    row_count=0,
+                    error_message=str(exc),
+                )
+                bound.warning("execution failed", error=str(exc))
+                return
+            for problem in definitions.problems:
+                bound.warning("invalid delivery row left out", problem=problem)
+            source = definitions.datasource
+            async with self._pool.slot(
+                f"datasource-{source.id}", source.max_concurrent_queries, seq
+            ):
+                started = datetime.now(UTC)
+                claimed = await executions.update_execution(
+                    self.store,
+                    execution_id,
+                    only_if_status=(Status.PENDING,),
+                    status=Status.RUNNING,
+                    node_id=self.node_id,
+                    started_at=started,
+                    heartbeat_at=started,
+                )
+                if not claimed:
+                    bound.warning("execution no longer pending, not run")
+                    return
+                progress.started = time.monotonic()
+                progress.phase = "starting"
+                bound.info("execution started", config_id=execution.config_id)
+                run = Run(
+                    self,
+                    execution,
+                    definitions,
+                    progress,
+                    deliver=self._deliver.get(execution_id, True),
+                )
+                await run.execute()
+        except asyncio.CancelledError:
+            # Cancelled while loading or queued: a running one has recorded its own status.
+            now = datetime.now(UTC)
+            await asyncio.shield(
+                executions.update_execution(
+                    self.store,
+                    execution_id,
+                    only_if_status=(Status.PENDING,),
+                    status=Status.CANCELLED,
+                    finished_at=now,
+                    error_message=self.cancel_reason(execution_id),
+                )
+            )
+            raise
+
+    # -- janitor --------------------------------------------------------------------------------
+
+    async def janitor_loop(self) -> None:
+        """Forever: sweep old files and prune old rows; a failed sweep is logged and retried."""
+        retention_hours = self.settings.execution.file_retention_hours
+        interval = min(3600.0, max(60.0, retention_hours * 3600 / 10))
+        while True:
+            try:
+                await self.sweep()
+            except Exception as exc:  # the store may be down: try again next time
+                log.warning("janitor sweep failed", error=str(exc).splitlines()[0])
+            await asyncio.sleep(interval)
+
+    async def sweep(self, now: datetime | None = None) -> dict[str, int]:
+        """One janitor pass: returns the counts of removed directories and pruned rows."""
+        now = now or datetime.now(UTC)
+        settings = self.settings.execution
+        cutoff = now - timedelta(hours=settings.file_retention_hours)
+        candidates = await asyncio.to_thread(_old_directories, self.workspace, cutoff.timestamp())
+        candidates = {name: p for name, p in candidates.items() if name not in self._tasks}
+        known = await executions.statuses(self.store, list(candidates))
+        removed = 0
+        for name, path in candidates.items():
+            status = known.get(name)
+            if status is not None and not status.is_terminal:
+                continue  # RUNNING with deliveries still retrying: the file is still needed
+            await asyncio.to_thread(shutil.rmtree, path, True)
+            removed += 1
+        pruned = await executions.prune_executions(
+            self.store, before=now - timedelta(days=settings.execution_retention_days)
+        )
+        if removed or pruned:
+            log.info("janitor swept", directories_removed=removed, executions_pruned=pruned)
+        return {"directories_removed": removed, "executions_pruned": pruned}
+
+
+def _old_directories(workspace: Path, cutoff: float) -> dict[str, Path]:
+    """Execution directories whose newest entry is older than `cutoff` (a timestamp)."""
+    found: dict[str, Path] = {}
+    if not workspace.is_dir():
+        return found
+    for entry in workspace.iterdir():
+        if not entry.is_dir() or entry.is_symlink():
+            continue
+        try:
+            newest = max(
+                [entry.stat().st_mtime, *(child.stat().st_mtime for child in entry.iterdir())]
+            )
+        except OSError:
+            continue
+        if newest < cutoff:
+            found[entry.name] = entry
+    return found

@@ -1,0 +1,93 @@
+"""The bounded pool: a global limit on running executions and one per datasource.
+
+Work asks for a slot with its submission number; slots are granted in that order to the first
+waiter whose datasource still has room, so a datasource at its own limit does not hold up work
+for other datasources, and within one datasource work starts first come, first served. Nothing
+is ever dropped: a waiter waits until it gets a slot or is cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+
+@dataclass(order=True)
+class _Waiter:
+    seq: int
+    key: str = field(compare=False)
+    key_limit: int | None = field(compare=False)
+    future: asyncio.Future[None] = field(compare=False)
+
+
+class Pool:
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._running: Counter[str] = Counter()
+        self._total = 0
+        self._waiters: list[_Waiter] = []
+
+    @property
+    def running(self) -> int:
+        return self._total
+
+    @property
+    def queued(self) -> int:
+        return len(self._waiters)
+
+    def by_key(self) -> dict[str, dict[str, int]]:
+        keys = set(self._running) | {w.key for w in self._waiters}
+        return {
+            key: {
+                "running": self._running[key],
+                "queued": sum(1 for w in self._waiters if w.key == key),
+            }
+            for key in sorted(keys)
+        }
+
+    def resize(self, limit: int) -> None:
+        self.limit = limit
+        self._dispatch()
+
+    @contextlib.asynccontextmanager
+    async def slot(self, key: str, key_limit: int | None, seq: int) -> AsyncIterator[None]:
+        waiter = _Waiter(seq, key, key_limit, asyncio.get_running_loop().create_future())
+        bisect.insort(self._waiters, waiter)
+        self._dispatch()
+        try:
+            await waiter.future
+        except BaseException:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+            elif waiter.future.done() and not waiter.future.cancelled():
+                self._release(key)  # granted just as we were cancelled
+            raise
+        try:
+            yield
+        finally:
+            self._release(key)
+
+    def _release(self, key: str) -> None:
+        self._running[key] -= 1
+        if self._running[key] <= 0:
+            del self._running[key]
+        self._total -= 1
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        index = 0
+        while index < len(self._waiters) and self._total < self.limit:
+            waiter = self._waiters[index]
+            if waiter.key_limit is not None and self._running[waiter.key] >= waiter.key_limit:
+                index += 1
+                continue
+            del self._waiters[index]
+            if waiter.future.done():
+                continue
+            self._running[waiter.key] += 1
+            self._total += 1
+            waiter.future.set_result(None)

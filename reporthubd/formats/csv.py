@@ -1,0 +1,578 @@
+"""CSV: a streaming writer with every `format_options` key of issue 4.
+
+Options (all optional):
+
+| key | default | meaning |
+|---|---|---|
+| delimiter | `,` | one character; `tab` or `\\t` for TSV |
+| quote_char | `"` | one character |
+| quoting | `minimal` | `minimal`, `all`, `nonnumeric`, `none` (`none` needs `escape_char`) |
+| escape_char | none | escapes delimiters/quotes when quoting is `none` |
+| encoding | `utf-8` | `utf-8`, `utf-8-bom` (BOM for Excel; `utf-8-sig`), any Python codec |
+| encoding_errors | `strict` | `strict` (a value that cannot be encoded fails the run), `replace` |
+| header | `true` | write the column names first |
+| null_text | `""` | text of NULL |
+| true_text / false_text | `true` / `false` | text of booleans |
+| date_format / datetime_format / time_format | ISO 8601 | `strftime` patterns |
+| timezone | keep offset | IANA zone: timestamps with a zone are rendered in it (offset kept) |
+| line_ending | `lf` | `lf` or `crlf` |
+| compression | none | `gzip` (file `.csv.gz`) or `zip` (file `.zip` holding the `.csv`) |
+| compression_level | 6 | 1-9 |
+| truncate | `false` | engine option: past `max_rows`, cut the result instead of failing |
+| truncated_note | see below | the last line written when the result was cut |
+
+Values follow the canonical text forms of `formats/values.py`: decimals exact and fixed-point,
+booleans `true`/`false`, dates and timestamps ISO 8601 (`2026-11-29T08:30:00`, with the offset
+when the value has a zone), bytes base64, JSON compact.
+
+Rendering runs in a worker thread, one batch at a time and overlapped with fetching the next
+batch, so the event loop stays responsive. Connectors that can have the database render CSV
+itself (PostgreSQL COPY, the MySQL raw-row path) get a `ServerCSV` description from
+`server_csv()` and feed already-rendered UTF-8 lines through `write_rendered`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import codecs
+import contextlib
+import csv
+import gzip
+import hashlib
+import io
+import json
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from reporthubd.connectors.base import Column, ColumnKind, Row
+from reporthubd.formats.base import FormatError, FormatWriter, RenderContext, WrittenFile
+
+KNOWN_OPTIONS = frozenset(
+    {
+        "delimiter",
+        "quote_char",
+        "quoting",
+        "escape_char",
+        "encoding",
+        "encoding_errors",
+        "header",
+        "null_text",
+        "true_text",
+        "false_text",
+        "date_format",
+        "datetime_format",
+        "time_format",
+        "timezone",
+        "line_ending",
+        "compression",
+        "compression_level",
+        "truncate",
+        "truncated_note",
+    }
+)
+_QUOTING: dict[str, Literal[0, 1, 2, 3]] = {
+    "minimal": csv.QUOTE_MINIMAL,
+    "all": csv.QUOTE_ALL,
+    "nonnumeric": csv.QUOTE_NONNUMERIC,
+    "none": csv.QUOTE_NONE,
+}
+_LINE_ENDINGS = {"lf": "\n", "\n": "\n", "crlf": "\r\n", "\r\n": "\r\n"}
+DEFAULT_TRUNCATED_NOTE = "# truncated: the result had more than {max_rows} rows"
+
+
+@dataclass(frozen=True, kw_only=True)
+class CSVOptions:
+    delimiter: str = ","
+    quote_char: str = '"'
+    quoting: str = "minimal"
+    escape_char: str | None = None
+    encoding: str = "utf-8"
+    bom: bool = False
+    encoding_errors: str = "strict"
+    header: bool = True
+    null_text: str = ""
+    true_text: str = "true"
+    false_text: str = "false"
+    date_format: str | None = None
+    datetime_format: str | None = None
+    time_format: str | None = None
+    timezone: ZoneInfo | None = None
+    line_ending: str = "\n"
+    compression: str | None = None
+    compression_level: int = 6
+    truncate: bool = False
+    truncated_note: str = DEFAULT_TRUNCATED_NOTE
+
+    @classmethod
+    def parse(cls, raw: Any) -> CSVOptions:
+        """Validate `format_options`; raise FormatError naming the bad option."""
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise FormatError("csv format_options must be a JSON object")
+        unknown = sorted(set(raw) - KNOWN_OPTIONS)
+        if unknown:
+            raise FormatError(
+                f"unknown csv format option(s): {', '.join(unknown)} "
+                f"(known: {', '.join(sorted(KNOWN_OPTIONS))})"
+            )
+
+        def text(key: str, default: str | None) -> str | None:
+            value = raw.get(key, default)
+            if value is not None and not isinstance(value, str):
+                raise FormatError(f"csv format option {key!r} must be a string")
+            return value
+
+        def char(key: str, default: str | None) -> str | None:
+            value = text(key, default)
+            if value in ("tab", "\\t"):
+                value = "\t"
+            if value is not None and len(value) != 1:
+                raise FormatError(f"csv format option {key!r} must be one character")
+            if value in ("\r", "\n"):
+                raise FormatError(f"csv format option {key!r} cannot be a line break")
+            return value
+
+        def flag(key: str, default: bool) -> bool:
+            value = raw.get(key, default)
+            if not isinstance(value, bool):
+                raise FormatError(f"csv format option {key!r} must be true or false")
+            return value
+
+        delimiter = char("delimiter", ",") or ","
+        quote_char = char("quote_char", '"') or '"'
+        if delimiter == quote_char:
+            raise FormatError("csv format options 'delimiter' and 'quote_char' must differ")
+        quoting = (text("quoting", "minimal") or "minimal").lower()
+        if quoting not in _QUOTING:
+            raise FormatError(f"csv format option 'quoting' must be one of {', '.join(_QUOTING)}")
+        escape_char = char("escape_char", None)
+        if quoting == "none" and escape_char is None:
+            raise FormatError("csv format option quoting 'none' needs an 'escape_char'")
+        encoding_name = (text("encoding", "utf-8") or "utf-8").lower()
+        bom = encoding_name in {"utf-8-bom", "utf8-bom", "utf-8-sig", "utf_8_sig"}
+        if bom:
+            encoding_name = "utf-8"
+        try:
+            encoding = codecs.lookup(encoding_name).name
+        except LookupError:
+            raise FormatError(
+                f"csv format option 'encoding': unknown encoding {encoding_name!r}"
+            ) from None
+        errors = text("encoding_errors", "strict")
+        if errors not in {"strict", "replace"}:
+            raise FormatError("csv format option 'encoding_errors' must be strict or replace")
+        line_ending = _LINE_ENDINGS.get(str(raw.get("line_ending", "lf")).lower())
+        if line_ending is None:
+            raise FormatError("csv format option 'line_ending' must be lf or crlf")
+        compression = text("compression", None)
+        if compression is not None:
+            compression = compression.lower()
+            if compression in {"none", ""}:
+                compression = None
+            elif compression not in {"gzip", "zip"}:
+                raise FormatError("csv format option 'compression' must be gzip or zip")
+        level = raw.get("compression_level", 6)
+        if isinstance(level, bool) or not isinstance(level, int) or not 1 <= level <= 9:
+            raise FormatError("csv format option 'compression_level' must be an integer 1-9")
+        zone: ZoneInfo | None = None
+        if (zone_name := text("timezone", None)) is not None:
+            try:
+                zone = ZoneInfo(zone_name)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise FormatError(
+                    f"csv format option 'timezone': unknown time zone {zone_name!r}"
+                ) from None
+        for key in ("date_format", "datetime_format", "time_format"):
+            pattern = text(key, None)
+            if pattern is not None:
+                try:
+                    datetime(2026, 1, 2, 3, 4, 5).strftime(pattern)
+                except ValueError as exc:
+                    raise FormatError(f"csv format option {key!r}: {exc}") from None
+        return cls(
+            delimiter=delimiter,
+            quote_char=quote_char,
+            quoting=quoting,
+            escape_char=escape_char,
+            encoding=encoding,
+            bom=bom,
+            encoding_errors=errors or "strict",
+            header=flag("header", True),
+            null_text=text("null_text", "") or "",
+            true_text=text("true_text", "true") or "",
+            false_text=text("false_text", "false") or "",
+            date_format=text("date_format", None),
+            datetime_format=text("datetime_format", None),
+            time_format=text("time_format", None),
+            timezone=zone,
+            line_ending=line_ending,
+            compression=compression,
+            compression_level=level,
+            truncate=flag("truncate", False),
+            truncated_note=text("truncated_note", DEFAULT_TRUNCATED_NOTE) or DEFAULT_TRUNCATED_NOTE,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerCSV:
+    """What a database must produce for its rendering to equal this writer's, line for line.
+
+    Lines are UTF-8, fields separated by `delimiter`, each value in the canonical text form;
+    NULL is `null_text`; a field is quoted with `quote_char` (quotes doubled) when it contains
+    the delimiter, the quote or a line break, or always when `quote_all`.
+    """
+
+    delimiter: str
+    quote_char: str
+    quote_all: bool
+    null_text: str
+    true_text: str
+    false_text: str
+    line_ending: str
+
+
+class _Sink(io.RawIOBase):
+    """The file on disk, counting bytes and hashing them as they are written."""
+
+    def __init__(self, path: Path) -> None:
+        self._file = path.open("wb")
+        self.size = 0
+        self.digest = hashlib.sha256()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data)
+        self._file.write(view)
+        self.digest.update(view)
+        self.size += view.nbytes
+        return view.nbytes
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+        super().close()
+
+
+def _render_bool(true_text: str, false_text: str) -> Callable[[Any], str]:
+    table = {True: true_text, False: false_text}
+
+    def render(value: Any) -> str:
+        return table.get(value) or (true_text if value else false_text)
+
+    return render
+
+
+def _render_decimal(value: Any) -> str:
+    if isinstance(value, Decimal):
+        if value.is_finite():
+            return format(value, "f")
+        if value.is_nan():
+            return "NaN"
+        return "Infinity" if value > 0 else "-Infinity"
+    return str(value)
+
+
+def _render_float(value: Any) -> str:
+    if isinstance(value, float):
+        if value != value:
+            return "NaN"
+        if value in (float("inf"), float("-inf")):
+            return "Infinity" if value > 0 else "-Infinity"
+        return repr(value)
+    return str(value)
+
+
+def _render_json(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def _render_binary(value: Any) -> str:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    return str(value)
+
+
+def _iso(value: Any) -> str:
+    return value.isoformat() if isinstance(value, date | time) else str(value)
+
+
+def _generic(value: Any) -> Any:
+    """For OTHER columns: whatever the driver gave, in canonical form."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Decimal):
+        return _render_decimal(value)
+    if isinstance(value, date | time):
+        return value.isoformat()
+    if isinstance(value, bytes | bytearray | memoryview):
+        return _render_binary(value)
+    if isinstance(value, dict | list):
+        return _render_json(value)
+    return value
+
+
+class CSVWriter(FormatWriter):
+    extension: ClassVar[str] = "csv"
+    media_type: ClassVar[str] = "text/csv"
+
+    def __init__(self, options: Any, context: RenderContext) -> None:
+        super().__init__(options, context)
+        self.csv = CSVOptions.parse(dict(options) if options is not None else None)
+        self._path: Path | None = None
+        self._sink: _Sink | None = None
+        self._archive: zipfile.ZipFile | None = None
+        self._binary: Any = None
+        self._text: io.TextIOWrapper | None = None
+        self._writer: Any = None
+        self._converters: list[tuple[int, Callable[[Any], Any]]] = []
+        self._rows = 0
+        self._pending: asyncio.Future[None] | None = None
+
+    @property
+    def file_extension(self) -> str:
+        if self.csv.compression == "gzip":
+            return "csv.gz"
+        if self.csv.compression == "zip":
+            return "zip"
+        return "csv"
+
+    @property
+    def truncate_past_max_rows(self) -> bool:
+        return self.csv.truncate
+
+    def server_csv(self) -> ServerCSV | None:
+        """The rendering a database may do for us, or None when the options need Python."""
+        o = self.csv
+        if (
+            o.quoting not in {"minimal", "all"}
+            or o.escape_char is not None
+            or o.date_format
+            or o.datetime_format
+            or o.time_format
+            or o.timezone is not None
+        ):
+            return None
+        return ServerCSV(
+            delimiter=o.delimiter,
+            quote_char=o.quote_char,
+            quote_all=o.quoting == "all",
+            null_text=o.null_text,
+            true_text=o.true_text,
+            false_text=o.false_text,
+            line_ending=o.line_ending,
+        )
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def open(self, path: Path, columns: Sequence[Column]) -> None:
+        self._path = path
+        self._converters = self._column_converters(columns)
+        await asyncio.to_thread(self._open_sync, path, [c.name for c in columns])
+
+    def _open_sync(self, path: Path, header: list[str]) -> None:
+        o = self.csv
+        self._sink = _Sink(path)
+        binary: Any = self._sink
+        if o.compression == "gzip":
+            binary = gzip.GzipFile(
+                filename=path.name.removesuffix(".gz"),
+                mode="wb",
+                fileobj=self._sink,
+                compresslevel=o.compression_level,
+                mtime=0,
+            )
+        elif o.compression == "zip":
+            self._archive = zipfile.ZipFile(
+                self._sink, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=o.compression_level
+            )
+            inner = path.name.removesuffix(".zip") + ".csv"
+            entry = zipfile.ZipInfo(inner, (1980, 1, 1, 0, 0, 0))
+            entry.compress_type = zipfile.ZIP_DEFLATED
+            entry._compresslevel = o.compression_level  # type: ignore[attr-defined]
+            binary = self._archive.open(entry, "w", force_zip64=True)
+        self._binary = binary
+        if o.bom:
+            binary.write(codecs.BOM_UTF8)
+        self._text = io.TextIOWrapper(
+            binary, encoding=o.encoding, errors=o.encoding_errors, newline="", write_through=False
+        )
+        self._writer = csv.writer(
+            self._text,
+            delimiter=o.delimiter,
+            quotechar=o.quote_char,
+            quoting=_QUOTING[o.quoting],
+            escapechar=o.escape_char,
+            lineterminator=o.line_ending,
+            doublequote=o.escape_char is None,
+        )
+        if o.header:
+            self._guarded(self._writer.writerow, header)
+
+    def _column_converters(
+        self, columns: Sequence[Column]
+    ) -> list[tuple[int, Callable[[Any], Any]]]:
+        o = self.csv
+        out: list[tuple[int, Callable[[Any], Any]]] = []
+        for index, column in enumerate(columns):
+            kind = column.kind
+            fn: Callable[[Any], Any] | None = None
+            if kind is ColumnKind.BOOLEAN:
+                fn = _render_bool(o.true_text, o.false_text)
+            elif kind is ColumnKind.DECIMAL:
+                fn = _render_decimal
+            elif kind is ColumnKind.FLOAT:
+                fn = _render_float
+            elif kind is ColumnKind.DATE:
+                fn = _strftime(o.date_format) if o.date_format else _iso
+            elif kind in (ColumnKind.DATETIME, ColumnKind.DATETIME_TZ):
+                zone = o.timezone
+                pattern = o.datetime_format
+                fn = _datetime_renderer(pattern, zone)
+            elif kind is ColumnKind.TIME:
+                fn = _strftime(o.time_format) if o.time_format else _iso
+            elif kind is ColumnKind.JSON:
+                fn = _render_json
+            elif kind is ColumnKind.BINARY:
+                fn = _render_binary
+            elif kind is ColumnKind.OTHER:
+                fn = _generic
+            if fn is not None:
+                out.append((index, fn))
+        return out
+
+    def _convert(self, rows: Sequence[Row]) -> Sequence[Sequence[Any]]:
+        null = self.csv.null_text
+        if not self._converters and not null:
+            return rows
+        columns = [list(c) for c in zip(*rows, strict=True)]
+        for index, fn in self._converters:
+            columns[index] = [None if v is None else fn(v) for v in columns[index]]
+        if null:
+            columns = [[null if v is None else v for v in col] for col in columns]
+        return list(zip(*columns, strict=True))
+
+    def _write_sync(self, rows: Sequence[Row]) -> None:
+        self._guarded(self._writer.writerows, self._convert(rows))
+
+    def _guarded(self, fn: Callable[[Any], Any], arg: Any) -> None:
+        try:
+            fn(arg)
+        except UnicodeEncodeError as exc:
+            bad = exc.object[exc.start : exc.end]
+            raise FormatError(
+                f"a value holds {bad!r}, which the csv encoding {self.csv.encoding} cannot "
+                "represent (set format option encoding_errors to 'replace' to substitute it)"
+            ) from None
+        except csv.Error as exc:
+            raise FormatError(f"csv: {exc}") from None
+
+    async def _settle(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            await pending
+
+    async def write_batch(self, rows: Sequence[Row]) -> None:
+        """Hand the batch to a worker thread and return once the previous one is written, so
+        rendering batch N overlaps fetching batch N+1 and at most two batches are in memory."""
+        await self._settle()
+        if not rows:
+            return
+        self._rows += len(rows)
+        loop = asyncio.get_running_loop()
+        self._pending = loop.run_in_executor(None, self._write_sync, rows)
+
+    async def write_rendered(self, data: bytes, rows: int) -> None:
+        """Append CSV lines a database rendered (UTF-8, see `ServerCSV`), `rows` records."""
+        await self._settle()
+        self._rows += rows
+        if not data:
+            return
+        loop = asyncio.get_running_loop()
+        self._pending = loop.run_in_executor(None, self._write_rendered_sync, data)
+
+    def _write_rendered_sync(self, data: bytes) -> None:
+        assert self._text is not None
+        self._text.flush()
+        if self.csv.encoding == "utf-8":
+            self._binary.write(data)
+        else:
+            self._guarded(self._text.write, data.decode("utf-8"))
+
+    async def note_truncated(self, max_rows: int) -> None:
+        await self._settle()
+        note = self.csv.truncated_note.replace("{max_rows}", str(max_rows))
+        await asyncio.to_thread(self._guarded, self._writer.writerow, [note])
+
+    async def close(self) -> WrittenFile:
+        await self._settle()
+        await asyncio.to_thread(self._close_sync)
+        assert self._sink is not None and self._path is not None
+        return WrittenFile(
+            path=self._path,
+            size=self._sink.size,
+            sha256=self._sink.digest.hexdigest(),
+            rows=self._rows,
+            media_type="application/gzip"
+            if self.csv.compression == "gzip"
+            else "application/zip"
+            if self.csv.compression == "zip"
+            else f"text/csv; charset={self.csv.encoding}",
+        )
+
+    def _close_sync(self) -> None:
+        if self._text is not None:
+            self._text.flush()
+            self._text.detach()
+            self._text = None
+        if self._binary is not None and self._binary is not self._sink:
+            self._binary.close()
+        if self._archive is not None:
+            self._archive.close()
+        if self._sink is not None:
+            self._sink.close()
+
+    async def abort(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            with contextlib.suppress(Exception):  # a failed write: the file is removed anyway
+                await asyncio.shield(pending)
+        await asyncio.to_thread(self._abort_sync)
+
+    def _abort_sync(self) -> None:
+        try:
+            self._close_sync()
+        except Exception:  # a half-written archive may refuse to close; it is removed below
+            if self._sink is not None:
+                self._sink.close()
+        if self._path is not None:
+            self._path.unlink(missing_ok=True)
+
+
+def _strftime(pattern: str) -> Callable[[Any], str]:
+    def render(value: Any) -> str:
+        return value.strftime(pattern) if isinstance(value, date | time) else str(value)
+
+    return render
+
+
+def _datetime_renderer(pattern: str | None, zone: ZoneInfo | None) -> Callable[[Any], str]:
+    def render(value: Any) -> str:
+        if not isinstance(value, datetime):
+            return _iso(value)
+        if zone is not None and value.tzinfo is not None:
+            value = value.astimezone(zone)
+        return str(value.strftime(pattern) if pattern else value.isoformat())
+
+    return render
