@@ -25,6 +25,7 @@ from reporthubd import __version__, logs, metrics
 from reporthubd.config import ConfigError, Settings, load_settings
 from reporthubd.control.auth import TokenFileError
 from reporthubd.control.server import ControlServer
+from reporthubd.deliverers.ledger import DeliveryLedger
 from reporthubd.engine import Engine
 from reporthubd.store import executions, migrate
 from reporthubd.store.database import Store, StoreUnavailable
@@ -124,6 +125,7 @@ class Daemon:
         self._store: Store | None = None
         self.control: ControlServer | None = None
         self.engine: Engine | None = None
+        self.deliveries: DeliveryLedger | None = None
 
     # -- what the control plane sees (control.app.Runtime) -------------------------------------
 
@@ -206,7 +208,10 @@ class Daemon:
         if self.notifier.watchdog_seconds:
             tasks.spawn("systemd-watchdog", self._watchdog_loop(self.notifier.watchdog_seconds))
 
-        self.engine = Engine(self.settings, store, node_id=self.node_id)
+        self.deliveries = DeliveryLedger(self.settings, store, node_id=self.node_id)
+        tasks.spawn("delivery-retries", self.deliveries.run_retries())
+        self.add_reload_hook(self.deliveries.on_reload)
+        self.engine = Engine(self.settings, store, node_id=self.node_id, deliveries=self.deliveries)
         await self.engine.start()
         stack.push_async_callback(self.engine.stop)
         tasks.spawn("engine-janitor", self.engine.janitor_loop())

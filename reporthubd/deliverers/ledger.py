@@ -137,6 +137,11 @@ class DeliveryLedger:
         self._wake = asyncio.Event()
         self._inflight: dict[int, asyncio.Task[None]] = {}
 
+    async def on_reload(self, settings: Any) -> str:
+        """Daemon reload hook: new [smtp] and retry settings apply to the next attempt."""
+        self.settings = settings
+        return "deliveries: settings applied"
+
     # -- timing ---------------------------------------------------------------------------------
 
     @property

@@ -7,10 +7,12 @@ written by another service cannot reach into objects. Text with `{{ ... }}` is J
 rendered in the engine's sandbox (engine/templates.py), like report file names. Variables:
 
 - `report_name`, `report_id` (= `config_id`), `execution_id`, `schedule_id`, `trigger_type`
-- `scheduled_for` (the fire's logical time, or the run's start for a manual run; a datetime:
-  format it with `:%Y-%m-%d`), `date` (its date, ISO), `now` (UTC datetime of the attempt)
+- `scheduled_for` and `now` (the run's logical time, as the engine defines it: the fire's time,
+  or the run's start for a manual run; datetimes: format with `:%Y-%m-%d`), `date` (its date,
+  ISO), `today`, `yesterday`, `tomorrow`, and the engine's other time variables when the engine
+  built the job; `attempted_at` (UTC datetime of this attempt)
 - `parameters` (mapping; each parameter is also a top-level name unless that name is taken)
-- `row_count`, `file_name`, `file_stem`, `file_ext`
+- `row_count`, `file_name`, `file_stem`, `file_ext` (= `ext`)
 - `delivery_id`, `delivery_name`, `attempt` (added per attempt)
 
 Rendered paths are checked here too: `safe_relative_path` refuses absolute paths, `..` and
@@ -23,7 +25,7 @@ import _string  # type: ignore[import-not-found]
 import importlib
 import string
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -57,7 +59,13 @@ def run_variables(
         "schedule_id": schedule_id,
         "trigger_type": trigger_type,
         "scheduled_for": logical,
+        "now": logical,
+        "today": logical.date(),
+        "yesterday": logical.date() - timedelta(days=1),
+        "tomorrow": logical.date() + timedelta(days=1),
         "date": logical.date().isoformat(),
+        "ext": ext,
+        "extension": ext,
         "parameters": dict(parameters),
         "row_count": row_count,
         "file_name": file_name,
@@ -87,7 +95,7 @@ def attempt_variables(attempt: Attempt) -> dict[str, Any]:
         "delivery_id": attempt.delivery.id,
         "delivery_name": attempt.delivery.name,
         "attempt": attempt.number,
-        "now": datetime.now(UTC),
+        "attempted_at": datetime.now(UTC),
     }
     return variables
 
