@@ -3,11 +3,14 @@ session, or (Oracle, SQL Server without their servers) only the cases that need 
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
+from reporthubd.domain import DatasourceType
 from tests import servers
 from tests.connectors import fallback_servers, sources
 
@@ -76,3 +79,168 @@ def fakesnow(factory: pytest.TempPathFactory) -> Iterator[sources.Source]:
         yield sources.snowflake_source(server.port)
     finally:
         server.stop()
+
+
+def _database(backend: str, factory: pytest.TempPathFactory) -> Iterator[servers.TestDatabase]:
+    database = servers.create_database(backend, factory.mktemp(backend))
+    try:
+        yield database
+    finally:
+        database.drop()
+
+
+def _pg_guard(name: str) -> None:
+    async def create() -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(
+            host=servers.POSTGRES_HOST, port=servers.POSTGRES_PORT, user="postgres", database=name
+        )
+        try:
+            await conn.execute("CREATE TABLE rh_guard (x integer)")
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+
+
+def _pg_config(name: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "host": servers.POSTGRES_HOST,
+        "port": servers.POSTGRES_PORT,
+        "database": name,
+        "username": "postgres",
+        "password": "",
+        "options": {"connect_timeout_seconds": 5},
+        **extra,
+    }
+
+
+def _mariadb_config(name: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "host": servers.MARIADB_HOST,
+        "port": servers.MARIADB_PORT,
+        "database": name,
+        "username": "root",
+        "password": "",
+        "options": {"connect_timeout_seconds": 5},
+        **extra,
+    }
+
+
+@builder("postgresql")
+def postgresql(factory: pytest.TempPathFactory) -> Iterator[sources.Source]:
+    for database in _database("postgresql", factory):
+        _pg_guard(database.name)
+        yield sources.postgres_like(
+            DatasourceType.POSTGRESQL,
+            "postgresql",
+            _pg_config(database.name),
+            database.name,
+            31,
+            odbc=False,
+        )
+
+
+@builder("mysql")
+def mysql(factory: pytest.TempPathFactory) -> Iterator[sources.Source]:
+    for database in _database("mariadb", factory):
+        sources.mariadb_admin("CREATE TABLE rh_guard (x integer)", database.name)
+        yield sources.mariadb_like(
+            DatasourceType.MYSQL,
+            "mysql",
+            _mariadb_config(database.name),
+            database.name,
+            33,
+            odbc=False,
+        )
+
+
+@builder("sqlite")
+def sqlite(factory: pytest.TempPathFactory) -> Iterator[sources.Source]:
+    yield sources.sqlite_source(factory.mktemp("sqlite") / "contract.db")
+
+
+def _odbc_ready(driver: str) -> None:
+    if not fallback_servers.odbc_driver_registered(driver):
+        servers.unavailable(
+            f"ODBC driver [{driver}] not registered (apt-get install unixodbc odbc-postgresql "
+            "odbc-mariadb)"
+        )
+
+
+@builder("sqlserver-odbc-postgresql")
+def odbc_postgresql(factory: pytest.TempPathFactory) -> Iterator[sources.Source]:
+    _odbc_ready("PostgreSQL Unicode")
+    for database in _database("postgresql", factory):
+        _pg_guard(database.name)
+        config = _pg_config(database.name, driver="PostgreSQL Unicode")
+        yield sources.postgres_like(
+            DatasourceType.SQLSERVER,
+            "sqlserver-odbc-postgresql",
+            config,
+            database.name,
+            32,
+            odbc=True,
+        )
+
+
+@builder("sqlserver-odbc-mariadb")
+def odbc_mariadb(factory: pytest.TempPathFactory) -> Iterator[sources.Source]:
+    _odbc_ready("MariaDB Unicode")
+    for database in _database("mariadb", factory):
+        sources.mariadb_admin("CREATE TABLE rh_guard (x integer)", database.name)
+        config = _mariadb_config(database.name, driver="MariaDB Unicode")
+        yield sources.mariadb_like(
+            DatasourceType.SQLSERVER,
+            "sqlserver-odbc-mariadb",
+            config,
+            database.name,
+            34,
+            odbc=True,
+        )
+
+
+@builder("sqlserver")
+def sqlserver(factory: pytest.TempPathFactory) -> Iterator[sources.Source]:
+    """Microsoft's ODBC Driver 18 (from the mssql-python wheel): connection errors only, unless
+    REPORTHUB_TEST_SQLSERVER_DSN names a real server."""
+    if not fallback_servers.register_msodbcsql(factory.mktemp("odbcsys")):
+        servers.unavailable("Microsoft ODBC Driver 18 not found (pip install mssql-python)")
+
+    def unreachable(port: int) -> dict[str, Any]:
+        return {
+            "host": "127.0.0.1",
+            "port": port,
+            "database": "reports",
+            "username": "sa",
+            "password": sources.SECRET_PASSWORD,
+            "options": {"connect_timeout_seconds": 2},
+        }
+
+    yield sources.no_server_source(
+        DatasourceType.SQLSERVER,
+        "sqlserver",
+        "no SQL Server here: set REPORTHUB_TEST_SQLSERVER_DSN for the real-server run",
+        unreachable,
+    )
+
+
+@builder("oracle")
+def oracle(factory: pytest.TempPathFactory) -> Iterator[sources.Source]:
+    def unreachable(port: int) -> dict[str, Any]:
+        return {
+            "host": "127.0.0.1",
+            "port": port,
+            "service_name": "FREEPDB1",
+            "username": "reports",
+            "password": sources.SECRET_PASSWORD,
+            "options": {"connect_timeout_seconds": 2},
+        }
+
+    yield sources.no_server_source(
+        DatasourceType.ORACLE,
+        "oracle",
+        "no Oracle server here: set REPORTHUB_TEST_ORACLE_DSN for the real-server run",
+        unreachable,
+    )

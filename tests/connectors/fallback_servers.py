@@ -221,3 +221,35 @@ def odbc_driver_registered(name: str) -> bool:
         return False
     out = subprocess.run(["odbcinst", "-q", "-d"], capture_output=True, text=True, check=False)
     return f"[{name}]" in out.stdout
+
+
+def msodbcsql_library() -> Path | None:
+    """Microsoft's ODBC Driver 18 shared library shipped in the mssql-python-odbc wheel."""
+    try:
+        import mssql_python_odbc
+    except ImportError:
+        return None
+    base = Path(mssql_python_odbc.__file__).parent / "libs" / "linux" / "debian_ubuntu"
+    found = sorted(base.glob("*/lib/libmsodbcsql-18.*.so*"))
+    return found[0] if found else None
+
+
+def register_msodbcsql(directory: Path) -> bool:
+    """Register [ODBC Driver 18 for SQL Server] next to the system's drivers, through an
+    odbcinst.ini under ODBCSYSINI (process-wide for this test session)."""
+    if os.environ.get("ODBCSYSINI"):
+        return True
+    library = msodbcsql_library()
+    if library is None:
+        return False
+    system = Path("/etc/odbcinst.ini")
+    text = system.read_text() if system.exists() else ""
+    text += (
+        "\n[ODBC Driver 18 for SQL Server]\n"
+        "Description=Microsoft ODBC Driver 18 for SQL Server\n"
+        f"Driver={library}\nUsageCount=1\n"
+    )
+    (directory / "odbcinst.ini").write_text(text)
+    (directory / "odbc.ini").write_text("")
+    os.environ["ODBCSYSINI"] = str(directory)
+    return True

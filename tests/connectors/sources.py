@@ -24,6 +24,7 @@ import pytest
 
 from reporthubd.connectors.base import ColumnKind
 from reporthubd.domain import Datasource, DatasourceType
+from tests import servers
 
 ROWS = 200_000
 ROW_TEXT = 300
@@ -449,4 +450,316 @@ def snowflake_source(port: int) -> Source:
             "the connector rolls back every stream so DML never commits"
         ),
         server_version=True,
+    )
+
+
+# --- PostgreSQL and MariaDB (native connectors and the ODBC path of the SQL Server one) ------
+
+PG_CASTS = {
+    "i": "integer",
+    "big": "bigint",
+    "dec": "numeric(38,10)",
+    "flt": "float8",
+    "flag": "boolean",
+    "day": "date",
+    "ts": "timestamp",
+    "tstz": "timestamptz",
+    "txt": "text",
+    "nul": "text",
+    "bin": "bytea",
+}
+PG_MATRIX = (
+    "SELECT 42::integer AS i, 9007199254740993::bigint AS big,"
+    " 1234567890123456789012345678.0123456789::numeric(38,10) AS dec, 1.5::float8 AS flt,"
+    " true AS flag, DATE '2024-02-29' AS day, TIMESTAMP '2024-01-02 03:04:05.123456' AS ts,"
+    " TIMESTAMPTZ '2024-01-02 03:04:05.123456+02:00' AS tstz,"
+    f" '{CANON['txt']}'::text AS txt, NULL::text AS nul, '\\x0001ff'::bytea AS bin,"
+    ' \'{"a": [1, 2], "b": "x"}\'::jsonb AS js'
+)
+MARIADB_CASTS = {
+    "i": "SIGNED",
+    "big": "SIGNED",
+    "dec": "DECIMAL(38,10)",
+    "flt": "DOUBLE",
+    "flag": "SIGNED",
+    "day": "DATE",
+    "ts": "DATETIME(6)",
+    "tstz": "DATETIME(6)",
+    "txt": "CHAR CHARACTER SET utf8mb4",
+    "nul": "CHAR",
+    "bin": "BINARY",
+}
+MARIADB_MATRIX = (
+    "SELECT 42 AS i, CAST(9007199254740993 AS SIGNED) AS big,"
+    " CAST('1234567890123456789012345678.0123456789' AS DECIMAL(38,10)) AS `dec`,"
+    " CAST(1.5 AS DOUBLE) AS flt, TRUE AS flag, DATE '2024-02-29' AS day,"
+    " CAST('2024-01-02 03:04:05.123456' AS DATETIME(6)) AS ts,"
+    f" _utf8mb4'{CANON['txt']}' AS txt, NULL AS nul, X'0001FF' AS bin,"
+    " JSON_OBJECT('a', JSON_ARRAY(1, 2), 'b', 'x') AS js"
+)
+
+
+def pg_stopped(marker: str) -> Callable[[], bool]:
+    def check() -> bool:
+        async def query() -> int:
+            import asyncpg
+
+            conn = await asyncpg.connect(
+                host=servers.POSTGRES_HOST,
+                port=servers.POSTGRES_PORT,
+                user="postgres",
+                database="postgres",
+            )
+            try:
+                return int(
+                    await conn.fetchval(
+                        "SELECT count(*) FROM pg_stat_activity WHERE state = 'active'"
+                        " AND pid <> pg_backend_pid() AND query LIKE $1",
+                        f"%{marker}%",
+                    )
+                )
+            finally:
+                await conn.close()
+
+        return asyncio.run(query()) == 0
+
+    return check
+
+
+def pg_count(database: str) -> Callable[[], bool]:
+    def check() -> bool:
+        async def query() -> int:
+            import asyncpg
+
+            conn = await asyncpg.connect(
+                host=servers.POSTGRES_HOST,
+                port=servers.POSTGRES_PORT,
+                user="postgres",
+                database=database,
+            )
+            try:
+                return int(await conn.fetchval("SELECT count(*) FROM rh_guard"))
+            finally:
+                await conn.close()
+
+        return asyncio.run(query()) == 0
+
+    return check
+
+
+def mariadb_admin(sql: str, database: str | None = None) -> list[tuple[Any, ...]]:
+    import pymysql
+
+    conn = pymysql.connect(
+        host=servers.MARIADB_HOST,
+        port=servers.MARIADB_PORT,
+        user="root",
+        password="",
+        database=database,
+        autocommit=True,
+    )
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(sql)
+            return list(cursor.fetchall())
+    finally:
+        conn.close()
+
+
+def mariadb_stopped(marker: str) -> Callable[[], bool]:
+    def check() -> bool:
+        rows = mariadb_admin(
+            "SELECT COUNT(*) FROM information_schema.processlist"
+            f" WHERE info LIKE '%{marker}%' AND id <> CONNECTION_ID()"
+        )
+        return int(rows[0][0]) == 0
+
+    return check
+
+
+def postgres_like(
+    type_: DatasourceType,
+    label: str,
+    config: dict[str, Any],
+    database: str,
+    sleep: int,
+    *,
+    odbc: bool,
+) -> Source:
+    overrides: dict[str, Expect | Limit] = {}
+    param_overrides: dict[str, Expect | Limit] = {}
+    if odbc:
+        overrides["tstz"] = Limit("psqlODBC reports timestamptz as a zone-less SQL timestamp")
+        overrides["js"] = Limit("psqlODBC reports jsonb as text (ODBC has no JSON type)")
+        param_overrides["tstz"] = overrides["tstz"]
+    return Source(
+        type=type_,
+        label=label,
+        config=config,
+        where=database,
+        type_matrix=PG_MATRIX,
+        type_overrides=overrides,
+        param_sql=lambda kind: f"SELECT CAST(:val AS {PG_CASTS[kind]}) AS v",
+        param_overrides=param_overrides,
+        rows_sql=lambda n: (
+            f"SELECT n, repeat('x', {ROW_TEXT}) AS s FROM generate_series(1, {n}) AS n"
+        ),
+        slow_sql=f"SELECT pg_sleep({sleep})",
+        server_stopped=pg_stopped(f"pg_sleep({sleep})"),
+        syntax_error="SELEC 1",
+        wrong_password=Limit(
+            "the local PostgreSQL uses trust authentication (any password passes)"
+        ),
+        unreachable=lambda port: {
+            **config,
+            "host": "127.0.0.1",
+            "port": port,
+            "password": SECRET_PASSWORD,
+            "options": {**config.get("options", {}), "connect_timeout_seconds": 2},
+        },
+        write_sql="INSERT INTO rh_guard VALUES (1)",
+        write_absent=pg_count(database),
+    )
+
+
+def mariadb_like(
+    type_: DatasourceType,
+    label: str,
+    config: dict[str, Any],
+    database: str,
+    sleep: int,
+    *,
+    odbc: bool,
+) -> Source:
+    overrides: dict[str, Expect | Limit] = {
+        "flag": (ColumnKind.INTEGER, 1),
+        "tstz": Limit("MariaDB has no time-zone-aware timestamp type"),
+        "js": Limit("MariaDB's JSON is an alias of LONGTEXT"),
+    }
+    param_overrides: dict[str, Expect | Limit] = {
+        "flag": (ColumnKind.INTEGER, 1),
+        "tstz": Limit("MariaDB has no time-zone-aware timestamp type"),
+    }
+    memory = None
+    if odbc:
+        param_overrides["ts"] = Limit(
+            "MariaDB Connector/ODBC drops the fraction of bound timestamp parameters"
+        )
+        memory = Limit(
+            "MariaDB Connector/ODBC buffers the whole result client-side "
+            "(NO_CACHE/FORWARDONLY had no effect here; RSS grew ~70 MiB for 60 MB of rows)"
+        )
+    return Source(
+        memory=memory,
+        type=type_,
+        label=label,
+        config=config,
+        where=database,
+        type_matrix=MARIADB_MATRIX,
+        type_overrides=overrides,
+        param_sql=lambda kind: f"SELECT CAST(:val AS {MARIADB_CASTS[kind]}) AS v",
+        param_overrides=param_overrides,
+        rows_sql=lambda n: f"SELECT seq AS n, REPEAT('x', {ROW_TEXT}) AS s FROM seq_1_to_{n}",
+        slow_sql=f"SELECT SLEEP({sleep})",
+        server_stopped=mariadb_stopped(f"SLEEP({sleep})"),
+        syntax_error="SELEC 1",
+        wrong_password={**config, "password": SECRET_PASSWORD},
+        unreachable=lambda port: {
+            **config,
+            "host": "127.0.0.1",
+            "port": port,
+            "password": SECRET_PASSWORD,
+            "options": {**config.get("options", {}), "connect_timeout_seconds": 2},
+        },
+        write_sql="INSERT INTO rh_guard VALUES (1)",
+        write_absent=lambda: (
+            int(mariadb_admin("SELECT COUNT(*) FROM rh_guard", database)[0][0]) == 0
+        ),
+    )
+
+
+# --- SQLite, Oracle, SQL Server without their own server --------------------------------------
+
+
+def sqlite_source(path: Path) -> Source:
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        """
+        CREATE TABLE rh_guard (x INTEGER);
+        CREATE TABLE matrix (i INTEGER, big BIGINT, dec DECIMAL(38,10), flt REAL, flag BOOLEAN,
+            day DATE, ts TIMESTAMP, tstz TIMESTAMPTZ, txt TEXT, nul TEXT, bin BLOB, js JSON);
+        """
+    )
+    conn.execute(
+        "INSERT INTO matrix VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            42,
+            CANON["big"],
+            str(CANON["dec"]),
+            1.5,
+            1,
+            "2024-02-29",
+            "2024-01-02 03:04:05.123456",
+            "2024-01-02T03:04:05.123456+02:00",
+            CANON["txt"],
+            None,
+            CANON["bin"],
+            json.dumps(CANON["js"]),
+        ),
+    )
+    conn.commit()
+    conn.close()
+    limit = "SQLite stores no such type (values are text or numbers)"
+    return Source(
+        type=DatasourceType.SQLITE,
+        label="sqlite",
+        config={"path": str(path)},
+        where=path.name,
+        type_matrix="SELECT * FROM matrix",
+        type_overrides={
+            "dec": Limit("SQLite has no exact decimal storage"),
+            # SQLite stores booleans as integers and dates, timestamps and JSON as text.
+            "flag": (ColumnKind.INTEGER, 1),
+            "day": (ColumnKind.TEXT, "2024-02-29"),
+            "ts": (ColumnKind.TEXT, "2024-01-02 03:04:05.123456"),
+            "tstz": (ColumnKind.TEXT, "2024-01-02T03:04:05.123456+02:00"),
+            "js": (ColumnKind.TEXT, json.dumps(CANON["js"])),
+        },
+        param_sql=lambda kind: "SELECT :val AS v",
+        param_overrides={
+            "dec": Limit(limit),
+            "flag": (ColumnKind.INTEGER, 1),
+            "day": Limit(limit),
+            "ts": Limit(limit),
+            "tstz": Limit(limit),
+        },
+        rows_sql=lambda n: (
+            "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < "
+            f"{n}) SELECT n, replace(hex(zeroblob({ROW_TEXT // 2})), '00', 'xx') AS s FROM c"
+        ),
+        slow_sql=(
+            "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c) SELECT count(*) FROM c"
+        ),
+        server_stop_limit=Limit("SQLite runs in-process: interrupt() is the stop, no server"),
+        syntax_error="SELEC 1",
+        wrong_password=Limit("SQLite has no authentication"),
+        unreachable=Limit("SQLite is a local file, no network"),
+        write_sql="INSERT INTO rh_guard VALUES (1)",
+        write_absent=lambda: (
+            sqlite3.connect(path).execute("SELECT count(*) FROM rh_guard").fetchone()[0] == 0
+        ),
+    )
+
+
+def no_server_source(
+    type_: DatasourceType, label: str, reason: str, unreachable: Callable[[int], dict[str, Any]]
+) -> Source:
+    return Source(
+        type=type_,
+        label=label,
+        config={},
+        where="127.0.0.1",
+        type_matrix=Limit(reason),
+        no_server=Limit(reason),
+        unreachable=unreachable,
     )
