@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import ssl as ssl_module
 import time
 import uuid
@@ -434,6 +435,8 @@ class PostgresConnector(Connector):
     ) -> str | None:
         if spec.line_ending != "\n" or len(spec.delimiter) != 1:
             return None
+        if not attributes or _first_keyword(request.sql) not in {"select", "with", "values"}:
+            return None  # not a plain query: the generic path reports what the server says
         if any(ch in spec.null_text for ch in (spec.delimiter, spec.quote_char, "\r", "\n")):
             return None
         expressions = []
@@ -477,6 +480,21 @@ class PostgresConnector(Connector):
             type_sql = await conn.fetchval("SELECT format_type($1::oid, NULL)", pg_type.oid)
             rendered[name] = str(type_sql)
         return rendered
+
+
+def _first_keyword(sql: str) -> str:
+    """The statement's first word, after comments and opening parentheses (lower case)."""
+    text = sql
+    while True:
+        text = text.lstrip().lstrip("(").lstrip()
+        if text.startswith("--"):
+            text = text.partition("\n")[2]
+        elif text.startswith("/*"):
+            text = text.partition("*/")[2]
+        else:
+            break
+    word = re.match(r"[A-Za-z]+", text)
+    return word.group(0).lower() if word else ""
 
 
 def _column(attr: Any) -> Column:
