@@ -229,10 +229,8 @@ class EmailDeliverer(Deliverer):
             if 400 <= exc.code < 500:
                 return retryable(target, reason)
             return permanent(target, reason)
-        except aiosmtplib.SMTPNotSupported as exc:
-            return permanent(target, f"server does not support what is required: {exc}")
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-            return retryable(target, f"SMTP connection failed: {describe(exc)}")
+            return _connection_failure(target, exc)
         failed = []
         for recipient in recipients:
             answer = refused.get(recipient.email)
@@ -271,11 +269,26 @@ class EmailDeliverer(Deliverer):
                 await smtp.noop()
         except aiosmtplib.SMTPAuthenticationError as exc:
             return permanent(server.target, f"authentication refused: {exc.code} {exc.message}")
-        except aiosmtplib.SMTPNotSupported as exc:
-            return permanent(server.target, f"server does not support what is required: {exc}")
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-            return retryable(server.target, f"SMTP connection failed: {describe(exc)}")
+            return _connection_failure(server.target, exc)
         return ok(server.target)
+
+
+def _connection_failure(target: str, exc: BaseException) -> AttemptResult:
+    """A server lacking what the settings require (STARTTLS, AUTH) will not grow it by waiting:
+    permanent. Connection errors and timeouts: retryable."""
+    if isinstance(exc, aiosmtplib.SMTPNotSupported) or "not supported" in str(exc):
+        return permanent(target, f"server does not support what is required: {describe(exc)}")
+    return retryable(target, f"SMTP connection failed: {describe(exc)}")
+
+
+def start_tls_mode(server: Server) -> bool | None:
+    """aiosmtplib's `start_tls`: True required, False never, None when the server offers it."""
+    if server.tls in {"implicit", "none"}:
+        return False
+    if server.tls == "starttls":
+        return True
+    return None if is_loopback(server.host) else True
 
 
 class _client:
@@ -290,15 +303,7 @@ class _client:
         context = None
         if server.ca_file or server.validate_certs:
             context = ssl.create_default_context(cafile=server.ca_file)
-        start_tls: bool | None
-        if server.tls == "implicit":
-            start_tls = False
-        elif server.tls == "starttls":
-            start_tls = True
-        elif server.tls == "none":
-            start_tls = False
-        else:
-            start_tls = None if is_loopback(server.host) else True
+        start_tls = start_tls_mode(server)
         smtp = aiosmtplib.SMTP(
             hostname=server.host,
             port=server.port,

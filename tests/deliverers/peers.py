@@ -39,9 +39,9 @@ def wait_port(port: int, timeout: float = 20.0) -> None:
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
 
 
-def keygen(path: Path) -> str:
+def keygen(path: Path, passphrase: str = "") -> str:
     subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)],
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", passphrase, "-f", str(path)],
         check=True,
         capture_output=True,
     )
@@ -64,7 +64,11 @@ class SSHServer:
         self.stranger_key_path = directory / "stranger_key"
         keygen(self.stranger_key_path)
         self.other_host_key = keygen(directory / "other_host_key")
-        (directory / "authorized_keys").write_text(self.client_key + "\n")
+        self.encrypted_key_path = directory / "encrypted_key"
+        self.passphrase = "key-passphrase-42"
+        encrypted = keygen(self.encrypted_key_path, self.passphrase)
+        (directory / "authorized_keys").write_text(f"{self.client_key}\n{encrypted}\n")
+        self.known_hosts = directory / "known_hosts"
         self.user = getpass.getuser()
         self.port = servers.free_port()
         self.config = directory / "sshd_config"
@@ -96,6 +100,7 @@ class SSHServer:
             [SSHD, "-D", "-e", "-f", str(self.config)], stdout=self.log, stderr=subprocess.STDOUT
         )
         wait_port(self.port)
+        self.known_hosts.write_text(f"[127.0.0.1]:{self.port} {self.host_key}\n")
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -189,10 +194,13 @@ class Mailbox:
 
 
 class SMTPServer:
+    """aiosmtpd with STARTTLS required and AUTH (`mode="starttls"`), SMTPS (`"implicit"`), or a
+    plain server offering neither TLS nor AUTH (`"plain"`)."""
+
     USER = "reports"
     PASSWORD = "s3cret-pass"
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, mode: str = "starttls") -> None:
         from aiosmtpd.controller import Controller
         from aiosmtpd.smtp import AuthResult, LoginPassword
 
@@ -215,16 +223,21 @@ class SMTPServer:
             )
             return AuthResult(success=ok, handled=False)
 
-        self.controller = Controller(
-            self.mailbox,
-            hostname="127.0.0.1",
-            port=self.port,
-            tls_context=context,
-            require_starttls=True,
-            authenticator=authenticate,
-            auth_require_tls=True,
-            data_size_limit=96 * 1024 * 1024,
-        )
+        options: dict[str, Any] = {"data_size_limit": 96 * 1024 * 1024}
+        if mode == "starttls":
+            options |= {
+                "tls_context": context,
+                "require_starttls": True,
+                "authenticator": authenticate,
+                "auth_require_tls": True,
+            }
+        elif mode == "implicit":
+            options |= {
+                "ssl_context": context,
+                "authenticator": authenticate,
+                "auth_require_tls": False,
+            }
+        self.controller = Controller(self.mailbox, hostname="127.0.0.1", port=self.port, **options)
 
     def start(self) -> None:
         self.controller.start()
@@ -337,8 +350,9 @@ class Hit:
 class WebhookReceiver:
     """An aiohttp server recording every request; `answers` scripts the next responses."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, tls: tuple[Path, Path] | None = None) -> None:
         self.port = port or servers.free_port()
+        self.tls = tls
         self.hits: list[Hit] = []
         self.answers: list[tuple[int, dict[str, str]]] = []
         self.seen_keys: set[str] = set()
@@ -347,7 +361,7 @@ class WebhookReceiver:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}/hook"
 
     async def handle(self, request: web.Request) -> web.Response:
         hit = Hit(headers=dict(request.headers), body=await request.read(), at=time.time())
@@ -367,12 +381,32 @@ class WebhookReceiver:
         app.router.add_route("*", "/hook", self.handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True).start()
+        context = None
+        if self.tls is not None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(*self.tls)
+        site = web.TCPSite(
+            self._runner, "127.0.0.1", self.port, reuse_address=True, ssl_context=context
+        )
+        await site.start()
 
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+
+class StalledListener:
+    """Accepts TCP connections and never says a word: for timeouts."""
+
+    def __init__(self) -> None:
+        self.port = servers.free_port()
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", self.port))
+        self.sock.listen(16)
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 def sha256(data: bytes) -> str:
