@@ -44,13 +44,14 @@ async def test_sftp_delivers_25mb_byte_identical_under_its_final_name(
     )
     settings = settings_for(sqlite_store)
     report = await seed_report(sqlite_store, settings, big_file, [spec])
-    result = await report.ledger.run(await report.job())
+    job = await report.job()
+    result = await report.ledger.run(job)
     assert (result.delivered, result.failed, result.pending) == (1, 0, 0)
 
     row = await _only_row(sqlite_store, report.execution_id)
     assert row.status is DS.SUCCESS and row.attempt == 1
     year = (await report.execution()).started_at.year  # type: ignore[union-attr]
-    landed = remote / f"daily-sales-{report.config_id}" / str(year) / "sales-25mb-north.csv"
+    landed = remote / job.config.name / str(year) / "sales-25mb-north.csv"
     assert peers.sha256(landed.read_bytes()) == big_file.sha256
     assert row.target is not None and row.target.endswith("sales-25mb-north.csv")
     assert row.details["size"] == big_file.size
