@@ -15,6 +15,7 @@ from typing import Any
 from reporthubd import __version__, logs
 from reporthubd.config import ConfigError, Settings, load_settings, resolve_config_path
 from reporthubd.engine import cli as execute_cli
+from reporthubd.scheduler import next_cli
 
 EXIT_OK = 0
 EXIT_PROBLEM = 1
@@ -43,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     with_config(db_sub.add_parser("current", help="show the store's schema revision"))
     sub.add_parser("version", help="print the version")
     execute_cli.add_parser(sub, with_config)
+    next_cli.add_parser(sub, with_config)
     apply = with_config(sub.add_parser("apply", help="upsert the definitions of a catalog file"))
     apply.add_argument("file", help="catalog TOML file (see examples/catalog.toml)")
     apply.add_argument("--dry-run", action="store_true", help="show the changes, write nothing")
@@ -64,6 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "version":
         print(f"reporthubd {__version__}")
         return EXIT_OK
+    if args.command == "next":
+        return next_cli.main(args)
     if args.command == "demo":
         from reporthubd import demo
 

@@ -27,6 +27,7 @@ from reporthubd.control.auth import TokenFileError
 from reporthubd.control.server import ControlServer
 from reporthubd.deliverers.ledger import DeliveryLedger
 from reporthubd.engine import Engine
+from reporthubd.scheduler.loop import Scheduler, leave_pending
 from reporthubd.store import executions, migrate
 from reporthubd.store.database import Store, StoreUnavailable
 from reporthubd.store.definitions import load_definitions
@@ -126,6 +127,7 @@ class Daemon:
         self.control: ControlServer | None = None
         self.engine: Engine | None = None
         self.deliveries: DeliveryLedger | None = None
+        self.scheduler: Scheduler | None = None
 
     # -- what the control plane sees (control.app.Runtime) -------------------------------------
 
@@ -216,6 +218,18 @@ class Daemon:
         stack.push_async_callback(self.engine.stop)
         tasks.spawn("engine-janitor", self.engine.janitor_loop())
 
+        # The scheduler starts after the engine and stops first (in _drain).
+        self.scheduler = Scheduler(
+            store=store,
+            settings=self.settings,
+            node_id=self.node_id,
+            submit=self.engine.submit if self.engine is not None else leave_pending,
+            started_at=self.started_at,
+        )
+        stack.push_async_callback(self.scheduler.stop)
+        await self.scheduler.start(tasks)
+        self.add_reload_hook(self.scheduler.on_reload)
+
         self.control = ControlServer(self.settings.control, self)
         stack.push_async_callback(self.control.stop)
         try:
@@ -255,6 +269,8 @@ class Daemon:
         Components that run work (scheduler, engine) plug in here; the foundation has none."""
         grace = self.settings.execution.drain_grace_seconds
         log.info("draining", grace_seconds=grace, tasks=self.tasks.names)
+        if self.scheduler is not None:
+            await self.scheduler.stop()  # intake first: no new fire is claimed from here on
         if self.engine is not None:
             await self.engine.drain(grace)
 

@@ -5,17 +5,21 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from aiohttp import web
 
 from reporthubd import logs, metrics
 from reporthubd.control import deliveries, envelope
 from reporthubd.control import executions as executions_routes
+from reporthubd.control import scheduler as scheduler_routes
 from reporthubd.control.auth import TokenGate
 from reporthubd.control.status_page import status_page
 from reporthubd.engine.engine import Engine
 from reporthubd.store.database import Store, StoreUnavailable
+
+if TYPE_CHECKING:
+    from reporthubd.scheduler.loop import Scheduler
 
 RUNTIME_KEY: web.AppKey[Runtime] = web.AppKey("runtime")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -35,6 +39,8 @@ class Runtime(Protocol):
     def draining(self) -> bool: ...
     @property
     def engine(self) -> Engine | None: ...
+    @property
+    def scheduler(self) -> Scheduler | None: ...
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -89,4 +95,5 @@ def build_app(
     app.router.add_get("/", status_page)
     app.router.add_post("/api/execution/{execution_id}/redeliver", deliveries.redeliver)
     app.router.add_post("/api/test-delivery/{delivery_id}", deliveries.test_delivery)
+    scheduler_routes.add_routes(app)
     return app

@@ -93,7 +93,11 @@ async def claim_fires(
     now = datetime.now(UTC)
     ids = [str(uuid.uuid4()) for _ in claims]
     ours: set[str] = set()
-    async with store.engine.begin() as conn:
+    # MySQL: no gap locks between nodes inserting the same keys (fewer waits, no deadlocks)
+    options = {"isolation_level": "READ COMMITTED"} if store.dialect == "mysql" else {}
+    async with store.engine.connect() as raw:
+        conn = await raw.execution_options(**options) if options else raw
+        await conn.begin()
         returning = bool(getattr(conn.dialect, "insert_returning", False))
         for start in range(0, len(claims), CHUNK):
             rows = [
@@ -103,6 +107,7 @@ async def claim_fires(
                 )
             ]
             ours |= await _insert_ignoring_taken(conn, rows, returning)
+        await conn.commit()
     committed = datetime.now(UTC)
     claimed = [
         Claimed(claim=claim, execution_id=execution_id)

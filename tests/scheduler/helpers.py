@@ -4,6 +4,7 @@ in-memory submitter (the engine's side) and reading the execution history back."
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -23,18 +24,29 @@ def settings(**scheduler: Any) -> Settings:
     return Settings.model_validate({"scheduler": scheduler})
 
 
-async def seed_config(store: Store, name: str = "report") -> int:
+# A query that keeps an execution RUNNING for a long while (SQLite counts to 10^9).
+SLOW_QUERY = (
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1000000000) "
+    "SELECT max(x) AS n FROM c"
+)
+
+
+async def seed_config(
+    store: Store, name: str = "report", *, query: str = "SELECT 1 AS one", path: str = ":memory:"
+) -> int:
+    if path != ":memory:":
+        sqlite3.connect(path).close()  # the connector opens existing files only
     async with store.engine.begin() as conn:
         ds = await conn.execute(
             sa.insert(schema.datasources).values(
-                name=f"{name}-ds", type="sqlite", connection_config={"path": "/tmp/none.db"}
+                name=f"{name}-ds", type="sqlite", connection_config={"path": path}
             )
         )
         config = await conn.execute(
             sa.insert(schema.configs).values(
                 name=name,
                 datasource_id=ds.inserted_primary_key[0],
-                query_text="SELECT 1 AS one",
+                query_text=query,
                 output_format="csv",
             )
         )

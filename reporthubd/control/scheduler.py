@@ -1,0 +1,134 @@
+"""Scheduler routes: status, jobs, reload, manual trigger, and a schedule's next fires."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from reporthubd.control import envelope
+
+if TYPE_CHECKING:
+    from reporthubd.scheduler.loop import Scheduler
+
+MAX_NEXT = 1000
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/scheduler/status", status)
+    app.router.add_get("/api/scheduler/jobs", jobs)
+    app.router.add_post("/api/scheduler/reload", reload)
+    app.router.add_post("/api/scheduler/trigger/{schedule_id}", trigger)
+    app.router.add_get("/api/schedules/{schedule_id}/next", next_fires)
+
+
+def _scheduler(request: web.Request) -> Scheduler:
+    from reporthubd.control.app import RUNTIME_KEY
+
+    scheduler = getattr(request.app[RUNTIME_KEY], "scheduler", None)
+    if scheduler is None:
+        raise web.HTTPServiceUnavailable(reason="scheduler not running")
+    return scheduler  # type: ignore[no-any-return]
+
+
+def _schedule_id(request: web.Request) -> int:
+    raw = request.match_info["schedule_id"]
+    if not raw.isdigit():
+        raise web.HTTPBadRequest(reason="bad schedule id", text=f"not a schedule id: {raw!r}")
+    return int(raw)
+
+
+async def status(request: web.Request) -> web.Response:
+    return envelope.success("scheduler status", await _scheduler(request).status())
+
+
+async def jobs(request: web.Request) -> web.Response:
+    found = await _scheduler(request).jobs_view()
+    return envelope.success(f"{len(found)} schedules", {"jobs": found})
+
+
+async def reload(request: web.Request) -> web.Response:
+    report = await _scheduler(request).reload(source="api")
+    data = {
+        "at": report.at.isoformat(),
+        "ok": report.ok,
+        "added": report.added,
+        "changed": report.changed,
+        "removed": report.removed,
+        "disabled": report.disabled,
+    }
+    if not report.ok:
+        return envelope.error("reload failed, previous schedules kept", report.message, status=503)
+    return envelope.success(report.message, data)
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    if not request.can_read_body:
+        return {}
+    try:
+        body = json.loads(await request.text() or "{}")
+    except ValueError as exc:
+        raise web.HTTPBadRequest(reason="bad body", text=f"body is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(reason="bad body", text="body must be a JSON object")
+    return body
+
+
+async def trigger(request: web.Request) -> web.Response:
+    scheduler = _scheduler(request)
+    schedule_id = _schedule_id(request)
+    body = await _body(request)
+    scheduled_for = None
+    if body.get("scheduled_for") is not None:
+        try:
+            scheduled_for = datetime.fromisoformat(str(body["scheduled_for"]))
+        except ValueError:
+            raise web.HTTPBadRequest(
+                reason="bad scheduled_for", text="scheduled_for must be an ISO 8601 time"
+            ) from None
+        if scheduled_for.tzinfo is None:
+            raise web.HTTPBadRequest(
+                reason="bad scheduled_for",
+                text="scheduled_for needs a UTC offset, e.g. 2026-11-29T09:00:00+01:00",
+            )
+    try:
+        execution_id = await scheduler.trigger(schedule_id, scheduled_for)
+    except LookupError as exc:
+        return envelope.error("cannot trigger", str(exc), status=404)
+    return envelope.success(
+        "triggered", {"execution_id": execution_id, "schedule_id": schedule_id}, status=202
+    )
+
+
+async def next_fires(request: web.Request) -> web.Response:
+    from reporthubd.scheduler.cron import FireTimes, parse_cron
+
+    scheduler = _scheduler(request)
+    schedule_id = _schedule_id(request)
+    raw = request.query.get("n", "10")
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_NEXT:
+        raise web.HTTPBadRequest(reason="bad n", text=f"n must be 1..{MAX_NEXT}")
+    job = scheduler.jobs.get(schedule_id)
+    if job is None:
+        why = scheduler.disabled.get(schedule_id)
+        if why:
+            return envelope.error("schedule disabled", why, status=409)
+        return envelope.error(
+            "unknown schedule", f"schedule {schedule_id} is not loaded", status=404
+        )
+    s = job.schedule
+    times = FireTimes(
+        parse_cron(s.cron_expression), s.timezone, start_at=s.start_at, end_at=s.end_at
+    )
+    now = datetime.fromtimestamp(scheduler.clock.now()).astimezone()
+    fires = []
+    for fire in times.iter_after(now):
+        fires.append({"utc": fire.isoformat(), "local": fire.astimezone(s.timezone).isoformat()})
+        if len(fires) >= int(raw):
+            break
+    return envelope.success(
+        f"next {len(fires)} fires",
+        {"schedule_id": schedule_id, "timezone": s.timezone.key, "fires": fires},
+    )

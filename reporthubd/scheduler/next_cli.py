@@ -1,0 +1,126 @@
+"""`reporthubd next`: the next fire times of a stored schedule, or of an expression not (yet)
+in the store, so a report author can check a schedule before saving it.
+
+    reporthubd next SCHEDULE_ID [-n 10] [--json] [-c FILE]
+    reporthubd next --cron EXPR [--tz ZONE] [--after ISO_TIME] [-n 10] [--json]
+
+One fire per line: the UTC instant (ISO 8601) first, then the local time in the schedule's zone.
+With --json, a JSON list of {"utc": ..., "local": ...}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from reporthubd import domain
+from reporthubd.config import ConfigError, Settings, load_settings, resolve_config_path
+from reporthubd.scheduler.cron import CronError, FireTimes, parse_cron
+
+EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
+
+
+def add_parser(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    with_config: Callable[[argparse.ArgumentParser], argparse.ArgumentParser],
+) -> None:
+    p = with_config(sub.add_parser("next", help="print the next fire times of a schedule"))
+    p.add_argument("schedule_id", nargs="?", type=int, help="a schedule in the store")
+    p.add_argument("--cron", metavar="EXPR", help="an expression instead of a stored schedule")
+    p.add_argument("--tz", metavar="ZONE", help="IANA zone for --cron (default: the config's)")
+    p.add_argument("--after", metavar="ISO_TIME", help="start after this time (default: now)")
+    p.add_argument("-n", type=int, default=10, help="how many fires (default 10)")
+    p.add_argument("--json", action="store_true", help="a JSON list of {utc, local}")
+
+
+def main(args: argparse.Namespace) -> int:
+    if (args.schedule_id is None) == (args.cron is None):
+        print("give either SCHEDULE_ID or --cron EXPR", file=sys.stderr)
+        return EXIT_USAGE
+    if not 1 <= args.n <= 100_000:
+        print("-n must be 1..100000", file=sys.stderr)
+        return EXIT_USAGE
+    after = datetime.now(UTC)
+    if args.after:
+        try:
+            after = datetime.fromisoformat(args.after)
+        except ValueError:
+            print(f"--after: not an ISO 8601 time: {args.after!r}", file=sys.stderr)
+            return EXIT_USAGE
+        if after.tzinfo is None:
+            after = after.replace(tzinfo=UTC)
+    try:
+        settings = load_settings(resolve_config_path(args.config))
+    except ConfigError as exc:
+        if args.cron is None or args.tz is None:
+            print(exc, file=sys.stderr)
+            return EXIT_USAGE
+        settings = Settings()
+    if args.cron is not None:
+        try:
+            spec = parse_cron(args.cron)
+            zone = ZoneInfo(args.tz or settings.scheduler.timezone)
+        except CronError as exc:
+            print(exc, file=sys.stderr)
+            return EXIT_PROBLEM
+        except (ZoneInfoNotFoundError, ValueError):
+            print(f"unknown IANA time zone {args.tz!r}", file=sys.stderr)
+            return EXIT_PROBLEM
+        times = FireTimes(spec, zone)
+    else:
+        found = asyncio.run(_stored(settings, args.schedule_id))
+        if isinstance(found, str):
+            print(found, file=sys.stderr)
+            return EXIT_PROBLEM
+        times = found
+    _print(times, after, args.n, as_json=args.json)
+    return EXIT_OK
+
+
+async def _stored(settings: Settings, schedule_id: int) -> FireTimes | str:
+    from reporthubd.store import schedules
+    from reporthubd.store.database import Store, StoreUnavailable
+
+    store = Store(settings.store)
+    await store.start()
+    try:
+        found = await schedules.get_schedule(
+            store, schedule_id, default_timezone=settings.scheduler.timezone
+        )
+    except StoreUnavailable as exc:
+        return str(exc)
+    finally:
+        await store.stop()
+    if found is None:
+        return f"schedule {schedule_id} not found"
+    if isinstance(found, domain.RowError):
+        return f"schedule {schedule_id} is invalid (disabled): {'; '.join(found.problems)}"
+    return FireTimes(
+        parse_cron(found.cron_expression),
+        found.timezone,
+        start_at=found.start_at,
+        end_at=found.end_at,
+    )
+
+
+def _print(times: FireTimes, after: datetime, n: int, *, as_json: bool) -> None:
+    fires = []
+    for fire in times.iter_after(after):
+        fires.append(
+            {
+                "utc": fire.isoformat().replace("+00:00", "Z"),
+                "local": fire.astimezone(times.zone).isoformat(),
+            }
+        )
+        if len(fires) >= n:
+            break
+    if as_json:
+        print(json.dumps(fires))
+        return
+    for fire_text in fires:
+        print(f"{fire_text['utc']}  {fire_text['local']} {times.zone.key}")
