@@ -52,7 +52,9 @@ class DeliveryJob:
 class DeliveryReport:
     delivered: int = 0
     failed: int = 0
-    """Deliveries that finally failed (no retry left, or a permanent failure)."""
+    """Deliveries that finally failed (no retry left, or a permanent failure). An email delivery
+    that reached some recipients and finally failed for others counts in both `delivered` and
+    `failed`, so `PARTIAL if delivered else FAILED` gives the right status."""
     pending: int = 0
     """Deliveries waiting for a retry recorded in the store."""
     skipped: int = 0

@@ -3,7 +3,9 @@
 - `run(job)` (the engine's `DeliveryRunner`): every delivery of the execution at once, attempt 1
   each; every attempt is a `report_delivery_logs` row (per recipient group for email). A failure
   that can be retried becomes a RETRYING row with `next_retry_at`; the report says how many
-  deliveries are pending, and the engine then leaves the execution RUNNING.
+  deliveries are pending, and the engine then leaves the execution RUNNING. Webhooks, and emails
+  that send a link for oversize files, start once this round's S3 uploads are done, so they can
+  carry the presigned URL (`download_url`).
 - `run_retries()`: the retry worker, a forever task of the daemon. It sleeps until the earliest
   pending retry of the store (any node's), claims due ones with a conditional update (one node
   wins), makes the attempt, and when an execution has nothing pending any more, settles its
@@ -32,7 +34,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from reporthubd import domain, logs
+from reporthubd import domain, logs, metrics, secrets
 from reporthubd.deliverers import templating
 from reporthubd.deliverers.base import (
     Attempt,
@@ -300,6 +302,10 @@ class DeliveryLedger:
                 delivery_id=delivery.id,
                 attempt=number,
             )
+        for written_row in rows:
+            metrics.DELIVERIES.labels(
+                method=delivery.method.value, outcome=written_row.status.value.lower()
+            ).inc()
         log.info(
             "delivery attempt",
             execution_id=job.execution_id,
@@ -351,8 +357,8 @@ class DeliveryLedger:
                 delivery_id=delivery.id,
                 attempt=number,
                 status=status,
-                target=result.target,
-                error_message=error,
+                target=secrets.redact_text(result.target) if result.target else None,
+                error_message=secrets.redact_text(error) if error else None,
                 started_at=started,
                 finished_at=finished,
                 next_retry_at=next_retry,
@@ -438,6 +444,7 @@ class DeliveryLedger:
                 wait = POLL_SECONDS
                 try:
                     await self._claim_due()
+                    metrics.RETRIES_PENDING.set(await delivery_logs.count_pending(self.store))
                     upcoming = await delivery_logs.next_retry_time(self.store)
                     if upcoming is not None:
                         wait = min(wait, max(0.0, (upcoming - utcnow()).total_seconds()))

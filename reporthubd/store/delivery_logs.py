@@ -200,6 +200,20 @@ async def next_retry_time(store: Store) -> datetime | None:
     return value if isinstance(value, datetime) else None
 
 
+async def count_pending(store: Store) -> int:
+    """Pending retries in the store (every node's)."""
+    async with store.engine.connect() as conn:
+        value = (
+            await conn.execute(
+                sa.select(sa.func.count()).where(
+                    T.c.status == domain.DeliveryStatus.RETRYING.value,
+                    T.c.next_retry_at.is_not(None),
+                )
+            )
+        ).scalar()
+    return int(value or 0)
+
+
 async def claim_retry(store: Store, log_id: int, *, now: datetime, lease_until: datetime) -> bool:
     """Take a due pending retry for this node: a conditional update that only one node wins.
     The row stays pending until `lease_until`, so a retry whose node dies is claimed again."""
