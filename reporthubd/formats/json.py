@@ -28,7 +28,7 @@ from reporthubd.formats.base import RenderContext
 from reporthubd.formats.options import Options
 from reporthubd.formats.threaded import ThreadedWriter
 
-_OPTS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_SUBCLASS
+_OPTS = orjson.OPT_NON_STR_KEYS
 
 
 def unique_names(columns: Sequence[Column]) -> list[str]:

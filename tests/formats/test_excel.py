@@ -22,11 +22,16 @@ def rows(start: int, count: int) -> list[tuple[object, ...]]:
     return [(i, Decimal(i) / 4, f"note {i}") for i in range(start, start + count)]
 
 
-async def test_new_sheet_past_rows_per_sheet_with_header_on_each(tmp_path: Path) -> None:
+ENGINES = pytest.mark.parametrize("engine", ["stream", "xlsxwriter"])
+
+
+@ENGINES
+async def test_new_sheet_past_rows_per_sheet_with_header_on_each(
+    tmp_path: Path, engine: str
+) -> None:
     batches = [rows(0, 4), rows(4, 4), rows(8, 3)]
-    written = await helpers.write_file(
-        "excel", tmp_path, COLUMNS, batches, {"sheet_name": "Sales", "rows_per_sheet": 5}
-    )
+    options = {"sheet_name": "Sales", "rows_per_sheet": 5, "engine": engine}
+    written = await helpers.write_file("excel", tmp_path, COLUMNS, batches, options)
     assert written.rows == 11
     sheets = helpers.read_xlsx(written.path)
     assert list(sheets) == ["Sales", "Sales (2)", "Sales (3)"]
@@ -49,10 +54,15 @@ async def test_new_sheet_past_rows_per_sheet_with_header_on_each(tmp_path: Path)
         assert sheet["B2"].number_format == "0.00"
 
 
-async def test_column_widths_follow_content(tmp_path: Path) -> None:
+@ENGINES
+async def test_column_widths_follow_content(tmp_path: Path, engine: str) -> None:
     long_text = "x" * 200
     written = await helpers.write_file(
-        "excel", tmp_path, COLUMNS, [[(1, Decimal("1.00"), long_text), (2, None, "cjk 漢字漢字")]]
+        "excel",
+        tmp_path,
+        COLUMNS,
+        [[(1, Decimal("1.00"), long_text), (2, None, "cjk 漢字漢字")]],
+        {"engine": engine},
     )
     import openpyxl
 
@@ -103,6 +113,7 @@ async def test_timezone_option_and_old_dates(tmp_path: Path) -> None:
         {"rows_per_sheet": 0},
         {"decimal_overflow": "round"},
         {"timezone": "Mars/Base"},
+        {"engine": "openpyxl"},
         {"sheet_nmae": "typo"},
     ],
 )
@@ -111,11 +122,36 @@ def test_bad_options_are_rejected(options: dict[str, object]) -> None:
         ExcelWriter(options, helpers.CONTEXT)
 
 
-async def test_abort_removes_partial_file(tmp_path: Path) -> None:
-    writer = helpers.make_writer("excel")
+@ENGINES
+async def test_abort_removes_partial_file(tmp_path: Path, engine: str) -> None:
+    writer = helpers.make_writer("excel", {"engine": engine})
     path = tmp_path / "partial.xlsx"
     await writer.open(path, COLUMNS)
     await writer.write_batch(rows(0, 10))
     await writer.abort()
     assert not path.exists()
     assert list(tmp_path.iterdir()) == []  # no temporary files left either
+
+
+@ENGINES
+async def test_empty_result_and_text_edge_cases(tmp_path: Path, engine: str) -> None:
+    empty = await helpers.write_file("excel", tmp_path, COLUMNS, [], {"engine": engine})
+    assert helpers.read_xlsx(empty.path) == {"Report": [("id", "amount", "note")]}
+    other = tmp_path / "edge"
+    other.mkdir()
+    tricky = [
+        (1, None, "  padded  "),
+        (2, None, "a < b & c > d \"q\" 'a'"),
+        (3, None, "ctrl \x01\x02 _x0041_ end"),
+        (4, None, "=1+1"),
+        (5, None, "line1\nline2"),
+        (6, None, "y" * 40_000),
+    ]
+    written = await helpers.write_file("excel", other, COLUMNS, [tricky], {"engine": engine})
+    got = [r[2] for r in helpers.read_xlsx(written.path)["Report"][1:]]
+    assert got[:2] == ["  padded  ", "a < b & c > d \"q\" 'a'"]
+    # Control characters travel as Excel's _xHHHH_ escapes (Excel decodes them; openpyxl shows
+    # them as they are), and a literal _xHHHH_ is protected by _x005F_.
+    assert got[2] == "ctrl _x0001__x0002_ _x005F_x0041_ end"
+    assert got[3:5] == ["=1+1", "line1\nline2"]
+    assert got[5] == "y" * 32_767

@@ -1,0 +1,462 @@
+"""Output formats benchmark (issue 5): reporthubd's writers against the libraries people use.
+
+usage: .venv/bin/python bench/formats.py [--rounds N] [--suite xlsx,json,pdf,lag]
+                                         [--xlsx-rows N] [--json-rows N] [--pdf-rows N]
+
+Suites, each on the same deterministic rows (the `sales` shape of shared/anchors: id, timestamp,
+date, two short texts, numeric(12,2), int, bool, a ~30-character note, a text NULL in 30%):
+
+- xlsx (200,000 rows): reporthubd ExcelWriter, openpyxl write-only, XlsxWriter constant_memory,
+  pandas DataFrame.to_excel (openpyxl engine, as pandas users do).
+- json (1,000,000 rows): reporthubd JSONWriter as an array and as JSON Lines, with reporthubd's
+  CSV writer as the baseline (when reporthubd.formats.csv exists).
+- pdf (10,000 rows): reporthubd PDFWriter, reportlab platypus with one Table (repeatRows=1), and
+  direct canvas drawing with Helvetica (the anchors' `canvas_direct`).
+- lag: four Excel exports of --lag-rows rows each, concurrently in one event loop, while a ticker
+  measures event-loop lag (p50/p99/max) — rendered in worker threads (reporthubd) and, as the
+  baseline, rendered on the loop itself.
+
+Every method runs in its own process (this script re-invoked with --worker), so peak RSS is that
+method's own (`ru_maxrss` from os.wait4, as /usr/bin/time prints it). Rows are generated batch by
+batch inside the worker (never all at once, except where the method itself needs them all:
+pandas, platypus); `gen_only` measures the generation alone. Rounds are interleaved; the tables
+print median (min–max) and the ratio to the first method of the suite, computed per round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+BATCH = 5000
+HEADER = [
+    "id",
+    "created_at",
+    "sale_date",
+    "customer_name",
+    "region",
+    "amount",
+    "quantity",
+    "is_returned",
+    "note",
+    "discount_code",
+]
+REGIONS = ["north", "south", "east", "west", "central"]
+BASE_TS = dt.datetime(2025, 1, 1)
+BASE_DAY = dt.date(2025, 1, 1)
+
+SUITES: dict[str, list[str]] = {
+    "xlsx": ["reporthubd_excel", "openpyxl_wo", "xlsxwriter_cm", "pandas_to_excel", "gen_only"],
+    "json": ["reporthubd_csv", "reporthubd_json", "reporthubd_jsonl", "gen_only"],
+    "pdf": ["reporthubd_pdf", "platypus_table", "canvas_direct", "gen_only"],
+    "lag": ["lag_threaded", "lag_on_loop"],
+}
+
+
+# -- data ---------------------------------------------------------------------------------------
+
+
+def row(i: int) -> tuple[Any, ...]:
+    note = f"note {i * 7919 % 100000:05d} for order {i}"
+    if i % 10 == 0:
+        note += ', "x"'
+    return (
+        i,
+        BASE_TS + dt.timedelta(seconds=i * 31),
+        BASE_DAY + dt.timedelta(days=i % 700),
+        f"Customer {i * 2654435761 % 50000}",
+        REGIONS[i % 5],
+        Decimal(i * 7907 % 10_000_000) / 100,
+        i % 50 + 1,
+        i % 11 == 0,
+        note,
+        None if i % 10 < 3 else f"CODE{i % 997}",
+    )
+
+
+def batches(n: int) -> Iterator[list[tuple[Any, ...]]]:
+    for start in range(1, n + 1, BATCH):
+        yield [row(i) for i in range(start, min(n, start + BATCH - 1) + 1)]
+
+
+def columns() -> list[Any]:
+    from reporthubd.connectors.base import Column, ColumnKind
+
+    kinds = [
+        ColumnKind.INTEGER,
+        ColumnKind.DATETIME,
+        ColumnKind.DATE,
+        ColumnKind.TEXT,
+        ColumnKind.TEXT,
+        ColumnKind.DECIMAL,
+        ColumnKind.INTEGER,
+        ColumnKind.BOOLEAN,
+        ColumnKind.TEXT,
+        ColumnKind.TEXT,
+    ]
+    return [
+        Column(name=n, kind=k, source_type=str(k), scale=2 if n == "amount" else None)
+        for n, k in zip(HEADER, kinds, strict=True)
+    ]
+
+
+# -- workers (run in their own process) ------------------------------------------------------
+
+
+def _context() -> Any:
+    from reporthubd.formats.base import RenderContext
+
+    return RenderContext(
+        report_name="Sales benchmark",
+        execution_id="bench",
+        parameters={"region": "all"},
+        generated_at=dt.datetime.now(dt.UTC),
+    )
+
+
+async def _reporthubd(fmt: str, options: dict[str, Any], n: int, out: Path) -> None:
+    from reporthubd.formats.base import writer_class
+
+    writer = writer_class(fmt)(options, _context())
+    await writer.open(out, columns())
+    for batch in batches(n):
+        await writer.write_batch(batch)
+    await writer.close()
+
+
+def w_reporthubd_excel(n: int, out: Path) -> None:
+    asyncio.run(_reporthubd("excel", {}, n, out))
+
+
+def w_reporthubd_json(n: int, out: Path) -> None:
+    asyncio.run(_reporthubd("json", {}, n, out))
+
+
+def w_reporthubd_jsonl(n: int, out: Path) -> None:
+    asyncio.run(_reporthubd("json", {"layout": "lines"}, n, out))
+
+
+def w_reporthubd_csv(n: int, out: Path) -> None:
+    asyncio.run(_reporthubd("csv", {}, n, out))
+
+
+def w_reporthubd_pdf(n: int, out: Path) -> None:
+    asyncio.run(_reporthubd("pdf", {}, n, out))
+
+
+def w_gen_only(n: int, out: Path) -> None:
+    count = 0
+    for batch in batches(n):
+        count += len(batch)
+    out.write_text(str(count))
+
+
+def w_openpyxl_wo(n: int, out: Path) -> None:
+    from openpyxl import Workbook
+
+    book = Workbook(write_only=True)
+    sheet = book.create_sheet("sales")
+    sheet.append(HEADER)
+    for batch in batches(n):
+        for r in batch:
+            sheet.append(r)
+    book.save(out)
+
+
+def w_xlsxwriter_cm(n: int, out: Path) -> None:
+    import xlsxwriter
+
+    book = xlsxwriter.Workbook(
+        str(out), {"constant_memory": True, "default_date_format": "yyyy-mm-dd hh:mm:ss"}
+    )
+    sheet = book.add_worksheet("sales")
+    sheet.write_row(0, 0, HEADER)
+    i = 1
+    for batch in batches(n):
+        for r in batch:
+            sheet.write_row(i, 0, r)
+            i += 1
+    book.close()
+
+
+def w_pandas_to_excel(n: int, out: Path) -> None:
+    import pandas as pd
+
+    rows = [r for batch in batches(n) for r in batch]
+    frame = pd.DataFrame(rows, columns=HEADER)
+    frame.to_excel(out, index=False, sheet_name="sales", engine="openpyxl")
+
+
+def _texts(n: int) -> list[list[str]]:
+    return [["" if v is None else str(v) for v in r] for batch in batches(n) for r in batch]
+
+
+def w_platypus_table(n: int, out: Path) -> None:
+    from reportlab.lib import colors
+    from reportlab.lib.pagesizes import A4, landscape
+    from reportlab.platypus import SimpleDocTemplate, Table, TableStyle
+
+    doc = SimpleDocTemplate(
+        str(out), pagesize=landscape(A4), leftMargin=18, rightMargin=18, topMargin=18
+    )
+    style = TableStyle(
+        [
+            ("FONT", (0, 0), (-1, -1), "Helvetica", 7),
+            ("FONT", (0, 0), (-1, 0), "Helvetica-Bold", 7),
+            ("BACKGROUND", (0, 0), (-1, 0), colors.lightgrey),
+            ("GRID", (0, 0), (-1, -1), 0.25, colors.grey),
+            ("TOPPADDING", (0, 0), (-1, -1), 1),
+            ("BOTTOMPADDING", (0, 0), (-1, -1), 1),
+        ]
+    )
+    widths = [40, 88, 56, 120, 50, 62, 40, 48, 170, 70]
+    doc.build([Table([HEADER, *_texts(n)], colWidths=widths, repeatRows=1, style=style)])
+
+
+def w_canvas_direct(n: int, out: Path) -> None:
+    from reportlab.lib.pagesizes import A4, landscape
+    from reportlab.pdfgen import canvas
+
+    width, height = landscape(A4)
+    c = canvas.Canvas(str(out), pagesize=(width, height))
+    widths = [40, 88, 56, 120, 50, 62, 40, 48, 170, 70]
+    xs = [18.0]
+    for w in widths:
+        xs.append(xs[-1] + w)
+    lh, top, bottom = 10, height - 24, 24
+    pages = 1
+
+    def header() -> float:
+        c.setFont("Helvetica-Bold", 7)
+        for j, h in enumerate(HEADER):
+            c.drawString(xs[j] + 2, top, h)
+        c.setFont("Helvetica", 7)
+        return top - lh
+
+    y = header()
+    for batch in batches(n):
+        for r in batch:
+            if y < bottom:
+                c.drawRightString(width - 18, 12, f"page {pages}")
+                c.showPage()
+                pages += 1
+                y = header()
+            for j, v in enumerate(r):
+                c.drawString(xs[j] + 2, y, "" if v is None else str(v))
+            c.line(18, y - 3, xs[-1], y - 3)
+            y -= lh
+    c.showPage()
+    c.save()
+
+
+async def _lag(n: int, out: Path, threaded: bool) -> dict[str, float]:
+    from reporthubd.formats.excel import ExcelWriter
+
+    samples: list[float] = []
+    stop = asyncio.Event()
+
+    async def ticker() -> None:
+        interval = 0.01
+        loop = asyncio.get_running_loop()
+        while not stop.is_set():
+            start = loop.time()
+            await asyncio.sleep(interval)
+            samples.append(loop.time() - start - interval)
+
+    async def export(k: int) -> None:
+        writer = ExcelWriter({}, _context())
+        path = out.parent / f"{out.stem}-{k}.xlsx"
+        await writer.open(path, columns())
+        for batch in batches(n):
+            if threaded:
+                await writer.write_batch(batch)
+            else:  # the baseline: the same rendering, on the loop
+                writer.render_batch(batch)
+                await asyncio.sleep(0)
+        await writer.close()
+        path.unlink()
+
+    if not threaded:
+        # Run render_* on the loop: open the worker with nothing to do, then draw ourselves.
+        from reporthubd.formats import threaded as base
+
+        async def open_inline(self: Any, path: Path, cols: Any) -> None:
+            self._path = path
+            self._columns = tuple(cols)
+            self.render_open(path, cols)
+
+        async def close_inline(self: Any) -> None:
+            self.render_close()
+
+        base.ThreadedWriter.open = open_inline  # type: ignore[method-assign]
+        base.ThreadedWriter.close = close_inline  # type: ignore[assignment,method-assign]
+
+    tick = asyncio.create_task(ticker(), name="lag-ticker")
+    started = time.perf_counter()
+    await asyncio.gather(*(export(k) for k in range(4)))
+    elapsed = time.perf_counter() - started
+    stop.set()
+    await tick
+    samples.sort()
+    ms = [s * 1000 for s in samples]
+    return {
+        "lag_p50_ms": round(ms[len(ms) // 2], 1),
+        "lag_p99_ms": round(ms[int(len(ms) * 0.99)], 1),
+        "lag_max_ms": round(ms[-1], 1),
+        "exports_s": round(elapsed, 2),
+    }
+
+
+def w_lag_threaded(n: int, out: Path) -> dict[str, float]:
+    return asyncio.run(_lag(n, out, threaded=True))
+
+
+def w_lag_on_loop(n: int, out: Path) -> dict[str, float]:
+    return asyncio.run(_lag(n, out, threaded=False))
+
+
+def worker(method: str, n: int, out: Path) -> None:
+    import resource
+
+    fn = globals()[f"w_{method}"]
+    started = time.perf_counter()
+    extra = fn(n, out) or {}
+    info = {
+        "method": method,
+        "rows": n,
+        "t_total_s": round(time.perf_counter() - started, 3),
+        "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        **extra,
+    }
+    print(json.dumps(info))
+
+
+# -- driver -------------------------------------------------------------------------------------
+
+
+def run_measured(cmd: list[str]) -> dict[str, Any]:
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    stdout = proc.stdout.read()
+    stderr = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    rc = os.waitstatus_to_exitcode(status)
+    lines = stdout.decode().strip().splitlines()
+    inner = json.loads(lines[-1]) if rc == 0 and lines else {}
+    return {
+        "wall_s": wall,
+        "rss_mb": usage.ru_maxrss / 1024,
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+        "rc": rc,
+        "inner": inner,
+        "stderr": stderr.decode(errors="replace")[-600:],
+    }
+
+
+def med(xs: list[float], fmt: str = "{:.2f}") -> str:
+    if not xs:
+        return "n/a"
+    return (fmt + " (" + fmt + "–" + fmt + ")").format(statistics.median(xs), min(xs), max(xs))
+
+
+def have_csv() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("reporthubd.formats.csv") is not None
+
+
+def run_suite(suite: str, n: int, rounds: int, outdir: Path) -> None:
+    methods = [m for m in SUITES[suite] if m != "reporthubd_csv" or have_csv()]
+    ext = {"xlsx": "xlsx", "json": "out", "pdf": "pdf", "lag": "xlsx"}[suite]
+    results: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
+    for r in range(rounds):
+        for m in methods:
+            out = outdir / f"{suite}-{m}.{ext}"
+            x = run_measured([sys.executable, __file__, "--worker", m, str(n), str(out)])
+            size = out.stat().st_size if out.exists() else 0
+            x["out_mb"] = size / 1e6
+            results[m].append(x)
+            if out.exists():
+                out.unlink()
+            status = "" if x["rc"] == 0 else f" FAILED rc={x['rc']}: {x['stderr']}"
+            extra = {k: v for k, v in x["inner"].items() if k.startswith(("lag", "exports"))}
+            print(
+                f"  r{r} {suite:4s} {m:18s} wall={x['wall_s']:.2f}s rss={x['rss_mb']:.0f}MB "
+                f"cpu={x['cpu_s']:.2f}s {extra or ''}{status}",
+                flush=True,
+            )
+    base = methods[0]
+    print(f"\n### {suite}: {n:,} rows, {rounds} round(s)\n")
+    if suite == "lag":
+        print("| method | lag p50 ms | lag p99 ms | lag max ms | 4 exports s | peak RSS MB |")
+        print("|---|---|---|---|---|---|")
+        for m in methods:
+            xs = [x for x in results[m] if x["rc"] == 0]
+            print(
+                f"| {m} | {med([x['inner']['lag_p50_ms'] for x in xs], '{:.1f}')} | "
+                f"{med([x['inner']['lag_p99_ms'] for x in xs], '{:.1f}')} | "
+                f"{med([x['inner']['lag_max_ms'] for x in xs], '{:.1f}')} | "
+                f"{med([x['inner']['exports_s'] for x in xs])} | "
+                f"{med([x['rss_mb'] for x in xs], '{:.0f}')} |"
+            )
+        return
+    print(
+        f"| method | wall s | in-process s | rows/s | peak RSS MB | CPU s | out MB | x {base} |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for m in methods:
+        xs = results[m]
+        ok = [x for x in xs if x["rc"] == 0]
+        ratios = [
+            x["wall_s"] / b["wall_s"]
+            for x, b in zip(xs, results[base], strict=True)
+            if x["rc"] == 0 and b["rc"] == 0
+        ]
+        print(
+            f"| {m} | {med([x['wall_s'] for x in ok])} | "
+            f"{med([x['inner']['t_total_s'] for x in ok])} | "
+            f"{med([n / x['wall_s'] for x in ok], '{:,.0f}')} | "
+            f"{med([x['rss_mb'] for x in ok], '{:.0f}')} | {med([x['cpu_s'] for x in ok])} | "
+            f"{(ok[0]['out_mb'] if ok else 0):.1f} | {med(ratios)} |"
+        )
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        worker(sys.argv[2], int(sys.argv[3]), Path(sys.argv[4]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--suite", default="xlsx,json,pdf,lag")
+    parser.add_argument("--xlsx-rows", type=int, default=200_000)
+    parser.add_argument("--json-rows", type=int, default=1_000_000)
+    parser.add_argument("--pdf-rows", type=int, default=10_000)
+    parser.add_argument("--lag-rows", type=int, default=100_000)
+    args = parser.parse_args()
+    rows = {
+        "xlsx": args.xlsx_rows,
+        "json": args.json_rows,
+        "pdf": args.pdf_rows,
+        "lag": args.lag_rows,
+    }
+    with tempfile.TemporaryDirectory(prefix="rh-bench-formats-") as tmp:
+        for suite in args.suite.split(","):
+            run_suite(suite, rows[suite], args.rounds, Path(tmp))
+
+
+if __name__ == "__main__":
+    main()
