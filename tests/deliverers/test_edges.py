@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
 import zipfile
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -225,3 +227,48 @@ def test_templates_render_fields_and_refuse_what_could_escape() -> None:
     with pytest.raises(DeliveryError, match="not a file name"):
         templating.safe_file_name("a/b.csv", what="file_name")
     assert str(templating.safe_relative_path("./a//b/", what="sub_path")) == "a/b"
+
+
+@pytest.fixture
+def tiny_mount(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
+    """Mount small tmpfs file systems (skipped where mounting is not allowed)."""
+    mounted: list[Path] = []
+
+    def mount(options: str) -> Path:
+        point = tmp_path / f"mnt{len(mounted)}"
+        point.mkdir()
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+        mounted.append(point)
+        return point
+
+    yield mount
+    for point in reversed(mounted):
+        subprocess.run(["umount", str(point)], check=False)
+
+
+async def test_file_share_full_disk_is_retried_and_read_only_fails_leaving_no_temp_file(
+    sqlite_store: Store,
+    tmp_path: Path,
+    tiny_mount: Callable[[str], Path],
+) -> None:
+    two_mb = make_file(tmp_path / "two-mb.csv", 2 * MB)
+    full = tiny_mount("size=1m")
+    read_only = tiny_mount("size=1m,ro")
+    specs = [
+        DeliverySpec(method="file_share", config={"path": str(full)}),
+        DeliverySpec(method="file_share", config={"path": str(read_only)}),
+    ]
+    report = await seed_report(sqlite_store, settings_for(sqlite_store), two_mb, specs)
+    outcome = await report.ledger.run(await report.job())
+    assert (outcome.pending, outcome.failed) == (1, 1)
+    disk_full, ro = await delivery_logs.logs_for_execution(sqlite_store, report.execution_id)
+    assert disk_full.status is DS.RETRYING
+    assert "No space left on device" in (disk_full.error_message or "")
+    assert ro.status is DS.FAILED and "read-only file system" in (ro.error_message or "")
+    assert list(full.iterdir()) == []  # the partial temporary file is gone

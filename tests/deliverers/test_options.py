@@ -15,6 +15,7 @@ from reporthubd.deliverers import email
 from reporthubd.deliverers.base import DeliveryError, ProducedFile
 from reporthubd.store import delivery_logs
 from reporthubd.store.database import Store
+from tests import servers
 from tests.deliverers import peers
 from tests.deliverers.conftest import DeliverySpec, seed_report, settings_for
 
@@ -201,6 +202,34 @@ async def test_stalled_servers_time_out_and_are_retried(
     assert [r.status for r in rows] == [DS.RETRYING] * 3
     assert all(r.next_retry_at is not None for r in rows)
     assert "timed out" in (rows[1].error_message or "")
+
+
+async def test_servers_that_refuse_connections_are_retried(
+    sqlite_store: Store, small_file: ProducedFile, s3_server: peers.S3Server
+) -> None:
+    closed = servers.free_port()  # nothing listens there
+    specs = [
+        DeliverySpec(
+            method="s3",
+            config=s3_server.delivery_config("any", endpoint_url=f"http://127.0.0.1:{closed}"),
+        ),
+        DeliverySpec(
+            method="sftp",
+            config={
+                "host": "127.0.0.1",
+                "port": closed,
+                "username": "nobody",
+                "password": "x-password",
+            },
+        ),
+        DeliverySpec(
+            method="email",
+            config={"smtp": {"host": "127.0.0.1", "port": closed}},
+            recipients=[("to", "ann@example.com")],
+        ),
+    ]
+    rows = [await _run_one(sqlite_store, small_file, spec) for spec in specs]
+    assert [r.status for r in rows] == [DS.RETRYING] * 3, [r.error_message for r in rows]
 
 
 async def test_s3_kms_encryption_with_a_key_id(

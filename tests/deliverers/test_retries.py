@@ -134,18 +134,25 @@ async def test_permanent_failures_stop_at_once_with_a_clear_reason(
             | {"host_key": sshd.host_key, "private_key_file": str(sshd.stranger_key_path)},
         ),
         DeliverySpec(method="webhook", config={"url": receiver.url}),
+        DeliverySpec(
+            method="sftp",
+            config={k: v for k, v in sftp.items() if k != "private_key_file"}
+            | {"host_key": sshd.host_key, "password": "wrong-sftp-password"},
+        ),
     ]
     report = await seed_report(sqlite_store, settings_for(sqlite_store), small_file, specs)
     outcome = await report.ledger.run(await report.job())
-    assert (outcome.delivered, outcome.failed, outcome.pending) == (0, 4, 0)
+    assert (outcome.delivered, outcome.failed, outcome.pending) == (0, 5, 0)
 
     rows = await delivery_logs.logs_for_execution(sqlite_store, report.execution_id)
-    assert [(r.attempt, r.status, r.next_retry_at) for r in rows] == [(1, DS.FAILED, None)] * 4
+    assert [(r.attempt, r.status, r.next_retry_at) for r in rows] == [(1, DS.FAILED, None)] * 5
     errors = [r.error_message or "" for r in rows]
     assert "authentication refused: 535" in errors[0]
     assert "host key not trusted" in errors[1]
     assert "authentication refused" in errors[2]
     assert "HTTP 403" in errors[3]
+    assert "authentication refused" in errors[4]
+    assert "wrong-sftp-password" not in " ".join(errors)
     # One login (aiosmtplib tries each mechanism the server offers once), no further attempt.
     assert 1 <= smtp_server.auth_attempts <= 2
     assert smtp_server.mailbox.messages == []
