@@ -155,3 +155,37 @@ async def test_empty_result_and_text_edge_cases(tmp_path: Path, engine: str) -> 
     assert got[2] == "ctrl _x0001__x0002_ _x005F_x0041_ end"
     assert got[3:5] == ["=1+1", "line1\nline2"]
     assert got[5] == "y" * 32_767
+
+
+@ENGINES
+async def test_libreoffice_opens_the_file(tmp_path: Path, engine: str) -> None:
+    """A second, independent reader of the files (optional: Debian libreoffice-calc-nogui)."""
+    import shutil
+    import subprocess
+
+    soffice = shutil.which("soffice")
+    if soffice is None:
+        pytest.skip("LibreOffice (Debian libreoffice-calc-nogui) is not installed")
+    options = {"rows_per_sheet": 2, "engine": engine}
+    written = await helpers.write_file("excel", tmp_path, COLUMNS, [rows(0, 3)], options)
+    profile = tmp_path / "lo-profile"
+    subprocess.run(
+        [
+            soffice,
+            f"-env:UserInstallation=file://{profile}",
+            "--headless",
+            "--norestore",
+            "--convert-to",
+            "csv:Text - txt - csv (StarCalc):44,34,76,1,,0,false,true,false,false,false,-1",
+            "--outdir",
+            str(tmp_path),
+            str(written.path),
+        ],
+        check=True,
+        timeout=110,
+        capture_output=True,
+    )
+    first = (tmp_path / "out-Report.csv").read_text(encoding="utf-8").splitlines()
+    second = (tmp_path / "out-Report (2).csv").read_text(encoding="utf-8").splitlines()
+    assert first == ["id,amount,note", "0,0,note 0", "1,0.25,note 1"]
+    assert second == ["id,amount,note", "2,0.5,note 2"]
