@@ -51,7 +51,15 @@ from reporthubd.deliverers.base import (
     DeliveryError,
     ProducedFile,
 )
-from reporthubd.deliverers.common import CHUNK, Options, describe, ok, permanent, retryable
+from reporthubd.deliverers.common import (
+    CHUNK,
+    Options,
+    describe,
+    is_certificate_error,
+    ok,
+    permanent,
+    retryable,
+)
 
 MB = 1024 * 1024
 DEFAULT_SUBJECT = "Report {report_name} — {date}"
@@ -279,6 +287,8 @@ def _connection_failure(target: str, exc: BaseException) -> AttemptResult:
     permanent. Connection errors and timeouts: retryable."""
     if isinstance(exc, aiosmtplib.SMTPNotSupported) or "not supported" in str(exc):
         return permanent(target, f"server does not support what is required: {describe(exc)}")
+    if is_certificate_error(exc):
+        return permanent(target, f"TLS certificate not verified: {describe(exc)}")
     return retryable(target, f"SMTP connection failed: {describe(exc)}")
 
 

@@ -28,7 +28,14 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from reporthubd.deliverers import templating
 from reporthubd.deliverers.base import Attempt, AttemptResult, Deliverer, DeliveryError
-from reporthubd.deliverers.common import Options, describe, ok, permanent, retryable
+from reporthubd.deliverers.common import (
+    Options,
+    describe,
+    is_certificate_error,
+    ok,
+    permanent,
+    retryable,
+)
 
 MB = 1024 * 1024
 PERMANENT_CODES = {
@@ -132,7 +139,7 @@ class S3Deliverer(Deliverer):
         except NoCredentialsError:
             return permanent(target, "no AWS credentials found (configure keys or the chain)")
         except (BotoCoreError, OSError, TimeoutError) as exc:
-            return retryable(target, f"S3 request failed: {describe(exc)}")
+            return _transport_failure(target, exc)
         return ok(target, **details)
 
     def _object_args(self, options: Options, attempt: Attempt) -> dict[str, Any]:
@@ -175,8 +182,14 @@ class S3Deliverer(Deliverer):
         except NoCredentialsError:
             return permanent(target, "no AWS credentials found (configure keys or the chain)")
         except (BotoCoreError, OSError, TimeoutError) as exc:
-            return retryable(target, f"S3 request failed: {describe(exc)}")
+            return _transport_failure(target, exc)
         return ok(target)
+
+
+def _transport_failure(target: str, exc: BaseException) -> AttemptResult:
+    if is_certificate_error(exc):
+        return permanent(target, f"TLS certificate not verified: {describe(exc)}")
+    return retryable(target, f"S3 request failed: {describe(exc)}")
 
 
 async def _multipart(

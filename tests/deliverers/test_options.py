@@ -91,6 +91,19 @@ async def test_starttls_required_but_not_offered_fails_for_good(
     assert len(server.mailbox.messages) == 1
 
 
+async def test_an_smtp_certificate_that_does_not_verify_fails_for_good(
+    sqlite_store: Store, small_file: ProducedFile, smtp_server: peers.SMTPServer
+) -> None:
+    config = smtp_server.smtp_config()
+    del config["ca_file"]  # the self-signed certificate is not trusted
+    spec = DeliverySpec(
+        method="email", config={"smtp": config}, recipients=[("to", "ann@example.com")]
+    )
+    row = await _run_one(sqlite_store, small_file, spec)
+    assert row.status is DS.FAILED and "TLS certificate not verified" in (row.error_message or "")
+    assert smtp_server.mailbox.messages == []
+
+
 def test_plain_smtp_is_refused_beyond_loopback_and_starttls_is_the_default_there() -> None:
     delivery = domain.Delivery(
         id=1,
