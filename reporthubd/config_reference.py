@@ -81,7 +81,7 @@ def render_markdown() -> str:
         "",
         f"Environment overrides: `{ENV_PREFIX}<SECTION>_<KEY>` in upper case (e.g. "
         f"`{ENV_PREFIX}STORE_URL`), read as a TOML value when it parses as one, else as a string. "
-        "Secrets may be inline, `{env = \"NAME\"}` or `{file = \"/path\"}`.",
+        'Secrets may be inline, `{env = "NAME"}` or `{file = "/path"}`.',
         "",
     ]
     for section, model in SECTIONS.items():
