@@ -550,6 +550,14 @@ def _line_renderer(
                 if value is not None:
                     if value.startswith(b"0000"):
                         row[i] = None
+                    elif len(value) > 19:  # fractional seconds: as Python's isoformat()
+                        fraction = value[20:].rstrip(b"0")
+                        row[i] = (
+                            value[:10]
+                            + b"T"
+                            + value[11:19]
+                            + (b"." + value[20:].ljust(6, b"0") if fraction else b"")
+                        )
                     elif len(value) > 10:
                         row[i] = value[:10] + b"T" + value[11:]
             for i in date_columns:

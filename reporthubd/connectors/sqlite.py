@@ -105,13 +105,22 @@ class SQLiteConnector(Connector):
         try:
             return await asyncio.shield(future)
         except asyncio.CancelledError:
-            if self._conn is not None:
-                self._conn.interrupt()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.shield(future), timeout=5)
+            await self._interrupt(future)
             raise
         except sqlite3.Error as exc:
             raise self._fail("the query failed", exc) from None
+
+    async def _interrupt(self, future: asyncio.Future[Any]) -> None:
+        """Interrupt until the statement in the thread stops (an interrupt that lands before
+        the statement started is lost, so repeat it), for at most a few seconds."""
+        for _ in range(50):
+            if self._conn is not None:
+                self._conn.interrupt()
+            done, _ = await asyncio.wait({future}, timeout=0.1)
+            if done:
+                with contextlib.suppress(Exception):
+                    future.result()
+                return
 
     async def open(self) -> None:
         if not self.path:
@@ -140,9 +149,10 @@ class SQLiteConnector(Connector):
         if executor is None:
             return
         if conn is not None:
-            loop = asyncio.get_running_loop()
+            conn.interrupt()  # a statement still running in the thread stops
+            future = asyncio.get_running_loop().run_in_executor(executor, conn.close)
             with contextlib.suppress(Exception):
-                await loop.run_in_executor(executor, conn.close)
+                await asyncio.wait_for(asyncio.shield(future), timeout=5)
         executor.shutdown(wait=False)
 
     async def test(self) -> TestResult:

@@ -72,6 +72,10 @@ class Engine:
         self._reasons: dict[str, str] = {}
         self._accepting = False
         self._deliver: dict[str, bool] = {}
+        # Each run enters the pool's line only after the run submitted before it has (its
+        # definitions are loaded concurrently), so slots go strictly in submission order.
+        self._last_gate = asyncio.Event()
+        self._last_gate.set()
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -124,7 +128,11 @@ class Engine:
         seq = next(self._seq)
         self._progress[execution_id] = Progress(execution_id=execution_id)
         self._deliver[execution_id] = deliver
-        task = asyncio.create_task(self._run(execution_id, seq), name=f"execution-{execution_id}")
+        before, mine = self._last_gate, asyncio.Event()
+        self._last_gate = mine
+        task = asyncio.create_task(
+            self._run(execution_id, seq, before, mine), name=f"execution-{execution_id}"
+        )
         self._tasks[execution_id] = task
         task.add_done_callback(lambda done: self._forget(execution_id, done))
 
@@ -225,9 +233,25 @@ class Engine:
                 exc_info=task.exception(),
             )
 
-    async def _run(self, execution_id: str, seq: int) -> None:
+    async def _run(
+        self, execution_id: str, seq: int, before: asyncio.Event, mine: asyncio.Event
+    ) -> None:
         progress = self._progress[execution_id]
         bound = log.bind(execution_id=execution_id, node_id=self.node_id)
+        try:
+            await self._admitted(execution_id, seq, before, mine, progress, bound)
+        finally:
+            mine.set()
+
+    async def _admitted(
+        self,
+        execution_id: str,
+        seq: int,
+        before: asyncio.Event,
+        mine: asyncio.Event,
+        progress: Progress,
+        bound: Any,
+    ) -> None:
         try:
             execution = await executions.get_execution(self.store, execution_id)
             if execution is None or execution.status is not Status.PENDING:
@@ -261,8 +285,9 @@ class Engine:
             for problem in definitions.problems:
                 bound.warning("invalid delivery row left out", problem=problem)
             source = definitions.datasource
+            await before.wait()
             async with self._pool.slot(
-                f"datasource-{source.id}", source.max_concurrent_queries, seq
+                f"datasource-{source.id}", source.max_concurrent_queries, seq, mine.set
             ):
                 started = datetime.now(UTC)
                 claimed = await executions.update_execution(

@@ -12,7 +12,7 @@ import asyncio
 import bisect
 import contextlib
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 
@@ -54,10 +54,19 @@ class Pool:
         self._dispatch()
 
     @contextlib.asynccontextmanager
-    async def slot(self, key: str, key_limit: int | None, seq: int) -> AsyncIterator[None]:
+    async def slot(
+        self,
+        key: str,
+        key_limit: int | None,
+        seq: int,
+        on_queued: Callable[[], None] | None = None,
+    ) -> AsyncIterator[None]:
+        """Wait for a slot; `on_queued` is called once this waiter holds its place in line."""
         waiter = _Waiter(seq, key, key_limit, asyncio.get_running_loop().create_future())
         bisect.insort(self._waiters, waiter)
         self._dispatch()
+        if on_queued is not None:
+            on_queued()
         try:
             await waiter.future
         except BaseException:
