@@ -348,10 +348,13 @@ class DeliveryLedger:
             retry_after: timedelta | None = None,
         ) -> NewLog:
             next_retry = None
+            row_details = details
             if status is DS.RETRYING:
                 next_retry = finished + self.backoff(
                     delivery, number - round_start + 1, retry_after
                 )
+                # next_retry_at is cleared once the retry is made; the plan stays readable.
+                row_details = details | {"retry_at": next_retry.isoformat()}
             return NewLog(
                 execution_id=execution_id,
                 delivery_id=delivery.id,
@@ -364,7 +367,7 @@ class DeliveryLedger:
                 next_retry_at=next_retry,
                 recipient_group=recipient_group(group) if is_email else "",
                 recipients=list(group) if is_email else [],
-                details=details,
+                details=row_details,
             )
 
         def failure_status(retryable: bool, error: str | None) -> tuple[DS, str | None]:
