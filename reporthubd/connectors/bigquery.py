@@ -200,7 +200,7 @@ class BigQueryConnector(Connector):
     async def open(self) -> None:
         self._settings()
         try:
-            async with asyncio.timeout(self._timeout + 2):
+            async with asyncio.timeout(self._timeout):
                 self._client = await asyncio.to_thread(self._make_client)
                 await asyncio.to_thread(self._dry_run, "SELECT 1", [])
         except TimeoutError:

@@ -135,9 +135,14 @@ class MongoConnector(Connector):
 
     async def open(self) -> None:
         uri, self._where, kwargs = self._settings()
+        timeout = kwargs["serverSelectionTimeoutMS"] / 1000
         try:
             self._client = AsyncMongoClient(uri, **kwargs) if uri else AsyncMongoClient(**kwargs)
-            await self._client.admin.command("ping")
+            async with asyncio.timeout(timeout + 0.5):  # selection fails first; this is a bound
+                await self._client.admin.command("ping")
+        except TimeoutError:
+            await self.close()
+            raise self._error("cannot connect", f"no answer within {timeout:g} s") from None
         except PyMongoError as exc:
             await self.close()
             raise self._error("cannot connect", exc) from None

@@ -162,7 +162,7 @@ class OracleConnector(Connector):
     async def open(self) -> None:
         kwargs = self._settings()
         try:
-            async with asyncio.timeout(self._timeout + 2):
+            async with asyncio.timeout(self._timeout):
                 self._conn = await oracledb.connect_async(**kwargs)
         except TimeoutError:
             await self.close()

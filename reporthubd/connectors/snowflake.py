@@ -149,7 +149,7 @@ class SnowflakeConnector(Connector):
     async def open(self) -> None:
         kwargs = self._settings()
         try:
-            async with asyncio.timeout(self._timeout + 5):
+            async with asyncio.timeout(self._timeout):
                 self._conn = await asyncio.to_thread(snowflake.connector.connect, **kwargs)
         except TimeoutError:
             raise self._error("cannot connect", f"no answer within {self._timeout:g} s") from None

@@ -191,7 +191,7 @@ class SQLServerConnector(Connector):
         dsn = self._settings()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"odbc-{self.datasource.id}")
         try:
-            async with asyncio.timeout(self._timeout + 5):
+            async with asyncio.timeout(self._timeout):
                 self._conn = await aioodbc.connect(
                     dsn=dsn,
                     autocommit=False,

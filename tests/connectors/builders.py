@@ -32,9 +32,11 @@ def nx_mongodb(factory: pytest.TempPathFactory) -> Iterator[sources.Source]:
     if missing:
         servers.unavailable(missing)
     server = fallback_servers.NxMongo(factory.mktemp("nx"))
+    for rows in (sources.ROWS, sources.EARLY_ROWS):
+        server.seed(f"rows{rows}", rows, "x" * sources.ROW_TEXT)
     server.start()
     try:
-        source = sources.mongo_source(server.uri, "rh_contract", real=False)
+        source = sources.mongo_source(server.uri, "rh_contract", real=False, seeded=True)
         yield source
         source.extra["client"].close()
     finally:

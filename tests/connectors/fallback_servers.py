@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -91,8 +92,45 @@ class ChildServer:
 
 
 class NxMongo(ChildServer):
+    """nx-27017 on an SQLite file (single-database mode: a collection is a table)."""
+
     def __init__(self, directory: Path) -> None:
         super().__init__("nx-27017", directory)
+        self.db_path = directory / "nx.db"
+
+    def seed(self, collection: str, rows: int, text: str) -> None:
+        """Bulk-load `{"n": 1..rows, "s": text}` documents before the server starts.
+
+        Inserting 200,000 documents through the wire protocol takes nx-27017 ~12 s; writing its
+        storage table (id, _id, JSON data) with one SQL statement takes well under a second. The
+        connector under test still reads every document through the wire protocol.
+        """
+        assert self.proc is None, "seed before start"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.db_path)
+        try:
+            conn.executescript(
+                f"""
+                CREATE TABLE IF NOT EXISTS "{collection}" (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT, _id TEXT, data TEXT NOT NULL);
+                CREATE UNIQUE INDEX IF NOT EXISTS "idx_{collection}_id" ON "{collection}"(_id);
+                """
+            )
+            conn.execute(
+                f"""
+                INSERT INTO "{collection}" (_id, data)
+                WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < ?)
+                SELECT printf('%024x', n),
+                       json_object('n', n, 's', ?, '_id',
+                                   json_object('__neosqlite_objectid__', json('true'),
+                                               'id', printf('%024x', n)))
+                FROM c
+                """,
+                (rows, text),
+            )
+            conn.commit()
+        finally:
+            conn.close()
 
     @staticmethod
     def executable() -> Path | None:
@@ -105,7 +143,7 @@ class NxMongo(ChildServer):
         return [
             str(exe),
             "--db",
-            "memory",
+            str(self.db_path),
             "--host",
             "127.0.0.1",
             "-p",

@@ -156,7 +156,7 @@ async def test_stream_200k_rows_bounded_memory(source: Source, connector: base.C
 
 async def test_early_exit_leaves_connector_usable(source: Source, connector: base.Connector):
     assert source.rows_sql is not None
-    sql = source.rows_sql(sources.ROWS)
+    sql = source.rows_sql(sources.EARLY_ROWS)
     async with connector.stream(QueryRequest(sql=sql, batch_size=1000)) as result:
         async for batch in result.batches():
             assert batch
@@ -216,8 +216,9 @@ async def test_unreachable_host_fails_within_connect_timeout(
     connect_timeout = float(config.get("options", {}).get("connect_timeout_seconds", 1))
     conn = base.create(source.datasource(config))
     with pytest.raises(ConnectorError) as caught:
-        # A bound against hanging, far above the configured connect timeout.
-        async with asyncio.timeout(connect_timeout * 4 + 10):
+        # "Fails in under the connect timeout": past it (plus slack for a loaded machine) this
+        # raises TimeoutError instead of the connector's own error.
+        async with asyncio.timeout(connect_timeout + 3):
             await conn.open()
     await conn.close()
     message = str(caught.value)
