@@ -30,6 +30,12 @@ log = logs.get(__name__)
 DEFAULT_QUEUE_BATCHES: Final = 4
 _CLOSE: Final = object()
 
+# Rendering is pure Python: threads cannot render in parallel (the GIL), but every rendering
+# thread competes with the event loop for the GIL, and with four of them the loop waited up to
+# seconds (bench/formats.py, suite `lag`). One renderer at a time leaves the loop a single
+# competitor, so it gets the GIL back within a switch interval, at no cost in throughput.
+_RENDER_TURN: Final = threading.Lock()
+
 
 def file_digest(path: Path) -> tuple[int, str]:
     """Size and SHA-256 of a finished file (read in chunks, never whole)."""
@@ -167,21 +173,24 @@ class ThreadedWriter(FormatWriter):
         assert self._done is not None
         rendered = 0
         try:
-            self.render_open(self._path, self._columns)
+            with _RENDER_TURN:
+                self.render_open(self._path, self._columns)
             while True:
                 item = self._queue.get()
                 if item is _CLOSE:
                     break
                 try:
                     if not self._stop.is_set():
-                        self.render_batch(item)
+                        with _RENDER_TURN:
+                            self.render_batch(item)
                         rendered += len(item)
                 finally:
                     self._call_on_loop(self._release_slot)
-            if self._stop.is_set():
-                self.render_abort()
-            else:
-                self.render_close()
+            with _RENDER_TURN:
+                if self._stop.is_set():
+                    self.render_abort()
+                else:
+                    self.render_close()
         except BaseException as exc:
             with contextlib.suppress(Exception):
                 self.render_abort()
