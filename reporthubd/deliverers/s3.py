@@ -6,8 +6,8 @@ delivery_config keys:
   default credential chain).
 - `sse`: `AES256` or `aws:kms` (with `kms_key_id`); `storage_class`; `content_type` (default: the
   file's media type). Object metadata always carries `execution-id`, `config-id` and `sha256`.
-- `multipart_threshold_mb` (default 16): larger files go up in parts of `part_size_mb` (default
-  8, at least 5), read from disk one part at a time; a failed upload is aborted.
+- `multipart_threshold_mb` (default 16): larger files go up in 8 MiB parts, read from disk one
+  part at a time; a failed upload is aborted.
 - `presign_seconds`: when set, a presigned GET URL valid that long is recorded with the attempt
   (`details.presigned_url`) and offered to email/webhook deliveries of the same execution.
 - `timeout_seconds` (default 60) for connecting and each read.
@@ -38,6 +38,7 @@ from reporthubd.deliverers.common import (
 )
 
 MB = 1024 * 1024
+PART_SIZE = 8 * MB  # S3's minimum is 5 MiB; one part is in memory at a time
 PERMANENT_CODES = {
     "AccessDenied",
     "InvalidAccessKeyId",
@@ -102,7 +103,6 @@ class S3Deliverer(Deliverer):
             bucket, key = self._location(attempt, options)
             extra = self._object_args(options, attempt)
             threshold = options.number("multipart_threshold_mb", 16.0) * MB
-            part_size = int(max(5.0, options.number("part_size_mb", 8.0)) * MB)
             presign = options.integer("presign_seconds", 0)
         except DeliveryError as exc:
             return permanent(f"s3://{bucket_hint}", str(exc))
@@ -112,7 +112,7 @@ class S3Deliverer(Deliverer):
             session = aioboto3.Session(**session_args)
             async with session.client("s3", **client_args) as s3:
                 if file.size > threshold:
-                    await _multipart(s3, bucket, key, file.path, part_size, extra)
+                    await _multipart(s3, bucket, key, file.path, PART_SIZE, extra)
                     details["multipart"] = True
                 else:
                     body = await asyncio.to_thread(file.path.read_bytes)
