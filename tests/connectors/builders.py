@@ -16,11 +16,14 @@ from tests.connectors import fallback_servers, sources
 
 Builder = Callable[[pytest.TempPathFactory], Iterator[sources.Source]]
 SOURCES: dict[str, Builder] = {}
+KINDS: dict[str, str] = {}
+"""Source label → datasource type (several labels exercise one connector)."""
 
 
-def builder(label: str) -> Callable[[Builder], Builder]:
+def builder(label: str, kind: str | None = None) -> Callable[[Builder], Builder]:
     def register(fn: Builder) -> Builder:
         SOURCES[label] = fn
+        KINDS[label] = kind or label.split("-")[0]
         return fn
 
     return register

@@ -4,6 +4,7 @@ opened connector on it."""
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -13,11 +14,20 @@ from tests.connectors import builders, sources
 from tests.connectors.fallback_servers import SilentListener
 
 
+def _written(kind: str) -> bool:
+    module = base.REGISTRY[kind].partition(":")[0]
+    return importlib.util.find_spec(module) is not None
+
+
 @pytest.fixture(scope="session", params=list(builders.SOURCES))
 def source(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[sources.Source]:
-    yield from builders.SOURCES[str(request.param)](tmp_path_factory)
+    label = str(request.param)
+    kind = builders.KINDS[label]
+    if not _written(kind):
+        pytest.skip(f"the {kind} connector module is not in this tree yet")
+    yield from builders.SOURCES[label](tmp_path_factory)
 
 
 @pytest.fixture

@@ -31,6 +31,12 @@ def limited(value: object) -> None:
         pytest.skip(value.reason)
 
 
+def known_bug(request: pytest.FixtureRequest, source: Source, case: str) -> None:
+    reason = source.known_bugs.get(case)
+    if reason:
+        request.applymarker(pytest.mark.xfail(reason=reason, strict=False))
+
+
 async def fetch_all(
     connector: base.Connector, request: QueryRequest
 ) -> tuple[list[Any], list[Any]]:
@@ -69,7 +75,10 @@ async def test_test_reports_version_and_round_trip(source: Source, connector: ba
 
 
 @pytest.mark.parametrize("name", sources.TYPE_NAMES)
-async def test_type_matrix(source: Source, connector: base.Connector, name: str):
+async def test_type_matrix(
+    source: Source, connector: base.Connector, name: str, request: pytest.FixtureRequest
+):
+    known_bug(request, source, f"type_matrix:{name}")
     limited(source.type_matrix)
     assert isinstance(source.type_matrix, str)
     override = source.type_overrides.get(name)
@@ -92,7 +101,10 @@ async def test_type_matrix(source: Source, connector: base.Connector, name: str)
 
 
 @pytest.mark.parametrize("name", sources.PARAM_KINDS)
-async def test_parameter_types(source: Source, connector: base.Connector, name: str):
+async def test_parameter_types(
+    source: Source, connector: base.Connector, name: str, request: pytest.FixtureRequest
+):
+    known_bug(request, source, f"params:{name}")
     assert source.param_sql is not None
     sql = source.param_sql(name)
     limited(sql)
@@ -154,7 +166,10 @@ async def test_stream_200k_rows_bounded_memory(source: Source, connector: base.C
     assert rss_peak - rss_before < 48 * MiB, f"RSS grew {(rss_peak - rss_before) / MiB:.1f} MiB"
 
 
-async def test_early_exit_leaves_connector_usable(source: Source, connector: base.Connector):
+async def test_early_exit_leaves_connector_usable(
+    source: Source, connector: base.Connector, request: pytest.FixtureRequest
+):
+    known_bug(request, source, "early_exit")
     assert source.rows_sql is not None
     sql = source.rows_sql(sources.EARLY_ROWS)
     async with connector.stream(QueryRequest(sql=sql, batch_size=1000)) as result:
