@@ -7,6 +7,7 @@ import os
 import subprocess
 import zipfile
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -272,3 +273,16 @@ async def test_file_share_full_disk_is_retried_and_read_only_fails_leaving_no_te
     assert "No space left on device" in (disk_full.error_message or "")
     assert ro.status is DS.FAILED and "read-only file system" in (ro.error_message or "")
     assert list(full.iterdir()) == []  # the partial temporary file is gone
+
+
+async def test_a_skipped_run_records_skipped_rows_and_sends_nothing(
+    sqlite_store: Store, small_file: ProducedFile, receiver: peers.WebhookReceiver
+) -> None:
+    specs = [DeliverySpec(method="webhook", config={"url": receiver.url})] * 2
+    report = await seed_report(sqlite_store, settings_for(sqlite_store), small_file, specs)
+    job = replace(await report.job(), file=None, skip_reason="the result is empty")
+    outcome = await report.ledger.run(job)
+    assert (outcome.skipped, outcome.delivered, outcome.pending) == (2, 0, 0)
+    rows = await delivery_logs.logs_for_execution(sqlite_store, report.execution_id)
+    assert [(r.status, r.error_message) for r in rows] == [(DS.SKIPPED, "the result is empty")] * 2
+    assert receiver.hits == []
