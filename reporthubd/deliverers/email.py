@@ -414,7 +414,10 @@ def _summary(variables: Mapping[str, Any], attempt: Attempt) -> list[tuple[str, 
     scheduled = variables.get("scheduled_for")
     parameters = variables.get("parameters") or {}
     lines = [("Report", attempt.job.config.name)]
-    if isinstance(scheduled, datetime):
+    start, end = variables.get("window_start"), variables.get("window_end")
+    if isinstance(start, datetime) and isinstance(end, datetime):
+        lines.append(("Period", f"{start.isoformat()} – {end.isoformat()}"))
+    elif isinstance(scheduled, datetime):
         lines.append(("Period", scheduled.isoformat()))
     if attempt.job.file is not None:
         lines.append(("Rows", str(attempt.job.file.row_count)))
