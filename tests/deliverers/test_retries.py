@@ -7,6 +7,8 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from reporthubd import domain
 from reporthubd.deliverers.base import ProducedFile
 from reporthubd.deliverers.ledger import DeliveryLedger
@@ -229,3 +231,47 @@ async def test_two_nodes_claim_a_due_retry_once(
     assert sorted(made) == [0, 1]
     assert len(receiver.hits) == 2  # the 503 and exactly one retry
     assert len(receiver.accepted) == 1
+
+
+async def test_stopping_the_worker_mid_retry_hands_the_retry_back(
+    sqlite_store: Store, small_file: ProducedFile
+) -> None:
+    stalled = peers.StalledListener()  # the retry hangs until the worker is stopped
+    try:
+        spec = DeliverySpec(
+            method="webhook",
+            config={"url": f"http://127.0.0.1:{stalled.port}/hook", "timeout_seconds": 60},
+            retry_interval_minutes=0,
+        )
+        report = await seed_report(sqlite_store, settings_for(sqlite_store), small_file, [spec])
+        ledger = report.ledger
+        report_job = await report.job()
+        # A failed first attempt whose retry is due now (written directly: it would hang too).
+        await delivery_logs.insert_logs(
+            sqlite_store,
+            [
+                delivery_logs.NewLog(
+                    execution_id=report.execution_id,
+                    delivery_id=report_job.deliveries[0].id,
+                    attempt=1,
+                    status=DS.RETRYING,
+                    error_message="HTTP 503",
+                    next_retry_at=datetime.now(UTC),
+                )
+            ],
+        )
+        worker = asyncio.create_task(ledger.run_retries(), name="delivery-retries")
+
+        async def claimed() -> bool:
+            (row,) = await delivery_logs.logs_for_execution(sqlite_store, report.execution_id)
+            return row.next_retry_at is not None and row.next_retry_at > datetime.now(UTC)
+
+        await peers.wait_until(claimed, timeout=30)
+        worker.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await worker
+    finally:
+        stalled.close()
+    (row,) = await delivery_logs.logs_for_execution(sqlite_store, report.execution_id)
+    assert row.pending and row.next_retry_at <= datetime.now(UTC)  # type: ignore[operator]
+    assert (await report.execution()).status is ES.RUNNING
