@@ -534,6 +534,8 @@ class DeliveryLedger:
             await self.settle(execution.id)
             return
         round_start = int(row.details.get("round_start", 1) or 1)
+        if _wants_link(delivery) and (url := await self._recorded_link(execution.id)):
+            job = replace(job, variables={**job.variables, "download_url": url})
         await self._attempt_and_record(
             job, delivery, row.attempt + 1, recipients, round_start=round_start, claimed=row.id
         )

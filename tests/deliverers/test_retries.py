@@ -275,3 +275,25 @@ async def test_stopping_the_worker_mid_retry_hands_the_retry_back(
     (row,) = await delivery_logs.logs_for_execution(sqlite_store, report.execution_id)
     assert row.pending and row.next_retry_at <= datetime.now(UTC)  # type: ignore[operator]
     assert (await report.execution()).status is ES.RUNNING
+
+
+async def test_a_retried_webhook_still_carries_the_s3_link(
+    sqlite_store: Store,
+    small_file: ProducedFile,
+    receiver: peers.WebhookReceiver,
+    s3_server: peers.S3Server,
+    bucket: str,
+) -> None:
+    receiver.answers.append((503, {}))
+    specs = [
+        DeliverySpec(method="webhook", config={"url": receiver.url}),
+        DeliverySpec(method="s3", config=s3_server.delivery_config(bucket, presign_seconds=60)),
+    ]
+    report = await seed_report(sqlite_store, settings_for(sqlite_store), small_file, specs)
+    first = await report.ledger.run(await report.job())
+    assert (first.delivered, first.pending) == (1, 1)
+    await step(report.ledger, report)
+    first_hit, retried = receiver.hits
+    assert first_hit.json["download_url"] == retried.json["download_url"]
+    assert retried.json["attempt"] == 2
+    assert (await report.execution()).status is ES.COMPLETED
