@@ -1,8 +1,10 @@
 """Issue 5 acceptance, end to end against the running PostgreSQL and MariaDB.
 
-Rows come from the databases through the project's connectors (server-side cursors, batches),
-are written by the format writers and read back (openpyxl, json, pypdf) and compared, row by
-row, with the generator that filled the table. The tests are few and each covers several points:
+Each report runs through the real Engine (a SQLite store, a report config with the output
+format and its options, a manual run to the end): rows come from the database through the
+connectors in batches, the format writer writes the file, the execution row records it. The file
+is read back (openpyxl, json, pypdf) and compared, row by row, with the generator that filled
+the table. The tests are few and each covers several points:
 
 - 1,100,000 rows from PostgreSQL to Excel: two sheets, the header on each, every value checked
   (this is also the 1,000,000-row Excel read-back);
@@ -12,21 +14,31 @@ row, with the generator that filled the table. The tests are few and each covers
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from reporthubd.connectors.base import Column, Connector, QueryRequest, Row
-from reporthubd.connectors.base import create as create_connector
-from reporthubd.domain import Datasource, DatasourceType
+from reporthubd import domain
+from reporthubd.engine import Engine
 from reporthubd.formats import values
 from reporthubd.formats.excel import MAX_DATA_ROWS
+from reporthubd.store import migrate
+from reporthubd.store.database import Store
 from tests import servers
+from tests.engine.conftest import (
+    RecordingRunner,
+    add_config,
+    add_datasource,
+    engine_settings,
+    run_to_end,
+)
 from tests.formats import helpers
 
 EXCEL_ROWS = 1_100_000
@@ -67,9 +79,9 @@ QUERY = "SELECT id, amount, created_at, day, name, note, flag FROM sales WHERE i
 NAMES = ("id", "amount", "created_at", "day", "name", "note", "flag")
 
 
-def expected(i: int, datasource: Datasource | None = None) -> tuple[Any, ...]:
+def expected(i: int, kind: str = "postgresql") -> tuple[Any, ...]:
     """Row `i` as the connector returns it; MySQL's BOOLEAN is TINYINT(1): 0 or 1."""
-    mysql = datasource is not None and datasource.type is DatasourceType.MYSQL
+    mysql = kind == "mysql"
     return (
         i,
         (Decimal(i % 100000) / 100).quantize(CENT),
@@ -81,26 +93,29 @@ def expected(i: int, datasource: Datasource | None = None) -> tuple[Any, ...]:
     )
 
 
-def _datasource(backend: str, url: str) -> Datasource:
-    name = url.rsplit("/", 1)[1]
+def _connection(backend: str, database: str) -> tuple[str, dict[str, Any]]:
     if backend == "postgresql":
-        config = {
+        return "postgresql", {
             "host": servers.POSTGRES_HOST,
             "port": servers.POSTGRES_PORT,
-            "database": name,
+            "database": database,
             "username": "postgres",
         }
-        kind = DatasourceType.POSTGRESQL
-    else:
-        config = {
-            "host": servers.MARIADB_HOST,
-            "port": servers.MARIADB_PORT,
-            "database": name,
-            "username": "root",
-            "password": "",
-        }
-        kind = DatasourceType.MYSQL
-    return Datasource(id=1, name=f"acceptance-{backend}", type=kind, connection_config=config)
+    return "mysql", {
+        "host": servers.MARIADB_HOST,
+        "port": servers.MARIADB_PORT,
+        "database": database,
+        "username": "root",
+        "password": "",
+    }
+
+
+@dataclass(frozen=True)
+class SalesSource:
+    """A source database holding the `sales` table."""
+
+    kind: str
+    config: dict[str, Any]
 
 
 async def _fill_postgresql(name: str, rows: int) -> None:
@@ -137,61 +152,66 @@ def _fill_mariadb(name: str, rows: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def pg_sales(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Datasource]:
-    import asyncio
-
+def pg_sales(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SalesSource]:
     database = servers.create_database("postgresql", tmp_path_factory.mktemp("pg"))
     try:
         asyncio.run(_fill_postgresql(database.name, EXCEL_ROWS))
-        yield _datasource("postgresql", database.url)
+        yield SalesSource(*_connection("postgresql", database.name))
     finally:
         database.drop()
 
 
 @pytest.fixture(scope="module")
-def my_sales(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Datasource]:
+def my_sales(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SalesSource]:
     database = servers.create_database("mariadb", tmp_path_factory.mktemp("my"))
     try:
         _fill_mariadb(database.name, JSON_ROWS)
-        yield _datasource("mariadb", database.url)
+        yield SalesSource(*_connection("mariadb", database.name))
     finally:
         database.drop()
 
 
 @pytest.fixture
-def sales(request: pytest.FixtureRequest) -> Datasource:
+def sales(request: pytest.FixtureRequest) -> SalesSource:
     """`pg_sales` or `my_sales`, by the test's parameter (resolved before the test's loop)."""
-    datasource: Datasource = request.getfixturevalue(request.param)
-    return datasource
+    source: SalesSource = request.getfixturevalue(request.param)
+    return source
 
 
-class Source:
-    """The query's columns and batches, through the datasource's connector."""
-
-    def __init__(self, datasource: Datasource, rows: int) -> None:
-        self.datasource = datasource
-        self.request = QueryRequest(sql=QUERY, parameters={"n": rows}, batch_size=BATCH)
-
-    async def run(self, fmt: str, directory: Path, options: dict[str, Any]) -> Any:
-        connector: Connector = create_connector(self.datasource)
-        async with connector, connector.stream(self.request) as result:
-            writer = helpers.make_writer(fmt, options)
-            path = directory / f"report.{writer.file_extension}"
-            await writer.open(path, result.columns)
-            self.columns: list[Column] = list(result.columns)
-            try:
-                async for batch in _batches(result.batches()):
-                    await writer.write_batch(batch)
-            except BaseException:
-                await writer.abort()
-                raise
-            return await writer.close()
+@pytest.fixture
+async def engine(tmp_path: Path) -> AsyncIterator[Engine]:
+    settings = engine_settings(tmp_path)
+    store = Store(settings.store)
+    await store.start()
+    await migrate.upgrade(store)
+    eng = Engine(settings, store, node_id="formats-acceptance", deliveries=RecordingRunner())
+    await eng.start()
+    yield eng
+    await eng.stop()
+    await store.stop()
 
 
-async def _batches(source: AsyncIterator[list[Row]]) -> AsyncIterator[list[Row]]:
-    async for batch in source:
-        assert 0 < len(batch) <= BATCH
-        yield batch
+async def run_report(
+    engine: Engine, source: SalesSource, rows: int, output_format: str, options: dict[str, Any]
+) -> tuple[domain.Execution, Path]:
+    """One report run through the engine, to the end; the execution row and its file."""
+    datasource = await add_datasource(engine.store, source.kind, source.config)
+    config = await add_config(
+        engine.store,
+        datasource,
+        QUERY,
+        output_format=output_format,
+        format_options=options,
+        parameters={"n": rows},
+        timeout_seconds=900,
+    )
+    execution = await run_to_end(engine, config)
+    assert execution.status is domain.ExecutionStatus.COMPLETED, execution.error_message
+    assert execution.row_count == rows
+    assert execution.file_path is not None
+    path = Path(execution.file_path)
+    assert execution.file_size == path.stat().st_size
+    return execution, path
 
 
 def _excel_value(value: Any) -> Any:
@@ -204,13 +224,13 @@ def _excel_value(value: Any) -> Any:
 
 @pytest.mark.timeout(900)
 async def test_excel_1_100_000_rows_two_sheets_from_postgresql(
-    pg_sales: Datasource, tmp_path: Path
+    pg_sales: SalesSource, engine: Engine
 ) -> None:
     import openpyxl
 
-    written = await Source(pg_sales, EXCEL_ROWS).run("excel", tmp_path, {"sheet_name": "Sales"})
-    assert written.rows == EXCEL_ROWS
-    book = openpyxl.load_workbook(written.path, read_only=True)
+    _, path = await run_report(engine, pg_sales, EXCEL_ROWS, "excel", {"sheet_name": "Sales"})
+    assert path.suffix == ".xlsx"
+    book = openpyxl.load_workbook(path, read_only=True)
     try:
         assert book.sheetnames == ["Sales", "Sales (2)"]
         i = 0
@@ -242,14 +262,16 @@ def _json_value(value: Any) -> Any:
     ids=["mariadb", "pg"],
     indirect=["sales"],
 )
-async def test_json_1_000_000_rows(sales: Datasource, layout: str, tmp_path: Path) -> None:
-    written = await Source(sales, JSON_ROWS).run("json", tmp_path, {"layout": layout})
-    assert written.rows == JSON_ROWS
+async def test_json_1_000_000_rows(sales: SalesSource, layout: str, engine: Engine) -> None:
+    _, path = await run_report(engine, sales, JSON_ROWS, "json", {"layout": layout})
+    assert path.suffix == (".jsonl" if layout == "lines" else ".json")
     count = 0
-    with written.path.open(encoding="utf-8") as handle:
+    with path.open(encoding="utf-8") as handle:
         objects = (json.loads(line) for line in handle) if layout == "lines" else json.load(handle)
         for count, obj in enumerate(objects, start=1):
-            want = dict(zip(NAMES, (_json_value(v) for v in expected(count, sales)), strict=True))
+            want = dict(
+                zip(NAMES, (_json_value(v) for v in expected(count, sales.kind)), strict=True)
+            )
             assert obj == want, (count, obj, want)
             assert type(obj["flag"]) is type(want["flag"])
     assert count == JSON_ROWS
@@ -257,13 +279,12 @@ async def test_json_1_000_000_rows(sales: Datasource, layout: str, tmp_path: Pat
 
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("sales", ["pg_sales", "my_sales"], ids=["pg", "mariadb"], indirect=True)
-async def test_pdf_10_000_rows(sales: Datasource, tmp_path: Path) -> None:
-    written = await Source(sales, PDF_ROWS).run("pdf", tmp_path, {})
-    assert written.rows == PDF_ROWS
-    text = helpers.squash("".join(helpers.pdf_text(written.path)))
+async def test_pdf_10_000_rows(sales: SalesSource, engine: Engine) -> None:
+    _, path = await run_report(engine, sales, PDF_ROWS, "pdf", {"orientation": "landscape"})
+    text = helpers.squash("".join(helpers.pdf_text(path)))
     position = 0
     for i in range(1, PDF_ROWS + 1):
-        row = expected(i, sales)
+        row = expected(i, sales.kind)
         cells = "".join(helpers.squash(values.text(v)) for v in row)
         found = text.find(cells, position)
         assert found >= 0, (i, cells, text[position : position + 300])
