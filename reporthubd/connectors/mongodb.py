@@ -143,9 +143,11 @@ class MongoConnector(Connector):
         except TimeoutError:
             await self.close()
             raise self._error("cannot connect", f"no answer within {timeout:g} s") from None
-        except PyMongoError as exc:
+        except (PyMongoError, KeyError, TypeError, ValueError) as exc:
+            # The non-PyMongo errors: a wire-compatible server answering a handshake or an
+            # authentication exchange in an unexpected shape.
             await self.close()
-            raise self._error("cannot connect", exc) from None
+            raise self._error("cannot connect", f"{type(exc).__name__}: {exc}") from None
 
     async def close(self) -> None:
         client, self._client = self._client, None
