@@ -26,7 +26,7 @@ from reporthubd.connectors.base import Column, ColumnKind, Row
 from reporthubd.formats import values
 from reporthubd.formats.base import RenderContext
 from reporthubd.formats.options import Options
-from reporthubd.formats.threaded import ThreadedWriter
+from reporthubd.formats.threaded import ThreadedWriter, truncation_note
 
 _OPTS = orjson.OPT_NON_STR_KEYS
 
@@ -127,6 +127,18 @@ class JSONWriter(ThreadedWriter):
         body = self._encode(objects)[1:-1]
         self._file.write(b"\n" if self._first else b",\n")
         self._file.write(body)
+        self._first = False
+
+    def render_truncated(self, max_rows: int) -> None:
+        # A last object of its own shape, so that no consumer takes it for a row.
+        note = {
+            "_reporthubd_truncated": {"max_rows": max_rows, "message": truncation_note(max_rows)}
+        }
+        encoded = orjson.dumps(note)
+        if self.layout == "lines":
+            self._file.write(encoded + b"\n")
+            return
+        self._file.write((b"\n" if self._first else b",\n") + encoded)
         self._first = False
 
     def render_close(self) -> None:

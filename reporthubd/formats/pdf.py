@@ -29,7 +29,7 @@ from reporthubd.connectors.base import Column, Row
 from reporthubd.formats import values
 from reporthubd.formats.base import FormatError, RenderContext
 from reporthubd.formats.options import Options
-from reporthubd.formats.threaded import ThreadedWriter
+from reporthubd.formats.threaded import ThreadedWriter, truncation_note
 
 DEFAULT_MAX_ROWS: Final = 50_000
 MARGIN: Final = 28.0
@@ -140,6 +140,19 @@ class PDFWriter(ThreadedWriter):
             self._draw_row(cells, right, height)
             self._y -= height
             self._row_index += 1
+
+    def render_truncated(self, max_rows: int) -> None:
+        if self._widths is None:
+            self._widths = self._layout_columns(())
+            self._start_page()
+        height = self._leading * 2
+        if self._y - height < MARGIN + 14:
+            self._end_page()
+            self._start_page()
+        note = truncation_note(max_rows)
+        self._font_state = None
+        self._draw_text(self._head, MARGIN + PAD_X, self._y - PAD_Y - self._ascent - 4, note)
+        self._y -= height
 
     def render_close(self) -> None:
         if self._widths is None:  # no rows: one page with the header and "no rows"

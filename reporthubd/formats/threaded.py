@@ -18,6 +18,7 @@ import queue
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -29,6 +30,17 @@ log = logs.get(__name__)
 
 DEFAULT_QUEUE_BATCHES: Final = 4
 _CLOSE: Final = object()
+
+
+@dataclass(frozen=True)
+class _Truncated:
+    max_rows: int
+
+
+def truncation_note(max_rows: int) -> str:
+    """What a truncated file says, in every format."""
+    return f"Truncated: only the first {max_rows:,} rows of the result are included."
+
 
 # Rendering is pure Python: threads cannot render in parallel (the GIL), but every rendering
 # thread competes with the event loop for the GIL, and with four of them the loop waited up to
@@ -80,6 +92,12 @@ class ThreadedWriter(FormatWriter):
     def render_abort(self) -> None:
         """Release what `render_open` took (open handles); the file is removed afterwards."""
 
+    def render_truncated(self, max_rows: int) -> None:
+        """Say in the file that the engine cut the result at `max_rows` (after the last batch).
+        The default adds a last row holding `truncation_note` in the first column."""
+        if self._columns:
+            self.render_batch([(truncation_note(max_rows),) + (None,) * (len(self._columns) - 1)])
+
     def accept_batch(self, rows: Sequence[Row]) -> None:
         """Checked on the loop before a batch is queued (e.g. a row cap); raise FormatError."""
 
@@ -109,6 +127,11 @@ class ThreadedWriter(FormatWriter):
         self._raise_if_failed()
         self._rows += len(rows)
         self._queue.put(rows)
+
+    async def note_truncated(self, max_rows: int) -> None:
+        self._raise_if_failed()
+        await self._slots.acquire()
+        self._queue.put(_Truncated(max_rows))
 
     async def close(self) -> WrittenFile:
         done = self._require_started()
@@ -180,7 +203,12 @@ class ThreadedWriter(FormatWriter):
                 if item is _CLOSE:
                     break
                 try:
-                    if not self._stop.is_set():
+                    if self._stop.is_set():
+                        pass
+                    elif isinstance(item, _Truncated):
+                        with _RENDER_TURN:
+                            self.render_truncated(item.max_rows)
+                    else:
                         with _RENDER_TURN:
                             self.render_batch(item)
                         rendered += len(item)
