@@ -679,14 +679,17 @@ def _report(outcomes: Sequence[Outcome]) -> DeliveryReport:
 
 def latest_states(rows: Sequence[delivery_logs.DeliveryLog]) -> dict[str, domain.DeliveryStatus]:
     """Per recipient (lower-case address; '' for the whole delivery), the status of the latest
-    attempt that covered it."""
+    attempt that covered it (RETRYING only while that retry is pending)."""
     state: dict[str, domain.DeliveryStatus] = {}
     for row in sorted(rows, key=lambda r: (r.attempt, r.id)):
         keys = [r.email.lower() for r in row.recipients] or [""]
         if row.recipients:
             state.pop("", None)  # a per-recipient row supersedes a whole-delivery row
+        status = row.status
+        if status is DS.RETRYING and not row.pending:
+            status = DS.FAILED  # a retry that was never recorded counts as failed
         for key in keys:
-            state[key] = DS.RETRYING if row.pending else row.status
+            state[key] = DS.RETRYING if row.pending else status
     return state
 
 
