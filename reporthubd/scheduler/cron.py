@@ -23,6 +23,7 @@ Everything here is a pure function of explicit instants: no clock is read.
 from __future__ import annotations
 
 import bisect
+import functools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -73,7 +74,9 @@ class CronSpec:
         return "*" in self.hour_field or "/" in self.hour_field
 
 
+@functools.lru_cache(maxsize=65_536)
 def parse_cron(expression: str) -> CronSpec:
+    """Validate and normalise; cached, since thousands of schedules share a few expressions."""
     text = " ".join(expression.split())
     if not text:
         raise CronError("empty cron expression")

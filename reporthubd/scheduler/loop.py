@@ -38,8 +38,8 @@ Submit = Callable[[str], object]
 
 # Per schedule, at most this many missed fires are listed one by one in one catch-up.
 MAX_MISSED_LISTED = 10_000
-# Claims per store transaction during catch-up (the loop claims a due batch in one).
-CATCH_UP_BATCH = 5_000
+# Claims per store transaction, in the loop and during catch-up.
+CLAIM_SLICE = 2_000
 
 
 class Spawner(Protocol):
@@ -386,8 +386,16 @@ class Scheduler:
             for job in timeline.members.values():
                 batch += self._decide(job, fires, now, reason)
             handled.append((timeline, fires[-1]))
+        ours: list[claims.Claimed] = []
         try:
-            ours, committed = await claims.claim_fires(self.store, batch, node_id=self.node_id)
+            # One transaction per slice: the first claims commit (and start) while later ones
+            # are still being written; the unique key keeps a retry after a failure exact.
+            for start in range(0, len(batch), CLAIM_SLICE):
+                part, committed = await claims.claim_fires(
+                    self.store, batch[start : start + CLAIM_SLICE], node_id=self.node_id
+                )
+                await self._submit_claimed(part, committed)
+                ours += part
         except Exception as exc:
             if self.store_down_since is None:
                 self.store_down_since = now
@@ -398,7 +406,6 @@ class Scheduler:
         if self.store_down_since is not None:
             log.info("store reachable again", down_since=misfire.iso(self.store_down_since))
             self.store_down_since = None
-        await self._submit_claimed(ours, committed)
         runs: list[tuple[int, datetime, datetime | None]] = []
         for timeline, last in handled:
             timeline.next_ts = timeline.fires.next_ts(last)
@@ -531,8 +538,8 @@ class Scheduler:
                 continue
             reason = f"missed: daemon down from {misfire.iso(base)} to {misfire.iso(now)}"
             batch += self._decide(job, fires, now, reason)
-        for start in range(0, len(batch), CATCH_UP_BATCH):
-            chunk = batch[start : start + CATCH_UP_BATCH]
+        for start in range(0, len(batch), CLAIM_SLICE):
+            chunk = batch[start : start + CLAIM_SLICE]
             ours, committed = await claims.claim_fires(self.store, chunk, node_id=self.node_id)
             await self._submit_claimed(ours, committed)
             await schedules.record_runs(
