@@ -66,6 +66,11 @@ def _to_unicode_cmap(fontname: str, subset: list[int]) -> str:
 ttfonts.makeToUnicodeCMap = _to_unicode_cmap
 
 
+def font(name: str) -> TTFont:
+    """The registered TrueType font `name` (registered on first use)."""
+    return _font(name)
+
+
 def _font(name: str) -> TTFont:
     font = _registered.get(name)
     if font is not None:
