@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import re
 import ssl as ssl_module
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -199,15 +200,16 @@ class _Protocol(Exception):
 class _RowReader:
     """Reads the row packets of an unbuffered result straight from aiomysql's stream."""
 
-    def __init__(self, conn: Any, ncols: int) -> None:
+    def __init__(self, conn: Any, split: Callable[[bytes, list[Any]], int]) -> None:
         self._conn = conn
         self._reader = conn._reader
-        self._ncols = ncols
+        self._split = split
         self._buf = b""
         self.done = False
 
-    async def chunk(self) -> list[list[bytes | None]]:
-        """The complete rows of the next chunk read from the socket ([] at the end)."""
+    async def chunk(self) -> list[Any]:
+        """The complete rows of the next chunk read from the socket, as the splitter makes
+        them ([] at the end)."""
         if self.done:
             return []
         while True:
@@ -216,8 +218,8 @@ class _RowReader:
                 self._conn.close()
                 raise ConnectorError("the server closed the connection during the query")
             buf = self._buf + data if self._buf else data
-            rows: list[list[bytes | None]] = []
-            pos = _split_rows(buf, self._ncols, rows)
+            rows: list[Any] = []
+            pos = self._split(buf, rows)
             if pos < 0:  # end of the result: EOF (or error) packet at -pos - 1
                 at = -pos - 1
                 self._finish(buf, at)
@@ -455,7 +457,8 @@ class MySQLConnector(Connector):
     @contextlib.asynccontextmanager
     async def stream(self, request: QueryRequest) -> AsyncIterator[QueryResult]:
         async with self._running(request) as (conn, columns, codes):
-            reader = _RowReader(conn, len(columns))
+            ncols = len(columns)
+            reader = _RowReader(conn, lambda buf, out: _split_rows(buf, ncols, out))
             decoders = [(i, fn) for i, code in enumerate(codes) if (fn := _decoder(code))]
             size = request.batch_size
 
@@ -486,8 +489,8 @@ class MySQLConnector(Connector):
             yield None
             return
         async with self._running(request) as (conn, columns, codes):
-            reader = _RowReader(conn, len(columns))
-            render = _line_renderer(codes, spec)
+            reader = _RowReader(conn, _csv_splitter(codes, spec))
+            eol = spec.line_ending.encode()
 
             async def chunks() -> AsyncIterator[tuple[bytes, int]]:
                 total = 0
@@ -500,7 +503,8 @@ class MySQLConnector(Connector):
                         raw = raw[: limit - total]
                     if raw:
                         total += len(raw)
-                        yield render(raw), len(raw)
+                        raw.append(b"")
+                        yield eol.join(raw), len(raw) - 1
                     if reader.done or (limit is not None and total >= limit):
                         return
 
@@ -518,70 +522,182 @@ def _decode(
     return [tuple(row) for row in raw]
 
 
-def _line_renderer(
-    codes: Sequence[int], spec: ServerCSV
-) -> Callable[[list[list[bytes | None]]], bytes]:
+_FIELD = """
+    n = buf[p]
+    if n < 251:
+        p += 1
+        f{i} = buf[p : p + n]
+        p += n
+{post}
+    elif n == 251:
+        f{i} = NULL
+        p += 1
+    else:
+        f{i}, p = _long_field(buf, p)
+{post}
+"""
+_POST = {
+    _AS_TEXT: "        if special(f{i}):\n            f{i} = Q + f{i}.replace(Q, QQ) + Q",
+    _AS_TIME: "        if special(f{i}):\n            f{i} = Q + f{i}.replace(Q, QQ) + Q",
+    _AS_DATE: "        if f{i}[:4] == b'0000':\n            f{i} = NULL",
+    _AS_DATETIME: "        f{i} = _iso_datetime(f{i}, NULL)",
+    _AS_FLOAT: "        f{i} = repr(float(f{i})).encode()",
+    _AS_BINARY: "        f{i} = b64(f{i})",
+    _AS_BIT: "        f{i} = str(int.from_bytes(f{i}, 'big')).encode()",
+}
+_ROW_LOOP = """
+def split(buf, out):
+    pos = 0
+    end = len(buf)
+    append = out.append
+    while pos + 4 <= end:
+        plen = buf[pos] | (buf[pos + 1] << 8) | (buf[pos + 2] << 16)
+        stop = pos + 4 + plen
+        if stop > end:
+            return pos
+        p = pos + 4
+        first = buf[p]
+        if (first == 0xFE and plen < 9) or first == 0xFF:
+            return -(pos + 1)
+        if plen == 0xFFFFFF:
+            raise ConnectorError("rows larger than 16 MB are not supported")
+{fields}
+{single}
+        append(D.join(({names},)))
+        pos = stop
+    return pos
+"""
+
+
+def _long_field(buf: bytes, p: int) -> tuple[bytes, int]:
+    n = buf[p]
+    if n == 252:
+        n = buf[p + 1] | (buf[p + 2] << 8)
+        p += 3
+    elif n == 253:
+        n = buf[p + 1] | (buf[p + 2] << 8) | (buf[p + 3] << 16)
+        p += 4
+    else:
+        n = int.from_bytes(buf[p + 1 : p + 9], "little")
+        p += 9
+    return buf[p : p + n], p + n
+
+
+def _iso_datetime(value: bytes, null: bytes) -> bytes:
+    """MySQL's DATETIME text as Python's isoformat(): "T", microseconds only when non-zero and
+    then always six digits; the zero date is NULL."""
+    if value[:4] == b"0000":
+        return null
+    if len(value) > 19:
+        fraction = value[20:]
+        if fraction.strip(b"0"):
+            return value[:10] + b"T" + value[11:19] + b"." + fraction.ljust(6, b"0")
+        return value[:10] + b"T" + value[11:19]
+    return value[:10] + b"T" + value[11:]
+
+
+def _field_splitter(codes: Sequence[int], spec: ServerCSV) -> Callable[[bytes, list[Any]], int]:
+    """Compile a row splitter for these columns that turns each row packet straight into one
+    CSV line (bytes, without the line ending): one unrolled pass per row, no per-column loop."""
     delimiter = spec.delimiter.encode()
     quote = spec.quote_char.encode()
-    doubled = quote + quote
-    null = spec.null_text.encode()
-    eol = spec.line_ending.encode()
-    single = len(codes) == 1
-    text_columns = [i for i, code in enumerate(codes) if code in (_AS_TEXT, _AS_TIME)]
-    datetime_columns = [i for i, code in enumerate(codes) if code == _AS_DATETIME]
-    date_columns = [i for i, code in enumerate(codes) if code == _AS_DATE]
-    float_columns = [i for i, code in enumerate(codes) if code == _AS_FLOAT]
-    binary_columns = [i for i, code in enumerate(codes) if code == _AS_BINARY]
-    bit_columns = [i for i, code in enumerate(codes) if code == _AS_BIT]
+    special = re.compile(b"[" + re.escape(delimiter + quote) + b"\r\n]").search
+    fields = []
+    for i, code in enumerate(codes):
+        post = _POST.get(code, "        pass").format(i=i)
+        fields.append(_FIELD.format(i=i, post=post))
+    body = "".join(fields).replace("\n    ", "\n        ")
+    single = "        if f0 == b'':\n            f0 = QQ" if len(codes) == 1 else ""
+    names = ", ".join(f"f{i}" for i in range(len(codes)))
+    source = _ROW_LOOP.format(fields=body, single=single, names=names)
+    namespace: dict[str, Any] = {
+        "D": delimiter,
+        "Q": quote,
+        "QQ": quote + quote,
+        "NULL": spec.null_text.encode(),
+        "special": special,
+        "b64": base64.b64encode,
+        "_long_field": _long_field,
+        "_iso_datetime": _iso_datetime,
+        "ConnectorError": ConnectorError,
+    }
+    exec(compile(source, "<mysql-csv-splitter>", "exec"), namespace)  # generated, no user text
+    split: Callable[[bytes, list[Any]], int] = namespace["split"]
+    return split
 
-    def render(raw: list[list[bytes | None]]) -> bytes:
-        lines: list[bytes] = []
-        add = lines.append
-        join = delimiter.join
-        for row in raw:
-            for i in text_columns:
-                value = row[i]
-                if value is not None and (
-                    delimiter in value or quote in value or b"\n" in value or b"\r" in value
-                ):
-                    row[i] = quote + value.replace(quote, doubled) + quote
-            for i in datetime_columns:
-                value = row[i]
-                if value is not None:
-                    if value.startswith(b"0000"):
-                        row[i] = None
-                    elif len(value) > 19:  # fractional seconds: as Python's isoformat()
-                        fraction = value[20:].rstrip(b"0")
-                        row[i] = (
-                            value[:10]
-                            + b"T"
-                            + value[11:19]
-                            + (b"." + value[20:].ljust(6, b"0") if fraction else b"")
-                        )
-                    elif len(value) > 10:
-                        row[i] = value[:10] + b"T" + value[11:]
-            for i in date_columns:
-                value = row[i]
-                if value is not None and value.startswith(b"0000"):
-                    row[i] = None
-            for i in float_columns:
-                value = row[i]
-                if value is not None:
-                    row[i] = repr(float(value)).encode()
-            for i in binary_columns:
-                value = row[i]
-                if value is not None:
-                    row[i] = base64.b64encode(value)
-            for i in bit_columns:
-                value = row[i]
-                if value is not None:
-                    row[i] = str(int.from_bytes(value, "big")).encode()
-            if None in row:
-                row = [null if v is None else v for v in row]
-            if single and row[0] == b"":
-                row[0] = doubled  # a lone empty field is written "" (as Python's csv does)
-            add(join(row))  # type: ignore[arg-type]
-        add(b"")
-        return eol.join(lines)
 
-    return render
+_IN_PLACE = {_AS_INT, _AS_DECIMAL, _AS_TEXT, _AS_TIME, _AS_DATE, _AS_DATETIME}
+_IN_PLACE_FIELD = """
+            n = ba[q]
+            if n < 251:
+                ba[q] = DB
+{check}
+                q += n + 1
+            elif n == 251 and NULL_EMPTY:
+                ba[q] = DB
+                q += 1
+            else:
+                q = -1
+                break
+"""
+_ZERO_DATE = "(ba[q + 1] == 48 and buf[q + 1 : q + 5] == b'0000')"
+_IN_PLACE_CHECK = {
+    _AS_DATE: f"                if {_ZERO_DATE}:\n"
+    "                    q = -1\n                    break",
+    _AS_DATETIME: f"                if n != 19 or {_ZERO_DATE}:\n"
+    "                    q = -1\n                    break\n"
+    "                ba[q + 11] = 84",
+}
+_IN_PLACE_LOOP = """
+def split(buf, out):
+    ba = bytearray(buf)
+    pos = 0
+    end = len(ba)
+    append = out.append
+    while pos + 4 <= end:
+        plen = ba[pos] | (ba[pos + 1] << 8) | (ba[pos + 2] << 16)
+        stop = pos + 4 + plen
+        if stop > end:
+            return pos
+        p = pos + 4
+        first = ba[p]
+        if (first == 0xFE and plen < 9) or first == 0xFF:
+            return -(pos + 1)
+        q = p
+        for _ in ONCE:
+{fields}
+        if q >= 0:
+            line = ba[p + 1 : stop]
+            if line.count(DB) == SEPARATORS and not other(line):
+                append(line)
+                pos = stop
+                continue
+        slow(buf[pos:stop], out)
+        pos = stop
+    return pos
+"""
+
+
+def _csv_splitter(codes: Sequence[int], spec: ServerCSV) -> Callable[[bytes, list[Any]], int]:
+    """The CSV splitter for these columns. For plain columns (integers, decimals, text, dates,
+    second-precision timestamps) it works in place: in a row packet each value is preceded by
+    its length byte, exactly where the CSV line needs a delimiter, so the length bytes are
+    overwritten with the delimiter and the row becomes one slice of the buffer. Rows that need
+    more (quoting, a long value, a zero date, NULL text, fractional seconds) and other column
+    types go through the per-field splitter."""
+    slow = _field_splitter(codes, spec)
+    if len(codes) < 2 or not set(codes) <= _IN_PLACE or len(spec.delimiter.encode()) != 1:
+        return slow
+    fields = "".join(_IN_PLACE_FIELD.format(check=_IN_PLACE_CHECK.get(code, "")) for code in codes)
+    source = _IN_PLACE_LOOP.format(fields=fields)
+    namespace: dict[str, Any] = {
+        "DB": spec.delimiter.encode()[0],
+        "NULL_EMPTY": spec.null_text == "",
+        "SEPARATORS": len(codes) - 1,
+        "ONCE": (None,),
+        "other": re.compile(b"[" + re.escape(spec.quote_char.encode()) + b"\\r\\n]").search,
+        "slow": slow,
+    }
+    exec(compile(source, "<mysql-csv-in-place>", "exec"), namespace)  # generated, no user text
+    split: Callable[[bytes, list[Any]], int] = namespace["split"]
+    return split

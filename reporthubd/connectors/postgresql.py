@@ -439,9 +439,11 @@ class PostgresConnector(Connector):
             return None  # not a plain query: the generic path reports what the server says
         if any(ch in spec.null_text for ch in (spec.delimiter, spec.quote_char, "\r", "\n")):
             return None
+        date_style = str(await conn.fetchval("SELECT current_setting('DateStyle')"))
+        iso_dates = date_style.upper().startswith("ISO")
         expressions = []
         for index, attr in enumerate(attributes, start=1):
-            expr = _copy_expression(f"c{index}", attr.type.name, spec)
+            expr = _copy_expression(f"c{index}", attr.type.name, spec, iso_dates=iso_dates)
             if expr is None:
                 return None
             expressions.append(f'{expr} AS "c{index}"')
@@ -505,7 +507,7 @@ def _column(attr: Any) -> Column:
     return Column(name=attr.name, kind=kind, source_type=type_name)
 
 
-def _copy_expression(name: str, type_name: str, spec: ServerCSV) -> str | None:
+def _copy_expression(name: str, type_name: str, spec: ServerCSV, *, iso_dates: bool) -> str | None:
     if type_name in _COPY_AS_IS:
         return name
     if type_name == "bool":
@@ -513,15 +515,11 @@ def _copy_expression(name: str, type_name: str, spec: ServerCSV) -> str | None:
         false_text = spec.false_text.replace("'", "''")
         return f"CASE WHEN {name} THEN '{true_text}' WHEN NOT {name} THEN '{false_text}' END"
     if type_name == "date":
-        return f"to_char({name}, 'YYYY-MM-DD')"
+        return name if iso_dates else f"to_char({name}, 'YYYY-MM-DD')"
     if type_name in {"timestamp", "timestamptz"}:
-        # Python's isoformat(): microseconds only when there are some; asyncpg hands timestamptz
-        # values over in UTC, so render them in UTC whatever the session's time zone is.
+        # Python's isoformat(): "T", microseconds only when there are some; asyncpg hands
+        # timestamptz values over in UTC, so render them in UTC whatever the session zone.
         value = f"({name} AT TIME ZONE 'UTC')" if type_name == "timestamptz" else name
         offset = " || '+00:00'" if type_name == "timestamptz" else ""
-        return (
-            f"to_char({value}, 'YYYY-MM-DD\"T\"HH24:MI:SS') || "
-            f"CASE WHEN date_part('microseconds', {value})::int % 1000000 <> 0 "
-            f"THEN to_char({value}, '.US') ELSE '' END{offset}"
-        )
+        return f"replace(to_char({value}, 'YYYY-MM-DD\"T\"HH24:MI:SS.US'), '.000000', ''){offset}"
     return None

@@ -86,7 +86,13 @@ async def main(args: argparse.Namespace, settings: Settings) -> int:
         if problem := state.problem():
             print(f"store {store.location}: {problem}", file=sys.stderr)
             return EXIT_PROBLEM
-        engine = Engine(settings, store, node_id=settings.scheduler.effective_node_id)
+        node_id = settings.scheduler.effective_node_id
+        deliveries = None
+        if not args.no_deliver:
+            from reporthubd.deliverers.ledger import DeliveryLedger
+
+            deliveries = DeliveryLedger(settings, store, node_id=node_id)
+        engine = Engine(settings, store, node_id=node_id, deliveries=deliveries)
         await engine.start()
         try:
             try:
@@ -125,6 +131,8 @@ async def main(args: argparse.Namespace, settings: Settings) -> int:
             print(f"copied to: {copied}")
         if execution.error_message:
             print(f"error: {execution.error_message}")
+        if execution.status is domain.ExecutionStatus.RUNNING:
+            print("deliveries are waiting for a retry; the daemon will make them")
     return EXIT_OK if execution.status is domain.ExecutionStatus.COMPLETED else EXIT_PROBLEM
 
 

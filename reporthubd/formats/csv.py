@@ -84,6 +84,7 @@ _QUOTING: dict[str, Literal[0, 1, 2, 3]] = {
     "none": csv.QUOTE_NONE,
 }
 _LINE_ENDINGS = {"lf": "\n", "\n": "\n", "crlf": "\r\n", "\r\n": "\r\n"}
+RENDERED_BUFFER = 1 << 20
 DEFAULT_TRUNCATED_NOTE = "# truncated: the result had more than {max_rows} rows"
 
 
@@ -339,6 +340,7 @@ class CSVWriter(FormatWriter):
         self._converters: list[tuple[int, Callable[[Any], Any]]] = []
         self._rows = 0
         self._pending: asyncio.Future[None] | None = None
+        self._buffer = bytearray()
 
     @property
     def file_extension(self) -> str:
@@ -478,10 +480,17 @@ class CSVWriter(FormatWriter):
         except csv.Error as exc:
             raise FormatError(f"csv: {exc}") from None
 
-    async def _settle(self) -> None:
+    async def _wait_pending(self) -> None:
         if self._pending is not None:
             pending, self._pending = self._pending, None
             await pending
+
+    async def _settle(self) -> None:
+        """Return once everything handed over so far is written."""
+        await self._wait_pending()
+        if self._buffer:
+            data, self._buffer = bytes(self._buffer), bytearray()
+            await asyncio.get_running_loop().run_in_executor(None, self._write_rendered_sync, data)
 
     async def write_batch(self, rows: Sequence[Row]) -> None:
         """Hand the batch to a worker thread and return once the previous one is written, so
@@ -494,11 +503,19 @@ class CSVWriter(FormatWriter):
         self._pending = loop.run_in_executor(None, self._write_sync, rows)
 
     async def write_rendered(self, data: bytes, rows: int) -> None:
-        """Append CSV lines a database rendered (UTF-8, see `ServerCSV`), `rows` records."""
-        await self._settle()
+        """Append CSV lines a database rendered (UTF-8, see `ServerCSV`), `rows` records.
+        Small chunks are gathered up to `RENDERED_BUFFER` bytes before a thread writes them."""
         self._rows += rows
-        if not data:
+        if data:
+            self._buffer += data
+        if len(self._buffer) >= RENDERED_BUFFER:
+            await self._flush_rendered()
+
+    async def _flush_rendered(self) -> None:
+        await self._wait_pending()
+        if not self._buffer:
             return
+        data, self._buffer = bytes(self._buffer), bytearray()
         loop = asyncio.get_running_loop()
         self._pending = loop.run_in_executor(None, self._write_rendered_sync, data)
 

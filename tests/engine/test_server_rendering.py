@@ -41,6 +41,15 @@ MY_TABLE = [
        -2.5e-7, 'x', '00:00:00', b'11111111')""",
 ]
 
+MY_PLAIN = [
+    """CREATE TABLE odd (id int, t text, ts datetime, d date, n decimal(12,2), v varchar(300))""",
+    """INSERT INTO odd VALUES
+      (1, 'plain', '2024-01-02 03:04:05', '2024-01-02', 1.50, REPEAT('long ', 60)),
+      (2, 'comma, "quote"', NULL, NULL, NULL, ''),
+      (3, NULL, '1999-12-31 23:59:59', '2038-01-19', -0.01, 'line\nbreak'),
+      (4, 'x', '2000-01-01 00:00:00', '2000-01-01', 0, NULL)""",
+]
+
 
 async def _render(source: Source, tmp_path: Path, options: dict[str, object], fast: bool) -> bytes:
     kind = domain.DatasourceType(source.type)
@@ -89,6 +98,11 @@ async def test_fast_path_equals_python_rendering(
     source: Source, tmp_path: Path, options: dict[str, object]
 ) -> None:
     await source.execute(*(PG_TABLE if source.type == "postgresql" else MY_TABLE))
+    if source.type == "mysql":  # plain types: the in-place row path, then every type
+        await source.execute("ALTER TABLE odd RENAME TO odd_all", *MY_PLAIN)
+        plain = await _render(source, tmp_path, options, fast=False)
+        assert await _render(source, tmp_path, options, fast=True) == plain
+        await source.execute("DROP TABLE odd", "ALTER TABLE odd_all RENAME TO odd")
     if source.type == "postgresql" and options.get("line_ending") == "crlf":
         spec = CSVWriter(options, RenderContext(report_name="o", execution_id="x")).server_csv()
         assert spec is not None and spec.line_ending == "\r\n"  # COPY cannot: generic path
