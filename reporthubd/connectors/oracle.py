@@ -8,7 +8,8 @@
 Binds are Oracle's own `:name` (checked by `params.bind`, which names a missing parameter).
 `arraysize` and `prefetchrows` are the batch size, so each fetch is one round trip of one batch.
 Each stream starts with `SET TRANSACTION READ ONLY` (writes fail with ORA-01456) and ends with a
-rollback. The request's timeout is the connection's `call_timeout`, and cancellation sends a
+rollback. TIMESTAMP WITH (LOCAL) TIME ZONE columns come back aware (see `SESSION_SETUP`).
+The request's timeout is the connection's `call_timeout`, and cancellation sends a
 break (`Connection.cancel()`), which stops the statement on the server.
 """
 
@@ -20,6 +21,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -52,7 +54,7 @@ _KINDS: Mapping[Any, ColumnKind] = {
     oracledb.DB_TYPE_ROWID: ColumnKind.TEXT,
     oracledb.DB_TYPE_DATE: ColumnKind.DATETIME,
     oracledb.DB_TYPE_TIMESTAMP: ColumnKind.DATETIME,
-    oracledb.DB_TYPE_TIMESTAMP_LTZ: ColumnKind.DATETIME,
+    oracledb.DB_TYPE_TIMESTAMP_LTZ: ColumnKind.DATETIME_TZ,
     oracledb.DB_TYPE_TIMESTAMP_TZ: ColumnKind.DATETIME_TZ,
     oracledb.DB_TYPE_RAW: ColumnKind.BINARY,
     oracledb.DB_TYPE_LONG_RAW: ColumnKind.BINARY,
@@ -79,9 +81,38 @@ def column_of(description: Any) -> Column:
     )
 
 
+TSTZ_FORMAT = 'YYYY-MM-DD"T"HH24:MI:SS.FF6TZH:TZM'
+SESSION_SETUP = (
+    # python-oracledb returns TIMESTAMP WITH TIME ZONE as a naive wall-clock time (the zone is
+    # dropped), so those columns are fetched as ISO text with their offset and parsed back;
+    # TIMESTAMP WITH LOCAL TIME ZONE comes in the session zone, which is UTC.
+    f"ALTER SESSION SET NLS_TIMESTAMP_TZ_FORMAT = '{TSTZ_FORMAT}'",
+    "ALTER SESSION SET TIME_ZONE = 'UTC'",
+)
+
+
+def parse_timestamp_tz(text: str | None) -> datetime | None:
+    """'2024-01-02T03:04:05.123456+02:00' (NLS_TIMESTAMP_TZ_FORMAT above) → aware datetime."""
+    return None if text is None else datetime.fromisoformat(text.strip())
+
+
+def _as_utc(value: datetime | None) -> datetime | None:
+    return None if value is None else value.replace(tzinfo=UTC)
+
+
 def _output_type_handler(cursor: Any, metadata: Any) -> Any:
-    """Exact decimals for NUMBER with a fraction, LOBs fetched inline as str/bytes."""
+    """Exact decimals for NUMBER with a fraction, LOBs fetched inline as str/bytes, aware
+    datetimes for the zoned timestamp types."""
     db_type = metadata.type_code
+    if db_type is oracledb.DB_TYPE_TIMESTAMP_TZ:
+        return cursor.var(
+            oracledb.DB_TYPE_VARCHAR,
+            size=64,
+            arraysize=cursor.arraysize,
+            outconverter=parse_timestamp_tz,
+        )
+    if db_type is oracledb.DB_TYPE_TIMESTAMP_LTZ:
+        return cursor.var(db_type, arraysize=cursor.arraysize, outconverter=_as_utc)
     if (
         db_type is oracledb.DB_TYPE_NUMBER
         and column_of(
@@ -164,6 +195,9 @@ class OracleConnector(Connector):
         try:
             async with asyncio.timeout(self._timeout):
                 self._conn = await oracledb.connect_async(**kwargs)
+                with self._conn.cursor() as cursor:
+                    for statement in SESSION_SETUP:
+                        await cursor.execute(statement)
         except TimeoutError:
             await self.close()
             raise self._error("cannot connect", f"no answer within {self._timeout:g} s") from None

@@ -249,3 +249,20 @@ def oracle(factory: pytest.TempPathFactory) -> Iterator[sources.Source]:
         "no Oracle server here: set REPORTHUB_TEST_ORACLE_DSN for the real-server run",
         unreachable,
     )
+
+
+@builder("oracle-real", "oracle")
+def real_oracle(factory: pytest.TempPathFactory) -> Iterator[sources.Source]:
+    dsn = os.environ.get("REPORTHUB_TEST_ORACLE_DSN")
+    if not dsn:
+        pytest.skip("REPORTHUB_TEST_ORACLE_DSN is not set (real Oracle variant)")
+    yield sources.oracle_source(dsn)
+
+
+@builder("sqlserver-real", "sqlserver")
+def real_sqlserver(factory: pytest.TempPathFactory) -> Iterator[sources.Source]:
+    url = os.environ.get("REPORTHUB_TEST_SQLSERVER_DSN")
+    if not url:
+        pytest.skip("REPORTHUB_TEST_SQLSERVER_DSN is not set (real SQL Server variant)")
+    fallback_servers.register_msodbcsql(factory.mktemp("odbcsys"))
+    yield sources.sqlserver_source(url)

@@ -792,3 +792,180 @@ def no_server_source(
         no_server=Limit(reason),
         unreachable=unreachable,
     )
+
+
+# --- real Oracle and SQL Server (only when their DSNs are given) ------------------------------
+
+
+def oracle_source(dsn: str) -> Source:
+    """`REPORTHUB_TEST_ORACLE_DSN` = user/password@host:port/service_name."""
+    import oracledb
+
+    credentials, _, target = dsn.rpartition("@")
+    user, _, password = credentials.partition("/")
+    with oracledb.connect(user=user, password=password, dsn=target) as conn, conn.cursor() as cur:
+        cur.execute(
+            "BEGIN EXECUTE IMMEDIATE 'CREATE TABLE rh_guard (x NUMBER)';"
+            " EXCEPTION WHEN OTHERS THEN IF SQLCODE != -955 THEN RAISE; END IF; END;"
+        )
+        cur.execute("DELETE FROM rh_guard")
+        conn.commit()
+
+    def absent() -> bool:
+        with (
+            oracledb.connect(user=user, password=password, dsn=target) as conn,
+            conn.cursor() as cur,
+        ):
+            cur.execute("SELECT COUNT(*) FROM rh_guard")
+            row = cur.fetchone()
+        return row is not None and row[0] == 0
+
+    casts = {
+        "i": "NUMBER(10)",
+        "big": "NUMBER(19)",
+        "dec": "NUMBER(38,10)",
+        "flt": "BINARY_DOUBLE",
+        "day": "DATE",
+        "ts": "TIMESTAMP(6)",
+        "tstz": "TIMESTAMP(6) WITH TIME ZONE",
+        "txt": "NVARCHAR2(100)",
+        "nul": "VARCHAR2(10)",
+        "bin": "RAW(16)",
+    }
+    host = target.split(":")[0].split("/")[0]
+    config = {"dsn": target, "username": user, "password": password}
+
+    def param_sql(kind: str) -> str | Limit:
+        if kind == "flag":
+            return Limit("BOOLEAN in SQL needs Oracle 23ai")
+        return f"SELECT CAST(:val AS {casts[kind]}) AS v FROM dual"
+
+    return Source(
+        type=DatasourceType.ORACLE,
+        label="oracle-real",
+        config=config,
+        where=host,
+        type_matrix=(
+            "SELECT CAST(42 AS NUMBER(10)) AS i, CAST(9007199254740993 AS NUMBER(19)) AS big,"
+            " CAST(1234567890123456789012345678.0123456789 AS NUMBER(38,10)) AS dec,"
+            " CAST(1.5 AS BINARY_DOUBLE) AS flt, DATE '2024-02-29' AS day,"
+            " TIMESTAMP '2024-01-02 03:04:05.123456' AS ts,"
+            " TIMESTAMP '2024-01-02 03:04:05.123456 +02:00' AS tstz,"
+            f" N'{CANON['txt']}' AS txt, CAST(NULL AS VARCHAR2(10)) AS nul,"
+            " HEXTORAW('0001FF') AS bin FROM dual"
+        ),
+        type_overrides={
+            "flag": Limit("BOOLEAN in SQL needs Oracle 23ai"),
+            "day": (ColumnKind.DATETIME, datetime(2024, 2, 29)),
+            "js": Limit("a JSON column type needs Oracle 21c"),
+        },
+        param_sql=param_sql,
+        param_overrides={"day": (ColumnKind.DATETIME, datetime(2024, 2, 29))},
+        rows_sql=lambda n: (
+            f"SELECT LEVEL AS n, RPAD('x', {ROW_TEXT}, 'x') AS s FROM dual CONNECT BY LEVEL <= {n}"
+        ),
+        slow_sql="SELECT COUNT(*) FROM all_objects a, all_objects b, all_objects c",
+        server_stop_limit=Limit("checking V$SESSION needs privileges the test user may lack"),
+        syntax_error="SELEC 1 FROM dual",
+        wrong_password={**config, "password": SECRET_PASSWORD},
+        unreachable=lambda port: {
+            "host": "127.0.0.1",
+            "port": port,
+            "service_name": "X",
+            "username": user,
+            "password": SECRET_PASSWORD,
+            "options": {"connect_timeout_seconds": 2},
+        },
+        write_sql="INSERT INTO rh_guard VALUES (1)",
+        write_absent=absent,
+    )
+
+
+MSSQL_WAITING = "\n".join(
+    [
+        "SELECT 1 FROM sys.dm_exec_requests r",
+        "CROSS APPLY sys.dm_exec_sql_text(r.sql_handle) t",
+        "WHERE t.text LIKE '%WAITFOR DELAY ''00:00:31''%' AND r.session_id <> @@SPID",
+    ]
+)
+
+
+def sqlserver_source(url: str) -> Source:
+    """`REPORTHUB_TEST_SQLSERVER_DSN` =
+    sqlserver://user:password@host:port/database?trust_server_certificate=yes&encrypt=yes"""
+    from urllib.parse import parse_qs, unquote, urlsplit
+
+    import pyodbc
+
+    from reporthubd.connectors.sqlserver import connection_string
+
+    parts = urlsplit(url)
+    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    database = parts.path.lstrip("/")
+    config: dict[str, Any] = {
+        "host": parts.hostname,
+        "port": parts.port or 1433,
+        "database": database,
+        "username": unquote(parts.username or ""),
+        "password": unquote(parts.password or ""),
+        "encrypt": query.get("encrypt", "yes"),
+        "trust_server_certificate": query.get("trust_server_certificate") == "yes",
+        "options": {"connect_timeout_seconds": 10},
+    }
+    admin = connection_string(config, config["password"], 10)
+
+    def run(sql: str) -> list[Any]:
+        with pyodbc.connect(admin, autocommit=True) as conn:
+            cursor = conn.cursor()
+            cursor.execute(sql)
+            return cursor.fetchall() if cursor.description else []
+
+    run("IF OBJECT_ID('rh_guard') IS NULL CREATE TABLE rh_guard (x int)")
+    casts = {
+        "i": "int",
+        "big": "bigint",
+        "dec": "decimal(38,10)",
+        "flt": "float",
+        "flag": "bit",
+        "day": "date",
+        "ts": "datetime2(6)",
+        "tstz": "datetimeoffset(6)",
+        "txt": "nvarchar(100)",
+        "nul": "nvarchar(10)",
+        "bin": "varbinary(16)",
+    }
+    return Source(
+        type=DatasourceType.SQLSERVER,
+        label="sqlserver-real",
+        config=config,
+        where=database,
+        type_matrix=(
+            "SELECT CAST(42 AS int) AS i, CAST(9007199254740993 AS bigint) AS big,"
+            " CAST('1234567890123456789012345678.0123456789' AS decimal(38,10)) AS dec,"
+            " CAST(1.5 AS float) AS flt, CAST(1 AS bit) AS flag, CAST('2024-02-29' AS date) AS day,"
+            " CAST('2024-01-02 03:04:05.123456' AS datetime2(6)) AS ts,"
+            " CAST('2024-01-02 03:04:05.123456 +02:00' AS datetimeoffset(6)) AS tstz,"
+            f" N'{CANON['txt']}' AS txt, CAST(NULL AS nvarchar(10)) AS nul,"
+            " 0x0001FF AS bin"
+        ),
+        type_overrides={"js": Limit("SQL Server keeps JSON in nvarchar (json type from 2025)")},
+        param_sql=lambda kind: f"SELECT CAST(:val AS {casts[kind]}) AS v",
+        rows_sql=lambda n: (
+            f"SELECT TOP ({n}) ROW_NUMBER() OVER (ORDER BY (SELECT NULL)) AS n,"
+            f" REPLICATE('x', {ROW_TEXT}) AS s FROM sys.all_objects a CROSS JOIN sys.all_objects b"
+        ),
+        slow_sql="WAITFOR DELAY '00:00:31'",
+        server_stopped=lambda: not run(MSSQL_WAITING),
+        syntax_error="SELEC 1",
+        wrong_password={**config, "password": SECRET_PASSWORD},
+        unreachable=lambda port: {
+            **config,
+            "host": "127.0.0.1",
+            "port": port,
+            "password": SECRET_PASSWORD,
+            "options": {"connect_timeout_seconds": 2},
+        },
+        write_sql=Limit(
+            "SQL Server has no read-only session; the connector rolls back every stream"
+        ),
+    )

@@ -93,3 +93,13 @@ async def test_dsn_form_names_the_target():
 async def test_service_name_or_dsn_is_required():
     with pytest.raises(ConnectorError, match="service_name"):
         await oracle(host="h", username="u", password="p").open()
+
+
+def test_zoned_timestamps_come_back_aware():
+    from datetime import datetime, timedelta, timezone
+
+    from reporthubd.connectors.oracle import parse_timestamp_tz
+
+    value = parse_timestamp_tz("2024-01-02T03:04:05.123456+02:00")
+    assert value == datetime(2024, 1, 2, 3, 4, 5, 123456, tzinfo=timezone(timedelta(hours=2)))
+    assert parse_timestamp_tz(None) is None
