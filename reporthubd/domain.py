@@ -117,7 +117,14 @@ CONNECTION_KEYS: Mapping[DatasourceType, frozenset[str]] = {
         {"uri", "host", "port", "username", "password", "database", "options"}
     ),
     DatasourceType.BIGQUERY: frozenset(
-        {"project", "location", "credentials_file", "credentials_json", "maximum_bytes_billed"}
+        {
+            "project",
+            "location",
+            "credentials_file",
+            "credentials_json",
+            "maximum_bytes_billed",
+            "options",
+        }
     ),
     DatasourceType.SNOWFLAKE: frozenset(
         {
