@@ -22,8 +22,9 @@ doubles shown to 15 significant digits, so:
 
 Timestamps with a zone are converted to `timezone` (default UTC) and written without it (Excel
 has no zone); the header of such a column says which zone (`created_at (UTC)`). Dates before
-1900 (which Excel cannot show) are ISO text. Binary is base64 text, JSON is compact JSON text,
-text longer than Excel's 32,767-character cell limit is cut there (counted in the log).
+1900-03-01 (which Excel cannot show, or shows a day off) are ISO text. Binary is base64 text,
+JSON is compact JSON text, text longer than Excel's 32,767-character cell limit is cut there
+(counted in the log). Control characters are written as Excel's `_xHHHH_` escapes.
 
 Past `rows_per_sheet` data rows (default and maximum 1,048,575: the sheet's limit less the header)
 the writer continues on a new sheet, `<sheet_name> (2)`, with the header repeated.

@@ -111,6 +111,9 @@ class ThreadedWriter(FormatWriter):
         self._queue = queue.SimpleQueue()
         self._stop = threading.Event()
         self._done = concurrent.futures.Future()
+        # Running from the start: a cancelled `close()` must not cancel the worker's future
+        # (the worker would then fail to report), it only stops waiting for it.
+        self._done.set_running_or_notify_cancel()
         self._thread = threading.Thread(
             target=self._run,
             name=f"reporthubd-format-{self.extension}-{self.context.execution_id}",

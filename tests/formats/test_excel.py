@@ -189,3 +189,14 @@ async def test_libreoffice_opens_the_file(tmp_path: Path, engine: str) -> None:
     second = (tmp_path / "out-Report (2).csv").read_text(encoding="utf-8").splitlines()
     assert first == ["id,amount,note", "0,0,note 0", "1,0.25,note 1"]
     assert second == ["id,amount,note", "2,0.5,note 2"]
+
+
+@ENGINES
+async def test_without_header(tmp_path: Path, engine: str) -> None:
+    options = {"header": False, "rows_per_sheet": 2, "engine": engine}
+    written = await helpers.write_file("excel", tmp_path, COLUMNS, [rows(0, 3)], options)
+    sheets = helpers.read_xlsx(written.path)
+    assert sheets == {
+        "Report": [(0, 0, "note 0"), (1, 0.25, "note 1")],
+        "Report (2)": [(2, 0.5, "note 2")],
+    }

@@ -116,3 +116,19 @@ async def test_cancelled_producer_then_abort(tmp_path: Path) -> None:
         writer.gate.release()
     await writer.abort()
     assert not path.exists()
+
+
+async def test_cancelled_close_then_abort(tmp_path: Path) -> None:
+    writer = GatedWriter()
+    path = tmp_path / "out.txt"
+    await writer.open(path, COLUMNS)
+    await writer.write_batch([(1,)])
+    closing = asyncio.create_task(writer.close(), name="closing")
+    await asyncio.sleep(0)
+    closing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    writer.gate.release()
+    await asyncio.wait_for(writer.abort(), 30)
+    assert not path.exists()
+    assert writer.rendered in ([], [1])
