@@ -137,6 +137,7 @@ def connection_string(config: Mapping[str, Any], password: str | None, timeout: 
         else:
             parts += [("NO_CACHE", "1"), ("FORWARDONLY", "1")]
             if config.get("encrypt"):
+                parts.append(("SSLENFORCE", "1"))
                 parts.append(("SSLVERIFY", "0" if config.get("trust_server_certificate") else "1"))
     for key, value in (opts.get("odbc") or {}).items():
         parts.append((str(key), _braced(str(value))))

@@ -221,3 +221,22 @@ async def test_uri_from_a_file_reference_stays_out_of_errors(nx: str, tmp_path: 
     finally:
         await conn.close()
     assert "S3cr3t-Uri-Pw" not in str(caught.value)
+
+
+async def test_tls_setting_reaches_the_driver(nx: str):
+    """nx-27017 speaks no TLS: with `options.tls` the handshake must fail, cleanly."""
+    conn = base.create(
+        Datasource(
+            id=1,
+            name="shop",
+            type=DatasourceType.MONGODB,
+            connection_config={
+                "uri": nx,
+                "database": "shop",
+                "options": {"tls": True, "connect_timeout_seconds": 2},
+            },
+        )
+    )
+    with pytest.raises(ConnectorError, match="cannot connect"):
+        await conn.open()
+    await conn.close()

@@ -144,3 +144,33 @@ async def test_missing_database_is_a_config_error():
     )
     with pytest.raises(ConnectorError, match="database is required"):
         await conn.open()
+
+
+@pytest.mark.parametrize(
+    ("driver", "port"),
+    [("PostgreSQL Unicode", servers.POSTGRES_PORT), ("MariaDB Unicode", servers.MARIADB_PORT)],
+)
+async def test_required_tls_is_enforced_by_the_driver(driver: str, port: int):
+    """The local servers run without TLS: asking for it must fail the connection cleanly."""
+    if not fallback_servers.odbc_driver_registered(driver):
+        servers.unavailable(f"ODBC driver [{driver}] not registered")
+    conn = base.create(
+        Datasource(
+            id=4,
+            name="tls",
+            type=DatasourceType.SQLSERVER,
+            connection_config={
+                "driver": driver,
+                "host": "127.0.0.1",
+                "port": port,
+                "database": "postgres" if "Postgre" in driver else "mysql",
+                "username": "postgres" if "Postgre" in driver else "root",
+                "password": "",
+                "encrypt": True,
+                "options": {"connect_timeout_seconds": 5},
+            },
+        )
+    )
+    with pytest.raises(ConnectorError, match="cannot connect"):
+        await conn.open()
+    await conn.close()
