@@ -270,11 +270,13 @@ class SQLServerConnector(Connector):
             dialect="mysql" if self._flavour == "mariadb" else "standard",
         )
         args = [_bind_value(value) for value in bound.values]
-        if request.timeout_seconds:
-            # The driver's query timeout (SQL Server cancels on the server when it fires); some
-            # drivers do not offer it, and cancellation below still stops the statement.
-            with contextlib.suppress(pyodbc.Error):
-                conn._conn.timeout = int(request.timeout_seconds + 0.999)
+        # The driver's query timeout, applied to cursors created after it is set (SQL Server
+        # cancels the statement when it fires); 0 turns it off. Some drivers do not offer it;
+        # cancellation below still stops the statement.
+        with contextlib.suppress(pyodbc.Error):
+            conn._conn.timeout = (
+                int(request.timeout_seconds + 0.999) if request.timeout_seconds else 0
+            )
         cursor = await conn.cursor()
         result: _OdbcResult | None = None
         try:
