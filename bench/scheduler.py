@@ -206,6 +206,7 @@ async def run_reporthubd(shape: str, n: int, window: float, server: str) -> dict
             "load_cpu_s": round(load_cpu, 2),
             "rss_start_mb": round(rss0, 1),
             "rss_after_load_mb": round(rss_setup, 1),
+            "rss_added_by_load_mb": round(rss_setup - rss0, 1),
             "window_s": round(t2 - t1, 1),
             "minute_boundaries": int(w1 // 60) - int(w0 // 60),
             "window_cpu_s": round(c2 - c1, 2),
@@ -269,6 +270,7 @@ async def run_apscheduler(shape: str, n: int, window: float, _server: str) -> di
         "load_cpu_s": round(load_cpu, 2),
         "rss_start_mb": round(rss0, 1),
         "rss_after_load_mb": round(rss_setup, 1),
+        "rss_added_by_load_mb": round(rss_setup - rss0, 1),
         "window_s": round(t2 - t1, 1),
         "minute_boundaries": int(w1 // 60) - int(w0 // 60),
         "window_cpu_s": round(c2 - c1, 2),
@@ -281,6 +283,7 @@ METHODS = {"reporthubd": run_reporthubd, "apscheduler": run_apscheduler}
 ROWS = [
     "load_s",
     "rss_after_load_mb",
+    "rss_added_by_load_mb",
     "window_s",
     "minute_boundaries",
     "window_cpu_s",

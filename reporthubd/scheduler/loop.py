@@ -388,14 +388,17 @@ class Scheduler:
             handled.append((timeline, fires[-1]))
         ours: list[claims.Claimed] = []
         try:
-            # One transaction per slice: the first claims commit (and start) while later ones
-            # are still being written; the unique key keeps a retry after a failure exact.
-            for start in range(0, len(batch), CLAIM_SLICE):
+            # One transaction per slice, the first ones small: the first claims commit (and
+            # start) while later ones are still being written; the unique key keeps a retry
+            # after a failure exact.
+            start, size = 0, CLAIM_SLICE // 4
+            while start < len(batch):
                 part, committed = await claims.claim_fires(
-                    self.store, batch[start : start + CLAIM_SLICE], node_id=self.node_id
+                    self.store, batch[start : start + size], node_id=self.node_id
                 )
                 await self._submit_claimed(part, committed)
                 ours += part
+                start, size = start + size, min(CLAIM_SLICE, size * 2)
         except Exception as exc:
             if self.store_down_since is None:
                 self.store_down_since = now
