@@ -8,7 +8,9 @@ Every page has the header (title, generation time, execution id, the run's param
 column header row, and a footer with `Page N of M`. Long text wraps inside its column, up to
 `max_lines_per_cell` lines, then ends with `…`. Numbers are right-aligned. Values are written as
 their canonical text (formats.values). Fonts: see formats.pdffonts — CJK, Cyrillic, Arabic
-digits and emoji (monochrome) render; an unknown character shows as `[U+XXXX]`.
+digits and emoji (monochrome) render; an unknown character shows as `[U+XXXX]`. Right-to-left
+scripts (Hebrew, Arabic letters) are drawn in logical order without bidi reordering or Arabic
+joining: legible letter by letter, not typeset (digits are unaffected).
 
 A PDF is for reading, not for bulk data: past `max_rows` (default 50,000) the writer fails with
 an error that says so, rather than producing a 1,000-page document.
