@@ -17,7 +17,7 @@ import asyncio
 import heapq
 import inspect
 import itertools
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -36,8 +36,6 @@ log = logs.get(__name__)
 Submit = Callable[[str], object]
 """Hands one PENDING execution (by id) to the engine; may return an awaitable."""
 
-# Per schedule, at most this many missed fires are listed one by one in one catch-up.
-MAX_MISSED_LISTED = 10_000
 # Claims per store transaction, in the loop and during catch-up.
 CLAIM_SLICE = 2_000
 
@@ -381,11 +379,12 @@ class Scheduler:
                 ]
                 handled.append((timeline, first))
                 continue
-            fires = self._due_fires(timeline.fires, first - 1, now)
             reason = self._missed_reason(first, now)
-            for job in timeline.members.values():
-                batch += self._decide(job, fires, now, reason)
-            handled.append((timeline, fires[-1]))
+            for chunk in self._missed(
+                timeline.members.values(), timeline.fires, first - 1, now, reason
+            ):
+                batch += chunk
+            handled.append((timeline, int(now)))  # every fire up to now is decided
         ours: list[claims.Claimed] = []
         try:
             # One transaction per slice, the first ones small: the first claims commit (and
@@ -431,15 +430,43 @@ class Scheduler:
             log.warning("writing last_run_at failed", error=_first_line(exc))
         return True
 
-    def _due_fires(self, fires: FireTimes, after: float, until: float) -> list[int]:
-        found: list[int] = []
-        ts = after
-        while (nxt := fires.next_ts(ts)) is not None and nxt <= until:
-            found.append(nxt)
-            if len(found) >= MAX_MISSED_LISTED:
-                break
-            ts = nxt
-        return found
+    def _grace(self, schedule: domain.Schedule) -> float:
+        grace = schedule.misfire_grace_seconds
+        return float(grace if grace is not None else self.settings.scheduler.misfire_grace_seconds)
+
+    def _missed(
+        self, jobs: Iterable[Job], times: FireTimes, after: int, now: float, reason: str
+    ) -> Iterator[list[claims.FireClaim]]:
+        """Claims for every fire of `times` in (after, now], for each of `jobs`, by policy.
+        Fires beyond a job's grace are SKIPPED whatever the policy, so they are written as they
+        are enumerated, in chunks (a long outage of a per-second schedule stays in bounded
+        memory); the fires within the grace go through `misfire.decide`."""
+        members = [(job, self._grace(job.schedule)) for job in jobs]
+        within: dict[int, list[int]] = {job.schedule.id: [] for job, _ in members}
+        chunk: list[claims.FireClaim] = []
+        ts: float = after
+        while (fire := times.next_ts(ts)) is not None and fire <= now:
+            ts = fire
+            late = now - fire
+            for job, grace in members:
+                if late > grace and late > misfire.ON_TIME_SECONDS:
+                    chunk.append(
+                        claims.FireClaim(
+                            schedule_id=job.schedule.id,
+                            config_id=job.schedule.config_id,
+                            scheduled_for=_utc(fire),
+                            skipped_reason=f"{reason} (beyond the misfire grace of {grace:g} s)",
+                        )
+                    )
+                else:
+                    within[job.schedule.id].append(fire)
+            if len(chunk) >= CLAIM_SLICE:
+                yield chunk
+                chunk = []
+        for job, _ in members:
+            chunk += self._decide(job, within[job.schedule.id], now, reason)
+        if chunk:
+            yield chunk
 
     def _missed_reason(self, first_due: float, now: float) -> str:
         if self.store_down_since is not None:
@@ -453,14 +480,13 @@ class Scheduler:
         self, job: Job, fires: list[int], now: float, reason: str
     ) -> list[claims.FireClaim]:
         schedule = job.schedule
-        grace = schedule.misfire_grace_seconds
+        if not fires:
+            return []
         decision = misfire.decide(
             fires,
             now=now,
             policy=schedule.misfire_policy,
-            grace_seconds=float(
-                grace if grace is not None else self.settings.scheduler.misfire_grace_seconds
-            ),
+            grace_seconds=self._grace(schedule),
             run_all_limit=self.settings.scheduler.run_all_limit,
             missed_because=reason,
         )
@@ -518,10 +544,10 @@ class Scheduler:
     async def _catch_up(self, now: float) -> None:
         """Fires between each schedule's latest claimed fire (what the store shows:
         last_run_at and existing execution rows) and `now` were missed while no node of ours
-        ran it; decide them by policy. Schedules that never fired start from now."""
+        ran it; decide them by policy. Schedules that never fired start from now. Schedules of
+        one timeline with the same latest fire are enumerated together."""
         latest = await claims.latest_fires(self.store)
-        batch: list[claims.FireClaim] = []
-        cache: dict[tuple[TimelineKey, int], list[int]] = {}
+        groups: dict[tuple[TimelineKey, int], list[Job]] = {}
         for job in self.jobs.values():
             known = [
                 t.timestamp()
@@ -532,29 +558,34 @@ class Scheduler:
                 continue
             base = int(max(known))
             job.last_fire = base
-            key = (job.timeline.key, base)
-            fires = cache.get(key)
-            if fires is None:
-                fires = self._due_fires(job.timeline.fires, base, now)
-                cache[key] = fires
-            if not fires:
-                continue
+            groups.setdefault((job.timeline.key, base), []).append(job)
+        decided = 0
+        pending: list[claims.FireClaim] = []
+        for (_, base), jobs in groups.items():
             reason = f"missed: daemon down from {misfire.iso(base)} to {misfire.iso(now)}"
-            batch += self._decide(job, fires, now, reason)
-        for start in range(0, len(batch), CLAIM_SLICE):
-            chunk = batch[start : start + CLAIM_SLICE]
-            ours, committed = await claims.claim_fires(self.store, chunk, node_id=self.node_id)
-            await self._submit_claimed(ours, committed)
-            await schedules.record_runs(
-                self.store,
-                [
-                    (c.claim.schedule_id, c.claim.scheduled_for, self._next_of(c.claim.schedule_id))
-                    for c in ours
-                    if c.claim.skipped_reason is None
-                ],
-            )
-        if batch:
-            log.info("scheduler caught up", decided=len(batch), node_id=self.node_id)
+            for chunk in self._missed(jobs, jobs[0].timeline.fires, base, now, reason):
+                pending += chunk
+                if len(pending) >= CLAIM_SLICE:
+                    decided += await self._claim_caught_up(pending)
+                    pending = []
+        decided += await self._claim_caught_up(pending)
+        if decided:
+            log.info("scheduler caught up", decided=decided, node_id=self.node_id)
+
+    async def _claim_caught_up(self, batch: list[claims.FireClaim]) -> int:
+        if not batch:
+            return 0
+        ours, committed = await claims.claim_fires(self.store, batch, node_id=self.node_id)
+        await self._submit_claimed(ours, committed)
+        await schedules.record_runs(
+            self.store,
+            [
+                (c.claim.schedule_id, c.claim.scheduled_for, self._next_of(c.claim.schedule_id))
+                for c in ours
+                if c.claim.skipped_reason is None
+            ],
+        )
+        return len(batch)
 
     def _next_of(self, schedule_id: int) -> datetime | None:
         job = self.jobs.get(schedule_id)

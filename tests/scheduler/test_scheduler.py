@@ -4,6 +4,7 @@ triggers and the recovery of lost executions. Nothing here sleeps."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -337,3 +338,47 @@ async def test_own_rows_from_a_previous_process_are_recovered_at_start(store: St
     ]
     assert rows[0].error_message == "node lost: node node-a restarted before the run ended"
     assert submitted.ids == [rows[1].id]
+
+
+async def test_a_long_outage_records_every_missed_fire_in_bounded_chunks(store: Store) -> None:
+    config_id = await seed_config(store)
+    schedule_id = await add_schedule(store, config_id, "* * * * * *", misfire_grace_seconds=300)
+    await update_schedule(store, schedule_id, last_run_at=utc("2026-05-04 09:00:00"))
+    clock = FakeClock(utc("2026-05-04 10:00:00.500"))
+    async with running(store, clock, Submitted([])):
+        pass
+    rows = await executions(store, schedule_id)
+    assert len(rows) == 3600  # 09:00:01 .. 10:00:00, each once
+    assert len({r.scheduled_for for r in rows}) == 3600
+    # 09:59:56 .. 10:00:00 are on time (within 5 s): they run, whatever the policy
+    runs = [r.scheduled_for.strftime("%H:%M:%S") for r in rows if r.status == "PENDING"]
+    assert runs == ["09:59:56", "09:59:57", "09:59:58", "09:59:59", "10:00:00"]
+    reasons = Counter((r.error_message or "").split(" (")[-1] for r in rows)
+    assert reasons == {
+        "beyond the misfire grace of 300 s)": 3300,  # 09:00:01 .. 09:55:00
+        "run_once: coalesced into the run for 2026-05-04T10:00:00Z)": 295,
+        "": 5,
+    }
+
+
+async def test_fires_missed_while_the_loop_was_blocked_follow_the_policy(store: Store) -> None:
+    config_id = await seed_config(store)
+    once = await add_schedule(store, config_id, "* * * * *")
+    every = await add_schedule(store, config_id, "* * * * *", misfire_policy="run_all")
+    clock = FakeClock(utc("2026-05-04 10:00:30"))
+    async with running(store, clock, Submitted([])):
+        await advance_to(clock, "2026-05-04 10:01:00.100")
+        # the loop cannot run for three minutes (blocked event loop, suspended process)
+        await advance_to(clock, "2026-05-04 10:04:20")
+    assert by_time(await executions(store, once)) == {
+        "10:01:00": ("PENDING", "schedule"),
+        "10:02:00": ("SKIPPED", "schedule"),
+        "10:03:00": ("SKIPPED", "schedule"),
+        "10:04:00": ("PENDING", "schedule"),
+    }
+    rows = await executions(store, once)
+    assert rows[1].error_message.startswith(
+        "missed: scheduler blocked from 2026-05-04T10:02:00Z to 2026-05-04T10:04:20Z"
+    )
+    assert {r.status for r in await executions(store, every)} == {"PENDING"}
+    assert len(await executions(store, every)) == 4
