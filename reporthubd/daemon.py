@@ -217,6 +217,7 @@ class Daemon:
         await self.engine.start()
         stack.push_async_callback(self.engine.stop)
         tasks.spawn("engine-janitor", self.engine.janitor_loop())
+        self.add_reload_hook(self.engine.on_reload)
 
         # The scheduler starts after the engine and stops first (in _drain).
         self.scheduler = Scheduler(

@@ -219,6 +219,16 @@ class Engine:
     def resize(self, max_concurrent_executions: int) -> None:
         self._pool.resize(max_concurrent_executions)
 
+    async def on_reload(self, settings: Settings) -> str:
+        """Daemon reload hook: new limits, timeouts and retention apply to the next runs (the
+        workspace moves only on restart)."""
+        workspace = self.settings.execution.workspace
+        self.settings = settings.model_copy(
+            update={"execution": settings.execution.model_copy(update={"workspace": workspace})}
+        )
+        self.resize(settings.execution.max_concurrent_executions)
+        return f"engine: max_concurrent_executions {self._pool.limit}"
+
     # -- one execution --------------------------------------------------------------------------
 
     def _forget(self, execution_id: str, task: asyncio.Task[None]) -> None:

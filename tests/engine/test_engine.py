@@ -403,3 +403,12 @@ async def test_execute_command(tmp_path: Path, data_db: dict[str, str], capsys: 
         cli.main, ["execute", "-c", str(config_file), str(good), "--param", "novalue"]
     )
     assert code == 2
+
+
+async def test_reload_resizes_the_pool_but_keeps_the_workspace(
+    engine: Engine, tmp_path: Path
+) -> None:
+    new = engine_settings(tmp_path / "elsewhere", max_concurrent_executions=7)
+    message = await engine.on_reload(new)
+    assert "7" in message and engine.stats()["max_concurrent_executions"] == 7
+    assert engine.settings.execution.workspace == str(tmp_path / "workspace")
