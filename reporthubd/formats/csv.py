@@ -358,7 +358,7 @@ class CSVWriter(FormatWriter):
         """The rendering a database may do for us, or None when the options need Python."""
         o = self.csv
         if (
-            o.quoting not in {"minimal", "all"}
+            o.quoting != "minimal"
             or o.escape_char is not None
             or o.date_format
             or o.datetime_format

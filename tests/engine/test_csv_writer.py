@@ -182,3 +182,4 @@ def test_registry_and_server_rendering_eligibility() -> None:
     assert CSVWriter({}, context).server_csv() is not None
     assert CSVWriter({"date_format": "%d"}, context).server_csv() is None
     assert CSVWriter({"quoting": "nonnumeric"}, context).server_csv() is None
+    assert CSVWriter({"quoting": "all"}, context).server_csv() is None
