@@ -27,7 +27,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _record(row: Any) -> domain.Execution:
+def execution_record(row: Any) -> domain.Execution:
     parameters = row.parameters if isinstance(row.parameters, dict) else {}
     if isinstance(row.parameters, MalformedJSON):
         parameters = {}
@@ -101,7 +101,7 @@ async def get_execution(store: Store, execution_id: str) -> domain.Execution | N
                 sa.select(schema.executions).where(schema.executions.c.id == execution_id)
             )
         ).first()
-    return _record(row) if row is not None else None
+    return execution_record(row) if row is not None else None
 
 
 async def update_execution(
@@ -314,7 +314,7 @@ async def list_executions(
         query = query.where(table.c.node_id == node_id)
     async with store.engine.connect() as conn:
         result = await conn.execute(query)
-        return [_record(row) for row in result]
+        return [execution_record(row) for row in result]
 
 
 async def prune_executions(store: Store, *, before: datetime, batch_size: int = 500) -> int:
