@@ -694,7 +694,11 @@ class Scheduler:
 
     async def status(self) -> dict[str, Any]:
         upcoming = self.next_fire()
-        active = await claims.count_active(self.store)
+        store_error = None
+        try:
+            active = await claims.count_active(self.store)
+        except Exception as exc:  # the rest of the status is still worth answering
+            active, store_error = {}, _first_line(exc)
         mine = active.get(self.node_id, {})
         reload = self.last_reload
         return {
@@ -730,11 +734,16 @@ class Scheduler:
                 "running": mine.get(domain.ExecutionStatus.RUNNING.value, 0),
                 "queued": mine.get(domain.ExecutionStatus.PENDING.value, 0),
                 "all_nodes": {node: counts for node, counts in sorted(active.items()) if node},
+                "store_error": store_error,
             },
         }
 
     async def jobs_view(self) -> list[dict[str, Any]]:
-        latest = await claims.latest_runs(self.store)
+        try:
+            latest = await claims.latest_runs(self.store)
+        except Exception as exc:  # schedules are still listed; their last runs are unknown
+            log.warning("reading the last runs failed", error=_first_line(exc))
+            latest = {}
         out: list[dict[str, Any]] = []
         for schedule_id in sorted({*self.jobs, *self.disabled}):
             job = self.jobs.get(schedule_id)

@@ -162,11 +162,13 @@ async def claim_fires(
     now = datetime.now(UTC)
     ids = [new_id() for _ in claims]
     ours: set[str] = set()
-    # MySQL: no gap locks between nodes inserting the same keys (fewer waits, no deadlocks)
-    options = {"isolation_level": "READ COMMITTED"} if store.dialect == "mysql" else {}
     async with store.engine.connect() as raw:
-        conn = await raw.execution_options(**options) if options else raw
-        await conn.begin()
+        # MySQL: no gap locks between nodes inserting the same keys (fewer waits, no deadlocks)
+        conn = (
+            await raw.execution_options(isolation_level="READ COMMITTED")
+            if store.dialect == "mysql"
+            else raw
+        )
         for start in range(0, len(claims), CHUNK):
             ours |= await _insert_ignoring_taken(
                 conn, claims[start : start + CHUNK], ids[start : start + CHUNK], node_id, now
