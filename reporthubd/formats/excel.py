@@ -494,10 +494,14 @@ def _stream_cells(writer: ExcelWriter, decimal_style: int) -> StreamCell:
     dec_s = f' s="{decimal_style}"' if decimal_style else ""
     date_s, datetime_s, time_s = xs.STYLE_DATE, xs.STYLE_DATETIME, xs.STYLE_TIME
 
+    plain = xs.PLAIN_TEXT.fullmatch
+
     def text(ref: str, value: str) -> str:
         if len(value) > MAX_CELL_CHARS:
             writer.truncated_cells += 1
             value = value[:MAX_CELL_CHARS]
+        if plain(value):  # most text: nothing to escape, no edge spaces
+            return f'<c r="{ref}" t="inlineStr"><is><t>{value}</t></is></c>'
         return xs.inline_string(ref, value)
 
     def c_int(ref: str, value: int) -> str:

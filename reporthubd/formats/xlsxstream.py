@@ -42,6 +42,12 @@ FIRST_DECIMAL_STYLE: Final = 5
 
 _INVALID_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _EXCEL_ESCAPE = re.compile("(_x[0-9a-fA-F]{4}_)")
+PLAIN_TEXT: Final = re.compile(
+    r"(?:[^\s&<>_\x00-\x1f\ud800-\udfff\ufffe\uffff]"
+    r"[^&<>_\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]*)?(?<!\s)"
+)
+"""Text that needs no escaping and no xml:space: no markup characters, no `_` (Excel's _xHHHH_),
+no characters XML cannot carry, no leading or trailing whitespace."""
 
 
 def column_letter(index: int) -> str:

@@ -29,6 +29,7 @@ class GatedWriter(ThreadedWriter):
         super().__init__({}, helpers.CONTEXT)
         self.gate = threading.Semaphore(0)
         self.rendered: list[int] = []
+        self.entered: list[int] = []  # batches whose rendering has started
         self.thread_names: set[str] = set()
 
     def render_open(self, path: Path, columns: Sequence[Column]) -> None:
@@ -36,6 +37,7 @@ class GatedWriter(ThreadedWriter):
 
     def render_batch(self, rows: Sequence[Row]) -> None:
         self.thread_names.add(threading.current_thread().name)
+        self.entered.append(rows[0][0])
         self.gate.acquire()
         if rows[0][0] == -1:
             raise ValueError("bad value -1")
@@ -94,11 +96,20 @@ async def test_abort_stops_without_rendering_queued_batches(tmp_path: Path) -> N
     await writer.open(path, COLUMNS)
     await writer.write_batch([(1,)])
     await writer.write_batch([(2,)])
-    writer.gate.release()
-    writer.gate.release()
-    await asyncio.wait_for(writer.abort(), 30)
+    writer.gate.release()  # batch 1 renders; batch 2 starts and waits at the gate
+    for _ in range(3000):
+        if writer.entered == [1, 2]:
+            break
+        await asyncio.sleep(0.01)
+    assert writer.entered == [1, 2]
+    await writer.write_batch([(3,)])  # queued behind batch 2
+    aborting = asyncio.create_task(writer.abort(), name="abort")
+    await asyncio.sleep(0)  # abort has asked the worker to stop
+    for _ in range(3):
+        writer.gate.release()
+    await asyncio.wait_for(aborting, 30)
     assert not path.exists()
-    assert writer.rendered in ([], [1])
+    assert writer.rendered == [1, 2]  # batch 3 was dropped, not rendered
 
 
 async def test_cancelled_producer_then_abort(tmp_path: Path) -> None:
