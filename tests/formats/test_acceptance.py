@@ -290,3 +290,21 @@ async def test_pdf_10_000_rows(sales: SalesSource, engine: Engine) -> None:
         assert found >= 0, (i, cells, text[position : position + 300])
         position = found + len(cells)
     assert "Привет漢字" in text
+
+
+async def test_pdf_row_cap_fails_the_run_with_a_clear_error(
+    pg_sales: SalesSource, engine: Engine
+) -> None:
+    datasource = await add_datasource(engine.store, pg_sales.kind, pg_sales.config)
+    config = await add_config(
+        engine.store,
+        datasource,
+        QUERY,
+        output_format="pdf",
+        format_options={"max_rows": 12_000},
+        parameters={"n": 20_000},
+    )
+    execution = await run_to_end(engine, config)
+    assert execution.status is domain.ExecutionStatus.FAILED
+    assert "more than 12,000 rows, the PDF row cap" in (execution.error_message or "")
+    assert execution.file_path is None
