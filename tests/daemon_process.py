@@ -92,3 +92,29 @@ class DaemonProcess:
             self.proc.kill()
             self.proc.wait(timeout=10)
         self._log.close()
+
+
+def call(
+    port: int,
+    path: str,
+    *,
+    method: str = "GET",
+    body: object | None = None,
+    token: str | None = None,
+    timeout: float = 10.0,
+) -> tuple[int, dict[str, object]]:
+    """One request to a daemon's control plane; returns (status, decoded JSON envelope)."""
+    import urllib.error
+    import urllib.request
+
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method)
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())

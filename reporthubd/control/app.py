@@ -12,6 +12,7 @@ from aiohttp import web
 from reporthubd import logs, metrics
 from reporthubd.control import deliveries, envelope
 from reporthubd.control import executions as executions_routes
+from reporthubd.control import history as history_routes
 from reporthubd.control import scheduler as scheduler_routes
 from reporthubd.control.auth import TokenGate
 from reporthubd.control.status_page import status_page
@@ -93,6 +94,7 @@ def build_app(
     executions_routes.add_routes(app)
     app.router.add_get("/metrics", prometheus)
     app.router.add_get("/", status_page)
+    history_routes.add_routes(app)
     app.router.add_post("/api/execution/{execution_id}/redeliver", deliveries.redeliver)
     app.router.add_post("/api/test-delivery/{delivery_id}", deliveries.test_delivery)
     scheduler_routes.add_routes(app)

@@ -8,7 +8,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from reporthubd import domain
-from reporthubd.store import schema
+from reporthubd.store import executions, schema
 from reporthubd.store.database import Store
 
 E = schema.executions
@@ -139,3 +139,43 @@ async def pending_retries(store: Store, *, limit: int = 50) -> list[PendingRetry
         )
         for r in rows
     ]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExecutionQuery:
+    config_id: int | None = None
+    schedule_id: int | None = None
+    statuses: tuple[str, ...] = ()
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int = 50
+    offset: int = 0
+
+
+async def search_executions(
+    store: Store, query: ExecutionQuery
+) -> tuple[list[domain.Execution], int]:
+    """A page of executions (newest first) matching the filters, and how many match in all."""
+    conditions = []
+    if query.config_id is not None:
+        conditions.append(E.c.config_id == query.config_id)
+    if query.schedule_id is not None:
+        conditions.append(E.c.schedule_id == query.schedule_id)
+    if query.statuses:
+        conditions.append(E.c.status.in_(query.statuses))
+    if query.since is not None:
+        conditions.append(E.c.created_at >= query.since)
+    if query.until is not None:
+        conditions.append(E.c.created_at < query.until)
+    page = (
+        sa.select(E)
+        .where(*conditions)
+        .order_by(E.c.created_at.desc(), E.c.id.desc())
+        .limit(query.limit)
+        .offset(query.offset)
+    )
+    count = sa.select(sa.func.count()).select_from(E).where(*conditions)
+    async with store.engine.connect() as conn:
+        rows = (await conn.execute(page)).all()
+        total = int(await conn.scalar(count) or 0)
+    return [executions.execution_record(row) for row in rows], total

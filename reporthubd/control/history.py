@@ -1,0 +1,138 @@
+"""History routes: list executions, download an execution's file.
+
+- `GET /api/executions` — filters `config_id`, `schedule_id`, `status` (comma-separated),
+  `since`, `until` (ISO 8601 with an offset), `limit` (1-500, default 50), `offset`; newest first.
+  The answer carries `items`, `total`, `limit`, `offset`.
+- `GET /api/execution/{execution_id}/file` — the produced file while it is retained: 404 for an
+  unknown execution or a file no longer kept, 409 while the execution has not produced it yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from reporthubd import domain
+from reporthubd.control import envelope
+from reporthubd.control.executions import execution_data
+from reporthubd.store import executions
+from reporthubd.store import status as history
+
+MAX_LIMIT = 500
+
+
+def _runtime(request: web.Request) -> Any:
+    from reporthubd.control.app import RUNTIME_KEY
+
+    return request.app[RUNTIME_KEY]
+
+
+class BadQuery(ValueError):
+    pass
+
+
+def _int(
+    request: web.Request, name: str, *, minimum: int, maximum: int | None = None
+) -> int | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadQuery(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f"{minimum}-{maximum}" if maximum is not None else f">= {minimum}"
+        raise BadQuery(f"{name} must be {bound}, got {value}")
+    return value
+
+
+def _time(request: web.Request, name: str) -> datetime | None:
+    raw = request.query.get(name)
+    if not raw:
+        return None
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadQuery(f"{name} must be an ISO 8601 time, got {raw!r}") from None
+    if value.tzinfo is None:
+        raise BadQuery(f"{name} must carry a UTC offset (e.g. 2026-11-29T00:00:00Z)")
+    return value
+
+
+def _statuses(request: web.Request) -> tuple[str, ...]:
+    raw = request.query.get("status", "")
+    words = tuple(word.strip().upper() for word in raw.split(",") if word.strip())
+    known = {s.value for s in domain.ExecutionStatus}
+    unknown = [w for w in words if w not in known]
+    if unknown:
+        raise BadQuery(f"unknown status {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    return words
+
+
+async def list_executions(request: web.Request) -> web.Response:
+    try:
+        query = history.ExecutionQuery(
+            config_id=_int(request, "config_id", minimum=1),
+            schedule_id=_int(request, "schedule_id", minimum=1),
+            statuses=_statuses(request),
+            since=_time(request, "since"),
+            until=_time(request, "until"),
+            limit=_int(request, "limit", minimum=1, maximum=MAX_LIMIT) or 50,
+            offset=_int(request, "offset", minimum=0) or 0,
+        )
+    except BadQuery as exc:
+        return envelope.error("bad request", str(exc), status=400)
+    items, total = await history.search_executions(_runtime(request).store, query)
+    return envelope.success(
+        f"{len(items)} of {total} executions",
+        {
+            "items": [execution_data(item) for item in items],
+            "total": total,
+            "limit": query.limit,
+            "offset": query.offset,
+        },
+    )
+
+
+async def download_file(request: web.Request) -> web.StreamResponse:
+    runtime = _runtime(request)
+    execution_id = request.match_info["execution_id"]
+    execution = await executions.get_execution(runtime.store, execution_id)
+    if execution is None:
+        return envelope.error("not found", f"execution {execution_id} does not exist", status=404)
+    if not execution.file_path:
+        if execution.status.is_terminal:
+            return envelope.error(
+                "not found", f"execution {execution_id} produced no file", status=404
+            )
+        return envelope.error(
+            "not ready", f"execution {execution_id} has not produced its file yet", status=409
+        )
+    path = await asyncio.to_thread(
+        _retained_file, runtime.settings.execution.workspace, execution.file_path
+    )
+    if path is None:
+        return envelope.error(
+            "not found", f"the file of execution {execution_id} is no longer retained", status=404
+        )
+    name = (execution.file_name or path.name).replace('"', "")
+    return web.FileResponse(path, headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+def _retained_file(workspace: str, file_path: str) -> Path | None:
+    """The file, if it is still there and inside the workspace (never anything else)."""
+    base = Path(workspace).resolve()
+    path = Path(file_path).resolve()
+    if not path.is_relative_to(base) or not path.is_file():
+        return None
+    return path
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/executions", list_executions)
+    app.router.add_get("/api/execution/{execution_id}/file", download_file)

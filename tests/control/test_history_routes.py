@@ -1,0 +1,120 @@
+"""GET /api/executions (filters, paging, bad input) and GET /api/execution/{id}/file."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+
+from tests.daemon_process import DaemonProcess, NotifySocket, call, write_config
+
+CATALOG = """
+[[datasources]]
+name = "local"
+type = "sqlite"
+connection_config = {{ path = "{source}" }}
+
+[[reports]]
+name = "numbers"
+datasource = "local"
+output_format = "csv"
+query = "SELECT n, n * n AS square FROM numbers WHERE n <= :top ORDER BY n"
+parameters = {{ top = 100 }}
+"""
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DaemonProcess, int]]:
+    tmp_path = tmp_path_factory.mktemp("history")
+    source = tmp_path / "source.db"
+    with sqlite3.connect(source) as db:
+        db.execute("CREATE TABLE numbers (n INTEGER)")
+        db.executemany("INSERT INTO numbers VALUES (?)", [(n,) for n in range(1, 1001)])
+    catalog = tmp_path / "catalog.toml"
+    catalog.write_text(CATALOG.format(source=source))
+    config, port = write_config(tmp_path, f"sqlite:///{tmp_path / 'store.db'}")
+    notify = NotifySocket(tmp_path)
+    process = DaemonProcess(config, env={"NOTIFY_SOCKET": str(notify.path)})
+    notify.wait_for("READY=1")
+    subprocess.run(
+        [sys.executable, "-m", "reporthubd", "apply", str(catalog), "-c", str(config)],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    yield process, port
+    process.stop()
+    notify.close()
+
+
+def _run(port: int, top: int) -> str:
+    status, body = call(port, "/api/execute/1", method="POST", body={"parameters": {"top": top}})
+    assert status == 202, body
+    execution_id = str(body["data"]["execution_id"])  # type: ignore[index]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        status, body = call(port, f"/api/execution/{execution_id}")
+        if body["data"]["status"] in ("COMPLETED", "FAILED"):  # type: ignore[index]
+            assert body["data"]["status"] == "COMPLETED", body  # type: ignore[index]
+            return execution_id
+        time.sleep(0.1)
+    raise AssertionError(f"execution {execution_id} did not finish")
+
+
+def test_list_filters_pages_and_downloads(daemon: tuple[DaemonProcess, int]) -> None:
+    _, port = daemon
+    assert call(port, "/api/executions")[1]["data"]["total"] == 0  # type: ignore[index]
+    first, second, third = _run(port, 10), _run(port, 20), _run(port, 30)
+
+    status, body = call(port, "/api/executions?limit=2")
+    data = body["data"]
+    assert status == 200 and data["total"] == 3  # type: ignore[index]
+    assert [i["id"] for i in data["items"]] == [third, second]  # type: ignore[index]
+    status, body = call(port, "/api/executions?limit=2&offset=2")
+    assert [i["id"] for i in body["data"]["items"]] == [first]  # type: ignore[index]
+
+    status, body = call(port, "/api/executions?config_id=1&status=completed,failed")
+    assert status == 200 and body["data"]["total"] == 3  # type: ignore[index]
+    status, body = call(port, "/api/executions?status=FAILED")
+    assert body["data"]["total"] == 0  # type: ignore[index]
+    status, body = call(port, "/api/executions?since=2999-01-01T00:00:00Z")
+    assert body["data"]["total"] == 0  # type: ignore[index]
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/execution/{second}/file") as answer:
+        content = answer.read()
+        disposition = answer.headers["Content-Disposition"]
+    assert content.decode().splitlines() == ["n,square"] + [f"{n},{n * n}" for n in range(1, 21)]
+    assert disposition.startswith("attachment; filename=") and ".csv" in disposition
+    _, body = call(port, f"/api/execution/{second}")
+    assert body["data"]["file_sha256"] == hashlib.sha256(content).hexdigest()  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "limit=0",
+        "limit=501",
+        "limit=ten",
+        "offset=-1",
+        "config_id=abc",
+        "status=DONE",
+        "since=yesterday",
+        "until=2026-01-01T00:00:00",
+    ],
+)
+def test_bad_filters_are_400(daemon: tuple[DaemonProcess, int], query: str) -> None:
+    _, port = daemon
+    status, body = call(port, f"/api/executions?{query}")
+    assert status == 400 and body["status"] == "error" and body["error"]
+
+
+def test_unknown_execution_file_is_404(daemon: tuple[DaemonProcess, int]) -> None:
+    _, port = daemon
+    status, body = call(port, "/api/execution/00000000-0000-0000-0000-000000000000/file")
+    assert status == 404 and "does not exist" in str(body["error"])
