@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Protocol
 from aiohttp import web
 
 from reporthubd import logs, metrics
+from reporthubd.control import datasources as datasources_routes
 from reporthubd.control import deliveries, envelope
 from reporthubd.control import executions as executions_routes
 from reporthubd.control import history as history_routes
@@ -95,6 +96,7 @@ def build_app(
     app.router.add_get("/metrics", prometheus)
     app.router.add_get("/", status_page)
     history_routes.add_routes(app)
+    datasources_routes.add_routes(app)
     app.router.add_post("/api/execution/{execution_id}/redeliver", deliveries.redeliver)
     app.router.add_post("/api/test-delivery/{delivery_id}", deliveries.test_delivery)
     scheduler_routes.add_routes(app)

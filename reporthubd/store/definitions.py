@@ -164,3 +164,13 @@ async def fingerprint(store: Store) -> Fingerprint:
                 (table.name, int(count), int(active_count or 0), int(highest or 0), latest)
             )
     return Fingerprint(parts=tuple(parts))
+
+
+async def get_datasource(
+    store: Store, datasource_id: int
+) -> domain.Datasource | domain.RowError | None:
+    """One datasource row (active or not), validated; None when there is no such row."""
+    table = schema.datasources
+    async with store.engine.connect() as conn:
+        row = (await conn.execute(sa.select(table).where(table.c.id == datasource_id))).first()
+    return rows.datasource(dict(row._mapping)) if row is not None else None
