@@ -38,6 +38,8 @@ Submit = Callable[[str], object]
 
 # Claims per store transaction, in the loop and during catch-up.
 CLAIM_SLICE = 2_000
+# Claim transactions in flight at once after the first (each on its own store connection).
+CLAIM_PARALLEL = 2
 
 
 class Spawner(Protocol):
@@ -385,19 +387,8 @@ class Scheduler:
             ):
                 batch += chunk
             handled.append((timeline, int(now)))  # every fire up to now is decided
-        ours: list[claims.Claimed] = []
         try:
-            # One transaction per slice, the first ones small: the first claims commit (and
-            # start) while later ones are still being written; the unique key keeps a retry
-            # after a failure exact.
-            start, size = 0, CLAIM_SLICE // 4
-            while start < len(batch):
-                part, committed = await claims.claim_fires(
-                    self.store, batch[start : start + size], node_id=self.node_id
-                )
-                await self._submit_claimed(part, committed)
-                ours += part
-                start, size = start + size, min(CLAIM_SLICE, size * 2)
+            ours = await self._claim(batch)
         except Exception as exc:
             if self.store_down_since is None:
                 self.store_down_since = now
@@ -429,6 +420,38 @@ class Scheduler:
         except Exception as exc:  # bookkeeping only: the claims are committed
             log.warning("writing last_run_at failed", error=_first_line(exc))
         return True
+
+    async def _claim(self, batch: list[claims.FireClaim]) -> list[claims.Claimed]:
+        """Claim `batch` in slices, one transaction each, and submit each slice's claims as it
+        commits. The first slices are small, so the first fires start while later ones are
+        still being written; after the first, CLAIM_PARALLEL slices are written at once (the
+        store, not this process, is the bottleneck). Raises if any slice failed: the fires
+        stay due, and the retry is exact because the unique key refuses what did commit."""
+        slices: list[list[claims.FireClaim]] = []
+        start, size = 0, CLAIM_SLICE // 4
+        while start < len(batch):
+            slices.append(batch[start : start + size])
+            start, size = start + size, min(CLAIM_SLICE, size * 2)
+        ours: list[claims.Claimed] = []
+        gate = asyncio.Semaphore(CLAIM_PARALLEL)
+
+        async def claim_slice(part: list[claims.FireClaim]) -> None:
+            async with gate:
+                claimed, committed = await claims.claim_fires(
+                    self.store, part, node_id=self.node_id
+                )
+            await self._submit_claimed(claimed, committed)
+            ours.extend(claimed)
+
+        if slices:
+            await claim_slice(slices[0])
+        results = await asyncio.gather(
+            *(claim_slice(part) for part in slices[1:]), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return ours
 
     def _grace(self, schedule: domain.Schedule) -> float:
         grace = schedule.misfire_grace_seconds
