@@ -216,6 +216,7 @@ async def test_wrong_password(source: Source):
         async with asyncio.timeout(60):
             await conn.open()
     await conn.close()
+    sources.collect_pymongo_leaks()
     assert sources.SECRET_PASSWORD not in str(caught.value)
     assert source.where in str(caught.value) or "127.0.0.1" in str(caught.value)
 
@@ -236,6 +237,7 @@ async def test_unreachable_host_fails_within_connect_timeout(
         async with asyncio.timeout(connect_timeout + 3):
             await conn.open()
     await conn.close()
+    sources.collect_pymongo_leaks()
     message = str(caught.value)
     assert "127.0.0.1" in message or str(port) in message
     assert sources.SECRET_PASSWORD not in message

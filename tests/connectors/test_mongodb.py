@@ -18,7 +18,7 @@ from reporthubd.connectors.base import ColumnKind, ConnectorError, QueryRequest
 from reporthubd.connectors.mongodb import flatten, parse_query, to_bson
 from reporthubd.domain import Datasource, DatasourceType
 from tests import servers
-from tests.connectors import fallback_servers
+from tests.connectors import fallback_servers, sources
 
 
 def test_params_are_substituted_as_typed_values_anywhere():
@@ -220,6 +220,7 @@ async def test_uri_from_a_file_reference_stays_out_of_errors(nx: str, tmp_path: 
         caught = pytest.ExceptionInfo.from_exception(exc)
     finally:
         await conn.close()
+        sources.collect_pymongo_leaks()
     assert "S3cr3t-Uri-Pw" not in str(caught.value)
 
 
@@ -240,3 +241,4 @@ async def test_tls_setting_reaches_the_driver(nx: str):
     with pytest.raises(ConnectorError, match="cannot connect"):
         await conn.open()
     await conn.close()
+    sources.collect_pymongo_leaks()
