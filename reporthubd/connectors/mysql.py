@@ -18,7 +18,8 @@ conversion entirely: MySQL already sends every value as text, which is the canon
 for integers, decimals, dates and strings, so fields are only quoted where needed and joined.
 
 Cancellation: `KILL QUERY <connection id>` from a second connection, then the first connection is
-dropped.
+dropped. As a backstop the session's statement time limit (`max_statement_time` on MariaDB,
+`max_execution_time` on MySQL) is the query timeout plus a margin.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
     from reporthubd.formats.csv import ServerCSV
 
 CANCEL_GRACE_SECONDS = 5.0
+SERVER_BACKSTOP_SECONDS = 10.0
 _READ_CHUNK = 1 << 15
 """Bytes decoded per step: ~1-2 ms of CPU, so other tasks get the loop in between."""
 
@@ -385,6 +387,14 @@ class MySQLConnector(Connector):
             round_trip_ms=(time.perf_counter() - started) * 1000,
         )
 
+    def _backstop_sql(self, timeout_seconds: float) -> str:
+        """The server's own limit for the statement (the query timeout plus a margin), so the
+        server stops it even if the daemon dies before it can KILL it."""
+        seconds = float(timeout_seconds) + SERVER_BACKSTOP_SECONDS
+        if "mariadb" in str(self._conn.get_server_info()).lower():
+            return f"SET SESSION max_statement_time = {seconds:.3f}"
+        return f"SET SESSION max_execution_time = {int(seconds * 1000)}"
+
     @property
     def thread_id(self) -> int:
         return int(self._conn.thread_id())
@@ -422,6 +432,8 @@ class MySQLConnector(Connector):
         try:
             try:
                 await cursor.execute("START TRANSACTION READ ONLY")
+                if request.timeout_seconds:
+                    await cursor.execute(self._backstop_sql(request.timeout_seconds))
                 await cursor.execute(bound.sql, bound.args())
             except pymysql.err.MySQLError as exc:
                 raise self._fail("the query failed", exc) from None

@@ -8,7 +8,8 @@ Each `stream` runs `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY`, prepares t
 (so a syntax error, an unknown column or a write statement fails before any row), binds the
 parameters as `$n` (strings are parsed to the parameter's type first, so `"2026-01-01"` binds to
 a `date`), and fetches `batch_size` rows at a time from a portal. The transaction is rolled back
-at the end.
+at the end. `statement_timeout` is set to the query timeout plus a margin, so the server stops
+the query even if the daemon dies before it can cancel.
 
 CSV fast path (`stream_csv`): when the CSV options can be rendered by the server (see
 `formats.csv.ServerCSV`) and every column is of a type whose PostgreSQL text form equals the
@@ -57,6 +58,8 @@ if TYPE_CHECKING:
     from reporthubd.formats.csv import ServerCSV
 
 CANCEL_GRACE_SECONDS = 5.0
+SERVER_BACKSTOP_SECONDS = 10.0
+"""The server's own statement timeout is the query timeout plus this (the engine cancels first)."""
 
 _KINDS: dict[str, ColumnKind] = {
     "int2": ColumnKind.INTEGER,
@@ -313,10 +316,16 @@ class PostgresConnector(Connector):
     # -- streaming ------------------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[asyncpg.Connection]:
+    async def _transaction(
+        self, timeout_seconds: float | None = None
+    ) -> AsyncIterator[asyncpg.Connection]:
         conn = self.connection
         try:
             await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            if timeout_seconds:
+                # A backstop: should the daemon die mid-query, the server still stops it.
+                backstop = int((timeout_seconds + SERVER_BACKSTOP_SECONDS) * 1000)
+                await conn.execute(f"SET LOCAL statement_timeout = {backstop}")
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise self._fail("cannot start a read-only transaction", exc) from None
         try:
@@ -373,7 +382,7 @@ class PostgresConnector(Connector):
 
     @contextlib.asynccontextmanager
     async def stream(self, request: QueryRequest) -> AsyncIterator[QueryResult]:
-        async with self._transaction() as conn:
+        async with self._transaction(request.timeout_seconds) as conn:
             statement, args, columns = await self._prepare(conn, request)
             try:
                 cursor = await statement.cursor(*args)
@@ -395,7 +404,7 @@ class PostgresConnector(Connector):
     ) -> AsyncIterator[CopyResult | None]:
         """Yield a `CopyResult` when the server can render this result as CSV, else None (the
         caller then uses `stream`). `limit` caps the rows (LIMIT), for max_rows checks."""
-        async with self._transaction() as conn:
+        async with self._transaction(request.timeout_seconds) as conn:
             statement, args, columns = await self._prepare(conn, request)
             attributes = statement.get_attributes()
             parameter_types = statement.get_parameters()

@@ -148,3 +148,37 @@ async def test_sqlite_stream_read_only_and_interrupt(tmp_path: Path) -> None:
         assert after == [[(7,)]]
     finally:
         await connector.close()
+
+
+async def test_server_side_backstop_postgresql(
+    pg_source: Source, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Should the daemon die before it can cancel, the server's own statement timeout stops the
+    query (here with no margin, so it fires at the query timeout)."""
+    from reporthubd.connectors import postgresql
+
+    monkeypatch.setattr(postgresql, "SERVER_BACKSTOP_SECONDS", 0.0)
+    connector = _connector("postgresql", pg_source.config)
+    await connector.open()
+    try:
+        request = connectors.QueryRequest(sql="SELECT pg_sleep(5)", timeout_seconds=0.5)
+        with pytest.raises(connectors.ConnectorError, match="statement timeout"):
+            async with connector.stream(request) as result:
+                async for _ in result.batches():
+                    pass
+    finally:
+        await connector.close()
+
+
+async def test_server_side_backstop_mariadb(my_source: Source) -> None:
+    connector = _connector("mysql", my_source.config)
+    await connector.open()
+    try:
+        request = connectors.QueryRequest(
+            sql="SELECT @@session.max_statement_time AS limit_seconds", timeout_seconds=3
+        )
+        async with connector.stream(request) as result:
+            batches = [batch async for batch in result.batches()]
+        assert float(batches[0][0][0]) == 13.0  # the timeout plus the margin
+    finally:
+        await connector.close()
