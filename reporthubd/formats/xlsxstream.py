@@ -163,8 +163,12 @@ class Workbook:
             f'<dimension ref="{dimension or "A1"}"/>{self._head}'
         )
         try:
+            # Zip64 only when a sheet needs it: some readers warn about Zip64 entries.
+            size = body.seek(0, 2) + len(head) * 4 + len(tail) * 4
             body.seek(0)
-            with self._zip.open(f"xl/worksheets/sheet{number}.xml", "w", force_zip64=True) as out:
+            name = f"xl/worksheets/sheet{number}.xml"
+            large = size >= zipfile.ZIP64_LIMIT
+            with self._zip.open(name, "w", force_zip64=large) as out:
                 out.write(head.encode("utf-8"))
                 shutil.copyfileobj(body, out, 1 << 20)
                 out.write(tail.encode("utf-8"))
