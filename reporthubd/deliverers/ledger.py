@@ -438,6 +438,20 @@ class DeliveryLedger:
             return status
         return None
 
+    async def settle_orphans(self) -> list[str]:
+        """Settle executions whose last retry was recorded by a node that died before settling
+        them (nothing pending, heartbeat stale). Returns the ids settled."""
+        lost_after = float(getattr(self.settings.scheduler, "node_lost_after_seconds", 60.0))
+        stale_before = utcnow() - timedelta(seconds=lost_after)
+        settled = []
+        for execution_id in await delivery_logs.unsettled_executions(
+            self.store, stale_before=stale_before
+        ):
+            if await self.settle(execution_id) is not None:
+                log.info("orphaned execution settled", execution_id=execution_id)
+                settled.append(execution_id)
+        return settled
+
     # -- the retry worker -----------------------------------------------------------------------
 
     async def run_retries(self) -> None:
@@ -447,6 +461,7 @@ class DeliveryLedger:
                 wait = POLL_SECONDS
                 try:
                     await self._claim_due()
+                    await self.settle_orphans()
                     metrics.RETRIES_PENDING.set(await delivery_logs.count_pending(self.store))
                     upcoming = await delivery_logs.next_retry_time(self.store)
                     if upcoming is not None:

@@ -274,6 +274,44 @@ async def has_pending_retry(store: Store, execution_id: str) -> bool:
     return found is not None
 
 
+async def unsettled_executions(
+    store: Store, *, stale_before: datetime, limit: int = 100
+) -> list[str]:
+    """RUNNING executions the ledger owns (they have a RETRYING row) with nothing pending any
+    more and a heartbeat older than `stale_before`: the node that made their last retry died
+    before settling them. The lost-execution sweep leaves these alone, so the ledger settles
+    them."""
+    e = schema.executions
+    retrying = sa.exists().where(
+        T.c.execution_id == e.c.id, T.c.status == domain.DeliveryStatus.RETRYING.value
+    )
+    pending = sa.exists().where(
+        T.c.execution_id == e.c.id,
+        T.c.status == domain.DeliveryStatus.RETRYING.value,
+        T.c.next_retry_at.is_not(None),
+    )
+    stale = sa.or_(
+        e.c.heartbeat_at < stale_before,
+        sa.and_(
+            e.c.heartbeat_at.is_(None),
+            sa.func.coalesce(e.c.started_at, e.c.created_at) < stale_before,
+        ),
+    )
+    async with store.engine.connect() as conn:
+        result = await conn.execute(
+            sa.select(e.c.id)
+            .where(
+                e.c.status == domain.ExecutionStatus.RUNNING.value,
+                stale,
+                retrying,
+                ~pending,
+            )
+            .order_by(e.c.id)
+            .limit(limit)
+        )
+        return [row.id for row in result]
+
+
 async def max_attempt(store: Store, execution_id: str, delivery_id: int) -> int:
     async with store.engine.connect() as conn:
         value = (

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 
 from reporthubd import domain
+from reporthubd.config import Settings
 from reporthubd.deliverers import ledger
 from reporthubd.store import delivery_logs, executions, schema
 from reporthubd.store.database import Store
@@ -147,3 +148,33 @@ async def test_released_and_abandoned_retries(store: Store) -> None:
     (gone,) = await delivery_logs.logs_for_execution(store, execution_id)
     assert (gone.status, gone.next_retry_at, gone.error_message) == (DS.FAILED, None, "file gone")
     assert ledger.final_status([gone]) == (ES.FAILED, f"delivery {delivery_id}: file gone")
+
+
+async def test_an_execution_left_running_after_its_last_retry_is_settled(store: Store) -> None:
+    execution_id, delivery_id = await _execution(store)
+    long_ago = datetime.now(UTC) - timedelta(hours=1)
+    await executions.update_execution(store, execution_id, heartbeat_at=long_ago)
+    rows = [
+        NewLog(
+            execution_id=execution_id,
+            delivery_id=delivery_id,
+            attempt=1,
+            status=DS.RETRYING,
+            error_message="HTTP 503",
+            next_retry_at=datetime.now(UTC) + timedelta(minutes=5),
+        )
+    ]
+    assert await delivery_logs.insert_logs(store, rows)
+    stale = datetime.now(UTC) - timedelta(minutes=1)
+    # Pending: the ledger's worker will make the retry; nothing to settle.
+    assert await delivery_logs.unsettled_executions(store, stale_before=stale) == []
+    (pending,) = await delivery_logs.logs_for_execution(store, execution_id)
+    retry = NewLog(execution_id=execution_id, delivery_id=delivery_id, attempt=2, status=DS.SUCCESS)
+    assert await delivery_logs.record_retry(store, pending.id, [retry])
+    # The node died before settling: found, and settled by any node's ledger.
+    assert await delivery_logs.unsettled_executions(store, stale_before=stale) == [execution_id]
+    ledger_ = ledger.DeliveryLedger(Settings(), store, node_id="other")
+    assert await ledger_.settle_orphans() == [execution_id]
+    found = await executions.get_execution(store, execution_id)
+    assert found is not None and found.status is ES.COMPLETED
+    assert await delivery_logs.unsettled_executions(store, stale_before=stale) == []
