@@ -220,7 +220,7 @@ def sqlserver(factory: pytest.TempPathFactory) -> Iterator[sources.Source]:
             "database": "reports",
             "username": "sa",
             "password": sources.SECRET_PASSWORD,
-            "options": {"connect_timeout_seconds": 2},
+            "options": {"connect_timeout_seconds": 1},
         }
 
     yield sources.no_server_source(
@@ -240,7 +240,7 @@ def oracle(factory: pytest.TempPathFactory) -> Iterator[sources.Source]:
             "service_name": "FREEPDB1",
             "username": "reports",
             "password": sources.SECRET_PASSWORD,
-            "options": {"connect_timeout_seconds": 2},
+            "options": {"connect_timeout_seconds": 1},
         }
 
     yield sources.no_server_source(

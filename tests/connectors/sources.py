@@ -451,7 +451,7 @@ def snowflake_source(port: int) -> Source:
                 "host": "127.0.0.1",
                 "port": p,
                 "protocol": "http",
-                "connect_timeout_seconds": 2,
+                "connect_timeout_seconds": 1,
             },
         },
         write_sql=Limit(
@@ -633,7 +633,7 @@ def postgres_like(
             "host": "127.0.0.1",
             "port": port,
             "password": SECRET_PASSWORD,
-            "options": {**config.get("options", {}), "connect_timeout_seconds": 2},
+            "options": {**config.get("options", {}), "connect_timeout_seconds": 1},
         },
         write_sql="INSERT INTO rh_guard VALUES (1)",
         write_absent=pg_count(database),
@@ -698,7 +698,7 @@ def mariadb_like(
             "host": "127.0.0.1",
             "port": port,
             "password": SECRET_PASSWORD,
-            "options": {**config.get("options", {}), "connect_timeout_seconds": 2},
+            "options": {**config.get("options", {}), "connect_timeout_seconds": 1},
         },
         write_sql="INSERT INTO rh_guard VALUES (1)",
         write_absent=lambda: (
@@ -874,7 +874,7 @@ def oracle_source(dsn: str) -> Source:
             "service_name": "X",
             "username": user,
             "password": SECRET_PASSWORD,
-            "options": {"connect_timeout_seconds": 2},
+            "options": {"connect_timeout_seconds": 1},
         },
         write_sql="INSERT INTO rh_guard VALUES (1)",
         write_absent=absent,
@@ -963,7 +963,7 @@ def sqlserver_source(url: str) -> Source:
             "host": "127.0.0.1",
             "port": port,
             "password": SECRET_PASSWORD,
-            "options": {"connect_timeout_seconds": 2},
+            "options": {"connect_timeout_seconds": 1},
         },
         write_sql=Limit(
             "SQL Server has no read-only session; the connector rolls back every stream"

@@ -234,7 +234,7 @@ async def test_tls_setting_reaches_the_driver(nx: str):
             connection_config={
                 "uri": nx,
                 "database": "shop",
-                "options": {"tls": True, "connect_timeout_seconds": 2},
+                "options": {"tls": True, "connect_timeout_seconds": 1},
             },
         )
     )
