@@ -11,11 +11,13 @@ cursor, so the server streams rows and nothing accumulates in memory.
 
 Speed: aiomysql reads each row with two awaits and converts each field in Python, which makes a
 million rows take ~17 s here. After aiomysql has read the column descriptions, this connector
-reads the row packets itself, straight from the connection's stream in large chunks, and decodes
-them in one tight loop: fields are sliced out of the packet and converted per column with C-level
-constructors (`int`, `datetime.fromisoformat`, `Decimal`). For CSV (`stream_csv`) it skips the
-conversion entirely: MySQL already sends every value as text, which is the canonical CSV text
-for integers, decimals, dates and strings, so fields are only quoted where needed and joined.
+reads the row packets itself, straight from the connection's stream in chunks, and decodes them
+with a splitter compiled for the result's columns (one unrolled pass per row, no per-column
+loop): fields are sliced out of the packet and converted with C-level constructors (`int`,
+`datetime.fromisoformat`, `Decimal`). For CSV (`stream_csv`) it skips the conversion entirely:
+MySQL already sends every value as text, which is the canonical CSV text for integers, decimals,
+dates and strings; for plain rows the length byte before each value is overwritten with the
+delimiter, so a row becomes one slice of the buffer (see bench/export.py).
 
 Cancellation: `KILL QUERY <connection id>` from a second connection, then the first connection is
 dropped. As a backstop the session's statement time limit (`max_statement_time` on MariaDB,
@@ -162,44 +164,6 @@ def _type_name(type_code: int) -> str:
     return str(type_code)
 
 
-def _to_date(raw: bytes) -> date | None:
-    if raw.startswith(b"0000"):
-        return None  # MySQL's zero date
-    return date.fromisoformat(raw.decode("ascii"))
-
-
-def _to_datetime(raw: bytes) -> datetime | None:
-    if raw.startswith(b"0000"):
-        return None
-    return datetime.fromisoformat(raw.decode("ascii"))
-
-
-def _to_bit(raw: bytes) -> int:
-    return int.from_bytes(raw, "big")
-
-
-def _decoder(code: int) -> Callable[[bytes], Any] | None:
-    if code in (_AS_TEXT, _AS_TIME):
-        return lambda raw: raw.decode("utf-8", "surrogateescape")
-    if code == _AS_INT:
-        return int
-    if code == _AS_DECIMAL:
-        return lambda raw: Decimal(raw.decode("ascii"))
-    if code == _AS_FLOAT:
-        return float
-    if code == _AS_DATE:
-        return _to_date
-    if code == _AS_DATETIME:
-        return _to_datetime
-    if code == _AS_BIT:
-        return _to_bit
-    return None  # binary: the bytes as they are
-
-
-class _Protocol(Exception):
-    """The stream did not look like a result set (internal)."""
-
-
 class _RowReader:
     """Reads the row packets of an unbuffered result straight from aiomysql's stream."""
 
@@ -251,52 +215,6 @@ class _RowReader:
         if result is not None and len(payload) >= 5:
             status = payload[3] | (payload[4] << 8)
             result.has_next = bool(status & 8)
-
-
-def _split_rows(buf: bytes, ncols: int, rows: list[list[bytes | None]]) -> int:
-    """Append the complete row packets of `buf` to `rows`. Returns the offset of the first
-    incomplete packet, or -(offset + 1) of the end-of-result (EOF or error) packet."""
-    pos = 0
-    end = len(buf)
-    append = rows.append
-    cols = range(ncols)
-    while pos + 4 <= end:
-        plen = buf[pos] | (buf[pos + 1] << 8) | (buf[pos + 2] << 16)
-        stop = pos + 4 + plen
-        if stop > end:
-            return pos
-        p = pos + 4
-        first = buf[p]
-        if (first == 0xFE and plen < 9) or first == 0xFF:
-            return -(pos + 1)
-        if plen == 0xFFFFFF:
-            raise ConnectorError("rows larger than 16 MB are not supported")
-        row: list[bytes | None] = []
-        add = row.append
-        for _ in cols:
-            n = buf[p]
-            if n < 251:
-                p += 1
-                add(buf[p : p + n])
-                p += n
-            elif n == 251:
-                add(None)
-                p += 1
-            else:
-                if n == 252:
-                    n = buf[p + 1] | (buf[p + 2] << 8)
-                    p += 3
-                elif n == 253:
-                    n = buf[p + 1] | (buf[p + 2] << 8) | (buf[p + 3] << 16)
-                    p += 4
-                else:
-                    n = int.from_bytes(buf[p + 1 : p + 9], "little")
-                    p += 9
-                add(buf[p : p + n])
-                p += n
-        append(row)
-        pos = stop
-    return pos
 
 
 class _Result(QueryResult):
@@ -470,9 +388,7 @@ class MySQLConnector(Connector):
     @contextlib.asynccontextmanager
     async def stream(self, request: QueryRequest) -> AsyncIterator[QueryResult]:
         async with self._running(request) as (conn, columns, codes):
-            ncols = len(columns)
-            reader = _RowReader(conn, lambda buf, out: _split_rows(buf, ncols, out))
-            decoders = [(i, fn) for i, code in enumerate(codes) if (fn := _decoder(code))]
+            reader = _RowReader(conn, _value_splitter(codes))
             size = request.batch_size
 
             async def batches() -> AsyncIterator[list[Row]]:
@@ -483,7 +399,7 @@ class MySQLConnector(Connector):
                     except pymysql.err.MySQLError as exc:
                         raise self._fail("the query failed", exc) from None
                     if raw:
-                        pending.extend(_decode(raw, decoders))
+                        pending.extend(raw)
                     await asyncio.sleep(0)
                     while len(pending) >= size or (pending and reader.done):
                         yield pending[:size]
@@ -524,17 +440,6 @@ class MySQLConnector(Connector):
                         return
 
             yield RenderedResult(columns, chunks)
-
-
-def _decode(
-    raw: list[list[bytes | None]], decoders: list[tuple[int, Callable[[bytes], Any]]]
-) -> list[Row]:
-    for row in raw:
-        for index, fn in decoders:
-            value = row[index]
-            if value is not None:
-                row[index] = fn(value)
-    return [tuple(row) for row in raw]
 
 
 _FIELD = """
@@ -578,7 +483,7 @@ def split(buf, out):
             raise ConnectorError("rows larger than 16 MB are not supported")
 {fields}
 {single}
-        append(D.join(({names},)))
+        append({emit})
         pos = stop
     return pos
 """
@@ -624,7 +529,7 @@ def _field_splitter(codes: Sequence[int], spec: ServerCSV) -> Callable[[bytes, l
     body = "".join(fields).replace("\n    ", "\n        ")
     single = "        if f0 == b'':\n            f0 = QQ" if len(codes) == 1 else ""
     names = ", ".join(f"f{i}" for i in range(len(codes)))
-    source = _ROW_LOOP.format(fields=body, single=single, names=names)
+    source = _ROW_LOOP.format(fields=body, single=single, emit=f"D.join(({names},))")
     namespace: dict[str, Any] = {
         "D": delimiter,
         "Q": quote,
@@ -714,5 +619,40 @@ def _csv_splitter(codes: Sequence[int], spec: ServerCSV) -> Callable[[bytes, lis
         "slow": slow,
     }
     exec(compile(source, "<mysql-csv-in-place>", "exec"), namespace)  # generated, no user text
+    split: Callable[[bytes, list[Any]], int] = namespace["split"]
+    return split
+
+
+_DECODE = {
+    _AS_INT: "        f{i} = int(f{i})",
+    _AS_DECIMAL: "        f{i} = Decimal(f{i}.decode())",
+    _AS_FLOAT: "        f{i} = float(f{i})",
+    _AS_TEXT: "        f{i} = f{i}.decode('utf-8', 'surrogateescape')",
+    _AS_TIME: "        f{i} = f{i}.decode()",
+    _AS_DATE: "        f{i} = None if f{i}[:4] == b'0000' else date_(f{i}.decode())",
+    _AS_DATETIME: "        f{i} = None if f{i}[:4] == b'0000' else datetime_(f{i}.decode())",
+    _AS_BIT: "        f{i} = int.from_bytes(f{i}, 'big')",
+}
+
+
+def _value_splitter(codes: Sequence[int]) -> Callable[[bytes, list[Any]], int]:
+    """Compile a row splitter that decodes each row packet into a tuple of Python values with
+    C-level constructors (`int`, `Decimal`, `datetime.fromisoformat`), unrolled per column."""
+    fields = []
+    for i, code in enumerate(codes):
+        post = _DECODE.get(code, "        pass").format(i=i)
+        fields.append(_FIELD.format(i=i, post=post))
+    body = "".join(fields).replace("\n    ", "\n        ")
+    names = ", ".join(f"f{i}" for i in range(len(codes)))
+    source = _ROW_LOOP.format(fields=body, single="", emit=f"({names},)")
+    namespace: dict[str, Any] = {
+        "NULL": None,
+        "Decimal": Decimal,
+        "date_": date.fromisoformat,
+        "datetime_": datetime.fromisoformat,
+        "_long_field": _long_field,
+        "ConnectorError": ConnectorError,
+    }
+    exec(compile(source, "<mysql-value-splitter>", "exec"), namespace)  # generated, no user text
     split: Callable[[bytes, list[Any]], int] = namespace["split"]
     return split
