@@ -51,13 +51,21 @@ MY_PLAIN = [
 ]
 
 
-async def _render(source: Source, tmp_path: Path, options: dict[str, object], fast: bool) -> bytes:
+async def _render(
+    source: Source,
+    tmp_path: Path,
+    options: dict[str, object],
+    fast: bool,
+    sql: str = "SELECT * FROM odd ORDER BY id",
+    parameters: dict[str, object] | None = None,
+    rows: int = 4,
+) -> bytes:
     kind = domain.DatasourceType(source.type)
     datasource = domain.Datasource(id=1, name="odd", type=kind, connection_config=source.config)
     connector = connectors.create(datasource)
     writer = CSVWriter(options, RenderContext(report_name="odd", execution_id="x"))
     path = tmp_path / f"{'fast' if fast else 'slow'}.csv"
-    request = connectors.QueryRequest(sql="SELECT * FROM odd ORDER BY id", batch_size=2)
+    request = connectors.QueryRequest(sql=sql, parameters=parameters or {}, batch_size=2)
     await connector.open()
     try:
         if fast:
@@ -84,7 +92,7 @@ async def _render(source: Source, tmp_path: Path, options: dict[str, object], fa
         written = await writer.close()
     finally:
         await connector.close()
-    assert written.rows == 4
+    assert written.rows == rows
     return path.read_bytes()
 
 
@@ -120,3 +128,22 @@ async def test_fast_path_equals_python_rendering(
     text = slow.decode()
     assert "0.0000001000" in text  # decimals exact, never 1E-7
     assert "2024-01-02T03:04:05.123456" in text
+
+
+async def test_copy_binds_parameters_through_settings(pg_source: Source, tmp_path: Path) -> None:
+    """COPY takes no bind parameters: values travel through set_config() and current_setting()
+    casts, NULL included, and the result equals the generic path's."""
+    await pg_source.execute(*PG_TABLE)
+    sql = (
+        "SELECT id, t, d FROM odd WHERE (:since::date IS NULL OR d >= :since) AND id > :n "
+        "AND t <> :tricky ORDER BY id"
+    )
+    values = {"since": None, "n": "1", "tricky": "x'; DROP TABLE odd; --"}
+    slow = await _render(pg_source, tmp_path, {}, False, sql, values, rows=3)
+    fast = await _render(pg_source, tmp_path, {}, True, sql, values, rows=3)
+    assert fast.replace(b'""', b"") == slow.replace(b'""', b"")
+    values["since"] = "2024-01-03"
+    slow = await _render(pg_source, tmp_path, {}, False, sql, values, rows=1)
+    fast = await _render(pg_source, tmp_path, {}, True, sql, values, rows=1)
+    assert fast == slow and b"2038-01-19" in fast
+    assert (await pg_source.fetch("SELECT count(*) FROM odd"))[0][0] == 4
