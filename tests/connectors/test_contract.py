@@ -181,6 +181,29 @@ async def test_early_exit_leaves_connector_usable(
     assert len(rows) == 1
 
 
+async def test_cancel_mid_stream_unwinds(source: Source, connector: base.Connector):
+    """The engine's cancel (a timeout or a user) lands while the consumer holds a batch: the
+    stream must unwind promptly (stopping the work on the server). Afterwards the connector
+    either still works or says cleanly that it dropped its connection."""
+    assert source.rows_sql is not None
+    sql = source.rows_sql(sources.EARLY_ROWS)
+    batches = 0
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(None) as deadline:
+            async with connector.stream(QueryRequest(sql=sql, batch_size=500)) as result:
+                async for _ in result.batches():
+                    batches += 1
+                    deadline.reschedule(asyncio.get_running_loop().time() + 0.1)
+                    await asyncio.sleep(30)
+    assert batches == 1
+    limited(source.type_matrix)
+    try:
+        _, rows = await fetch_all(connector, QueryRequest(sql=str(source.type_matrix)))
+    except ConnectorError:
+        return  # dropped the connection after the cancel: allowed, and said cleanly
+    assert len(rows) == 1
+
+
 # --- faults --------------------------------------------------------------------------------
 
 
