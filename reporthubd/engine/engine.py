@@ -5,7 +5,7 @@
     engine.submit(execution_id)              # the PENDING row exists (the scheduler's claim)
     execution_id = await engine.create_and_submit(config_id, trigger_type=TriggerType.MANUAL)
     await engine.cancel(execution_id, "cancelled by the API")
-    engine.stats()                           # {"running": .., "queued": .., ...}
+    engine.stats()                           # EngineStats(running=.., queued=.., ...)
     await engine.drain(grace_seconds)        # on SIGTERM
     await engine.stop()
 
@@ -26,11 +26,12 @@ import itertools
 import shutil
 import time
 from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from reporthubd import domain, logs
+from reporthubd import domain, logs, metrics
 from reporthubd.config import Settings
 from reporthubd.deliverers.base import DeliveryRunner, NoDeliveries
 from reporthubd.engine.pipeline import Progress, Run
@@ -41,6 +42,25 @@ from reporthubd.store.database import Store
 log = logs.get(__name__)
 
 Status = domain.ExecutionStatus
+
+
+@dataclass(frozen=True, kw_only=True)
+class EngineStats:
+    """Queued and running counts (attributes, or `stats["running"]` style)."""
+
+    running: int
+    queued: int
+    """Submitted and not yet running: loading or waiting for a slot."""
+    max_concurrent_executions: int
+    by_datasource: dict[str, dict[str, int]]
+    """Per pool key (`datasource-<id>`): running, and queued once in line for a slot."""
+    accepting: bool
+
+    def __getitem__(self, key: str) -> Any:
+        return getattr(self, key)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 class UnknownConfig(LookupError):
@@ -82,6 +102,12 @@ class Engine:
     async def start(self) -> None:
         await asyncio.to_thread(self.workspace.mkdir, parents=True, exist_ok=True)
         self._accepting = True
+        metrics.observe_gauges(
+            {
+                metrics.RUNNING: lambda: float(self.stats().running),
+                metrics.QUEUE_DEPTH: lambda: float(self.stats().queued),
+            }
+        )
         log.info(
             "engine started",
             node_id=self.node_id,
@@ -197,15 +223,15 @@ class Engine:
 
     # -- visibility -----------------------------------------------------------------------------
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> EngineStats:
         running = self._pool.running
-        return {
-            "running": running,
-            "queued": len(self._tasks) - running,
-            "max_concurrent_executions": self._pool.limit,
-            "by_datasource": self._pool.by_key(),
-            "accepting": self._accepting,
-        }
+        return EngineStats(
+            running=running,
+            queued=len(self._tasks) - running,
+            max_concurrent_executions=self._pool.limit,
+            by_datasource=self._pool.by_key(),
+            accepting=self._accepting,
+        )
 
     def progress(self, execution_id: str) -> Progress | None:
         return self._progress.get(execution_id)

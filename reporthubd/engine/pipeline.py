@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from reporthubd import domain, logs
+from reporthubd import domain, logs, metrics
 from reporthubd.connectors import base as connectors
 from reporthubd.connectors import params
 from reporthubd.deliverers.base import DeliveryJob, DeliveryReport, ProducedFile
@@ -137,6 +137,12 @@ class Run:
                 self.store, self.execution.id, only_if_status=(Status.RUNNING,), **values
             )
         self.progress.phase = "done"
+        if outcome.status is not Status.RUNNING:
+            metrics.EXECUTIONS.labels(outcome.status.value).inc()
+            metrics.EXECUTION_SECONDS.observe(self.progress.elapsed())
+        if outcome.file:
+            metrics.ROWS_WRITTEN.inc(outcome.row_count or 0)
+            metrics.BYTES_WRITTEN.inc(int(outcome.file.get("file_size") or 0))
         self.log.info(
             "execution finished",
             status=outcome.status.value,

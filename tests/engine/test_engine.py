@@ -412,3 +412,21 @@ async def test_reload_resizes_the_pool_but_keeps_the_workspace(
     message = await engine.on_reload(new)
     assert "7" in message and engine.stats()["max_concurrent_executions"] == 7
     assert engine.settings.execution.workspace == str(tmp_path / "workspace")
+
+
+async def test_metrics_count_executions(engine: Engine, data_db: dict[str, str]) -> None:
+    from reporthubd import metrics
+
+    def sample(name: str, **labels: str) -> float:
+        value = metrics.REGISTRY.get_sample_value(name, labels or None)
+        return value or 0.0
+
+    before = sample("reporthubd_executions_total", status="COMPLETED")
+    rows_before = sample("reporthubd_rows_written_total")
+    config = await _sqlite_config(engine, data_db, "SELECT id FROM t")
+    await run_to_end(engine, config)
+    assert sample("reporthubd_executions_total", status="COMPLETED") == before + 1
+    assert sample("reporthubd_rows_written_total") == rows_before + 100
+    assert sample("reporthubd_executions_running") == 0
+    stats = engine.stats()
+    assert stats.running == stats["running"] == 0 and stats.as_dict()["accepting"] is True
