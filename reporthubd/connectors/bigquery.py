@@ -33,6 +33,7 @@ from typing import Any
 from google.api_core import exceptions as google_errors
 from google.api_core.client_options import ClientOptions
 from google.api_core.retry import Retry
+from google.auth import exceptions as google_auth_errors
 from google.cloud import bigquery
 
 from reporthubd.connectors import common, params
@@ -67,7 +68,7 @@ _KINDS: Mapping[str, ColumnKind] = {
     "RECORD": ColumnKind.JSON,
     "STRUCT": ColumnKind.JSON,
 }
-_ERRORS = (google_errors.GoogleAPIError, OSError, ValueError)
+_ERRORS = (google_errors.GoogleAPIError, google_auth_errors.GoogleAuthError, OSError, ValueError)
 
 
 def column_of(field: Any) -> Column:

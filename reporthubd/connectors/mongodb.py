@@ -219,10 +219,8 @@ class MongoConnector(Connector):
             result = _MongoResult(self, cursor, sample, request.batch_size, sample_size)
             yield result
             finished = result.exhausted
-        except asyncio.CancelledError:
-            await self._stop_on_server(client, cursor, comment)
-            raise
         finally:
+            # Also on cancellation (the engine's timeout or a user cancel) and early exits.
             if cursor is not None:
                 if not finished:
                     await self._stop_on_server(client, cursor, comment)

@@ -189,3 +189,24 @@ async def test_snowflake_missing_password_reference_is_named(
     monkeypatch.delenv("RH_TEST_SNOWFLAKE_PASSWORD", raising=False)
     with pytest.raises(ConnectorError, match="RH_TEST_SNOWFLAKE_PASSWORD"):
         await snowflake(fakesnow_port).open()
+
+
+async def test_bigquery_without_any_credentials_is_a_clean_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
+    """No credentials file and no default chain (no ADC file, no metadata server)."""
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path))  # no gcloud ADC here
+    monkeypatch.setenv("GCE_METADATA_HOST", "127.0.0.1:9")  # nothing answers
+    monkeypatch.setenv("GCE_METADATA_IP", "127.0.0.1:9")
+    conn = base.create(
+        Datasource(
+            id=5,
+            name="warehouse",
+            type=DatasourceType.BIGQUERY,
+            connection_config={"project": "acme-prod", "options": {"connect_timeout_seconds": 5}},
+        )
+    )
+    with pytest.raises(ConnectorError, match="acme-prod"):
+        await conn.open()
+    await conn.close()
