@@ -368,8 +368,15 @@ def bigquery_source(endpoint: str) -> Source:
         rows_sql=lambda n: (
             f"SELECT x AS n, REPEAT('x', {ROW_TEXT}) AS s FROM UNNEST(GENERATE_ARRAY(1, {n})) AS x"
         ),
-        slow_sql=Limit(f"{fallback} runs each query to completion inside jobs.insert"),
-        server_stop_limit=Limit(f"{fallback} ignores jobs.cancel"),
+        # ~3 s of DuckDB work: the timeout lands while the SDK blocks in jobs.insert.
+        slow_sql=(
+            "SELECT COUNT(*) FROM UNNEST(GENERATE_ARRAY(1, 2000)) a"
+            " CROSS JOIN UNNEST(GENERATE_ARRAY(1, 1000)) b"
+            " CROSS JOIN UNNEST(GENERATE_ARRAY(1, 300)) c WHERE MOD(a * b + c, 7) = 3"
+        ),
+        server_stop_limit=Limit(
+            f"{fallback} runs each query to completion inside jobs.insert and ignores jobs.cancel"
+        ),
         syntax_error="SELEC 1",
         wrong_password=Limit(f"{fallback} accepts anonymous credentials only"),
         unreachable=lambda port: {
@@ -440,7 +447,16 @@ def snowflake_source(port: int) -> Source:
             f"{fallback} returns the whole result inline in one response "
             "(real Snowflake sends result chunks that fetchmany downloads as it goes)"
         ),
-        slow_sql=Limit(f"{fallback} has no long-running statement and no SYSTEM$CANCEL_QUERY"),
+        # ~3 s of DuckDB work: the timeout lands while the SDK blocks in execute().
+        slow_sql=(
+            "SELECT SUM(HASH(a.n, b.n)) FROM"
+            " (SELECT seq4() AS n FROM TABLE(GENERATOR(ROWCOUNT => 30000))) a CROSS JOIN"
+            " (SELECT seq4() AS n FROM TABLE(GENERATOR(ROWCOUNT => 40000))) b"
+        ),
+        server_stop_limit=Limit(
+            f"{fallback} has no SYSTEM$CANCEL_QUERY / SYSTEM$CANCEL_ALL_QUERIES: the statement "
+            "runs to its end on the server"
+        ),
         syntax_error="SELEC 1",
         wrong_password=Limit(f"{fallback} accepts any password"),
         unreachable=lambda p: {
