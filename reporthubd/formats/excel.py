@@ -87,6 +87,9 @@ class ExcelWriter(ThreadedWriter):
     extension: ClassVar[str] = "xlsx"
     media_type: ClassVar[str] = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
+    _widths: list[int] | None = None
+    """Column widths, measured on the first batch and kept for every sheet."""
+
     def __init__(self, options: Mapping[str, Any], context: RenderContext) -> None:
         super().__init__(options, context)
         opts = Options("excel", options)
@@ -106,37 +109,7 @@ class ExcelWriter(ThreadedWriter):
         opts.reject_unknown()
         self.truncated_cells = 0
 
-    # -- worker thread ------------------------------------------------------------------------
-
-    def _xw_open(self, path: Path, columns: Sequence[Column]) -> None:
-        import xlsxwriter  # an extra-free dependency, but imported only when Excel is used
-
-        self._book = xlsxwriter.Workbook(
-            str(path),
-            {
-                "constant_memory": True,
-                "tmpdir": str(path.parent),
-                "strings_to_numbers": False,
-                "strings_to_formulas": False,
-                "strings_to_urls": False,
-            },
-        )
-        book = self._book
-        self._fmt_header = book.add_format({"bold": True})
-        self._fmt_date = book.add_format({"num_format": "yyyy-mm-dd"})
-        self._fmt_datetime = book.add_format({"num_format": "yyyy-mm-dd hh:mm:ss"})
-        self._fmt_time = book.add_format({"num_format": "hh:mm:ss"})
-        self._headers = [self._header_text(c) for c in columns]
-        self._ncols = len(columns)
-        self._cells: list[Cell] = [self._cell_function(c) for c in columns]
-        self._widths: list[int] | None = None
-        self._sheets = 0
-        self._sheet: Any = None
-        self._sheet_rows = 0
-        self._first_row = 1 if self.header else 0
-        self._new_sheet()
-
-    # -- dispatch to the engine ----------------------------------------------------------------
+    # -- the engine's calls, in the worker thread --------------------------------------------
 
     def render_open(self, path: Path, columns: Sequence[Column]) -> None:
         if self.engine == "xlsxwriter":
@@ -171,7 +144,39 @@ class ExcelWriter(ThreadedWriter):
             if book is not None:
                 book.abort()
 
-    # -- the stream engine (xlsxstream) ----------------------------------------------------
+    # -- shared by both engines --------------------------------------------------------------
+
+    def _header_text(self, column: Column) -> str:
+        if column.kind is ColumnKind.DATETIME_TZ:
+            return f"{column.name} ({self.zone.key})"
+        return column.name
+
+    def _numbered_name(self, n: int) -> str:
+        suffix = f" ({n})"
+        return self.sheet_name[: 31 - len(suffix)] + suffix
+
+    def _measure_widths(self, rows: Sequence[Row]) -> list[int]:
+        widths = [_display_width(h) + 4 if self.header else 4 for h in self._headers]
+        fixed = {
+            ColumnKind.DATE: 12,
+            ColumnKind.DATETIME: 20,
+            ColumnKind.DATETIME_TZ: 20,
+            ColumnKind.TIME: 10,
+            ColumnKind.BOOLEAN: 7,
+        }
+        for c, column in enumerate(self._columns):
+            if column.kind in fixed:
+                widths[c] = max(widths[c], fixed[column.kind])
+                continue
+            longest = 0
+            for row in rows:
+                value = row[c]
+                if value is not None:
+                    longest = max(longest, _display_width(values.text(value)[:MAX_WIDTH]))
+            widths[c] = min(MAX_WIDTH, max(widths[c], longest + 2))
+        return widths
+
+    # -- the stream engine (xlsxstream) ------------------------------------------------------
 
     def _st_open(self, path: Path, columns: Sequence[Column]) -> None:
         from reporthubd.formats import xlsxstream
@@ -256,15 +261,38 @@ class ExcelWriter(ThreadedWriter):
         self._st_end_sheet()
         self._stream.close()
 
-    # -- shared --------------------------------------------------------------------------------
+    # -- the xlsxwriter engine ---------------------------------------------------------------
 
-    def _header_text(self, column: Column) -> str:
-        if column.kind is ColumnKind.DATETIME_TZ:
-            return f"{column.name} ({self.zone.key})"
-        return column.name
+    def _xw_open(self, path: Path, columns: Sequence[Column]) -> None:
+        import xlsxwriter  # an extra-free dependency, but imported only when Excel is used
 
-    def _new_sheet(self) -> None:
-        self._finish_sheet()
+        self._book = xlsxwriter.Workbook(
+            str(path),
+            {
+                "constant_memory": True,
+                "tmpdir": str(path.parent),
+                "strings_to_numbers": False,
+                "strings_to_formulas": False,
+                "strings_to_urls": False,
+            },
+        )
+        book = self._book
+        self._fmt_header = book.add_format({"bold": True})
+        self._fmt_date = book.add_format({"num_format": "yyyy-mm-dd"})
+        self._fmt_datetime = book.add_format({"num_format": "yyyy-mm-dd hh:mm:ss"})
+        self._fmt_time = book.add_format({"num_format": "hh:mm:ss"})
+        self._headers = [self._header_text(c) for c in columns]
+        self._ncols = len(columns)
+        self._cells: list[Cell] = [self._cell_function(c) for c in columns]
+        self._widths = None
+        self._sheets = 0
+        self._sheet: Any = None
+        self._sheet_rows = 0
+        self._first_row = 1 if self.header else 0
+        self._xw_new_sheet()
+
+    def _xw_new_sheet(self) -> None:
+        self._xw_finish_sheet()
         self._sheets += 1
         name = self.sheet_name if self._sheets == 1 else self._numbered_name(self._sheets)
         sheet = self._book.add_worksheet(name)
@@ -274,11 +302,7 @@ class ExcelWriter(ThreadedWriter):
         self._sheet = sheet
         self._sheet_rows = 0
 
-    def _numbered_name(self, n: int) -> str:
-        suffix = f" ({n})"
-        return self.sheet_name[: 31 - len(suffix)] + suffix
-
-    def _finish_sheet(self) -> None:
+    def _xw_finish_sheet(self) -> None:
         sheet = self._sheet
         if sheet is None:
             return
@@ -296,7 +320,7 @@ class ExcelWriter(ThreadedWriter):
         while pos < total:
             room = self.rows_per_sheet - self._sheet_rows
             if room == 0:
-                self._new_sheet()
+                self._xw_new_sheet()
                 room = self.rows_per_sheet
             chunk = rows[pos : pos + room]
             sheet = self._sheet
@@ -310,7 +334,7 @@ class ExcelWriter(ThreadedWriter):
             pos += len(chunk)
 
     def _xw_close(self) -> None:
-        self._finish_sheet()
+        self._xw_finish_sheet()
         self._book.close()
 
     def _xw_abort(self) -> None:
@@ -321,29 +345,6 @@ class ExcelWriter(ThreadedWriter):
                 book.close()
             except Exception as exc:
                 log.debug("excel_abort_close_failed", error=str(exc))
-
-    def _measure_widths(self, rows: Sequence[Row]) -> list[int]:
-        widths = [_display_width(h) + 4 if self.header else 4 for h in self._headers]
-        fixed = {
-            ColumnKind.DATE: 12,
-            ColumnKind.DATETIME: 20,
-            ColumnKind.DATETIME_TZ: 20,
-            ColumnKind.TIME: 10,
-            ColumnKind.BOOLEAN: 7,
-        }
-        for c, column in enumerate(self._columns):
-            if column.kind in fixed:
-                widths[c] = max(widths[c], fixed[column.kind])
-                continue
-            longest = 0
-            for row in rows:
-                value = row[c]
-                if value is not None:
-                    longest = max(longest, _display_width(values.text(value)[:MAX_WIDTH]))
-            widths[c] = min(MAX_WIDTH, max(widths[c], longest + 2))
-        return widths
-
-    # -- cell writers, chosen per value type ------------------------------------------------
 
     def _cell_function(self, column: Column) -> Cell:
         decimal_format = None
