@@ -1,10 +1,15 @@
 """A FormatWriter whose rendering runs in one worker thread, fed through a bounded queue.
 
-Subclasses implement the synchronous `render_open` / `render_batch` / `render_close` /
-`render_abort`, which all run in the worker thread, in that order. The event loop only hands
-batches over: `write_batch` waits (without blocking the loop) while `queue_batches` batches are
-already waiting, so a slow renderer slows the query down instead of growing memory
-(backpressure). A rendering error is raised from the next `write_batch` or from `close`.
+Subclasses implement the synchronous `render_open`, `render_batch` (any number of times),
+`render_truncated` (optional) and `render_close` — or `render_abort` instead of the last —
+which all run in the worker thread, in that order. The event loop only hands batches over:
+`write_batch` waits (without blocking the loop) while `queue_batches` batches are in flight, so
+a slow renderer slows the query down instead of growing memory (backpressure). A batch must not
+be changed by the caller once handed over. A rendering error is raised from the next
+`write_batch` or from `close`; `abort` stops at the next batch and removes the file.
+
+Only one worker thread renders at a time, process-wide (`_RENDER_TURN`): rendering is Python
+code that holds the GIL, so parallel renderers would not be faster, only starve the loop.
 """
 
 from __future__ import annotations
