@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -29,6 +30,21 @@ from reporthubd.formats.options import Options
 from reporthubd.formats.threaded import ThreadedWriter, truncation_note
 
 _OPTS = orjson.OPT_NON_STR_KEYS
+# Kinds whose values are never JSON objects or arrays (the connectors' contract).
+_SCALAR_KINDS = frozenset(
+    {
+        ColumnKind.INTEGER,
+        ColumnKind.DECIMAL,
+        ColumnKind.FLOAT,
+        ColumnKind.BOOLEAN,
+        ColumnKind.DATE,
+        ColumnKind.DATETIME,
+        ColumnKind.DATETIME_TZ,
+        ColumnKind.TIME,
+        ColumnKind.TEXT,
+        ColumnKind.BINARY,
+    }
+)
 
 
 def unique_names(columns: Sequence[Column]) -> list[str]:
@@ -88,6 +104,7 @@ class JSONWriter(ThreadedWriter):
         self._default = _default(
             _decimal_number if self.decimals == "number" else values.decimal_text
         )
+        self._dumps = functools.partial(orjson.dumps, default=self._default, option=_OPTS)
 
     @property
     def file_extension(self) -> str:
@@ -101,6 +118,7 @@ class JSONWriter(ThreadedWriter):
         self._names = unique_names(columns)
         # A JSON column that a driver hands over as text is nested as JSON, not quoted.
         self._json_columns = [i for i, c in enumerate(columns) if c.kind is ColumnKind.JSON]
+        self._scalar_rows = bool(columns) and all(c.kind in _SCALAR_KINDS for c in columns)
         self._file: IO[bytes] = path.open("wb", buffering=1 << 20)
         self._first = True
         if self.layout == "array":
@@ -119,8 +137,17 @@ class JSONWriter(ThreadedWriter):
             rows = [_parse_json_text(row, self._json_columns) for row in rows]
         objects = [dict(zip(names, row, strict=True)) for row in rows]
         if self.layout == "lines":
-            encode = self._encode
-            self._file.write(b"\n".join([encode(obj) for obj in objects]))
+            if self._scalar_rows:
+                # One orjson call for the batch (3x cheaper than one per row), then one line per
+                # object: with scalar values only, `},{"` occurs nowhere but between two rows
+                # (inside a string a quote is always escaped, and no value is an object).
+                body = self._encode(objects)[1:-1].replace(b'},{"', b'}\n{"')
+            else:
+                try:  # orjson called straight from map(): no Python frame per row
+                    body = b"\n".join(map(self._dumps, objects))
+                except orjson.JSONEncodeError:
+                    body = b"\n".join([self._encode(obj) for obj in objects])
+            self._file.write(body)
             self._file.write(b"\n")
             return
         # One call for the batch; its brackets are dropped so batches join into one array.

@@ -67,3 +67,21 @@ async def test_non_finite_floats_become_null(tmp_path: Path) -> None:
 def test_bad_options_are_rejected(options: dict[str, object]) -> None:
     with pytest.raises(FormatError):
         JSONWriter(options, helpers.CONTEXT)
+
+
+async def test_json_lines_split_is_safe_for_any_text(tmp_path: Path) -> None:
+    """Scalar-only rows are encoded as one array and split between objects: text that looks
+    like an object boundary must stay inside its value."""
+    columns = [
+        Column(name="a", kind=ColumnKind.TEXT, source_type="text"),
+        Column(name='b"},{"', kind=ColumnKind.TEXT, source_type="text"),
+        Column(name="n", kind=ColumnKind.INTEGER, source_type="int"),
+    ]
+    tricky = ['},{"', 'x},{"y":1}', "back\\", '\\"},{"', "line\nbreak", "{}", "", "😀"]
+    rows = [(t, t[::-1], i) for i, t in enumerate(tricky)]
+    written = await helpers.write_file("json", tmp_path, columns, [rows], {"layout": "lines"})
+    lines = written.path.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == len(rows)
+    assert [json.loads(line) for line in lines] == [
+        {"a": a, 'b"},{"': b, "n": n} for a, b, n in rows
+    ]
