@@ -94,6 +94,13 @@ async def main(args: argparse.Namespace, settings: Settings) -> int:
             deliveries = DeliveryLedger(settings, store, node_id=node_id)
         engine = Engine(settings, store, node_id=node_id, deliveries=deliveries)
         await engine.start()
+        # Heartbeat like a daemon, so a daemon sharing the store does not take this run for
+        # one of a lost node.
+        await executions.register_node(store, node_id)
+        beating = asyncio.create_task(
+            _heartbeat(store, node_id, settings.scheduler.heartbeat_interval_seconds),
+            name="execute-heartbeat",
+        )
         try:
             try:
                 execution_id = await engine.create_and_submit(
@@ -107,6 +114,9 @@ async def main(args: argparse.Namespace, settings: Settings) -> int:
                 return EXIT_PROBLEM
             await _follow(engine, execution_id, show=sys.stderr.isatty() and not args.json)
         finally:
+            beating.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beating
             await engine.stop()
         execution = await executions.get_execution(store, execution_id)
     finally:
@@ -134,6 +144,15 @@ async def main(args: argparse.Namespace, settings: Settings) -> int:
         if execution.status is domain.ExecutionStatus.RUNNING:
             print("deliveries are waiting for a retry; the daemon will make them")
     return EXIT_OK if execution.status is domain.ExecutionStatus.COMPLETED else EXIT_PROBLEM
+
+
+async def _heartbeat(store: Any, node_id: str, interval: float) -> None:
+    from reporthubd.store import executions
+
+    while True:
+        await asyncio.sleep(interval)
+        with contextlib.suppress(Exception):  # a store hiccup: try again next time
+            await executions.heartbeat_node(store, node_id)
 
 
 async def _follow(engine: Any, execution_id: str, *, show: bool) -> None:
