@@ -112,12 +112,14 @@ class Run:
             raise
         except RunFailed as exc:
             await asyncio.shield(self._discard())
-            outcome = Outcome(Status.FAILED, error_message=str(exc))
+            outcome = Outcome(Status.FAILED, error_message=str(exc), row_count=self.progress.rows)
         except Exception as exc:  # a bug: recorded on the row, logged with its traceback
             self.log.exception("execution crashed")
             await asyncio.shield(self._discard())
             outcome = Outcome(
-                Status.FAILED, error_message=f"internal error: {type(exc).__name__}: {exc}"
+                Status.FAILED,
+                error_message=f"internal error: {type(exc).__name__}: {exc}",
+                row_count=self.progress.rows,
             )
         await asyncio.shield(self._record(outcome))
         return outcome
