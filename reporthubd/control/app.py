@@ -11,7 +11,7 @@ from aiohttp import web
 
 from reporthubd import logs, metrics
 from reporthubd.control import datasources as datasources_routes
-from reporthubd.control import deliveries, envelope
+from reporthubd.control import deliveries, envelope, openapi
 from reporthubd.control import executions as executions_routes
 from reporthubd.control import history as history_routes
 from reporthubd.control import scheduler as scheduler_routes
@@ -57,6 +57,10 @@ async def prometheus(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": metrics.CONTENT_TYPE})
 
 
+async def openapi_document(request: web.Request) -> web.Response:
+    return web.json_response(openapi.spec())
+
+
 async def readyz(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME_KEY]
     if runtime.draining:
@@ -76,7 +80,11 @@ async def envelope_errors(request: web.Request, handler: Handler) -> web.StreamR
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return envelope.error(exc.reason, exc.text or exc.reason, status=exc.status)
+        answer = envelope.error(exc.reason, exc.text or exc.reason, status=exc.status)
+        for header in ("Allow", "Retry-After", "WWW-Authenticate"):
+            if header in exc.headers:
+                answer.headers[header] = exc.headers[header]
+        return answer
     except Exception:
         log.exception("control plane handler failed", path=request.path, method=request.method)
         return envelope.error(
@@ -94,6 +102,7 @@ def build_app(
     app.router.add_get("/readyz", readyz)
     executions_routes.add_routes(app)
     app.router.add_get("/metrics", prometheus)
+    app.router.add_get("/api/openapi.json", openapi_document)
     app.router.add_get("/", status_page)
     history_routes.add_routes(app)
     datasources_routes.add_routes(app)

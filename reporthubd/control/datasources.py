@@ -14,6 +14,7 @@ from aiohttp import web
 from reporthubd import domain, secrets
 from reporthubd.connectors import base as connectors
 from reporthubd.control import envelope
+from reporthubd.control.params import path_id
 from reporthubd.store.definitions import get_datasource
 
 TEST_TIMEOUT_SECONDS = 30.0
@@ -22,12 +23,10 @@ TEST_TIMEOUT_SECONDS = 30.0
 async def test_datasource(request: web.Request) -> web.Response:
     from reporthubd.control.app import RUNTIME_KEY
 
-    raw = request.match_info["datasource_id"]
-    if not raw.isdigit():
-        return envelope.error("bad request", f"not a datasource id: {raw!r}", status=400)
-    found = await get_datasource(request.app[RUNTIME_KEY].store, int(raw))
+    datasource_id = path_id(request, "datasource_id")
+    found = await get_datasource(request.app[RUNTIME_KEY].store, datasource_id)
     if found is None:
-        return envelope.error("not found", f"datasource {raw} does not exist", status=404)
+        return envelope.error("not found", f"datasource {datasource_id} does not exist", status=404)
     if isinstance(found, domain.RowError):
         return envelope.error("invalid datasource", str(found), status=422)
     started = time.monotonic()

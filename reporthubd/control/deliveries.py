@@ -18,6 +18,7 @@ from aiohttp import web
 
 from reporthubd import secrets
 from reporthubd.control import envelope
+from reporthubd.control.params import path_id
 
 if TYPE_CHECKING:
     from reporthubd.deliverers.ledger import DeliveryLedger
@@ -67,15 +68,13 @@ async def redeliver(request: web.Request) -> web.Response:
 async def test_delivery(request: web.Request) -> web.Response:
     from reporthubd.deliverers.ledger import LedgerError
 
-    raw = request.match_info["delivery_id"]
-    if not raw.isdigit():
-        raise web.HTTPBadRequest(reason="bad delivery id", text=f"not a delivery id: {raw!r}")
+    delivery_id = path_id(request, "delivery_id")
     try:
-        result = await _ledger(request).test_delivery(int(raw))
+        result = await _ledger(request).test_delivery(delivery_id)
     except LedgerError as exc:
         return envelope.error("cannot test delivery", str(exc), status=exc.status)
     data = {
-        "delivery_id": int(raw),
+        "delivery_id": delivery_id,
         "ok": result.ok,
         "target": result.target,
         "error": result.error,

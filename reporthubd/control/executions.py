@@ -1,7 +1,9 @@
 """Execution routes: trigger a report, read an execution, cancel one.
 
-- `POST /api/execute/{config_id}` — body (optional): `{"parameters": {...}, "deliver": true}`.
-  202 with `{"execution_id", "config_id", "status": "PENDING"}`; 404 for an unknown config.
+- `POST /api/execute/{config_id}` — body (optional): `{"parameters": {...}, "deliver": true,
+  "scheduled_for": "<ISO time with offset>", "wait": <seconds>}`. 202 with
+  `{"execution_id", "config_id", "status": "PENDING"}`; with `wait`, 200 and the finished
+  execution when it ends within that many seconds; 404 for an unknown config.
 - `GET /api/execution/{execution_id}` — the execution row, plus `progress` while it runs here.
 - `POST /api/execution/{execution_id}/cancel` — body (optional): `{"reason": "..."}`. Stops the
   query on the server; the execution ends CANCELLED with the reason.
@@ -9,6 +11,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import asdict
 from datetime import datetime
@@ -18,8 +21,11 @@ from aiohttp import web
 
 from reporthubd import domain
 from reporthubd.control import envelope
+from reporthubd.control.params import path_id
 from reporthubd.engine import EngineStopped, UnknownConfig
 from reporthubd.store import executions
+
+MAX_WAIT = 3600
 
 
 def _runtime(request: web.Request) -> Any:
@@ -42,8 +48,6 @@ async def _body(request: web.Request) -> dict[str, Any]:
         body = await request.json(loads=json.loads)
     except ValueError:
         raise web.HTTPBadRequest(reason="the body is not valid JSON") from None
-    if body is None:
-        return {}
     if not isinstance(body, dict):
         raise web.HTTPBadRequest(reason="the body must be a JSON object")
     return body
@@ -62,21 +66,39 @@ def execution_data(execution: domain.Execution) -> dict[str, Any]:
 
 async def execute(request: web.Request) -> web.Response:
     engine = _engine(request)
-    try:
-        config_id = int(request.match_info["config_id"])
-    except ValueError:
-        return envelope.error("bad request", "config_id must be an integer", status=400)
+    config_id = path_id(request, "config_id")
     body = await _body(request)
-    parameters = body.get("parameters") or {}
+    parameters = body.get("parameters")
+    if parameters is None:
+        parameters = {}
     if not isinstance(parameters, dict):
         return envelope.error("bad request", '"parameters" must be a JSON object', status=400)
     deliver = body.get("deliver", True)
     if not isinstance(deliver, bool):
         return envelope.error("bad request", '"deliver" must be true or false', status=400)
+    wait = body.get("wait", 0)
+    if isinstance(wait, bool) or not isinstance(wait, int | float) or not 0 <= wait <= MAX_WAIT:
+        return envelope.error(
+            "bad request", f'"wait" must be a number of seconds from 0 to {MAX_WAIT}', status=400
+        )
+    scheduled_for = None
+    if body.get("scheduled_for") is not None:
+        try:
+            scheduled_for = datetime.fromisoformat(str(body["scheduled_for"]))
+        except ValueError:
+            scheduled_for = None
+        if scheduled_for is None or scheduled_for.tzinfo is None:
+            return envelope.error(
+                "bad request",
+                '"scheduled_for" must be an ISO 8601 time with an offset, e.g. '
+                "2026-11-29T09:00:00+01:00",
+                status=400,
+            )
     try:
         execution_id = await engine.create_and_submit(
             config_id,
             trigger_type=domain.TriggerType.MANUAL,
+            scheduled_for=scheduled_for,
             parameters=parameters,
             deliver=deliver,
         )
@@ -84,11 +106,32 @@ async def execute(request: web.Request) -> web.Response:
         return envelope.error("not found", str(exc), status=404)
     except EngineStopped as exc:
         return envelope.error("not accepting work", str(exc), status=503)
+    if wait:
+        finished = await _wait_for_end(_runtime(request).store, execution_id, float(wait))
+        if finished is not None:
+            return envelope.success("Report execution finished", execution_data(finished))
     return envelope.success(
         "Report execution started",
         {"execution_id": execution_id, "config_id": config_id, "status": "PENDING"},
         status=202,
     )
+
+
+async def _wait_for_end(store: Any, execution_id: str, seconds: float) -> domain.Execution | None:
+    """The execution once it is terminal, or None when `seconds` pass first. Reads the store, so
+    it works whichever node runs the execution."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    pause = 0.05
+    while True:
+        execution = await executions.get_execution(store, execution_id)
+        if execution is not None and execution.status.is_terminal:
+            return execution
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return None
+        await asyncio.sleep(min(pause, remaining))
+        pause = min(pause * 2, 1.0)
 
 
 async def get_execution(request: web.Request) -> web.Response:

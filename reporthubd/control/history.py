@@ -1,6 +1,7 @@
 """History routes: list executions, download an execution's file.
 
-- `GET /api/executions` — filters `config_id`, `schedule_id`, `status` (comma-separated),
+- `GET /api/executions` — filters `config_id`, `schedule_id`, `status` (comma-separated, as
+  stored: upper case),
   `since`, `until` (ISO 8601 with an offset), `limit` (1-500, default 50), `offset`; newest first.
   The answer carries `items`, `total`, `limit`, `offset`.
 - `GET /api/execution/{execution_id}/file` — the produced file while it is retained: 404 for an
@@ -19,6 +20,7 @@ from aiohttp import web
 from reporthubd import domain
 from reporthubd.control import envelope
 from reporthubd.control.executions import execution_data
+from reporthubd.control.params import MAX_ID
 from reporthubd.store import executions
 from reporthubd.store import status as history
 
@@ -39,7 +41,7 @@ def _int(
     request: web.Request, name: str, *, minimum: int, maximum: int | None = None
 ) -> int | None:
     raw = request.query.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return None
     try:
         value = int(raw)
@@ -53,7 +55,7 @@ def _int(
 
 def _time(request: web.Request, name: str) -> datetime | None:
     raw = request.query.get(name)
-    if not raw:
+    if raw is None:
         return None
     try:
         value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
@@ -65,10 +67,12 @@ def _time(request: web.Request, name: str) -> datetime | None:
 
 
 def _statuses(request: web.Request) -> tuple[str, ...]:
-    raw = request.query.get("status", "")
-    words = tuple(word.strip().upper() for word in raw.split(",") if word.strip())
+    raw = request.query.get("status")
+    if raw is None:
+        return ()
+    words = tuple(word.strip() for word in raw.split(","))
     known = {s.value for s in domain.ExecutionStatus}
-    unknown = [w for w in words if w not in known]
+    unknown = [repr(w) for w in words if w not in known]
     if unknown:
         raise BadQuery(f"unknown status {', '.join(unknown)} (known: {', '.join(sorted(known))})")
     return words
@@ -77,13 +81,13 @@ def _statuses(request: web.Request) -> tuple[str, ...]:
 async def list_executions(request: web.Request) -> web.Response:
     try:
         query = history.ExecutionQuery(
-            config_id=_int(request, "config_id", minimum=1),
-            schedule_id=_int(request, "schedule_id", minimum=1),
+            config_id=_int(request, "config_id", minimum=1, maximum=MAX_ID),
+            schedule_id=_int(request, "schedule_id", minimum=1, maximum=MAX_ID),
             statuses=_statuses(request),
             since=_time(request, "since"),
             until=_time(request, "until"),
             limit=_int(request, "limit", minimum=1, maximum=MAX_LIMIT) or 50,
-            offset=_int(request, "offset", minimum=0) or 0,
+            offset=_int(request, "offset", minimum=0, maximum=MAX_ID) or 0,
         )
     except BadQuery as exc:
         return envelope.error("bad request", str(exc), status=400)

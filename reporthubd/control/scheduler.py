@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from reporthubd.control import envelope
+from reporthubd.control.params import path_id
 
 if TYPE_CHECKING:
     from reporthubd.scheduler.loop import Scheduler
@@ -34,10 +35,7 @@ def _scheduler(request: web.Request) -> Scheduler:
 
 
 def _schedule_id(request: web.Request) -> int:
-    raw = request.match_info["schedule_id"]
-    if not raw.isdigit():
-        raise web.HTTPBadRequest(reason="bad schedule id", text=f"not a schedule id: {raw!r}")
-    return int(raw)
+    return path_id(request, "schedule_id")
 
 
 async def status(request: web.Request) -> web.Response:
@@ -93,8 +91,11 @@ async def trigger(request: web.Request) -> web.Response:
                 reason="bad scheduled_for",
                 text="scheduled_for needs a UTC offset, e.g. 2026-11-29T09:00:00+01:00",
             )
+    parameters = body.get("parameters")
+    if parameters is not None and not isinstance(parameters, dict):
+        raise web.HTTPBadRequest(reason="bad parameters", text='"parameters" must be an object')
     try:
-        execution_id = await scheduler.trigger(schedule_id, scheduled_for)
+        execution_id = await scheduler.trigger(schedule_id, scheduled_for, parameters)
     except LookupError as exc:
         return envelope.error("cannot trigger", str(exc), status=404)
     return envelope.success(

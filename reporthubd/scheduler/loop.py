@@ -631,9 +631,15 @@ class Scheduler:
 
     # -- manual trigger -------------------------------------------------------------------------
 
-    async def trigger(self, schedule_id: int, scheduled_for: datetime | None = None) -> str:
-        """Run a loaded schedule now (trigger_type manual). `scheduled_for` defaults to now.
-        Raises LookupError (unknown or disabled schedule, with the reason)."""
+    async def trigger(
+        self,
+        schedule_id: int,
+        scheduled_for: datetime | None = None,
+        parameters: dict[str, Any] | None = None,
+    ) -> str:
+        """Run a loaded schedule now (trigger_type manual). `scheduled_for` defaults to now;
+        `parameters` override the schedule's and the report's. Raises LookupError (unknown or
+        disabled schedule, with the reason)."""
         job = self.jobs.get(schedule_id)
         if job is None:
             why = self.disabled.get(schedule_id)
@@ -650,6 +656,7 @@ class Scheduler:
             scheduled_for=logical,
             trigger_type=domain.TriggerType.MANUAL,
             node_id=self.node_id,
+            parameters=parameters or None,
         )
         log.info(
             "schedule triggered",

@@ -79,7 +79,7 @@ def test_list_filters_pages_and_downloads(daemon: tuple[DaemonProcess, int]) -> 
     status, body = call(port, "/api/executions?limit=2&offset=2")
     assert [i["id"] for i in body["data"]["items"]] == [first]  # type: ignore[index]
 
-    status, body = call(port, "/api/executions?config_id=1&status=completed,failed")
+    status, body = call(port, "/api/executions?config_id=1&status=COMPLETED,FAILED")
     assert status == 200 and body["data"]["total"] == 3  # type: ignore[index]
     status, body = call(port, "/api/executions?status=FAILED")
     assert body["data"]["total"] == 0  # type: ignore[index]
@@ -100,6 +100,8 @@ def test_list_filters_pages_and_downloads(daemon: tuple[DaemonProcess, int]) -> 
     [
         "limit=0",
         "limit=501",
+        "status=completed",
+        "until=",
         "limit=ten",
         "offset=-1",
         "config_id=abc",

@@ -1,0 +1,460 @@
+"""The OpenAPI 3.1 description of the control plane, served at `/api/openapi.json`.
+
+Kept in the repository as data (this module); docs/api.md is rendered from it
+(`python -m reporthubd.control.openapi --markdown > docs/api.md`, checked by a test), and the
+test suite runs schemathesis against a live daemon with it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from reporthubd import __version__
+from reporthubd.control.params import MAX_ID
+
+JSON = "application/json"
+ID = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+# JSON Schema 2020-12 treats `format` as an annotation: the pattern makes "with an offset" binding.
+DATETIME_PATTERN = (
+    r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|1\d|2[0-8])T([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,6})?)?"
+    r"(Z|[+-](0\d|1[0-3]):[0-5]\d)$"
+)
+DATETIME = {"type": "string", "format": "date-time", "pattern": DATETIME_PATTERN}
+STATUS = "(PENDING|RUNNING|COMPLETED|PARTIAL|FAILED|TIMEOUT|CANCELLED|SKIPPED)"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _success(data: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["status", "message", "data"],
+        "properties": {
+            "status": {"const": "success"},
+            "message": {"type": "string"},
+            "data": data or {"type": "object"},
+        },
+    }
+
+
+def _answer(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {JSON: {"schema": schema}}}
+
+
+def _ok(description: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
+    return _answer(description, _success(data))
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _answer(description, _ref("Error"))
+
+
+def _id_param(name: str, kind: str = "integer") -> dict[str, Any]:
+    schema: dict[str, Any] = (
+        {"type": "string", "minLength": 1, "maxLength": 36}
+        if kind == "string"
+        else {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+    )
+    return {"name": name, "in": "path", "required": True, "schema": schema}
+
+
+PROTECTED = {
+    "401": _error("no bearer token (when tokens are configured)"),
+    "403": _error("the token is not valid"),
+}
+
+EXECUTION = {
+    "type": "object",
+    "required": ["id", "config_id", "status", "trigger_type"],
+    "properties": {
+        "id": {"type": "string"},
+        "config_id": {"type": "integer"},
+        "schedule_id": {"type": ["integer", "null"]},
+        "trigger_type": {"enum": ["schedule", "manual", "retry", "recovery"]},
+        "scheduled_for": {"type": ["string", "null"], "format": "date-time"},
+        "status": {
+            "enum": [
+                "PENDING",
+                "RUNNING",
+                "COMPLETED",
+                "PARTIAL",
+                "FAILED",
+                "TIMEOUT",
+                "CANCELLED",
+                "SKIPPED",
+            ]
+        },
+        "parameters": {"type": "object"},
+        "node_id": {"type": ["string", "null"]},
+        "started_at": {"type": ["string", "null"], "format": "date-time"},
+        "finished_at": {"type": ["string", "null"], "format": "date-time"},
+        "row_count": {"type": ["integer", "null"]},
+        "file_name": {"type": ["string", "null"]},
+        "file_size": {"type": ["integer", "null"]},
+        "file_sha256": {"type": ["string", "null"]},
+        "error_message": {"type": ["string", "null"]},
+    },
+}
+
+
+def spec() -> dict[str, Any]:
+    execution_id = _id_param("execution_id", "string")
+    paths: dict[str, Any] = {
+        "/healthz": {
+            "get": {
+                "summary": "The process is alive",
+                "security": [],
+                "responses": {"200": _ok("alive"), **PROTECTED},
+            }
+        },
+        "/readyz": {
+            "get": {
+                "summary": "The store answers and the daemon is not draining",
+                "security": [],
+                "responses": {"200": _ok("ready"), "503": _error("not ready"), **PROTECTED},
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics",
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "text exposition format",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    **PROTECTED,
+                },
+            }
+        },
+        "/api/openapi.json": {
+            "get": {
+                "summary": "This description",
+                "responses": {"200": _answer("OpenAPI 3.1", {"type": "object"}), **PROTECTED},
+            }
+        },
+        "/api/execute/{config_id}": {
+            "post": {
+                "summary": "Run a report now",
+                "parameters": [_id_param("config_id")],
+                "requestBody": {
+                    "required": False,
+                    "content": {JSON: {"schema": _ref("ExecuteRequest")}},
+                },
+                "responses": {
+                    "202": _ok("accepted; poll GET /api/execution/{id}", _ref("ExecutionStarted")),
+                    "200": _ok("finished within `wait` seconds", EXECUTION),
+                    "400": _error("bad input"),
+                    "404": _error("unknown or inactive report config"),
+                    "503": _error("the daemon is draining"),
+                    **PROTECTED,
+                },
+            }
+        },
+        "/api/execution/{execution_id}": {
+            "get": {
+                "summary": "One execution, with its delivery ledger",
+                "parameters": [execution_id],
+                "responses": {
+                    "200": _ok("the execution", EXECUTION),
+                    "404": _error("unknown execution"),
+                    **PROTECTED,
+                },
+            }
+        },
+        "/api/executions": {
+            "get": {
+                "summary": "Executions, newest first",
+                "parameters": [
+                    {"name": "config_id", "in": "query", "schema": ID},
+                    {"name": "schedule_id", "in": "query", "schema": ID},
+                    {
+                        "name": "status",
+                        "in": "query",
+                        "description": "comma-separated statuses",
+                        "schema": {"type": "string", "pattern": f"^{STATUS}(,{STATUS})*$"},
+                    },
+                    {
+                        "name": "since",
+                        "in": "query",
+                        "schema": DATETIME,
+                    },
+                    {
+                        "name": "until",
+                        "in": "query",
+                        "schema": DATETIME,
+                    },
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 500},
+                    },
+                    {
+                        "name": "offset",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 0, "maximum": MAX_ID},
+                    },
+                ],
+                "responses": {
+                    "200": _ok(
+                        "a page",
+                        {
+                            "type": "object",
+                            "required": ["items", "total", "limit", "offset"],
+                            "properties": {
+                                "items": {"type": "array", "items": EXECUTION},
+                                "total": {"type": "integer"},
+                                "limit": {"type": "integer"},
+                                "offset": {"type": "integer"},
+                            },
+                        },
+                    ),
+                    "400": _error("bad filter"),
+                    **PROTECTED,
+                },
+            }
+        },
+        "/api/execution/{execution_id}/cancel": {
+            "post": {
+                "summary": "Cancel a pending or running execution (its query is stopped)",
+                "parameters": [execution_id],
+                "requestBody": {
+                    "required": False,
+                    "content": {
+                        JSON: {
+                            "schema": {
+                                "type": "object",
+                                "properties": {"reason": {"type": "string"}},
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": _ok("cancelled"),
+                    "400": _error("bad input"),
+                    "404": _error("unknown execution"),
+                    "409": _error("already finished, or running on another node"),
+                    "503": _error("the engine is not running"),
+                    **PROTECTED,
+                },
+            }
+        },
+        "/api/execution/{execution_id}/redeliver": {
+            "post": {
+                "summary": "Re-run the deliveries (and recipients) that failed",
+                "parameters": [execution_id],
+                "responses": {
+                    "200": _ok("re-run"),
+                    "400": _error("bad id"),
+                    "404": _error("unknown execution"),
+                    "409": _error("nothing to redeliver yet (no file, or still running)"),
+                    **PROTECTED,
+                },
+            }
+        },
+        "/api/execution/{execution_id}/file": {
+            "get": {
+                "summary": "Download the produced file while it is retained",
+                "parameters": [execution_id],
+                "responses": {
+                    "200": {
+                        "description": "the file",
+                        "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+                    },
+                    "404": _error("unknown execution, no file, or no longer retained"),
+                    "409": _error("not produced yet"),
+                    **PROTECTED,
+                },
+            }
+        },
+        "/api/test-datasource/{datasource_id}": {
+            "post": {
+                "summary": "Connect to a datasource: server version and round-trip time",
+                "parameters": [_id_param("datasource_id")],
+                "responses": {
+                    "200": _ok("tested; `data.ok` says whether it worked"),
+                    "400": _error("bad id"),
+                    "404": _error("unknown datasource"),
+                    "422": _error("the datasource row is invalid"),
+                    **PROTECTED,
+                },
+            }
+        },
+        "/api/test-delivery/{delivery_id}": {
+            "post": {
+                "summary": "Check a delivery's target and credentials, sending no report",
+                "parameters": [_id_param("delivery_id")],
+                "responses": {
+                    "200": _ok("tested; `data.ok` says whether it worked"),
+                    "400": _error("bad id"),
+                    "404": _error("unknown delivery"),
+                    "422": _error("the delivery row is invalid"),
+                    **PROTECTED,
+                },
+            }
+        },
+        "/api/scheduler/status": {
+            "get": {
+                "summary": "Node, uptime, schedules loaded and disabled, lateness, queue",
+                "responses": {"200": _ok("status"), "503": _error("not running"), **PROTECTED},
+            }
+        },
+        "/api/scheduler/jobs": {
+            "get": {
+                "summary": "One entry per schedule",
+                "responses": {"200": _ok("jobs"), "503": _error("not running"), **PROTECTED},
+            }
+        },
+        "/api/scheduler/reload": {
+            "post": {
+                "summary": "Re-read the schedules from the store",
+                "responses": {
+                    "200": _ok("reloaded"),
+                    "503": _error("reload failed; the previous schedules are kept"),
+                    **PROTECTED,
+                },
+            }
+        },
+        "/api/scheduler/trigger/{schedule_id}": {
+            "post": {
+                "summary": "Run a schedule now (trigger_type manual)",
+                "parameters": [_id_param("schedule_id")],
+                "requestBody": {
+                    "required": False,
+                    "content": {
+                        JSON: {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "scheduled_for": {"anyOf": [DATETIME, {"type": "null"}]},
+                                    "parameters": {"type": ["object", "null"]},
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "202": _ok("triggered"),
+                    "400": _error("bad input"),
+                    "404": _error("unknown or disabled schedule"),
+                    "503": _error("not running"),
+                    **PROTECTED,
+                },
+            }
+        },
+        "/api/schedules/{schedule_id}/next": {
+            "get": {
+                "summary": "The next fires of a schedule, UTC and local",
+                "parameters": [
+                    _id_param("schedule_id"),
+                    {
+                        "name": "n",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+                    },
+                ],
+                "responses": {
+                    "200": _ok("fires"),
+                    "400": _error("bad input"),
+                    "404": _error("unknown schedule"),
+                    "409": _error("the schedule is disabled (the reason is given)"),
+                    "503": _error("not running"),
+                    **PROTECTED,
+                },
+            }
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "reporthubd control plane",
+            "version": __version__,
+            "description": (
+                "Every JSON answer is an envelope: "
+                '`{"status": "success", "message": ..., "data": {...}}` or '
+                '`{"status": "error", "message": ..., "error": ...}`. '
+                "Bearer tokens come from `control.token_file`; without one (loopback only) "
+                "every path is open. A body over `control.max_body_bytes` gets 413."
+            ),
+        },
+        "servers": [{"url": "/"}],
+        "security": [{"bearer": []}],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["status", "message", "error"],
+                    "properties": {
+                        "status": {"const": "error"},
+                        "message": {"type": "string"},
+                        "error": {"type": "string"},
+                    },
+                },
+                "ExecuteRequest": {
+                    "type": "object",
+                    "properties": {
+                        "parameters": {"type": ["object", "null"]},
+                        "deliver": {"type": "boolean"},
+                        "scheduled_for": {"anyOf": [DATETIME, {"type": "null"}]},
+                        "wait": {"type": "number", "minimum": 0, "maximum": 3600},
+                    },
+                },
+                "ExecutionStarted": {
+                    "type": "object",
+                    "required": ["execution_id", "config_id", "status"],
+                    "properties": {
+                        "execution_id": {"type": "string"},
+                        "config_id": {"type": "integer"},
+                        "status": {"type": "string"},
+                    },
+                },
+            },
+        },
+    }
+
+
+def render_markdown() -> str:
+    """docs/api.md, rendered from the spec."""
+    document = spec()
+    out = [
+        "# HTTP API",
+        "",
+        "Rendered from the OpenAPI 3.1 description (`reporthubd/control/openapi.py`, served at "
+        "`/api/openapi.json`) by `python -m reporthubd.control.openapi --markdown > docs/api.md`; "
+        "a test fails when it is stale.",
+        "",
+        document["info"]["description"],
+        "",
+    ]
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            out += [f"## `{method.upper()} {path}`", "", operation["summary"] + ".", ""]
+            params = [p for p in operation.get("parameters", []) if p["in"] == "query"]
+            if params:
+                out.append("Query: " + ", ".join(f"`{p['name']}`" for p in params) + ".")
+                out.append("")
+            if "requestBody" in operation:
+                schema = operation["requestBody"]["content"][JSON]["schema"]
+                if "$ref" in schema:
+                    schema = document["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+                fields = ", ".join(f"`{name}`" for name in schema.get("properties", {}))
+                out += [f"Body (optional, JSON): {fields}.", ""]
+            out += ["| status | meaning |", "|---|---|"]
+            for status, answer in operation["responses"].items():
+                out.append(f"| {status} | {answer['description']} |")
+            out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+if __name__ == "__main__":
+    import sys
+
+    if "--markdown" in sys.argv:
+        print(render_markdown(), end="")
+    else:
+        print(json.dumps(spec(), indent=2))
