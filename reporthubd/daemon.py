@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import AsyncExitStack
@@ -37,6 +38,8 @@ log = logs.get(__name__)
 
 # Settings that only take effect after a restart; a reload that changes them says so.
 RESTART_ONLY = ("store", "control", "execution.workspace", "scheduler.node_id")
+
+GIL_SWITCH_INTERVAL_SECONDS = 0.0005
 
 ReloadHook = Callable[[Settings], Awaitable[str]]
 
@@ -150,6 +153,11 @@ class Daemon:
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def run(self) -> int:
+        # Writers and SDK connectors render in worker threads. With CPython's default 5 ms GIL
+        # switch interval the event loop queues behind them on every I/O wake-up (the convoy
+        # effect): bench/control.py measured control-plane p99 264 ms during a 1M-row Excel
+        # export at 5 ms, 89 ms at 0.5 ms.
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_SECONDS)
         loop = asyncio.get_running_loop()
         self._stop_requested = asyncio.Event()
         self._reload_lock = asyncio.Lock()

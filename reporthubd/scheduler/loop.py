@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from reporthubd import domain, logs
 from reporthubd.config import Settings
+from reporthubd.recent import Recent
 from reporthubd.scheduler import misfire
 from reporthubd.scheduler.clock import Clock, SystemClock
 from reporthubd.scheduler.cron import FireTimes, parse_cron
@@ -117,6 +118,9 @@ class _Batch:
     claims: list[claims.FireClaim] = field(default_factory=list)
 
 
+STATUS_MAX_AGE_SECONDS = 1.0
+
+
 class Scheduler:
     def __init__(
         self,
@@ -153,6 +157,10 @@ class Scheduler:
         self._fingerprint: definitions.Fingerprint | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopped = False
+        # Status is polled by dashboards: concurrent requests share one store query per second.
+        self._active_counts = Recent(
+            lambda: claims.count_active(self.store), max_age_seconds=STATUS_MAX_AGE_SECONDS
+        )
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -726,7 +734,7 @@ class Scheduler:
         upcoming = self.next_fire()
         store_error = None
         try:
-            active = await claims.count_active(self.store)
+            active = await self._active_counts.get()
         except Exception as exc:  # the rest of the status is still worth answering
             active, store_error = {}, _first_line(exc)
         mine = active.get(self.node_id, {})
