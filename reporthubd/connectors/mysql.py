@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiomysql
 import pymysql  # type: ignore[import-untyped]
+import pymysql.converters  # type: ignore[import-untyped]
 from pymysql.constants import FIELD_TYPE  # type: ignore[import-untyped]
 
 from reporthubd import secrets
@@ -254,7 +255,23 @@ class MySQLConnector(Connector):
         return ConnectorError(f"mysql {self.where}: {what}: {detail}")
 
     async def _connect(self) -> Any:
-        return await aiomysql.connect(**self._connect_kwargs)
+        conn = await aiomysql.connect(**self._connect_kwargs)
+        # aiomysql 0.3 escapes bytes with a helper PyMySQL 1.2 removed: escape them here.
+        escape = conn.escape
+
+        def escape_value(value: Any) -> Any:
+            if isinstance(value, bytes | bytearray | memoryview):
+                return pymysql.converters.escape_bytes(bytes(value))
+            return escape(value)
+
+        conn.escape = escape_value
+        return conn
+
+    async def _reconnect(self) -> None:
+        """A new session after the previous one was dropped (a stream left early)."""
+        self._conn = await self._connect()
+        async with self._conn.cursor() as cursor:
+            await cursor.execute("SET SESSION TRANSACTION READ ONLY")
 
     async def open(self) -> None:
         config = self.datasource.connection_config
@@ -282,9 +299,7 @@ class MySQLConnector(Connector):
         }
         try:
             async with asyncio.timeout(timeout + 1):
-                self._conn = await self._connect()
-                async with self._conn.cursor() as cursor:
-                    await cursor.execute("SET SESSION TRANSACTION READ ONLY")
+                await self._reconnect()
         except (OSError, TimeoutError, pymysql.err.MySQLError) as exc:
             await self.close()
             raise self._fail("cannot connect", exc) from None
@@ -342,9 +357,14 @@ class MySQLConnector(Connector):
     ) -> AsyncIterator[tuple[Any, list[Column], list[int]]]:
         """Start the statement in a read-only transaction; yield the connection, columns and
         per-column handling codes with the stream positioned at the first row."""
-        if self._conn is None:
-            raise self._fail("the query failed", "not connected")
         bound = params.bind(request.sql, request.parameters, params.Style.PYFORMAT, dialect="mysql")
+        if self._conn is None:
+            if not self._connect_kwargs:
+                raise self._fail("the query failed", "not connected")
+            try:
+                await self._reconnect()
+            except (OSError, TimeoutError, pymysql.err.MySQLError) as exc:
+                raise self._fail("cannot connect", exc) from None
         conn = self._conn
         cursor = aiomysql.SSCursor(conn)
         try:

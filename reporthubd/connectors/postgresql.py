@@ -156,6 +156,10 @@ def _detail(exc: BaseException) -> str:
 
 def _coerce(value: Any, type_name: str) -> Any:
     """Strings (from JSON triggers and the CLI) parsed to what asyncpg expects for the type."""
+    if value is None:
+        return None
+    if type_name in {"json", "jsonb"} and not isinstance(value, str):
+        return json.dumps(value)
     if not isinstance(value, str):
         if type_name in {"timestamp"} and isinstance(value, datetime) and value.tzinfo:
             return value.replace(tzinfo=None)  # the wall time of the template's zone
@@ -200,6 +204,10 @@ def _coerce(value: Any, type_name: str) -> Any:
     except (ValueError, InvalidOperation) as exc:
         raise ValueError(f"{value!r} is not a valid {type_name} ({exc})") from None
     return value
+
+
+def _json_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def _as_text(value: Any) -> str:
@@ -284,6 +292,11 @@ class PostgresConnector(Connector):
             )
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise self._fail("cannot connect", exc) from None
+        # JSON values as dicts and lists (the connector contract), not as their text.
+        for type_name in ("json", "jsonb"):
+            await self._conn.set_type_codec(
+                type_name, encoder=_json_text, decoder=json.loads, schema="pg_catalog"
+            )
 
     @property
     def connection(self) -> asyncpg.Connection:
