@@ -52,12 +52,15 @@ def _parser() -> argparse.ArgumentParser:
     export = with_config(sub.add_parser("export", help="write the store's definitions as TOML"))
     export.add_argument("-o", "--output", help="file to write (default: standard output)")
     demo = sub.add_parser(
-        "demo", help="run the daemon on an embedded SQLite store in a local folder"
+        "demo", help="the daemon with sample data and demo reports in a local folder"
     )
     demo.add_argument(
         "--dir", default="reporthubd-demo", help="the demo folder (default: ./reporthubd-demo)"
     )
-    demo.add_argument("--listen", default="127.0.0.1:8000", help="control plane address")
+    demo.add_argument(
+        "--listen",
+        help="control plane address (default: 127.0.0.1:8000, or a free port if 8000 is taken)",
+    )
     return parser
 
 

@@ -1,0 +1,303 @@
+"""`reporthubd demo`, tried as a new user would: a real subprocess on a fresh folder, its printed
+curl command run as printed, Ctrl-C (SIGINT), then a second run on the same folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from reporthubd import demo
+from tests import servers
+
+T = TypeVar("T")
+DEMO_REPORTS = ("daily-orders", "regional-sales", "sales-summary", "orders-feed")
+DEFINITION_TABLES = (
+    "report_datasources",
+    "report_configs",
+    "report_schedules",
+    "report_deliveries",
+    "report_delivery_recipients",
+)
+TERMINAL = {"COMPLETED", "PARTIAL", "FAILED", "TIMEOUT", "CANCELLED", "SKIPPED"}
+
+
+def _wait_for(check: Callable[[], T | None], what: str, *, timeout: float = 90.0) -> T:
+    """Poll `check` until it returns something; a hang guard, not a timing assertion."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
+def _command() -> list[str]:
+    script = Path(sys.executable).parent / "reporthubd"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "reporthubd"]
+
+
+class Demo:
+    """One `reporthubd demo` process; stdout and stderr go to files in the test's folder."""
+
+    def __init__(self, folder: Path, port: int, run: int) -> None:
+        self.out_path = folder.parent / f"demo-{run}.out"
+        self.err_path = folder.parent / f"demo-{run}.err"
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("REPORTHUBD_") and k != "NOTIFY_SOCKET"
+        }
+        with self.out_path.open("wb") as out, self.err_path.open("wb") as err:
+            self.proc = subprocess.Popen(
+                [*_command(), "demo", "--dir", str(folder), "--listen", f"127.0.0.1:{port}"],
+                stdout=out,
+                stderr=err,
+                env=env,
+            )
+
+    @property
+    def stdout(self) -> str:
+        return self.out_path.read_text(encoding="utf-8")
+
+    def wait_ready(self) -> str:
+        def banner() -> str | None:
+            if self.proc.poll() is not None:
+                raise AssertionError(
+                    f"demo exited with {self.proc.returncode}:\n{self.stdout}\n"
+                    + self.err_path.read_text(encoding="utf-8")[-4000:]
+                )
+            text = self.stdout
+            return text if "curl -X POST" in text else None
+
+        return _wait_for(banner, "the demo's banner")
+
+    def interrupt(self) -> int:
+        self.proc.send_signal(signal.SIGINT)
+        return self.proc.wait(timeout=60)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def demos(tmp_path: Path) -> Iterator[list[Demo]]:
+    started: list[Demo] = []
+    yield started
+    for process in started:
+        process.kill()
+
+
+def _get(url: str) -> tuple[int, str]:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return response.status, response.read().decode("utf-8")
+
+
+def _post(url: str, body: dict[str, Any]) -> dict[str, Any]:
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=90) as response:
+        answer: dict[str, Any] = json.loads(response.read())
+        return answer
+
+
+def _run_printed_curl(command: str) -> dict[str, Any]:
+    """The printed command, run as printed (curl when installed, else the same request)."""
+    argv = shlex.split(command)
+    if shutil.which("curl"):
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True)
+        answer: dict[str, Any] = json.loads(result.stdout)
+        return answer
+    url = next(arg for arg in argv if arg.startswith("http"))
+    return _post(url, {})
+
+
+def _report_files(reports: Path) -> list[Path]:
+    return sorted(path for path in reports.rglob("*") if path.is_file())
+
+
+def _counts(folder: Path) -> dict[str, int]:
+    conn = sqlite3.connect(folder / "store.db")
+    try:
+        counts = {
+            t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in DEFINITION_TABLES
+        }
+    finally:
+        conn.close()
+    sales = sqlite3.connect(folder / "sales.db")
+    try:
+        counts["orders"] = sales.execute("SELECT count(*) FROM orders").fetchone()[0]
+        counts["customers"] = sales.execute("SELECT count(*) FROM customers").fetchone()[0]
+    finally:
+        sales.close()
+    return counts
+
+
+def _finished(base: str, execution_id: str) -> dict[str, Any] | None:
+    _, text = _get(f"{base}/api/execution/{execution_id}")
+    data: dict[str, Any] = json.loads(text)["data"]
+    return data if data["status"] in TERMINAL else None
+
+
+def test_demo_end_to_end_as_a_new_user(tmp_path: Path, demos: list[Demo]) -> None:
+    folder = tmp_path / "reporthubd-demo"
+    reports = folder / "reports"
+    port = servers.free_port()
+    base = f"http://127.0.0.1:{port}"
+
+    first = Demo(folder, port, 1)
+    demos.append(first)
+    banner = first.wait_ready()
+    assert f"status page:   {base}/" in banner
+    assert str(reports) in banner
+    assert "sample data: generated" in banner
+
+    # A demo report file lands in the reports folder (the start-up run of daily-orders).
+    landed = _wait_for(lambda: _report_files(reports), "a first report file")
+    assert landed[0].parent.name in DEMO_REPORTS
+
+    # The status page shows the demo schedules.
+    status, page = _get(f"{base}/")
+    assert status == 200
+    for name in DEMO_REPORTS:
+        assert name in page
+    for zone in ("Europe/Berlin", "America/New_York", "Asia/Tokyo", "Australia/Sydney"):
+        assert zone in page
+    _, jobs = _get(f"{base}/api/scheduler/jobs")
+    assert len(json.loads(jobs)["data"]["jobs"]) == 6
+
+    # The printed curl command triggers another run, whose file lands too.
+    curl = re.search(r"^\s*(curl -X POST \S+)\s*$", banner, re.MULTILINE)
+    assert curl is not None, banner
+    answer = _run_printed_curl(curl.group(1))
+    assert answer["status"] == "success", answer
+    execution_id = answer["data"]["execution_id"]
+    execution = _wait_for(lambda: _finished(base, execution_id), "the triggered run")
+    assert execution["status"] == "COMPLETED", execution
+    assert execution["row_count"] > 0
+    triggered = reports / "daily-orders" / execution["file_name"]
+    _wait_for(triggered.is_file, f"{triggered}")
+    text = triggered.read_text(encoding="utf-8-sig")
+    assert text.startswith("order_id,ordered_at_utc,customer,")
+    assert re.search(r"[^\x00-\x7f]", text), "non-ASCII customer names"
+
+    # Every other demo report runs and delivers a file of its format.
+    ids = {name: int(match) for name, match in re.findall(r"\((\S+): /api/execute/(\d+)\)", banner)}
+    assert set(ids) == {"sales-summary", "regional-sales", "orders-feed"}
+    magic = {"sales-summary": b"%PDF", "regional-sales": b"PK\x03\x04", "orders-feed": b"["}
+    for name, config_id in ids.items():
+        done = _post(f"{base}/api/execute/{config_id}", {"wait": 60})["data"]
+        assert done["status"] == "COMPLETED", done
+        delivered = reports / name / done["file_name"]
+        _wait_for(delivered.is_file, f"{delivered}")
+        assert delivered.read_bytes().startswith(magic[name])
+    feed = json.loads((reports / "orders-feed" / done["file_name"]).read_text(encoding="utf-8"))
+    assert feed and {"order_id", "customer", "amount"} <= set(feed[0])
+
+    counts = _counts(folder)
+    assert counts["orders"] == demo.ORDERS
+    assert counts["report_configs"] == 4
+    assert counts["report_schedules"] == 6
+    assert first.interrupt() == 0
+    assert "reporthubd demo: stopped" in first.stdout
+
+    # Running it again on the same folder: same definitions, same data, starts again.
+    second = Demo(folder, port, 2)
+    demos.append(second)
+    banner = second.wait_ready()
+    assert "sample data: reused" in banner
+    assert "demo reports: no changes" in banner
+    assert _get(f"{base}/healthz")[0] == 200
+    assert _counts(folder) == counts
+    assert second.interrupt() == 0
+
+
+def test_the_dataset_is_deterministic_and_reused(tmp_path: Path) -> None:
+    day = date(2026, 3, 29)  # a DST change in Europe: the data is UTC, it does not care
+    one, two = tmp_path / "one.db", tmp_path / "two.db"
+    demo.generate(one, last_day=day)
+    demo.generate(two, last_day=day)
+
+    def rows(path: Path) -> list[tuple[Any, ...]]:
+        conn = sqlite3.connect(path)
+        try:
+            return conn.execute(
+                "SELECT o.*, c.name, c.region FROM orders o JOIN customers c USING (customer_id)"
+                " ORDER BY order_id"
+            ).fetchall()
+        finally:
+            conn.close()
+
+    first = rows(one)
+    assert first == rows(two)
+    assert len(first) == demo.ORDERS
+    assert first[0][1] >= "2025-12-30 00:00:00"
+    assert first[-1][1] <= "2026-03-29 23:59:59"
+    assert {row[-1] for row in first} == {"Europe", "Americas", "Asia-Pacific"}
+    assert any(not row[-2].isascii() for row in first)
+    conn = sqlite3.connect(one)
+    try:
+        # Amounts are computed as exact decimals (cents); SQLite keeps NUMERIC as a double.
+        assert conn.execute(
+            "SELECT count(*) FROM orders WHERE abs(amount * 100 - round(amount * 100)) > 1e-6"
+        ).fetchone() == (0,)
+    finally:
+        conn.close()
+
+    reused = demo.ensure_dataset(one, today=day)
+    assert not reused.generated
+    assert demo.ensure_dataset(one, today=date(2026, 3, 30)).generated is False  # yesterday ok
+    stale = demo.ensure_dataset(one, today=date(2026, 4, 2))
+    assert stale.generated and stale.last_day == date(2026, 4, 2)
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_taken_default_port_is_replaced_by_a_free_one() -> None:
+    host, port = "127.0.0.1", 8000
+    holder = socket.socket()
+    try:
+        try:
+            holder.bind((host, port))
+            holder.listen()
+        except OSError:
+            pass  # something else holds it already: the same situation
+        listen, note = demo.choose_listen(None)
+        assert listen.startswith("127.0.0.1:") and listen != "127.0.0.1:8000"
+        assert note is not None and "8000 is taken" in note
+    finally:
+        holder.close()
+    assert demo.choose_listen("127.0.0.1:9999") == ("127.0.0.1:9999", None)
+
+
+def test_the_packaged_catalog_is_valid_with_absolute_paths(tmp_path: Path) -> None:
+    parsed = demo.demo_catalog(tmp_path)
+    assert [r.name for r in parsed.reports] == list(DEMO_REPORTS)
+    assert {r.output_format.value for r in parsed.reports} == {"csv", "excel", "pdf", "json"}
+    assert parsed.datasources[0].connection_config["path"] == str(tmp_path / "sales.db")
+    for report in parsed.reports:
+        for delivery in report.deliveries:
+            assert delivery.config["path"] == str(tmp_path / "reports")
+    zones = {s.timezone for r in parsed.reports for s in r.schedules}
+    assert len(zones) >= 4
