@@ -15,8 +15,8 @@ reads the row packets itself, straight from the connection's stream in chunks, a
 with a splitter compiled for the result's columns (one unrolled pass per row, no per-column
 loop): fields are sliced out of the packet and converted with C-level constructors (`int`,
 `datetime.fromisoformat`, `Decimal`). For CSV (`stream_csv`) it skips the conversion entirely:
-MySQL already sends every value as text, which is the canonical CSV text for integers, decimals,
-dates and strings; for plain rows the length byte before each value is overwritten with the
+MySQL already sends every value as text, which is the CSV text for integers, decimals, dates,
+timestamps and strings; for plain rows the length byte before each value is overwritten with the
 delimiter, so a row becomes one slice of the buffer (see bench/export.py).
 
 Cancellation: `KILL QUERY <connection id>` from a second connection, then the first connection is
@@ -480,7 +480,7 @@ _POST = {
     _AS_TEXT: "        if special(f{i}):\n            f{i} = Q + f{i}.replace(Q, QQ) + Q",
     _AS_TIME: "        if special(f{i}):\n            f{i} = Q + f{i}.replace(Q, QQ) + Q",
     _AS_DATE: "        if f{i}[:4] == b'0000':\n            f{i} = NULL",
-    _AS_DATETIME: "        f{i} = _iso_datetime(f{i}, NULL)",
+    _AS_DATETIME: "        f{i} = _db_datetime(f{i}, NULL)",
     _AS_FLOAT: "        f{i} = repr(float(f{i})).encode()",
     _AS_BINARY: "        f{i} = b64(f{i})",
     _AS_BIT: "        f{i} = str(int.from_bytes(f{i}, 'big')).encode()",
@@ -523,17 +523,14 @@ def _long_field(buf: bytes, p: int) -> tuple[bytes, int]:
     return buf[p : p + n], p + n
 
 
-def _iso_datetime(value: bytes, null: bytes) -> bytes:
-    """MySQL's DATETIME text as Python's isoformat(): "T", microseconds only when non-zero and
-    then always six digits; the zero date is NULL."""
+def _db_datetime(value: bytes, null: bytes) -> bytes:
+    """MySQL's DATETIME text in the CSV form (`formats.csv.csv_datetime`): the fraction without
+    trailing zeros, none when it is zero; the zero date is NULL."""
     if value[:4] == b"0000":
         return null
     if len(value) > 19:
-        fraction = value[20:]
-        if fraction.strip(b"0"):
-            return value[:10] + b"T" + value[11:19] + b"." + fraction.ljust(6, b"0")
-        return value[:10] + b"T" + value[11:19]
-    return value[:10] + b"T" + value[11:]
+        return value.rstrip(b"0").rstrip(b".")
+    return value
 
 
 def _field_splitter(codes: Sequence[int], spec: ServerCSV) -> Callable[[bytes, list[Any]], int]:
@@ -558,7 +555,7 @@ def _field_splitter(codes: Sequence[int], spec: ServerCSV) -> Callable[[bytes, l
         "special": special,
         "b64": base64.b64encode,
         "_long_field": _long_field,
-        "_iso_datetime": _iso_datetime,
+        "_db_datetime": _db_datetime,
         "ConnectorError": ConnectorError,
     }
     exec(compile(source, "<mysql-csv-splitter>", "exec"), namespace)  # generated, no user text
@@ -585,8 +582,7 @@ _IN_PLACE_CHECK = {
     _AS_DATE: f"                if {_ZERO_DATE}:\n"
     "                    q = -1\n                    break",
     _AS_DATETIME: f"                if n != 19 or {_ZERO_DATE}:\n"
-    "                    q = -1\n                    break\n"
-    "                ba[q + 11] = 84",
+    "                    q = -1\n                    break",
 }
 _IN_PLACE_LOOP = """
 def split(buf, out):

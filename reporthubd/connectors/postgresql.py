@@ -538,10 +538,11 @@ def _copy_expression(name: str, type_name: str, spec: ServerCSV, *, iso_dates: b
         return f"CASE WHEN {name} THEN '{true_text}' WHEN NOT {name} THEN '{false_text}' END"
     if type_name == "date":
         return name if iso_dates else f"to_char({name}, 'YYYY-MM-DD')"
-    if type_name in {"timestamp", "timestamptz"}:
-        # Python's isoformat(): "T", microseconds only when there are some; asyncpg hands
-        # timestamptz values over in UTC, so render them in UTC whatever the session zone.
-        value = f"({name} AT TIME ZONE 'UTC')" if type_name == "timestamptz" else name
-        offset = " || '+00:00'" if type_name == "timestamptz" else ""
-        return f"replace(to_char({value}, 'YYYY-MM-DD\"T\"HH24:MI:SS.US'), '.000000', ''){offset}"
+    if type_name == "timestamp":
+        # PostgreSQL's ISO text is the CSV form already (space, fraction without zeros).
+        return name if iso_dates else None
+    if type_name == "timestamptz":
+        # asyncpg hands these over in UTC: render them in UTC, whatever the session's zone.
+        utc = f"({name} AT TIME ZONE 'UTC')"
+        return f"rtrim(rtrim(to_char({utc}, 'YYYY-MM-DD HH24:MI:SS.US'), '0'), '.') || '+00:00'"
     return None

@@ -21,9 +21,10 @@ Options (all optional):
 | truncate | `false` | engine option: past `max_rows`, cut the result instead of failing |
 | truncated_note | see below | the last line written when the result was cut |
 
-Values follow the canonical text forms of `formats/values.py`: decimals exact and fixed-point,
-booleans `true`/`false`, dates and timestamps ISO 8601 (`2026-11-29T08:30:00`, with the offset
-when the value has a zone), bytes base64, JSON compact.
+Values follow the canonical text forms of `formats/values.py` (decimals exact and fixed-point,
+booleans `true`/`false`, dates ISO 8601, bytes base64, JSON compact), except timestamps, which
+CSV writes as the database tools do: `2026-11-29 08:30:00`, a fraction only when there is one,
+without trailing zeros (`08:30:00.25`), and the offset when the value has a zone (`+01:00`).
 
 Rendering runs in a worker thread, one batch at a time and overlapped with fetching the next
 batch, so the event loop stays responsive. Connectors that can have the database render CSV
@@ -577,6 +578,16 @@ class CSVWriter(FormatWriter):
             self._path.unlink(missing_ok=True)
 
 
+def csv_datetime(value: datetime) -> str:
+    """A timestamp as CSV writes it: `2026-11-29 08:30:00`, the fraction only when there is one
+    and without trailing zeros (`08:30:00.5`), the offset when the value has a zone
+    (`+01:00`) — what psql and mariadb print, so the databases can render it themselves."""
+    text = value.isoformat(sep=" ")
+    if not value.microsecond:
+        return text
+    return text[:26].rstrip("0") + text[26:]
+
+
 def _strftime(pattern: str) -> Callable[[Any], str]:
     def render(value: Any) -> str:
         return value.strftime(pattern) if isinstance(value, date | time) else str(value)
@@ -590,6 +601,8 @@ def _datetime_renderer(pattern: str | None, zone: ZoneInfo | None) -> Callable[[
             return _iso(value)
         if zone is not None and value.tzinfo is not None:
             value = value.astimezone(zone)
-        return str(value.strftime(pattern) if pattern else value.isoformat())
+        if pattern:
+            return str(value.strftime(pattern))
+        return csv_datetime(value)
 
     return render

@@ -153,7 +153,7 @@ async def test_million_rows_csv_end_to_end(engine: Engine, source: Source) -> No
     )
     assert returned == ROWS // 20
     # Types render canonically: ISO timestamps and dates, exact decimals, quoted text.
-    assert sample[1] == "2024-01-01T00:02:50"
+    assert sample[1] == "2024-01-01 00:02:50"
     assert sample[2] == "2024-01-11"
     assert sample[5] == "13.70"
     assert sample[8] == 'note 10, "x"'

@@ -75,7 +75,7 @@ async def test_defaults_are_canonical(tmp_path: Path) -> None:
     lines = data.decode().split("\n")
     assert lines[0] == "id,name,ok,amount,day,at,at_tz,t,f,doc,raw"
     assert lines[1] == (
-        "1,plain,true,0.0000001,2026-01-02,2026-01-02T03:04:05,2026-01-02T03:04:05+02:00,"
+        "1,plain,true,0.0000001,2026-01-02,2026-01-02 03:04:05,2026-01-02 03:04:05+02:00,"
         '10:11:12,0.1,"{""a"":[1,""é""]}",AP8='
     )
     rows = list(csv.reader(io.StringIO(data.decode())))
@@ -139,6 +139,16 @@ async def test_gzip_and_zip(tmp_path: Path) -> None:
         assert name == "out.csv"
         assert archive.read(name).decode() == plain
         assert archive.infolist()[0].compress_type == zipfile.ZIP_DEFLATED
+
+
+def test_timestamp_text() -> None:
+    from reporthubd.formats.csv import csv_datetime
+
+    assert csv_datetime(datetime(2026, 1, 2, 3, 4, 5)) == "2026-01-02 03:04:05"
+    assert csv_datetime(datetime(2026, 1, 2, 3, 4, 5, 500000)) == "2026-01-02 03:04:05.5"
+    assert csv_datetime(datetime(2026, 1, 2, 3, 4, 10, 120, tzinfo=UTC)) == (
+        "2026-01-02 03:04:10.00012+00:00"
+    )
 
 
 async def test_truncation_note(tmp_path: Path) -> None:

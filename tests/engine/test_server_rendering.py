@@ -127,7 +127,7 @@ async def test_fast_path_equals_python_rendering(
         assert fast == slow
     text = slow.decode()
     assert "0.0000001000" in text  # decimals exact, never 1E-7
-    assert "2024-01-02T03:04:05.123456" in text
+    assert "2024-01-02 03:04:05.123456" in text
 
 
 async def test_copy_binds_parameters_through_settings(pg_source: Source, tmp_path: Path) -> None:
