@@ -40,8 +40,9 @@ from reporthubd.systemd import Notifier
 
 DEFAULT_LISTEN = "127.0.0.1:8000"
 CATALOG_RESOURCE = "demo_catalog.toml"
-STARTUP_REPORT = "daily-orders"
-"""Run once at start-up (a manual run), so a file lands before the first scheduled minute."""
+DEMO_REPORTS = ("daily-orders", "regional-sales", "sales-summary", "orders-feed")
+"""The packaged catalog's reports, in the order the banner lists them. Each is run once at
+start-up (a manual run), so one file of each format lands before the first scheduled fire."""
 
 CONFIG_TEMPLATE = """\
 # Written by `reporthubd demo`. Every setting is described in config.toml.example.
@@ -350,7 +351,8 @@ def demo_catalog(folder: Path) -> catalog.Catalog:
 @dataclass(frozen=True, kw_only=True)
 class Applied:
     summary: str
-    config_ids: dict[str, int]
+    configs: dict[str, domain.ReportConfig]
+    """By name."""
     schedules: list[domain.Schedule]
 
 
@@ -369,10 +371,9 @@ async def prepare_store(settings: Settings, folder: Path) -> Applied:
         found = await load_definitions(store, default_timezone=settings.scheduler.timezone)
     finally:
         await store.stop()
-    config_ids = {config.name: config_id for config_id, config in found.configs.items()}
     return Applied(
         summary=plan.summary() if not plan.empty else "no changes",
-        config_ids=config_ids,
+        configs={config.name: config for config in found.configs.values()},
         schedules=sorted(found.schedules.values(), key=lambda s: s.id),
     )
 
@@ -486,61 +487,72 @@ async def _run(
         ready.cancel()
         return await run
 
-    first_id = applied.config_ids.get(STARTUP_REPORT)
-    started = None
-    if first_id is not None and daemon.engine is not None:
-        started = await daemon.engine.create_and_submit(
-            first_id, trigger_type=domain.TriggerType.MANUAL
-        )
+    started = []
+    if daemon.engine is not None:
+        for name in DEMO_REPORTS:
+            if name in applied.configs:
+                await daemon.engine.create_and_submit(
+                    applied.configs[name].id, trigger_type=domain.TriggerType.MANUAL
+                )
+                started.append(name)
     port = (daemon.control.port if daemon.control else None) or parse_listen(listen)[1]
-    print(_banner(folder, folder / "reports", port, listen_note, applied, started), flush=True)
+    print(_banner(folder, port, listen_note, applied, started), flush=True)
     code = await run
     print("reporthubd demo: stopped", flush=True)
     return code
 
 
 def _banner(
-    folder: Path,
-    reports: Path,
-    port: int,
-    listen_note: str | None,
-    applied: Applied,
-    started: str | None,
+    folder: Path, port: int, listen_note: str | None, applied: Applied, started: list[str]
 ) -> str:
     base = f"http://127.0.0.1:{port}"
-    names = {config_id: name for name, config_id in applied.config_ids.items()}
+    by_id = {config.id: config for config in applied.configs.values()}
     lines = [""]
     if listen_note:
         lines.append(f"  note: {listen_note}")
     lines += [
-        f"  status page:   {base}/",
-        f"  reports land:  {reports}/<report name>/",
+        f"  open:          {base}/   (the status page)",
+        f"  files land in: {folder / 'reports'}/<report name>/",
         "",
-        "  schedules (cron in each schedule's own time zone):",
+        "  reports:",
     ]
+    for name in DEMO_REPORTS:
+        if (config := applied.configs.get(name)) is not None:
+            kind = config.output_format.value
+            lines.append(f"    id {config.id}  {name:<15} {kind:<6} {config.description}")
+    lines += ["", "  schedules (cron in the schedule's own time zone):"]
     for schedule in applied.schedules:
-        report = names.get(schedule.config_id, str(schedule.config_id))
-        params = ", ".join(f"{k}={v}" for k, v in schedule.parameters.items())
+        config = by_id.get(schedule.config_id)
+        report = config.name if config is not None else str(schedule.config_id)
         zone = schedule.timezone.key
-        lines.append(f"    {report:<16} {schedule.cron_expression:<15} {zone:<17}{params}")
+        params = ", ".join(f"{k}={v}" for k, v in schedule.parameters.items())
+        lines.append(
+            f"    id {schedule.id}  {report:<15} {schedule.cron_expression:<15} {zone:<17}{params}"
+        )
     if started:
         lines += [
             "",
-            f"  {STARTUP_REPORT} was run once now (a manual run), so a file lands at once.",
+            f"  Each report was also run once just now ({len(started)} manual runs), so there is a",
+            "  file of each format without waiting for the schedules.",
         ]
+    first = applied.configs.get(DEMO_REPORTS[0])
     lines += ["", "  try:"]
-    first_id = applied.config_ids.get(STARTUP_REPORT)
-    if first_id is not None:
-        lines.append(f"    curl -X POST {base}/api/execute/{first_id}")
-        lines.append(f"        runs {STARTUP_REPORT} now; the answer holds the execution id")
-    for name in ("sales-summary", "regional-sales", "orders-feed"):
-        if name in applied.config_ids:
-            lines.append(f"    ({name}: /api/execute/{applied.config_ids[name]})")
+    if first is not None:
+        lines += [
+            f"    curl -X POST {base}/api/execute/{first.id}",
+            f"        runs {first.name} now (any report id works); the answer has the execution id",
+        ]
+    if applied.schedules:
+        lines.append(
+            f"    curl -X POST {base}/api/scheduler/trigger/{applied.schedules[0].id}"
+            "   fires a schedule now"
+        )
     lines += [
-        f"    curl {base}/api/execution/EXECUTION_ID     one run: status, rows, file",
-        f"    curl {base}/api/scheduler/jobs             every schedule and its next fire",
-        f"    reporthubd export -c {folder / 'config.toml'}   the demo reports as TOML",
+        f"    curl {base}/api/execution/EXECUTION_ID   one run: status, rows, file",
+        f"    curl {base}/api/scheduler/jobs           every schedule and its next fire",
+        f"    reporthubd export -c {folder / 'config.toml'}   the demo's reports as TOML",
         "",
-        "  stop: Ctrl-C (running it again reuses the folder)",
+        "  Files accumulate (a few MB an hour); delete the folder when you are done.",
+        "  Stop: Ctrl-C. Running the demo again reuses the folder, its data and its reports.",
     ]
     return "\n".join(lines)
