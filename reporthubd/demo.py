@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import shlex
 import socket
 import sqlite3
 import sys
@@ -399,10 +400,23 @@ def _free_port(host: str) -> int:
         return port
 
 
+class ListenError(ValueError):
+    """An unusable `--listen`; the message says why and what to do."""
+
+
 def choose_listen(requested: str | None) -> tuple[str, str | None]:
     """The address to listen on and, when the default port was taken, a note saying so.
-    An explicit `--listen` is used as given (a taken port then fails the start, loudly)."""
+    An explicit `--listen` is used as given; ListenError when it is malformed or taken."""
     if requested is not None:
+        try:
+            host, port = parse_listen(requested)
+        except ValueError as exc:
+            raise ListenError(f"--listen: {exc}") from None
+        if host.count(".") == 3 and not _port_free(host, port):
+            raise ListenError(
+                f"--listen: {requested} is taken; pick another port, or leave --listen out "
+                f"to use {DEFAULT_LISTEN} or a free port"
+            )
         return requested, None
     host, port = parse_listen(DEFAULT_LISTEN)
     if _port_free(host, port):
@@ -449,7 +463,11 @@ def _main(folder: Path, requested_listen: str | None) -> int:
     reports = folder / "reports"
     reports.mkdir(exist_ok=True)
     config_path = _write_config(folder)
-    listen, listen_note = choose_listen(requested_listen)
+    try:
+        listen, listen_note = choose_listen(requested_listen)
+    except ListenError as exc:
+        print(f"reporthubd demo: {exc}", file=sys.stderr)
+        return 2
     # The daemon re-reads its config on reload: the address stays the one chosen here.
     os.environ["REPORTHUBD_CONTROL_LISTEN"] = listen
     try:
@@ -502,10 +520,20 @@ async def _run(
     return code
 
 
+def _self_command() -> str:
+    """How this demo was started, so the printed commands work as pasted (`.venv/bin/...`)."""
+    argv0 = sys.argv[0] if sys.argv else ""
+    if Path(argv0).name == "reporthubd":
+        return shlex.quote(argv0)
+    return f"{shlex.quote(sys.executable)} -m reporthubd"
+
+
 def _banner(
     folder: Path, port: int, listen_note: str | None, applied: Applied, started: list[str]
 ) -> str:
     base = f"http://127.0.0.1:{port}"
+    command = _self_command()
+    config_file = shlex.quote(str(folder / "config.toml"))
     by_id = {config.id: config for config in applied.configs.values()}
     lines = [""]
     if listen_note:
@@ -542,15 +570,22 @@ def _banner(
             f"    curl -X POST {base}/api/execute/{first.id}",
             f"        runs {first.name} now (any report id works); the answer has the execution id",
         ]
-    if applied.schedules:
-        lines.append(
-            f"    curl -X POST {base}/api/scheduler/trigger/{applied.schedules[0].id}"
-            "   fires a schedule now"
-        )
     lines += [
-        f"    curl {base}/api/execution/EXECUTION_ID   one run: status, rows, file",
-        f"    curl {base}/api/scheduler/jobs           every schedule and its next fire",
-        f"    reporthubd export -c {folder / 'config.toml'}   the demo's reports as TOML",
+        f"    curl {base}/api/execution/EXECUTION_ID",
+        "        that run: status, rows, file name",
+    ]
+    if applied.schedules:
+        schedule_id = applied.schedules[0].id
+        lines += [
+            f"    curl -X POST {base}/api/scheduler/trigger/{schedule_id}",
+            f"        fires schedule {schedule_id} now, with its parameters",
+        ]
+    lines += [
+        f"    curl {base}/api/scheduler/jobs",
+        "        every schedule and its next fire",
+        f"    {command} export -c {config_file} > my-reports.toml",
+        f"    {command} apply -c {config_file} my-reports.toml",
+        "        the demo's reports as a TOML file: edit it, then apply it back",
         "",
         "  Files accumulate (a few MB an hour); delete the folder when you are done.",
         "  Stop: Ctrl-C. Running the demo again reuses the folder, its data and its reports.",

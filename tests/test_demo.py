@@ -308,6 +308,8 @@ def test_a_taken_default_port_is_replaced_by_a_free_one() -> None:
         listen, note = demo.choose_listen(None)
         assert listen.startswith("127.0.0.1:") and listen != "127.0.0.1:8000"
         assert note is not None and "8000 is taken" in note
+        with pytest.raises(demo.ListenError, match="is taken"):
+            demo.choose_listen("127.0.0.1:8000")  # an explicit address is never swapped
     finally:
         holder.close()
     assert demo.choose_listen("127.0.0.1:9999") == ("127.0.0.1:9999", None)
