@@ -6,9 +6,10 @@ On a fresh machine (no database server, no configuration) it creates, or reuses,
 - `store.db`: the SQLite store (migrated on start);
 - `sales.db`: a SQLite sample datasource, about 100,000 orders generated here from a fixed seed
   (regions, products, customers with accented and CJK names, decimal amounts, UTC timestamps)
-  over the 90 days up to the day it is generated. It is generated once and reused; only a
-  dataset too old for "yesterday" to hold orders (or from an older demo) is generated again,
-  into a temporary file renamed over the old one;
+  over the 90 days up to the day (UTC) it is generated. It is reused for the rest of that day;
+  on a later day (or after a demo upgrade that changed the generator) it is generated again, so
+  "yesterday" and "the last hour" always hold orders: the same rows, shifted to the new day,
+  written to a temporary file renamed over the old one (about half a second);
 - `reports/`: where the demo reports' file-share deliveries write their files.
 
 The demo reports are the catalog file `reporthubd/demo_catalog.toml`, applied through
@@ -227,12 +228,12 @@ def _dataset_info(path: Path) -> dict[str, str] | None:
 
 
 def ensure_dataset(path: Path, *, today: date) -> Dataset:
-    """Reuse the dataset at `path` when it is current (same generator version, newest day at
-    least `today - 1`); otherwise generate it into a temporary file and rename that over it."""
+    """Reuse the dataset at `path` when it is current (same generator version, its newest day
+    is `today`); otherwise generate it into a temporary file and rename that over it."""
     info = _dataset_info(path) if path.exists() else None
     if info is not None and info.get("version") == DATASET_VERSION:
         last_day = date.fromisoformat(info["last_day"])
-        if last_day >= today - timedelta(days=1):
+        if last_day >= today:
             return Dataset(
                 path=path,
                 orders=int(info["orders"]),

@@ -16,7 +16,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -167,6 +167,7 @@ def test_demo_end_to_end_as_a_new_user(tmp_path: Path, demos: list[Demo]) -> Non
     port = servers.free_port()
     base = f"http://127.0.0.1:{port}"
 
+    started_on = datetime.now(UTC).date()
     first = Demo(folder, port, 1)
     demos.append(first)
     banner = first.wait_ready()
@@ -249,7 +250,8 @@ def test_demo_end_to_end_as_a_new_user(tmp_path: Path, demos: list[Demo]) -> Non
     second = Demo(folder, port, 2)
     demos.append(second)
     banner = second.wait_ready()
-    assert "sample data: reused" in banner
+    if datetime.now(UTC).date() == started_on:  # a new UTC day regenerates the dataset
+        assert "sample data: reused" in banner
     assert "demo reports: no changes" in banner
     assert _get(f"{base}/healthz")[0] == 200
     assert _counts(folder) == counts
@@ -288,11 +290,14 @@ def test_the_dataset_is_deterministic_and_reused(tmp_path: Path) -> None:
     finally:
         conn.close()
 
+    before = one.stat().st_mtime_ns
     reused = demo.ensure_dataset(one, today=day)
-    assert not reused.generated
-    assert demo.ensure_dataset(one, today=date(2026, 3, 30)).generated is False  # yesterday ok
-    stale = demo.ensure_dataset(one, today=date(2026, 4, 2))
-    assert stale.generated and stale.last_day == date(2026, 4, 2)
+    assert not reused.generated and reused.orders == demo.ORDERS
+    assert one.stat().st_mtime_ns == before
+    # The next day the same rows move one day on, so "yesterday" and "the last hour" hold orders.
+    stale = demo.ensure_dataset(one, today=date(2026, 3, 30))
+    assert stale.generated and stale.last_day == date(2026, 3, 30)
+    assert len(rows(one)) == demo.ORDERS
     assert not list(tmp_path.glob(".*.tmp"))
 
 
