@@ -2,29 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import signal
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from reporthubd.control.auth import TokenFileError, TokenGate, read_tokens
-from tests.daemon_process import DaemonProcess, NotifySocket, write_config
+from tests.daemon_process import DaemonProcess, NotifySocket, call, write_config
 
 PROTECTED = "/api/no-such-endpoint"  # auth is decided before routing: unknown paths leak nothing
-
-
-def _get(port: int, path: str, token: str | None = None) -> tuple[int, dict[str, object]]:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
-    if token is not None:
-        request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            return answer.status, json.loads(answer.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
 
 
 def test_tokens_from_a_two_line_file_and_rotation(tmp_path: Path) -> None:
@@ -37,19 +23,19 @@ def test_tokens_from_a_two_line_file_and_rotation(tmp_path: Path) -> None:
     daemon = DaemonProcess(config, env={"NOTIFY_SOCKET": str(notify.path)})
     try:
         notify.wait_for("READY=1")
-        status, body = _get(port, PROTECTED)
+        status, body = call(port, PROTECTED)
         assert status == 401 and body["status"] == "error"
-        assert _get(port, PROTECTED, "wrong-token")[0] == 403
-        assert _get(port, PROTECTED, "old-token-1111")[0] == 404  # authenticated, then routed
-        assert _get(port, PROTECTED, "new-token-2222")[0] == 404
-        assert _get(port, "/healthz")[0] == 200  # open by default
-        assert _get(port, "/readyz")[0] == 200
+        assert call(port, PROTECTED, token="wrong-token")[0] == 403
+        assert call(port, PROTECTED, token="old-token-1111")[0] == 404  # authenticated, then routed
+        assert call(port, PROTECTED, token="new-token-2222")[0] == 404
+        assert call(port, "/healthz")[0] == 200  # open by default
+        assert call(port, "/readyz")[0] == 200
 
         tokens.write_text("new-token-2222\n")  # retire the old token
         daemon.signal(signal.SIGHUP)
         notify.wait_for("READY=1")
-        assert _get(port, PROTECTED, "old-token-1111")[0] == 403
-        assert _get(port, PROTECTED, "new-token-2222")[0] == 404
+        assert call(port, PROTECTED, token="old-token-1111")[0] == 403
+        assert call(port, PROTECTED, token="new-token-2222")[0] == 404
     finally:
         daemon.stop()
         notify.close()
@@ -68,8 +54,8 @@ def test_health_can_be_closed_too(tmp_path: Path) -> None:
     daemon = DaemonProcess(config, env={"NOTIFY_SOCKET": str(notify.path)})
     try:
         notify.wait_for("READY=1")
-        assert _get(port, "/healthz")[0] == 401
-        assert _get(port, "/healthz", "only-token-3333")[0] == 200
+        assert call(port, "/healthz")[0] == 401
+        assert call(port, "/healthz", token="only-token-3333")[0] == 200
     finally:
         daemon.stop()
         notify.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -10,16 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon_process import DaemonProcess, NotifySocket, write_config
+from tests.daemon_process import DaemonProcess, NotifySocket, call, write_config
 from tests.private_servers import PrivateMariaDB
-
-
-def _get(port: int, path: str) -> tuple[int, dict[str, object]]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as answer:
-            return answer.status, json.loads(answer.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
 
 
 @pytest.fixture
@@ -41,19 +32,19 @@ def test_readyz_follows_the_store_down_and_up(tmp_path: Path, mariadb: PrivateMa
     daemon = DaemonProcess(config, env={"NOTIFY_SOCKET": str(notify.path)})
     try:
         notify.wait_for("READY=1", timeout=60)
-        status, body = _get(port, "/readyz")
+        status, body = call(port, "/readyz")
         assert (status, body["status"], body["data"]) == (200, "success", {"store": "up"})
         assert set(body) == {"status", "message", "data"}
 
         mariadb.stop()
-        status, body = _get(port, "/readyz")
+        status, body = call(port, "/readyz")
         assert status == 503
         assert body["status"] == "error" and "unreachable" in str(body["error"])
         assert set(body) == {"status", "message", "error"}
-        assert _get(port, "/healthz")[0] == 200  # alive, just not ready
+        assert call(port, "/healthz")[0] == 200  # alive, just not ready
 
         mariadb.start()
-        status, body = _get(port, "/readyz")
+        status, body = call(port, "/readyz")
         assert status == 200, body
         assert daemon.proc.poll() is None  # the same process throughout
     finally:
@@ -67,11 +58,11 @@ def test_healthz_envelope_and_unknown_path(tmp_path: Path) -> None:
     daemon = DaemonProcess(config, env={"NOTIFY_SOCKET": str(notify.path)})
     try:
         notify.wait_for("READY=1")
-        status, body = _get(port, "/healthz")
+        status, body = call(port, "/healthz")
         assert status == 200
         assert body["status"] == "success" and body["message"] == "alive"
         assert isinstance(body["data"], dict) and body["data"]["node_id"]
-        status, body = _get(port, "/no/such/route")
+        status, body = call(port, "/no/such/route")
         assert status == 404 and body["status"] == "error"
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
             assert answer.headers["Content-Type"].startswith("text/plain")

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from reporthubd.config import StoreSettings
 from reporthubd.daemon import Supervisor
 from reporthubd.store import migrate
 from reporthubd.store.database import Store
-from tests.daemon_process import DaemonProcess, NotifySocket, write_config
+from tests.daemon_process import DaemonProcess, NotifySocket, call, write_config
 
 
 @pytest.fixture
@@ -29,14 +28,6 @@ def notify(tmp_path: Path) -> Iterator[NotifySocket]:
     sock.close()
 
 
-def _get(port: int, path: str) -> tuple[int, dict[str, object]]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as answer:
-            return answer.status, json.loads(answer.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
-
-
 def test_notify_ready_reload_watchdog_and_stop(tmp_path: Path, notify: NotifySocket) -> None:
     config, port = write_config(tmp_path, f"sqlite:///{tmp_path / 'store.db'}")
     daemon = DaemonProcess(
@@ -44,7 +35,7 @@ def test_notify_ready_reload_watchdog_and_stop(tmp_path: Path, notify: NotifySoc
     )
     try:
         notify.wait_for("READY=1")
-        status, body = _get(port, "/healthz")
+        status, body = call(port, "/healthz")
         assert status == 200 and body["status"] == "success"
 
         pings_before = sum(m.count("WATCHDOG=1") for m in notify.messages)
@@ -78,7 +69,7 @@ def test_failed_reload_keeps_running_and_says_why(tmp_path: Path, notify: Notify
         config.write_text(good + "\n[execution]\nbogus_key = 1\n")
         daemon.signal(signal.SIGHUP)
         notify.wait_for("READY=1")
-        assert _get(port, "/healthz")[0] == 200
+        assert call(port, "/healthz")[0] == 200
         daemon.signal(signal.SIGTERM)
         assert daemon.wait(timeout=10) == 0
     finally:
