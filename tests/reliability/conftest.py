@@ -1,0 +1,111 @@
+"""Reliability fixtures: a migrated SQLite store in tmp_path, rows added straight into it, and a
+real `reporthubd run` subprocess started over it (its control plane driven with aiohttp)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from reporthubd.config import StoreSettings
+from reporthubd.store import migrate
+from reporthubd.store.database import Store
+from tests.daemon_process import DaemonProcess, write_config
+from tests.engine.conftest import Source, _my_source, _pg_source
+
+TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "SKIPPED"}
+
+
+@pytest.fixture
+def pg_source() -> Iterator[Source]:
+    yield from _pg_source()
+
+
+@pytest.fixture
+def my_source() -> Iterator[Source]:
+    yield from _my_source()
+
+
+@pytest.fixture(params=["postgresql", "mysql"])
+def source(request: pytest.FixtureRequest) -> Iterator[Source]:
+    yield from (_pg_source() if request.param == "postgresql" else _my_source())
+
+
+@pytest.fixture
+async def rstore(tmp_path: Path) -> AsyncIterator[Store]:
+    store = Store(StoreSettings(url=f"sqlite:///{tmp_path}/store.db"))
+    await store.start()
+    await migrate.upgrade(store)
+    yield store
+    await store.stop()
+
+
+class Daemon:
+    """One daemon subprocess over the test's SQLite store, with an HTTP session to it."""
+
+    def __init__(self, tmp_path: Path, **sections: dict[str, object]) -> None:
+        config, self.port = write_config(tmp_path, f"sqlite:///{tmp_path}/store.db", **sections)
+        self.workspace = tmp_path / "workspace"
+        self.process = DaemonProcess(config)
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.http = aiohttp.ClientSession()
+
+    async def ready(self) -> None:
+        for _ in range(600):
+            if self.process.proc.poll() is not None:
+                raise AssertionError(f"daemon exited: {self.process.output()[-3000:]}")
+            try:
+                async with self.http.get(f"{self.base}/readyz") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"daemon never ready: {self.process.output()[-3000:]}")
+
+    async def request(
+        self, method: str, path: str, *, json: Any = None, data: bytes | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        async with self.http.request(method, f"{self.base}{path}", json=json, data=data) as r:
+            return r.status, await r.json(content_type=None)
+
+    async def execute(self, config_id: int, **body: Any) -> str:
+        status, answer = await self.request("POST", f"/api/execute/{config_id}", json=body or None)
+        assert status in (200, 202), answer
+        return str(answer["data"]["execution_id"])
+
+    async def execution(self, execution_id: str) -> dict[str, Any]:
+        status, answer = await self.request("GET", f"/api/execution/{execution_id}")
+        assert status == 200, answer
+        data: dict[str, Any] = answer["data"]
+        return data
+
+    async def wait_status(
+        self, execution_id: str, statuses: set[str] = TERMINAL, timeout: float = 60
+    ) -> dict[str, Any]:
+        """Poll until the execution reaches one of `statuses` (a generous limit only to end a
+        hung test, not a timing assertion)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            data = await self.execution(execution_id)
+            if data["status"] in statuses:
+                return data
+            if loop.time() > deadline:
+                raise AssertionError(f"{execution_id} still {data['status']}: {data}")
+            await asyncio.sleep(0.1)
+
+    async def close(self) -> None:
+        await self.http.close()
+        if self.process.proc.poll() is None:
+            self.process.signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                await asyncio.to_thread(self.process.wait, 20)
+        self.process.stop()
