@@ -27,7 +27,7 @@ import functools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from croniter import CroniterBadDateError, croniter
@@ -372,12 +372,3 @@ def previous_fire(spec: CronSpec, zone: ZoneInfo, before: datetime) -> datetime 
     if before.tzinfo is None:
         raise ValueError("before must be aware")
     return FireTimes(spec, zone).previous_before(before)
-
-
-def describe_zone_time(instant: datetime, zone: ZoneInfo) -> str:
-    """`2026-03-29T03:00:00+02:00 (CEST)`: the local time of an instant, for people."""
-    local = instant.astimezone(zone)
-    return f"{local.isoformat()} ({local.tzname()})"
-
-
-ONE_SECOND = timedelta(seconds=1)
