@@ -92,10 +92,27 @@ async def envelope_errors(request: web.Request, handler: Handler) -> web.StreamR
         )
 
 
+@web.middleware
+async def webhook_loop_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse requests sent by a reporthubd webhook delivery (they carry X-Reporthub-Event): a
+    webhook pointed at a control plane (this node's or another's) would start a run per delivery,
+    whose delivery starts another, for ever. The webhook fails for good with this answer."""
+    if "X-Reporthub-Event" in request.headers:
+        return envelope.error(
+            "loop refused",
+            "a reporthubd webhook delivery may not call a reporthubd control plane "
+            "(it would start a loop of runs); point the webhook at a receiver",
+            status=403,
+        )
+    return await handler(request)
+
+
 def build_app(
     runtime: Runtime, *, max_body_bytes: int, gate: TokenGate | None = None
 ) -> web.Application:
-    middlewares = [envelope_errors] + ([gate.middleware] if gate is not None else [])
+    middlewares = [envelope_errors, webhook_loop_guard] + (
+        [gate.middleware] if gate is not None else []
+    )
     app = web.Application(client_max_size=max_body_bytes, middlewares=middlewares)
     app[RUNTIME_KEY] = runtime
     app.router.add_get("/healthz", healthz)

@@ -23,7 +23,7 @@ from reporthubd import domain
 from reporthubd.control import envelope
 from reporthubd.control.params import path_id
 from reporthubd.engine import EngineStopped, UnknownConfig
-from reporthubd.store import executions
+from reporthubd.store import delivery_logs, executions
 
 MAX_WAIT = 3600
 
@@ -117,6 +117,30 @@ async def execute(request: web.Request) -> web.Response:
     )
 
 
+def ledger_data(logs: list[delivery_logs.DeliveryLog]) -> list[dict[str, Any]]:
+    """The delivery ledger of an execution: one entry per delivery, its attempts in order (one
+    row per recipient group for email). Attempt details are left out: they may hold presigned
+    links, which are credentials."""
+    by_delivery: dict[int, list[dict[str, Any]]] = {}
+    for log in sorted(logs, key=lambda entry: (entry.delivery_id, entry.attempt, entry.id)):
+        by_delivery.setdefault(log.delivery_id, []).append(
+            {
+                "attempt": log.attempt,
+                "status": log.status.value,
+                "target": log.target,
+                "recipients": [str(r) for r in log.recipients],
+                "error": log.error_message,
+                "started_at": log.started_at.isoformat() if log.started_at else None,
+                "finished_at": log.finished_at.isoformat() if log.finished_at else None,
+                "next_retry_at": log.next_retry_at.isoformat() if log.next_retry_at else None,
+            }
+        )
+    return [
+        {"delivery_id": delivery_id, "attempts": attempts}
+        for delivery_id, attempts in by_delivery.items()
+    ]
+
+
 async def _wait_for_end(store: Any, execution_id: str, seconds: float) -> domain.Execution | None:
     """The execution once it is terminal, or None when `seconds` pass first. Reads the store, so
     it works whichever node runs the execution."""
@@ -140,6 +164,9 @@ async def get_execution(request: web.Request) -> web.Response:
     if execution is None:
         return envelope.error("not found", f"execution {execution_id} does not exist", status=404)
     data = execution_data(execution)
+    data["deliveries"] = ledger_data(
+        await delivery_logs.logs_for_execution(_runtime(request).store, execution_id)
+    )
     engine = getattr(_runtime(request), "engine", None)
     progress = engine.progress(execution_id) if engine is not None else None
     if progress is not None:

@@ -96,6 +96,18 @@ EXECUTION = {
         "file_size": {"type": ["integer", "null"]},
         "file_sha256": {"type": ["string", "null"]},
         "error_message": {"type": ["string", "null"]},
+        "deliveries": {
+            "type": "array",
+            "description": "GET /api/execution/{id} only: the delivery ledger",
+            "items": {
+                "type": "object",
+                "required": ["delivery_id", "attempts"],
+                "properties": {
+                    "delivery_id": {"type": "integer"},
+                    "attempts": {"type": "array", "items": {"type": "object"}},
+                },
+            },
+        },
     },
 }
 

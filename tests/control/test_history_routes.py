@@ -26,6 +26,11 @@ datasource = "local"
 output_format = "csv"
 query = "SELECT n, n * n AS square FROM numbers WHERE n <= :top ORDER BY n"
 parameters = {{ top = 100 }}
+
+[[reports.deliveries]]
+name = "share"
+method = "file_share"
+config = {{ path = "{share}" }}
 """
 
 
@@ -37,7 +42,8 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DaemonPro
         db.execute("CREATE TABLE numbers (n INTEGER)")
         db.executemany("INSERT INTO numbers VALUES (?)", [(n,) for n in range(1, 1001)])
     catalog = tmp_path / "catalog.toml"
-    catalog.write_text(CATALOG.format(source=source))
+    (tmp_path / "share").mkdir()
+    catalog.write_text(CATALOG.format(source=source, share=tmp_path / "share"))
     config, port = write_config(tmp_path, f"sqlite:///{tmp_path / 'store.db'}")
     notify = NotifySocket(tmp_path)
     process = DaemonProcess(config, env={"NOTIFY_SOCKET": str(notify.path)})
@@ -92,7 +98,13 @@ def test_list_filters_pages_and_downloads(daemon: tuple[DaemonProcess, int]) -> 
     assert content.decode().splitlines() == ["n,square"] + [f"{n},{n * n}" for n in range(1, 21)]
     assert disposition.startswith("attachment; filename=") and ".csv" in disposition
     _, body = call(port, f"/api/execution/{second}")
-    assert body["data"]["file_sha256"] == hashlib.sha256(content).hexdigest()  # type: ignore[index]
+    data = body["data"]
+    assert data["file_sha256"] == hashlib.sha256(content).hexdigest()  # type: ignore[index]
+    ledger = data["deliveries"]  # type: ignore[index]
+    assert [d["delivery_id"] for d in ledger] == [1]
+    (attempt,) = ledger[0]["attempts"]
+    assert attempt["attempt"] == 1 and attempt["status"] == "SUCCESS"
+    assert attempt["target"].endswith(".csv") and attempt["error"] is None
 
 
 @pytest.mark.parametrize(

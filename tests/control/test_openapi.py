@@ -87,14 +87,20 @@ def test_served_spec_is_the_repository_spec(daemon_port: int) -> None:
     assert status == 200 and body == json.loads(json.dumps(openapi.spec()))
 
 
-def test_schemathesis_finds_nothing(daemon_port: int, tmp_path: Path) -> None:
+# CPython 3.11 can fail inside schemathesis' own test generation (hypothesis describing a lambda
+# with `ast.parse`: "AST constructor recursion depth mismatch", a known interpreter bug). That is
+# a crash of the fuzzer, not a finding about our API: such a run is repeated, once.
+INTERPRETER_BUG = "AST constructor recursion depth mismatch"
+
+
+def _schemathesis(port: int, report_dir: Path) -> subprocess.CompletedProcess[str]:
     executable = shutil.which("schemathesis", path=str(Path(sys.executable).parent))
     assert executable, "schemathesis is a test dependency (pip install -e '.[test]')"
-    result = subprocess.run(
+    return subprocess.run(
         [
             executable,
             "run",
-            f"http://127.0.0.1:{daemon_port}/api/openapi.json",
+            f"http://127.0.0.1:{port}/api/openapi.json",
             "--header",
             f"Authorization: Bearer {TOKEN}",
             "--checks",
@@ -102,7 +108,7 @@ def test_schemathesis_finds_nothing(daemon_port: int, tmp_path: Path) -> None:
             "--max-examples",
             "40",
             "--workers",
-            "2",
+            "1",
             "--seed",
             "20261129",
             "--request-timeout",
@@ -110,10 +116,17 @@ def test_schemathesis_finds_nothing(daemon_port: int, tmp_path: Path) -> None:
             "--report",
             "junit",
             "--report-dir",
-            str(tmp_path),
+            str(report_dir),
         ],
         capture_output=True,
         text=True,
         timeout=900,
     )
+
+
+def test_schemathesis_finds_nothing(daemon_port: int, tmp_path: Path) -> None:
+    result = _schemathesis(daemon_port, tmp_path)
+    findings = [line for line in result.stdout.splitlines() if line.lstrip().startswith("❌ ST")]
+    if result.returncode != 0 and INTERPRETER_BUG in result.stdout and not findings:
+        result = _schemathesis(daemon_port, tmp_path)
     assert result.returncode == 0, result.stdout[-8000:]
