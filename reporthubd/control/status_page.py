@@ -47,7 +47,7 @@ ACTIVE_COLUMNS = [
     ("Report", False),
     ("Status", False),
     ("Started", True),
-    ("Rows", False),
+    ("Progress", False),
     ("Node", True),
 ]
 FAILURE_COLUMNS = [
@@ -65,6 +65,14 @@ RETRY_COLUMNS = [
     ("Last error", True),
 ]
 INVALID_COLUMNS = [("Table", False), ("Id", False), ("Problem", False)]
+
+
+def _progress(engine: Any, execution_id: str, stored_rows: int | None) -> str:
+    """Rows so far (and the phase) for a run of this node; the stored count for others."""
+    progress = engine.progress(execution_id) if hasattr(engine, "progress") else None
+    if progress is None:
+        return escape(str(stored_rows or 0))
+    return escape(f"{progress.rows:,} rows · {progress.phase} · {progress.elapsed():.0f} s")
 
 
 def _error_text(text: str | None) -> str:
@@ -136,7 +144,7 @@ async def status_page(request: web.Request) -> web.Response:
         [
             escape(e.table),
             escape(str(e.row_id)),
-            f'<span class="err">{escape("; ".join(e.problems))}</span>',
+            _error_text("; ".join(e.problems)),
         ]
         for e in definitions.errors
     ]
@@ -154,7 +162,7 @@ async def status_page(request: web.Request) -> web.Response:
             escape(names.get(run.config_id, str(run.config_id))),
             escape(run.status),
             escape(_t(run.started_at)),
-            escape(str(run.row_count or 0)),
+            _progress(engine, run.execution_id, run.row_count),
             escape(run.node_id or "—"),
         ]
         for run in active
