@@ -77,16 +77,20 @@ def sign(secret: str, timestamp: str, body_parts: list[bytes]) -> str:
     return mac.hexdigest()
 
 
+MAX_RETRY_AFTER_SECONDS = 10**9
+
+
 def retry_after(value: str | None, now: datetime | None = None) -> timedelta | None:
     """Parse a Retry-After header: delay seconds or an HTTP date."""
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return timedelta(seconds=int(value))
+    if value.isascii() and value.isdigit():
+        # A receiver's number is bounded before it meets timedelta (the ledger caps it further).
+        return timedelta(seconds=min(int(value), MAX_RETRY_AFTER_SECONDS))
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError, IndexError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
