@@ -109,7 +109,7 @@ async def next_fires(request: web.Request) -> web.Response:
     scheduler = _scheduler(request)
     schedule_id = _schedule_id(request)
     raw = request.query.get("n", "10")
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_NEXT:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_NEXT:
         raise web.HTTPBadRequest(reason="bad n", text=f"n must be 1..{MAX_NEXT}")
     job = scheduler.jobs.get(schedule_id)
     if job is None:
