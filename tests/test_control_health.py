@@ -42,6 +42,8 @@ def test_readyz_follows_the_store_down_and_up(tmp_path: Path, mariadb: PrivateMa
         assert body["status"] == "error" and "unreachable" in str(body["error"])
         assert set(body) == {"status", "message", "error"}
         assert call(port, "/healthz")[0] == 200  # alive, just not ready
+        status, body = call(port, "/api/executions")  # an API read while the store is down
+        assert status == 503 and body["message"] == "store unavailable", body
 
         mariadb.start()
         status, body = call(port, "/readyz")

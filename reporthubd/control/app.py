@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
+import sqlalchemy as sa
 from aiohttp import web
 
 from reporthubd import logs, metrics
@@ -85,6 +86,12 @@ async def envelope_errors(request: web.Request, handler: Handler) -> web.StreamR
             if header in exc.headers:
                 answer.headers[header] = exc.headers[header]
         return answer
+    except (StoreUnavailable, sa.exc.OperationalError, sa.exc.InterfaceError, OSError) as exc:
+        # The store's server is down or unreachable: a condition to wait out, not a bug.
+        log.warning("store unavailable for a request", path=request.path, error=str(exc)[:200])
+        return envelope.error(
+            "store unavailable", "the store cannot be reached; try again shortly", status=503
+        )
     except Exception:
         log.exception("control plane handler failed", path=request.path, method=request.method)
         return envelope.error(
