@@ -358,8 +358,13 @@ class Applied:
     schedules: list[domain.Schedule]
 
 
+class DemoError(Exception):
+    """The demo cannot start; the message says why."""
+
+
 async def prepare_store(settings: Settings, folder: Path) -> Applied:
-    """Migrate the demo store and apply the demo catalog (one transaction, idempotent)."""
+    """Migrate the demo store and apply the demo catalog (one transaction, idempotent).
+    Raises DemoError for a store this version cannot use or a catalog that does not apply."""
     from reporthubd.store import catalog as store_catalog
     from reporthubd.store import migrate
     from reporthubd.store.database import Store
@@ -368,8 +373,14 @@ async def prepare_store(settings: Settings, folder: Path) -> Applied:
     store = Store(settings.store)
     await store.start()
     try:
+        state = await migrate.schema_state(store)
+        if not state.known:
+            raise DemoError(f"{store.location}: {state.problem()}")
         await migrate.upgrade(store)
-        plan = await store_catalog.apply(store, demo_catalog(folder))
+        try:
+            plan = await store_catalog.apply(store, demo_catalog(folder))
+        except catalog.CatalogError as exc:
+            raise DemoError(f"the demo reports do not apply to {store.location}: {exc}") from None
         found = await load_definitions(store, default_timezone=settings.scheduler.timezone)
     finally:
         await store.stop()
@@ -493,8 +504,13 @@ async def _run(
     settings: Settings, config_path: Path, folder: Path, listen: str, listen_note: str | None
 ) -> int:
     from reporthubd.daemon import Daemon
+    from reporthubd.store.database import StoreUnavailable
 
-    applied = await prepare_store(settings, folder)
+    try:
+        applied = await prepare_store(settings, folder)
+    except (DemoError, StoreUnavailable) as exc:
+        print(f"reporthubd demo: {exc}", file=sys.stderr)
+        return 1
     print(f"  demo reports: {applied.summary} (from the packaged {CATALOG_RESOURCE})", flush=True)
 
     notifier = _ReadyNotifier()
