@@ -29,12 +29,14 @@ import socket
 import sqlite3
 import sys
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from reporthubd import catalog, domain, logs
 from reporthubd.config import ConfigError, Settings, load_settings, parse_listen
@@ -216,7 +218,7 @@ class Dataset:
 
 def _dataset_info(path: Path) -> dict[str, str] | None:
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        conn = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)
     except sqlite3.Error:
         return None
     try:
@@ -283,7 +285,7 @@ def generate(path: Path, *, last_day: date) -> date:
     discounts = rng.choices(DISCOUNTS, weights=DISCOUNT_WEIGHTS, k=ORDERS)
     day_text = [(first_day + timedelta(days=n)).isoformat() for n in range(DAYS)]
 
-    def orders() -> Any:
+    def orders() -> Iterator[tuple[Any, ...]]:
         for index in range(ORDERS):
             day, seconds = divmod(instants[index], 86_400)
             hours, rest = divmod(seconds, 3_600)
@@ -602,7 +604,8 @@ def _banner(
         "        every schedule and its next fire",
         f"    {command} export -c {config_file} > my-reports.toml",
         f"    {command} apply -c {config_file} my-reports.toml",
-        "        the demo's reports as a TOML file: edit it, then apply it back",
+        "        the demo's reports as a TOML file: edit it, apply it back (the running daemon",
+        "        picks the change up within 10 seconds)",
         "",
         "  Files accumulate (a few MB an hour); delete the folder when you are done.",
         "  Stop: Ctrl-C. Running the demo again reuses the folder, its data and its reports.",
