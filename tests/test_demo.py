@@ -161,6 +161,16 @@ def _finished(base: str, execution_id: str) -> dict[str, Any] | None:
     return data if data["status"] in TERMINAL else None
 
 
+def _delivered(base: str, execution_id: str) -> Path | None:
+    """The file the execution's file-share delivery wrote, once it has."""
+    _, text = _get(f"{base}/api/execution/{execution_id}")
+    for delivery in json.loads(text)["data"]["deliveries"]:
+        for attempt in delivery["attempts"]:
+            if attempt["status"] == "SUCCESS":
+                return Path(attempt["target"])
+    return None
+
+
 def test_demo_end_to_end_as_a_new_user(tmp_path: Path, demos: list[Demo]) -> None:
     folder = tmp_path / "reporthubd-demo"
     reports = folder / "reports"
@@ -204,18 +214,20 @@ def test_demo_end_to_end_as_a_new_user(tmp_path: Path, demos: list[Demo]) -> Non
     _, jobs = _get(f"{base}/api/scheduler/jobs")
     assert len(json.loads(jobs)["data"]["jobs"]) == 6
 
-    # The printed curl command triggers another run, whose file lands too.
+    # The printed curl command triggers another run, whose file lands too (a new file, even
+    # within the same second as the start-up run: the delivery never overwrites).
+    before = set(_report_files(reports))
     curl = re.search(r"^\s*(curl -X POST \S+/api/execute/\d+)\s*$", banner, re.MULTILINE)
     assert curl is not None, banner
     answer = _run_printed_curl(curl.group(1))
     assert answer["status"] == "success", answer
-    execution = _wait_for(
-        lambda: _finished(base, answer["data"]["execution_id"]), "the triggered run"
-    )
+    execution_id = answer["data"]["execution_id"]
+    execution = _wait_for(lambda: _finished(base, execution_id), "the triggered run")
     assert execution["status"] == "COMPLETED", execution
     assert execution["row_count"] > 0
-    triggered = reports / "daily-orders" / execution["file_name"]
-    _wait_for(triggered.is_file, f"{triggered}")
+    triggered = _wait_for(lambda: _delivered(base, execution_id), "the triggered run's file")
+    assert triggered.parent == reports / "daily-orders"
+    assert triggered.is_file() and triggered not in before
     text = triggered.read_text(encoding="utf-8-sig")
     assert text.startswith("order_id,ordered_at_utc,customer,")
     assert not text.isascii(), "accented and CJK customer names"
