@@ -91,7 +91,11 @@ format = "json"
         f"""[[datasources]]
 name = "bench"
 type = "postgresql"
-connection_config = {{ host = "127.0.0.1", port = 5432, database = "{DATABASE}", username = "postgres" }}
+[datasources.connection_config]
+host = "127.0.0.1"
+port = 5432
+database = "{DATABASE}"
+username = "postgres"
 
 [[reports]]
 name = "big-excel"
