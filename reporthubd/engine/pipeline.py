@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import shutil
 import time
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -421,7 +421,17 @@ class Run:
             "file_sha256": written.sha256,
             "row_count": written.rows,
         }
+        # Delivery or recipient rows left out as invalid count as failed deliveries: a report
+        # set to be delivered must not finish COMPLETED with nothing recorded about them.
+        left_out = self.defs.problems if self.deliver else ()
         if not deliveries:
+            if left_out:
+                return Outcome(
+                    Status.FAILED,
+                    error_message=_left_out_message(left_out, delivered=0),
+                    row_count=written.rows,
+                    file=file_columns,
+                )
             return Outcome(Status.COMPLETED, row_count=written.rows, file=file_columns)
         await executions.update_execution(
             self.store, self.execution.id, only_if_status=(Status.RUNNING,), **file_columns
@@ -457,7 +467,13 @@ class Run:
         if report.failed:
             total = report.failed + report.delivered
             message = f"{report.failed} of {total} deliveries failed (see report_delivery_logs)"
+            if left_out:
+                message += "; " + _left_out_message(left_out, delivered=report.delivered)
             status = Status.PARTIAL if report.delivered else Status.FAILED
+            return Outcome(status, error_message=message, row_count=written.rows, file=file_columns)
+        if left_out:
+            status = Status.PARTIAL if report.delivered else Status.FAILED
+            message = _left_out_message(left_out, delivered=report.delivered)
             return Outcome(status, error_message=message, row_count=written.rows, file=file_columns)
         return Outcome(Status.COMPLETED, row_count=written.rows, file=file_columns)
 
@@ -485,3 +501,11 @@ def _is_undefined(value: Any) -> bool:
 async def _batches(result: connectors.QueryResult) -> AsyncGenerator[list[connectors.Row], None]:
     async for batch in result.batches():
         yield batch
+
+
+def _left_out_message(problems: Sequence[str], *, delivered: int) -> str:
+    first = problems[0] if len(problems[0]) <= 300 else problems[0][:300] + "…"
+    return (
+        f"{len(problems)} invalid delivery or recipient row(s) left out ({delivered} "
+        f"delivered): {first}"
+    )
