@@ -4,13 +4,13 @@ every minute with a small SQLite report each, for --minutes (default 60).
 usage: .venv/bin/python bench/soak.py [--minutes 60] [--schedules 500] [--sample 15]
                                       [--concurrency 10] [--mariadb mysql://root@127.0.0.1:3306]
 
-Prints, every --sample seconds, the daemon's RSS and open file descriptors (from /proc) and how
-many executions have ended; at the end, per minute: fires claimed, how many completed, and the
-start lateness (started_at - scheduled_for) p50/p99/max; then the accounting check: every
-(schedule, minute) between the first and the last whole minute of the run has exactly one
-execution row, and every one of them ended COMPLETED. Exit status 1 when the accounting fails.
-Memory and descriptor figures are printed with their first/last/max, not judged: compare the
-first samples (after warm-up) with the last.
+Prints, every --sample seconds, the daemon's RSS and open file descriptors (from /proc); at the
+end, per minute: fires claimed, their statuses, and the start lateness (started_at -
+scheduled_for, which includes waiting for one of the --concurrency slots) p50/p99/max; the
+scheduler's own claim lateness; then the accounting check: every (schedule, minute) between the
+first and the last whole minute of the run has exactly one execution row, and every one ended
+COMPLETED. Exit status 1 when the accounting fails. Memory and descriptor figures are printed
+with their first/last/max, not judged: compare the first samples (after warm-up) with the last.
 """
 
 from __future__ import annotations
@@ -74,6 +74,19 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def claim_lateness(port: int) -> object:
+    """The scheduler's own lateness summary (fire claimed in the store minus its due time)."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{port}/api/scheduler/status", timeout=10
+        ) as answer:
+            return json.loads(answer.read())["data"]["fire_lateness"]
+    except OSError as exc:
+        return f"unavailable: {exc}"
 
 
 def pct(values: list[float], p: float) -> float:
@@ -202,6 +215,7 @@ def main() -> None:
     daemon: subprocess.Popen[bytes] | None = None
     try:
         asyncio.run(setup(url, data, args.schedules))
+        port = free_port()
         config = work / "config.toml"
         config.write_text(
             "\n".join(
@@ -209,7 +223,7 @@ def main() -> None:
                     "[store]",
                     f"url = {json.dumps(url)}",
                     "[control]",
-                    f'listen = "127.0.0.1:{free_port()}"',
+                    f'listen = "127.0.0.1:{port}"',
                     "[execution]",
                     f"workspace = {json.dumps(str(work / 'workspace'))}",
                     f"max_concurrent_executions = {args.concurrency}",
@@ -245,6 +259,7 @@ def main() -> None:
         stopped = datetime.now(UTC)
         # Let the last whole minute's fires finish before stopping.
         time.sleep(20)
+        scheduler_lateness = claim_lateness(port)
         daemon.send_signal(signal.SIGTERM)
         code = daemon.wait(timeout=120)
         first = (started + timedelta(minutes=1)).replace(second=0, microsecond=0)
@@ -265,6 +280,7 @@ def main() -> None:
                 f"{max(rss_values):.1f}; open fds first/last/max: "
                 f"{fd_values[0]}/{fd_values[-1]}/{max(fd_values)}"
             )
+        print("scheduler fire lateness (claim committed - due):", json.dumps(scheduler_lateness))
         print(json.dumps(result))
         ok = (
             code == 0
