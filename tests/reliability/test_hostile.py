@@ -124,6 +124,10 @@ async def test_hostile_definitions_and_requests_get_clear_errors(
         "..": None,
         "{{ '../' * 20 }}etc/passwd": None,
         "x" * 5000: None,
+        "{now:%Y/%m/../../%d}": None,
+        "{{ ''.__class__.__mro__[1].__subclasses__() }}": None,
+        "{{ cycler.__init__.__globals__.os.popen('touch /tmp/rh-pwned').read() }}": None,
+        "{{ range(10**9) | list }}": None,
     }
     for template in escapes:
         escapes[template] = await add_config(
@@ -219,6 +223,38 @@ async def test_hostile_definitions_and_requests_get_clear_errors(
             body = await r.text()
         assert "'; DROP TABLE victims; --" in body, body
 
+        # Parameters of hostile types and sizes: a clear FAILED or a value, never a crash.
+        pg_huge_broken = await add_config(rstore, pg, "SELECT " + "1 +" * (3 * 1024 * 1024))
+        hostile_values: list[Any] = [
+            {"a": [1, {"b": None}]},
+            [1, 2, 3],
+            10**100,
+            -(2**63) - 1,
+            1e308,
+            "x" * 50_000,
+            "\x00nul",
+            "\udcff",
+            True,
+        ]
+        for value in hostile_values:
+            code, answer = await daemon.request(
+                "POST", f"/api/execute/{injected}", json={"parameters": {"name": value}}
+            )
+            if code == 400:
+                assert answer["status"] == "error" and answer["error"], answer
+                continue
+            assert code == 202, answer
+            data = await daemon.wait_status(answer["data"]["execution_id"])
+            assert data["status"] in {"COMPLETED", "FAILED"}, (repr(value)[:80], data)
+            if data["status"] == "FAILED":
+                message = data["error_message"] or ""
+                assert message and "Traceback" not in message, (repr(value)[:80], message)
+                assert len(message) < 4000, (repr(value)[:80], len(message))
+        data = await daemon.wait_status(await daemon.execute(pg_huge_broken))
+        assert data["status"] == "FAILED", data
+        assert len(data["error_message"] or "") < 4000, len(data["error_message"] or "")
+        assert await pg_source.fetch("SELECT count(*) FROM victims") == [(1,)]
+
         # Escaping file names stay inside the execution's directory.
         for template, config_id in escapes.items():
             data = await daemon.wait_status(await daemon.execute(config_id))
@@ -234,6 +270,20 @@ async def test_hostile_definitions_and_requests_get_clear_errors(
             else:
                 assert data["status"] == "FAILED" and data["error_message"], (template, data)
         assert not list(Path("/tmp").glob("escaped-*"))
+        assert not Path("/tmp/rh-pwned").exists()
+
+        # A parameter default that tries to leave the template sandbox.
+        sandboxed = await add_config(
+            rstore,
+            good_ds,
+            "SELECT :x AS x",
+            parameters={
+                "x": "{{ self.__init__.__globals__.__builtins__.open('/etc/passwd').read() }}"
+            },
+        )
+        data = await daemon.wait_status(await daemon.execute(sandboxed))
+        assert data["status"] == "FAILED", data
+        assert "root:" not in (data["error_message"] or ""), data
 
         # Sub paths that escape the share are refused, nothing written outside it.
         shared = await daemon.wait_status(await daemon.execute(share_report))
