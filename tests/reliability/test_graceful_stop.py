@@ -12,6 +12,7 @@ import signal
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from reporthubd.domain import Execution
@@ -73,7 +74,20 @@ async def test_sigterm_finishes_short_runs_and_cancels_long_ones_on_the_server(
         for execution_id in short_ids:
             await daemon.wait_status(execution_id, {"RUNNING"})
         daemon.process.signal(signal.SIGTERM)
+        # While draining, new work is refused with a clear answer (or the port is closed).
+        refused: list[tuple[int, object]] = []
+        for _ in range(20):
+            try:
+                refused.append(await daemon.request("POST", f"/api/execute/{short_reports[0]}"))
+                refused.append(await daemon.request("GET", "/readyz"))
+            except aiohttp.ClientError:
+                break
+            await asyncio.sleep(0.1)
         code = await asyncio.to_thread(daemon.process.wait, GRACE + 60)
+        print("during drain:", refused[:4])
+        for status, answer in refused:
+            assert status == 503 and isinstance(answer, dict), (status, answer)
+            assert answer["status"] == "error" and answer["error"], answer
         assert code == 0, daemon.process.output()[-3000:]
     finally:
         await daemon.close()
