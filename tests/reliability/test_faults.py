@@ -221,10 +221,12 @@ async def test_a_connection_killed_mid_stream_fails_the_run_and_removes_the_part
 
 
 class FlappingReceiver:
-    """A webhook receiver that answers 503, then 200, then 503 for ever after."""
+    """A webhook receiver that fails (503, or reads the body and drops the connection without
+    answering), then answers 200, then fails for ever after. It keeps one copy per
+    Idempotency-Key, as docs/deliveries.md tells receivers to."""
 
-    def __init__(self) -> None:
-        self.answers = [503, 200]
+    def __init__(self, first: int) -> None:
+        self.answers = [first, 200]
         self.requests: list[dict[str, Any]] = []
         self.delivered: list[str] = []
         self.runner: web.AppRunner | None = None
@@ -233,9 +235,14 @@ class FlappingReceiver:
     async def handle(self, request: web.Request) -> web.Response:
         await request.read()
         status = self.answers.pop(0) if self.answers else 503
-        self.requests.append({"key": request.headers.get("Idempotency-Key"), "status": status})
-        if status == 200:
-            self.delivered.append(request.headers.get("Idempotency-Key", ""))
+        key = request.headers.get("Idempotency-Key", "")
+        self.requests.append({"key": key, "status": status})
+        if status == 0:  # the body arrived; the answer never does
+            assert request.transport is not None
+            request.transport.abort()
+            return web.Response(status=500)
+        if status == 200 and key not in self.delivered:
+            self.delivered.append(key)
         return web.Response(status=status, text="flap")
 
     async def start(self) -> None:
@@ -252,10 +259,11 @@ class FlappingReceiver:
         await self.runner.cleanup()
 
 
+@pytest.mark.parametrize("first", [503, 0], ids=["503", "dropped-after-body"])
 async def test_a_flapping_webhook_is_retried_and_gets_exactly_one_copy(
-    tmp_path: Path, rstore: Store
+    tmp_path: Path, rstore: Store, first: int
 ) -> None:
-    receiver = FlappingReceiver()
+    receiver = FlappingReceiver(first)
     await receiver.start()
     good = await add_datasource(rstore, "sqlite", {"path": str(sqlite_source(tmp_path))})
     report = await add_config(rstore, good, "SELECT id FROM t")
@@ -303,8 +311,12 @@ async def test_a_flapping_webhook_is_retried_and_gets_exactly_one_copy(
         await daemon.close()
         await receiver.stop()
     assert receiver.delivered == [f"{execution_id}:{delivery_id}"], receiver.requests
-    assert [r["status"] for r in receiver.requests] == [503, 200], receiver.requests
+    assert [r["status"] for r in receiver.requests] == [first, 200], receiver.requests
+    # Both attempts carried the same key, so the receiver kept exactly one copy.
+    assert len({r["key"] for r in receiver.requests}) == 1, receiver.requests
     statuses = [row.status for row in rows]
     assert statuses[-1] == "SUCCESS" and statuses.count(statuses[-1]) == 1, statuses
     assert len(rows) == 2, [(r.attempt, r.status, r.error_message) for r in rows]
-    assert "503" in (rows[0].error_message or ""), rows[0]
+    assert rows[0].error_message, rows[0]
+    if first == 503:
+        assert "503" in rows[0].error_message, rows[0]
