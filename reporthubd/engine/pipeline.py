@@ -256,6 +256,12 @@ class Run:
             raise RunFailed(str(exc)) from None
         except OSError as exc:
             raise RunFailed(f"cannot write the file: {exc}") from None
+        finally:
+            # Outside the timeout: a close that lingers (asyncpg waits for the server to end the
+            # connection; each connector bounds its close) cannot turn a result that has fully
+            # arrived into TIMEOUT.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(connector.close())
 
         return await self._finish(written, file_name, file_variables)
 
@@ -288,16 +294,12 @@ class Run:
         truncate: bool,
     ) -> formats.WrittenFile:
         self.progress.phase = "connecting"
-        try:
-            await connector.open()
-            self.progress.phase = "querying"
-            written = await self._server_rendered(connector, writer, path, request, truncate)
-            if written is None:
-                written = await self._streamed(connector, writer, path, request, truncate)
-            return written
-        finally:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(connector.close())
+        await connector.open()
+        self.progress.phase = "querying"
+        written = await self._server_rendered(connector, writer, path, request, truncate)
+        if written is None:
+            written = await self._streamed(connector, writer, path, request, truncate)
+        return written
 
     async def _server_rendered(
         self,
