@@ -24,6 +24,7 @@ from tests.reliability.conftest import Daemon
 class StallingProxy:
     def __init__(self, host: str, port: int) -> None:
         self.target = (host, port)
+        self.pass_eof = True
         self.stalled = asyncio.Event()
         self.server: asyncio.Server | None = None
         self.port = 0
@@ -55,7 +56,8 @@ class StallingProxy:
                     await asyncio.Event().wait()  # swallow: never forward, never read again
                 sink.write(data)
                 await sink.drain()
-            sink.close()  # pass the end of the connection on, as the network would
+            if self.pass_eof:
+                sink.close()  # pass the end of the connection on, as the network would
 
     async def stop(self) -> None:
         assert self.server is not None
@@ -132,3 +134,27 @@ async def test_a_source_that_stalls_after_connecting_ends_the_run_and_frees_the_
         assert done["status"] == "COMPLETED", done
     finally:
         await daemon.close()
+
+
+async def test_a_close_that_lingers_after_the_result_does_not_turn_it_into_a_timeout(
+    tmp_path: Path, rstore: Store, pg_source: Source
+) -> None:
+    """The server's end of the connection never reaches the client (a lost FIN): asyncpg's close
+    waits for it, bounded by the connector. The result had fully arrived: COMPLETED."""
+    proxy = StallingProxy(servers.POSTGRES_HOST, servers.POSTGRES_PORT)
+    proxy.pass_eof = False
+    await proxy.start()
+    config = {**pg_source.config, "port": proxy.port, "host": "127.0.0.1"}
+    ds = await add_datasource(rstore, "postgresql", config)
+    report = await add_config(
+        rstore, ds, "SELECT g FROM generate_series(1, 3) g", timeout_seconds=2
+    )
+    daemon = Daemon(tmp_path)
+    try:
+        await daemon.ready()
+        done = await daemon.wait_status(await daemon.execute(report), timeout=90)
+    finally:
+        await daemon.close()
+        await proxy.stop()
+    assert done["status"] == "COMPLETED", done["error_message"]
+    assert done["row_count"] == 3
