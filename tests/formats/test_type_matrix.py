@@ -16,6 +16,7 @@ import pytest
 
 from reporthubd.connectors.base import Column, ColumnKind
 from reporthubd.formats import values
+from reporthubd.formats.csv import csv_datetime
 from tests.formats import helpers
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -129,10 +130,27 @@ async def test_type_matrix(fmt: str, tmp_path: Path) -> None:
     CHECKS[fmt](written.path)
 
 
+def csv_expected_text(value: Any) -> str:
+    """CSV writes timestamps as the database tools print them (`2026-11-29 08:30:15.25`, the form
+    Excel and psql/mariadb read and write, so the COPY fast path and the generic path agree);
+    every other type in the canonical form the other formats share."""
+    if isinstance(value, dt.datetime):
+        return csv_datetime(value)
+    return expected_text(value)
+
+
+def test_csv_timestamps_are_the_database_tools_form() -> None:
+    naive, aware = ROW[7], ROW[8]
+    assert (csv_datetime(naive), csv_datetime(aware)) == (
+        "2026-11-29 08:30:15.25",
+        "2026-11-29 09:30:15+01:00",
+    )
+
+
 def check_csv(path: Path) -> None:
     rows = helpers.read_csv(path)
     assert rows[0] == NAMES
-    assert rows[1:] == [[expected_text(v) for v in row] for row in ROWS]
+    assert rows[1:] == [[csv_expected_text(v) for v in row] for row in ROWS]
 
 
 def check_json(path: Path, *, lines: bool = False) -> None:
