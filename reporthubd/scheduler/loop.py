@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from reporthubd import domain, logs
+from reporthubd import domain, logs, metrics
 from reporthubd.config import Settings
 from reporthubd.recent import Recent
 from reporthubd.scheduler import misfire
@@ -170,6 +170,12 @@ class Scheduler:
         found = await self._load()
         now = self.clock.now()
         self._horizon = now
+        metrics.observe_gauges(
+            {
+                metrics.SCHEDULES_LOADED: lambda: float(len(self.jobs)),
+                metrics.SCHEDULES_DISABLED: lambda: float(len(self.disabled)),
+            }
+        )
         self._apply(found, now)
         self.last_reload = ReloadReport(
             at=_utc(now),
@@ -547,9 +553,12 @@ class Scheduler:
                 job.last_fire = int(fire_ts)
             if claimed.claim.skipped_reason is not None:
                 self.skipped_count += 1
+                policy = job.schedule.misfire_policy.value if job is not None else "unknown"
+                metrics.MISSED_FIRES.labels(policy).inc()
                 continue
             self.claimed_count += 1
             self.lateness.add(commit_ts - fire_ts)
+            metrics.FIRE_LATENESS.observe(max(0.0, commit_ts - fire_ts))
             await self._submit(claimed.execution_id)
 
     async def _submit(self, execution_id: str) -> None:
