@@ -257,7 +257,8 @@ class DeliveryLedger:
         started = utcnow()
         attempt = Attempt(job=job, delivery=delivery, number=number, recipients=tuple(recipients))
         try:
-            deliverer = deliverer_class(delivery.method.value)(delivery, self.settings)
+            cls = await asyncio.to_thread(deliverer_class, delivery.method.value)  # import off-loop
+            deliverer = cls(delivery, self.settings)
             result = await deliverer.deliver(attempt)
         except DeliveryError as exc:
             result = AttemptResult(ok=False, target="", error=str(exc), retryable=False)
@@ -670,7 +671,8 @@ class DeliveryLedger:
                 status=404,
             )
         try:
-            deliverer = deliverer_class(delivery.method.value)(delivery, self.settings)
+            cls = await asyncio.to_thread(deliverer_class, delivery.method.value)  # import off-loop
+            deliverer = cls(delivery, self.settings)
             return await deliverer.test()
         except DeliveryError as exc:
             return AttemptResult(ok=False, target="", error=str(exc))

@@ -203,7 +203,9 @@ class Run:
             generated_at=utcnow(),
         )
         try:
-            writer = formats.writer_class(config.output_format.value)(options, context)
+            # The first use imports the writer's library (reportlab...): off the loop.
+            writer_cls = await asyncio.to_thread(formats.writer_class, config.output_format.value)
+            writer = writer_cls(options, context)
         except formats.FormatError as exc:
             raise RunFailed(str(exc)) from None
 
@@ -223,7 +225,9 @@ class Run:
             raise RunFailed(str(exc)) from None
 
         try:
-            connector = connectors.create(source)
+            # The first use imports the driver (an SDK may take a second): off the loop.
+            connector_cls = await asyncio.to_thread(connectors.connector_class, source.type.value)
+            connector = connector_cls(source)
         except connectors.ConnectorError as exc:
             raise RunFailed(str(exc)) from None
 
