@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import urllib.parse
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -124,8 +125,21 @@ async def download_file(request: web.Request) -> web.StreamResponse:
         return envelope.error(
             "not found", f"the file of execution {execution_id} is no longer retained", status=404
         )
-    name = (execution.file_name or path.name).replace('"', "")
-    return web.FileResponse(path, headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    disposition = content_disposition(execution.file_name or path.name)
+    return web.FileResponse(path, headers={"Content-Disposition": disposition})
+
+
+def content_disposition(name: str) -> str:
+    """`attachment` with an ASCII fallback name and the exact name as RFC 5987 `filename*`. The
+    name comes from a shared table (any service may write it): control characters, quotes and
+    backslashes never reach the header, so no header can be injected or break the answer."""
+    printable = "".join(ch for ch in name if ch.isprintable())
+    fallback = (
+        "".join(ch if ch.isascii() and ch not in '"\\' else "_" for ch in printable).strip()
+        or "report"
+    )
+    encoded = urllib.parse.quote(printable or "report", safe="")
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}"
 
 
 def _retained_file(workspace: str, file_path: str) -> Path | None:
