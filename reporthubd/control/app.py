@@ -20,6 +20,7 @@ from reporthubd.control.auth import TokenGate
 from reporthubd.control.status_page import status_page
 from reporthubd.engine.engine import Engine
 from reporthubd.store.database import Store, StoreUnavailable
+from reporthubd.store.executions import InvalidExecutionRow
 
 if TYPE_CHECKING:
     from reporthubd.scheduler.loop import Scheduler
@@ -92,6 +93,8 @@ async def envelope_errors(request: web.Request, handler: Handler) -> web.StreamR
         return envelope.error(
             "store unavailable", "the store cannot be reached; try again shortly", status=503
         )
+    except InvalidExecutionRow as exc:
+        return envelope.error("invalid execution row", str(exc), status=422)
     except Exception:
         log.exception("control plane handler failed", path=request.path, method=request.method)
         return envelope.error(

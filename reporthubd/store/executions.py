@@ -13,10 +13,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from reporthubd import __version__, domain
+from reporthubd import __version__, domain, logs
 from reporthubd.store import rows, schema
 from reporthubd.store.database import Store
 from reporthubd.store.types import MalformedJSON
+
+log = logs.get(__name__)
 
 
 def new_execution_id() -> str:
@@ -27,17 +29,28 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class InvalidExecutionRow(ValueError):
+    """An execution row whose status or trigger_type is outside the contract's vocabulary (the
+    store is shared: another service may have written it)."""
+
+
 def execution_record(row: Any) -> domain.Execution:
+    """The row as a record; raises InvalidExecutionRow for an unknown status or trigger type."""
     parameters = row.parameters if isinstance(row.parameters, dict) else {}
     if isinstance(row.parameters, MalformedJSON):
         parameters = {}
+    try:
+        trigger_type = domain.TriggerType(row.trigger_type)
+        status = domain.ExecutionStatus(row.status)
+    except ValueError as exc:
+        raise InvalidExecutionRow(f"execution {row.id} has an invalid row: {exc}") from None
     return domain.Execution(
         id=row.id,
         config_id=row.config_id,
         schedule_id=row.schedule_id,
-        trigger_type=domain.TriggerType(row.trigger_type),
+        trigger_type=trigger_type,
         scheduled_for=row.scheduled_for,
-        status=domain.ExecutionStatus(row.status),
+        status=status,
         parameters=parameters,
         node_id=row.node_id,
         heartbeat_at=row.heartbeat_at,
@@ -51,6 +64,18 @@ def execution_record(row: Any) -> domain.Execution:
         error_message=row.error_message,
         created_at=row.created_at,
     )
+
+
+def valid_records(rows: Any) -> list[domain.Execution]:
+    """The records of `rows`, leaving out (and logging) rows outside the contract's vocabulary,
+    so that one foreign row does not break a listing."""
+    out = []
+    for row in rows:
+        try:
+            out.append(execution_record(row))
+        except InvalidExecutionRow as exc:
+            log.warning("invalid execution row left out", error=str(exc))
+    return out
 
 
 async def insert_execution(
@@ -314,7 +339,7 @@ async def list_executions(
         query = query.where(table.c.node_id == node_id)
     async with store.engine.connect() as conn:
         result = await conn.execute(query)
-        return [execution_record(row) for row in result]
+        return valid_records(result)
 
 
 async def prune_executions(store: Store, *, before: datetime, batch_size: int = 500) -> int:

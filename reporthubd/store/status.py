@@ -178,4 +178,4 @@ async def search_executions(
     async with store.engine.connect() as conn:
         rows = (await conn.execute(page)).all()
         total = int(await conn.scalar(count) or 0)
-    return [executions.execution_record(row) for row in rows], total
+    return executions.valid_records(rows), total
