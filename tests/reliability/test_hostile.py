@@ -492,3 +492,96 @@ def test_a_hostile_retry_after_header_is_bounded_or_ignored() -> None:
     for value in ["Fri, 31 Dec 99999 23:59:59 GMT", "Mon, 00 Jan 0000 00:00:00 GMT", "-5", "1e9"]:
         after = retry_after(value)
         assert after is None or after >= timedelta(0), (value, after)
+
+
+async def test_hostile_execution_rows_written_by_another_service(
+    tmp_path: Path, rstore: Store
+) -> None:
+    """The store is shared: an execution row may carry any file name, path, status or JSON. The
+    file route and the listings answer without a 5xx and never serve a file outside the
+    workspace."""
+    from reporthubd.domain import ExecutionStatus, TriggerType
+    from reporthubd.store import executions
+
+    ds = await add_datasource(rstore, "sqlite", {"path": str(good_data(tmp_path))})
+    report = await add_config(rstore, ds, "SELECT id FROM t")
+    inside = tmp_path / "workspace" / "x"
+    inside.mkdir(parents=True)
+    (inside / "f.csv").write_text("id\n1\n")
+    names = {
+        "header injection": "a\r\nX-Evil: 1.csv",
+        "quotes and unicode": 'rapport "final" é ü 日本.csv',
+        "nul": "a\x00b.csv",
+        "long": "n" * 500 + ".csv",
+    }
+    ids: dict[str, str] = {}
+    for label, name in names.items():
+        execution_id = await executions.insert_execution(
+            rstore,
+            config_id=report,
+            trigger_type=TriggerType.MANUAL,
+            status=ExecutionStatus.COMPLETED,
+        )
+        assert execution_id is not None
+        await raw(
+            rstore,
+            "UPDATE report_executions SET file_name = :n, file_path = :p WHERE id = :i",
+            n=name,
+            p=str(inside / "f.csv"),
+            i=execution_id,
+        )
+        ids[label] = execution_id
+    outside = await executions.insert_execution(
+        rstore, config_id=report, trigger_type=TriggerType.MANUAL, status=ExecutionStatus.COMPLETED
+    )
+    assert outside is not None
+    await raw(
+        rstore,
+        "UPDATE report_executions SET file_name = 'passwd', file_path = :p WHERE id = :i",
+        p=str(tmp_path / "workspace" / ".." / ".." / ".." / "etc" / "passwd"),
+        i=outside,
+    )
+    weird = await executions.insert_execution(
+        rstore, config_id=report, trigger_type=TriggerType.MANUAL
+    )
+    assert weird is not None
+    await raw(
+        rstore,
+        "UPDATE report_executions SET status = 'EXPLODED', parameters = '{bad' WHERE id = :i",
+        i=weird,
+    )
+    daemon = Daemon(tmp_path)
+    try:
+        await daemon.ready()
+        for label, execution_id in ids.items():
+            async with daemon.http.get(f"{daemon.base}/api/execution/{execution_id}/file") as r:
+                body = await r.read()
+                assert r.status == 200, (label, r.status, body[:300])
+                assert body == b"id\n1\n", label
+                assert "X-Evil" not in r.headers, label
+                disposition = r.headers["Content-Disposition"]
+                assert disposition.startswith('attachment; filename="'), disposition
+                assert "filename*=UTF-8''" in disposition, disposition
+        broken: list[tuple[str, int, str]] = []
+        code, answer = await daemon.request("GET", f"/api/execution/{outside}/file")
+        assert code == 404 and answer["status"] == "error", answer
+        for path in (
+            f"/api/execution/{weird}",
+            f"/api/execution/{weird}/file",
+            "/api/executions",
+            f"/api/executions?config_id={report}",
+            "/",
+            "/api/scheduler/status",
+        ):
+            async with daemon.http.get(f"{daemon.base}{path}") as r:
+                if r.status >= 500:
+                    broken.append((path, r.status, (await r.text())[:300]))
+        assert broken == [], broken
+        code, answer = await daemon.request("GET", f"/api/execution/{weird}")
+        assert code == 422 and "EXPLODED" in answer["error"], answer
+        code, answer = await daemon.request("GET", "/api/executions")
+        assert code == 200 and weird not in str(answer["data"]), answer
+        good = await daemon.wait_status(await daemon.execute(report))
+        assert good["status"] == "COMPLETED", good
+    finally:
+        await daemon.close()
