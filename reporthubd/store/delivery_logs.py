@@ -16,12 +16,14 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from reporthubd import domain
+from reporthubd import domain, logs
 from reporthubd.store import schema
 from reporthubd.store.database import Store
 from reporthubd.store.types import MalformedJSON
 
 T = schema.delivery_logs
+
+log = logs.get(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -161,7 +163,13 @@ async def logs_for_execution(store: Store, execution_id: str) -> list[DeliveryLo
             .where(T.c.execution_id == execution_id)
             .order_by(T.c.delivery_id, T.c.attempt, T.c.id)
         )
-        return [_record(row) for row in result]
+        out = []
+        for row in result:
+            try:
+                out.append(_record(row))
+            except ValueError as exc:  # a status outside the vocabulary, from another service
+                log.warning("invalid delivery log row left out", log_id=row.id, error=str(exc))
+        return out
 
 
 async def get_log(store: Store, log_id: int) -> DeliveryLog | None:
