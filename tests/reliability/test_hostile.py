@@ -550,6 +550,28 @@ async def test_hostile_execution_rows_written_by_another_service(
         "UPDATE report_executions SET status = 'EXPLODED', parameters = '{bad' WHERE id = :i",
         i=weird,
     )
+    async with rstore.engine.begin() as conn:
+        delivery = await conn.execute(
+            sa.insert(schema.deliveries).values(
+                config_id=report,
+                name="foreign",
+                method="webhook",
+                delivery_config={"url": "http://127.0.0.1:9/"},
+                is_active=False,
+            )
+        )
+        delivery_id = int(delivery.inserted_primary_key[0])
+    for status, details in [("BOGUS", "{bad"), ("RETRYING", "[1"), ("SUCCESS", "null")]:
+        await raw(
+            rstore,
+            "INSERT INTO report_delivery_logs (execution_id, delivery_id, attempt, status, "
+            "details, recipient_group) VALUES (:e, :d, 1, :s, :j, :g)",
+            e=ids["quotes and unicode"],
+            d=delivery_id,
+            s=status,
+            j=details,
+            g=status,
+        )
     daemon = Daemon(tmp_path)
     try:
         await daemon.ready()
@@ -566,6 +588,7 @@ async def test_hostile_execution_rows_written_by_another_service(
         code, answer = await daemon.request("GET", f"/api/execution/{outside}/file")
         assert code == 404 and answer["status"] == "error", answer
         for path in (
+            f"/api/execution/{ids['quotes and unicode']}",
             f"/api/execution/{weird}",
             f"/api/execution/{weird}/file",
             "/api/executions",
