@@ -359,7 +359,13 @@ class PostgresConnector(Connector):
         try:
             async with asyncio.timeout(CANCEL_GRACE_SECONDS):
                 await asyncio.shield(conn.execute("ROLLBACK"))
-        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        except (
+            TimeoutError,
+            OSError,
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+            asyncpg.InternalClientError,
+        ):
             conn.terminate()
             self._conn = None
 
@@ -405,7 +411,15 @@ class PostgresConnector(Connector):
             async def fetch() -> list[Row]:
                 try:
                     records = await cursor.fetch(request.batch_size)
-                except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                except (
+                    asyncpg.PostgresError,
+                    asyncpg.InterfaceError,
+                    asyncpg.InternalClientError,
+                ) as exc:
+                    # A backend terminated between two fetches leaves asyncpg's protocol in a
+                    # state it reports as an InternalClientError: the connection is gone.
+                    if conn.is_closed() or isinstance(exc, asyncpg.InternalClientError):
+                        raise self._fail("the connection to the server was lost", exc) from None
                     raise self._fail("the query failed", exc) from None
                 return [tuple(r) for r in records]
 
@@ -472,11 +486,15 @@ class PostgresConnector(Connector):
         names = await self._parameter_names(conn, request, parameter_types)
         if names is None:
             return None
-        for index, value in enumerate(args, start=1):
+        for index, (name, value) in enumerate(zip(names, args, strict=False), start=1):
             text = None if value is None else _as_text(value)
-            await conn.execute(
-                "SELECT set_config($1, $2, true)", f"reporthubd.p{index}", text or ""
-            )
+            try:
+                await conn.execute(
+                    "SELECT set_config($1, $2, true)", f"reporthubd.p{index}", text or ""
+                )
+            except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                # e.g. a NUL byte or a lone surrogate, which PostgreSQL text cannot hold
+                raise self._fail(f"parameter :{name}", exc) from None
         order = {name: i for i, name in enumerate(names.keys(), start=1)}
 
         def placeholder(name: str) -> str:
