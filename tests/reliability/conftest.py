@@ -47,6 +47,31 @@ async def rstore(tmp_path: Path) -> AsyncIterator[Store]:
     await store.stop()
 
 
+# Log events that mean a bug inside the daemon, whatever the test provoked: an execution that
+# ended through the engine's catch-all, a control-plane handler that raised, a task that died.
+CRASH_MARKERS = (
+    '"execution crashed"',
+    '"control plane handler failed"',
+    "Task exception was never retrieved",
+    '"Unhandled exception"',
+)
+STARTED: list[Daemon] = []
+
+
+@pytest.fixture(autouse=True)
+def no_crash_in_daemon_logs() -> Iterator[None]:
+    STARTED.clear()
+    yield
+    crashes = [
+        line[:2000]
+        for daemon in STARTED
+        for line in daemon.process.output().splitlines()
+        if any(marker in line for marker in CRASH_MARKERS)
+    ]
+    STARTED.clear()
+    assert crashes == [], "\n".join(crashes)
+
+
 class Daemon:
     """One daemon subprocess over the test's SQLite store, with an HTTP session to it."""
 
@@ -56,6 +81,7 @@ class Daemon:
         self.process = DaemonProcess(config)
         self.base = f"http://127.0.0.1:{self.port}"
         self.http = aiohttp.ClientSession()
+        STARTED.append(self)
 
     async def ready(self) -> None:
         for _ in range(600):
