@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import subprocess
 from collections.abc import AsyncIterator, Iterator
@@ -17,6 +18,7 @@ import pytest
 from reporthubd.config import StoreSettings
 from reporthubd.store import migrate
 from reporthubd.store.database import Store
+from tests import servers
 from tests.daemon_process import DaemonProcess, write_config
 from tests.engine.conftest import Source, _my_source, _pg_source
 
@@ -38,9 +40,25 @@ def source(request: pytest.FixtureRequest) -> Iterator[Source]:
     yield from (_pg_source() if request.param == "postgresql" else _my_source())
 
 
+STORE_BACKEND = os.environ.get("REPORTHUB_RELIABILITY_STORE", "sqlite")
+"""The store the reliability daemons use: sqlite (default, in CI) or mariadb / postgresql (a
+fresh database on the running server) for a manual run."""
+
+
 @pytest.fixture
-async def rstore(tmp_path: Path) -> AsyncIterator[Store]:
-    store = Store(StoreSettings(url=f"sqlite:///{tmp_path}/store.db"))
+def rstore_url(tmp_path: Path) -> Iterator[str]:
+    if STORE_BACKEND == "sqlite":
+        yield f"sqlite:///{tmp_path}/store.db"
+        return
+    database = servers.create_database(STORE_BACKEND, tmp_path)
+    STORE_URLS.append(database.url)
+    yield database.url
+    database.drop()
+
+
+@pytest.fixture
+async def rstore(rstore_url: str) -> AsyncIterator[Store]:
+    store = Store(StoreSettings(url=rstore_url))
     await store.start()
     await migrate.upgrade(store)
     yield store
@@ -56,6 +74,7 @@ CRASH_MARKERS = (
     '"Unhandled exception"',
 )
 STARTED: list[Daemon] = []
+STORE_URLS: list[str] = []
 
 
 @pytest.fixture(autouse=True)
@@ -76,7 +95,10 @@ class Daemon:
     """One daemon subprocess over the test's SQLite store, with an HTTP session to it."""
 
     def __init__(self, tmp_path: Path, **sections: dict[str, object]) -> None:
-        config, self.port = write_config(tmp_path, f"sqlite:///{tmp_path}/store.db", **sections)
+        url = f"sqlite:///{tmp_path}/store.db"
+        if STORE_BACKEND != "sqlite":  # the database rstore_url made (one per test)
+            url = STORE_URLS[-1]
+        config, self.port = write_config(tmp_path, url, **sections)
         self.workspace = tmp_path / "workspace"
         self.process = DaemonProcess(config)
         self.base = f"http://127.0.0.1:{self.port}"
