@@ -270,14 +270,21 @@ class Scheduler:
         }
         added = changed = 0
         seen: set[int] = set()
+        never: dict[tuple[str, str], bool] = {}
         for schedule in found.schedules.values():
-            seen.add(schedule.id)
             job = self.jobs.get(schedule.id)
             try:
                 key = timeline_key(schedule)
             except ValueError as exc:  # rows.schedule validated it; defensive
                 disabled[schedule.id] = str(exc)
                 continue
+            if never.setdefault(key[:2], _never_fires(schedule, now)):
+                disabled[schedule.id] = (
+                    f"cron_expression: {schedule.cron_expression!r} never fires "
+                    "(no matching date in the next 50 years)"
+                )
+                continue
+            seen.add(schedule.id)
             if job is not None and job.timeline.key == key:
                 if not _same(job.schedule, schedule):
                     changed += 1
@@ -824,6 +831,12 @@ class Scheduler:
                 }
             out.append(entry)
         return out
+
+
+def _never_fires(schedule: domain.Schedule, now: float) -> bool:
+    """An expression that parses but matches no date (February 30th), whatever the bounds."""
+    spec = parse_cron(schedule.cron_expression)
+    return FireTimes(spec, schedule.timezone).next_ts(now) is None
 
 
 def _fire_key(claim: claims.FireClaim) -> tuple[int, datetime]:

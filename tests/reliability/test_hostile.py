@@ -12,7 +12,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 
 from reporthubd.store import schema
@@ -468,12 +467,6 @@ async def control_plane_abuse(daemon: Daemon, good: int) -> None:
     assert daemon.process.proc.poll() is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="scheduler defect (not ours to edit): a cron that parses but can never fire "
-    "(February 30th/31st) is loaded silently with next_fire null instead of being disabled "
-    "with a reason",
-)
 async def test_a_schedule_that_can_never_fire_is_disabled_with_a_reason(
     tmp_path: Path, rstore: Store
 ) -> None:

@@ -382,3 +382,12 @@ async def test_fires_missed_while_the_loop_was_blocked_follow_the_policy(store: 
     )
     assert {r.status for r in await executions(store, every)} == {"PENDING"}
     assert len(await executions(store, every)) == 4
+
+
+async def test_a_cron_that_can_never_fire_is_disabled_with_a_reason(store: Store) -> None:
+    config_id = await seed_config(store)
+    never = await add_schedule(store, config_id, "0 0 31 2 *")
+    clock = FakeClock(utc("2026-05-04 10:00:30"))
+    async with running(store, clock, Submitted([])) as scheduler:
+        assert "never fires" in scheduler.disabled[never]
+        assert never not in scheduler.jobs
