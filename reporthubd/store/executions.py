@@ -12,6 +12,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.mysql import insert as mysql_insert
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from reporthubd import __version__, domain, logs
 from reporthubd.store import rows, schema
@@ -159,12 +162,18 @@ async def register_node(store: Store, node_id: str) -> None:
         "started_at": now,
         "heartbeat_at": now,
     }
+    # One upsert statement: an UPDATE-then-INSERT pair deadlocked on MariaDB when two nodes
+    # registered in the same instant (gap locks on the primary key).
+    upsert: Any
+    if store.dialect == "mysql":
+        upsert = mysql_insert(schema.nodes).values(node_id=node_id, **values)
+        upsert = upsert.on_duplicate_key_update(**values)
+    else:
+        insert = postgresql_insert if store.dialect == "postgresql" else sqlite_insert
+        upsert = insert(schema.nodes).values(node_id=node_id, **values)
+        upsert = upsert.on_conflict_do_update(index_elements=["node_id"], set_=values)
     async with store.engine.begin() as conn:
-        updated = await conn.execute(
-            sa.update(schema.nodes).where(schema.nodes.c.node_id == node_id).values(**values)
-        )
-        if not updated.rowcount:
-            await conn.execute(sa.insert(schema.nodes).values(node_id=node_id, **values))
+        await conn.execute(upsert)
 
 
 async def heartbeat_node(store: Store, node_id: str) -> datetime:
