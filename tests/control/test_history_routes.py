@@ -132,3 +132,24 @@ def test_unknown_execution_file_is_404(daemon: tuple[DaemonProcess, int]) -> Non
     _, port = daemon
     status, body = call(port, "/api/execution/00000000-0000-0000-0000-000000000000/file")
     assert status == 404 and "does not exist" in str(body["error"])
+
+
+def test_execute_waits_for_the_result_and_checks_its_body(
+    daemon: tuple[DaemonProcess, int],
+) -> None:
+    _, port = daemon
+    body_in = {"parameters": {"top": 5}, "wait": 60, "scheduled_for": "2026-11-01T09:00:00+01:00"}
+    status, body = call(port, "/api/execute/1", method="POST", body=body_in)
+    data = body["data"]
+    assert status == 200 and data["status"] == "COMPLETED", body  # type: ignore[index]
+    assert data["row_count"] == 5 and data["scheduled_for"] == "2026-11-01T08:00:00+00:00"  # type: ignore[index]
+    for bad in (
+        {"wait": -1},
+        {"wait": "soon"},
+        {"scheduled_for": "2026-11-01T09:00:00"},
+        {"parameters": [1]},
+        {"deliver": "yes"},
+    ):
+        status, body = call(port, "/api/execute/1", method="POST", body=bad)
+        assert status == 400 and body["status"] == "error", (bad, body)
+    assert call(port, "/api/execute/999", method="POST")[0] == 404
