@@ -173,6 +173,7 @@ def spec() -> dict[str, Any]:
                 "responses": {
                     "200": _ok("the execution", EXECUTION),
                     "404": _error("unknown execution"),
+                    "422": _error("the execution row, written by another service, is not valid"),
                     **PROTECTED,
                 },
             }
@@ -248,6 +249,7 @@ def spec() -> dict[str, Any]:
                     "200": _ok("cancelled"),
                     "400": _error("bad input"),
                     "404": _error("unknown execution"),
+                    "422": _error("the execution row, written by another service, is not valid"),
                     "409": _error("already finished, or running on another node"),
                     "503": _error("the engine is not running"),
                     **PROTECTED,
@@ -262,6 +264,7 @@ def spec() -> dict[str, Any]:
                     "200": _ok("re-run"),
                     "400": _error("bad id"),
                     "404": _error("unknown execution"),
+                    "422": _error("the execution row, written by another service, is not valid"),
                     "409": _error("nothing to redeliver yet (no file, or still running)"),
                     **PROTECTED,
                 },
@@ -277,6 +280,7 @@ def spec() -> dict[str, Any]:
                         "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
                     },
                     "404": _error("unknown execution, no file, or no longer retained"),
+                    "422": _error("the execution row, written by another service, is not valid"),
                     "409": _error("not produced yet"),
                     **PROTECTED,
                 },
