@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import abc
 import enum
-import importlib
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
+from reporthubd import plugins
 from reporthubd.domain import Datasource
 
 Row = tuple[Any, ...]
@@ -142,19 +142,15 @@ REGISTRY: dict[str, str] = {
 
 def connector_class(kind: str) -> type[Connector]:
     try:
-        target = REGISTRY[kind]
-    except KeyError:
-        raise ConnectorError(f"no connector for datasource type {kind!r} in this version") from None
-    module_name, _, class_name = target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
+        cls = plugins.load(REGISTRY, kind)
+    except plugins.MissingLibrary as exc:
         raise ConnectorError(
             f"the {kind} connector needs a driver that is not installed ({exc.name}); "
             f"install reporthubd[{kind}]"
         ) from None
-    cls: type[Connector] = getattr(module, class_name)
-    return cls
+    if cls is None:
+        raise ConnectorError(f"no connector for datasource type {kind!r} in this version")
+    return cast(type[Connector], cls)
 
 
 def create(datasource: Datasource) -> Connector:

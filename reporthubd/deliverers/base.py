@@ -16,14 +16,13 @@ A `Deliverer` performs one attempt of one delivery:
 from __future__ import annotations
 
 import abc
-import importlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from reporthubd import domain
+from reporthubd import domain, plugins
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -119,10 +118,11 @@ REGISTRY: dict[str, str] = {
 
 def deliverer_class(method: str) -> type[Deliverer]:
     try:
-        target = REGISTRY[method]
-    except KeyError:
-        raise DeliveryError(f"unknown delivery method {method!r}") from None
-    module_name, _, class_name = target.partition(":")
-    module = importlib.import_module(module_name)
-    cls: type[Deliverer] = getattr(module, class_name)
-    return cls
+        cls = plugins.load(REGISTRY, method)
+    except plugins.MissingLibrary as exc:
+        raise DeliveryError(
+            f"the {method} delivery needs a library that is not installed ({exc.name})"
+        ) from None
+    if cls is None:
+        raise DeliveryError(f"unknown delivery method {method!r}")
+    return cast(type[Deliverer], cls)

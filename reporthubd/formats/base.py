@@ -18,13 +18,13 @@ Memory must not grow with the number of rows: no writer holds the whole result.
 from __future__ import annotations
 
 import abc
-import importlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
+from reporthubd import plugins
 from reporthubd.connectors.base import Column, Row
 
 
@@ -96,15 +96,11 @@ REGISTRY: dict[str, str] = {
 
 def writer_class(name: str) -> type[FormatWriter]:
     try:
-        target = REGISTRY[name]
-    except KeyError:
-        raise FormatError(f"unknown output format {name!r}") from None
-    module_name, _, class_name = target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
+        cls = plugins.load(REGISTRY, name)
+    except plugins.MissingLibrary as exc:
         raise FormatError(
             f"the {name} format needs a library that is not installed ({exc.name})"
         ) from None
-    cls: type[FormatWriter] = getattr(module, class_name)
-    return cls
+    if cls is None:
+        raise FormatError(f"unknown output format {name!r}")
+    return cast(type[FormatWriter], cls)
