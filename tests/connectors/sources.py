@@ -617,16 +617,7 @@ def postgres_like(
         overrides["tstz"] = Limit("psqlODBC reports timestamptz as a zone-less SQL timestamp")
         overrides["js"] = Limit("psqlODBC reports jsonb as text (ODBC has no JSON type)")
         param_overrides["tstz"] = overrides["tstz"]
-    known_bugs = (
-        {}
-        if odbc
-        else {
-            "type_matrix:js": "postgresql connector returns json/jsonb as str, not dict/list",
-            "params:nul": "postgresql connector binds a None parameter as the text 'None'",
-        }
-    )
     return Source(
-        known_bugs=known_bugs,
         type=type_,
         label=label,
         config=config,
@@ -683,18 +674,7 @@ def mariadb_like(
             "MariaDB Connector/ODBC buffers the whole result client-side "
             "(NO_CACHE/FORWARDONLY had no effect here; RSS grew ~70 MiB for 60 MB of rows)"
         )
-    known_bugs = (
-        {}
-        if odbc
-        else {
-            "params:bin": "mysql connector: bytes parameter → TypeError 'str' object is not "
-            "callable (mysql.py _running)",
-            "early_exit": "mysql connector: after leaving a stream early the connection is "
-            "dropped, the next query fails with 'not connected'",
-        }
-    )
     return Source(
-        known_bugs=known_bugs,
         memory=memory,
         type=type_,
         label=label,
