@@ -28,7 +28,7 @@ from reporthubd.control.auth import TokenFileError
 from reporthubd.control.server import ControlServer
 from reporthubd.deliverers.ledger import DeliveryLedger
 from reporthubd.engine import Engine
-from reporthubd.scheduler.loop import Scheduler, leave_pending
+from reporthubd.scheduler.loop import Scheduler
 from reporthubd.store import executions, migrate
 from reporthubd.store.database import Store, StoreUnavailable
 from reporthubd.store.definitions import load_definitions
@@ -232,7 +232,7 @@ class Daemon:
             store=store,
             settings=self.settings,
             node_id=self.node_id,
-            submit=self.engine.submit if self.engine is not None else leave_pending,
+            submit=self.engine.submit,
             started_at=self.started_at,
         )
         stack.push_async_callback(self.scheduler.stop)
@@ -274,8 +274,8 @@ class Daemon:
         return self.tasks.failure
 
     async def _drain(self) -> None:
-        """Stop intake, let work finish within the grace period, cancel the rest.
-        Components that run work (scheduler, engine) plug in here; the foundation has none."""
+        """Stop intake (the scheduler claims no new fire), let running executions finish within
+        the grace period, then cancel the rest with a recorded reason (the engine's drain)."""
         grace = self.settings.execution.drain_grace_seconds
         log.info("draining", grace_seconds=grace, tasks=self.tasks.names)
         if self.scheduler is not None:
