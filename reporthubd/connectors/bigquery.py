@@ -299,18 +299,10 @@ class BigQueryConnector(Connector):
                 feed.put([tuple(row.values()) for row in page])
 
         feed = common.ThreadFeed(f"bigquery-{job_id}", produce, translate=self._translate)
-        feed.start()
-        try:
-            try:
-                columns = await feed.get()
-            except StopAsyncIteration:
-                columns = []
-            yield common.FeedResult(columns, feed)
-        finally:
-            feed.stop()
-            if not feed.finished:
-                await self._cancel_job(client, job_id)
-            await feed.join()
+        async with common.feed_result(
+            feed, on_abandon=lambda: self._cancel_job(client, job_id)
+        ) as result:
+            yield result
 
     def _translate(self, exc: BaseException) -> BaseException:
         if isinstance(exc, ConnectorError):

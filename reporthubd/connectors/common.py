@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from reporthubd import secrets
@@ -192,6 +192,27 @@ class FeedResult(QueryResult):
                 return
             if batch:
                 yield batch
+
+
+@contextlib.asynccontextmanager
+async def feed_result(
+    feed: ThreadFeed, *, on_abandon: Callable[[], Awaitable[None]]
+) -> AsyncIterator[FeedResult]:
+    """Start `feed` (whose first item is the column list), yield its result, and on the way out
+    stop it; when the consumer left before the end (early exit, timeout, cancel), `on_abandon`
+    stops the work on the server (a job cancel, an abort) before the thread is joined."""
+    feed.start()
+    try:
+        try:
+            columns = await feed.get()
+        except StopAsyncIteration:
+            columns = []
+        yield FeedResult(columns, feed)
+    finally:
+        feed.stop()
+        if not feed.finished:
+            await on_abandon()
+        await feed.join()
 
 
 def chunked(rows: Iterable[Row], size: int) -> Iterable[list[Row]]:

@@ -232,18 +232,10 @@ class SnowflakeConnector(Connector):
                     conn.rollback()  # reports never commit
 
         feed = common.ThreadFeed("snowflake-query", produce, translate=self._translate)
-        feed.start()
-        try:
-            try:
-                columns = await feed.get()
-            except StopAsyncIteration:
-                columns = []
-            yield common.FeedResult(columns, feed)
-        finally:
-            feed.stop()
-            if not feed.finished:
-                await self._abort(conn, query_id)
-            await feed.join()
+        async with common.feed_result(
+            feed, on_abandon=lambda: self._abort(conn, query_id)
+        ) as result:
+            yield result
 
     def _translate(self, exc: BaseException) -> BaseException:
         if isinstance(exc, _ERRORS):
