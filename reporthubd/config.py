@@ -69,6 +69,10 @@ class StoreSettings(_Section):
     """How long connecting to the store may take before it counts as unreachable."""
     auto_upgrade: bool | None = None
     """Run pending migrations at start. Unset: on for SQLite stores, off for server stores."""
+    journal_path: str = ""
+    """Where records of finished runs and delivery attempts wait while the store is unreachable
+    (flushed in order when it answers again, also after a restart). Empty: `.store-journal.jsonl`
+    in the workspace. One daemon per journal: give each node on a machine its own."""
 
     @field_validator("url")
     @classmethod

@@ -32,6 +32,7 @@ from reporthubd.scheduler.loop import Scheduler
 from reporthubd.store import executions, migrate
 from reporthubd.store.database import Store, StoreUnavailable
 from reporthubd.store.definitions import load_definitions
+from reporthubd.store.journal import Journal, JournalBusy
 from reporthubd.systemd import Notifier
 
 log = logs.get(__name__)
@@ -131,6 +132,7 @@ class Daemon:
         self.engine: Engine | None = None
         self.deliveries: DeliveryLedger | None = None
         self.scheduler: Scheduler | None = None
+        self.journal: Journal | None = None
 
     # -- what the control plane sees (control.app.Runtime) -------------------------------------
 
@@ -202,6 +204,13 @@ class Daemon:
         self._store = store
         await self._ensure_schema(store)
         await executions.register_node(store, self.node_id)
+        # Records of finished work wait out a store outage here (and a crash during one).
+        self.journal = Journal(store, self._journal_path())
+        try:
+            unflushed = await self.journal.open()
+        except (JournalBusy, OSError) as exc:
+            raise StartupError(f"store journal: {exc}") from None
+        stack.push_async_callback(self.journal.close)
         self.store_up = True
         self.last_heartbeat = time.monotonic()
         metrics.observe_gauges(
@@ -215,6 +224,10 @@ class Daemon:
         self._tasks = tasks
         stack.push_async_callback(tasks.stop)
         tasks.spawn("node-heartbeat", self._heartbeat_loop())
+        tasks.spawn("store-journal", self.journal.flush_loop())
+        if unflushed:  # before the scheduler's sweep judges those executions lost
+            async with asyncio.timeout(self.settings.store.connect_timeout_seconds * 3):
+                await self.journal.flush()
         if self.notifier.watchdog_seconds:
             tasks.spawn("systemd-watchdog", self._watchdog_loop(self.notifier.watchdog_seconds))
 
@@ -246,6 +259,12 @@ class Daemon:
         except (TokenFileError, OSError) as exc:
             raise StartupError(f"control plane cannot start: {exc}") from None
         self.add_reload_hook(self.control.reload)
+
+    def _journal_path(self) -> Path:
+        configured = self.settings.store.journal_path
+        if configured:
+            return Path(configured).expanduser()
+        return Path(self.settings.execution.workspace).expanduser() / ".store-journal.jsonl"
 
     async def _ensure_schema(self, store: Store) -> None:
         try:

@@ -71,6 +71,11 @@ SCHEDULES_DISABLED = Gauge(
 STORE_UP = Gauge(
     "reporthubd_store_up", "1 when the store answered the last check.", registry=REGISTRY
 )
+JOURNAL_PENDING = Gauge(
+    "reporthubd_store_journal_pending",
+    "Store writes waiting in the local journal for the store to answer again.",
+    registry=REGISTRY,
+)
 HEARTBEAT_AGE = Gauge(
     "reporthubd_node_heartbeat_age_seconds",
     "Seconds since this node's last heartbeat.",

@@ -33,7 +33,11 @@ def test_readyz_follows_the_store_down_and_up(tmp_path: Path, mariadb: PrivateMa
     try:
         notify.wait_for("READY=1", timeout=60)
         status, body = call(port, "/readyz")
-        assert (status, body["status"], body["data"]) == (200, "success", {"store": "up"})
+        assert (status, body["status"], body["data"]) == (
+            200,
+            "success",
+            {"store": "up", "journal_pending": 0},
+        )
         assert set(body) == {"status", "message", "data"}
 
         mariadb.stop()

@@ -67,11 +67,13 @@ async def readyz(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME_KEY]
     if runtime.draining:
         return envelope.error("not ready", "draining: the daemon is stopping", status=503)
+    journal = runtime.store.journal
     try:
         await runtime.store.ping()
     except StoreUnavailable as exc:
         return envelope.error("not ready", str(exc), status=503)
-    return envelope.success("ready", {"store": "up"})
+    waiting = journal.pending if journal is not None else 0
+    return envelope.success("ready", {"store": "up", "journal_pending": waiting})
 
 
 @web.middleware

@@ -36,7 +36,7 @@ from reporthubd.config import Settings
 from reporthubd.deliverers.base import DeliveryRunner, NoDeliveries
 from reporthubd.engine.pipeline import Progress, Run
 from reporthubd.engine.pool import Pool
-from reporthubd.store import executions
+from reporthubd.store import executions, journal
 from reporthubd.store.database import Store
 
 log = logs.get(__name__)
@@ -288,8 +288,15 @@ class Engine:
         progress: Progress,
         bound: Any,
     ) -> None:
+        # Steps that need the store's answer wait out an outage (cancellable by a drain);
+        # the records of what happened go through the store journal (durable=True).
+        fields = {"execution_id": execution_id}
         try:
-            execution = await executions.get_execution(self.store, execution_id)
+            execution = await journal.until_reachable(
+                "load execution",
+                lambda: executions.get_execution(self.store, execution_id),
+                log_fields=fields,
+            )
             if execution is None or execution.status is not Status.PENDING:
                 bound.warning(
                     "execution not pending, not run",
@@ -297,11 +304,15 @@ class Engine:
                 )
                 return
             try:
-                definitions = await executions.load_run_definitions(
-                    self.store,
-                    execution.config_id,
-                    execution.schedule_id,
-                    default_timezone=self.settings.scheduler.timezone,
+                definitions = await journal.until_reachable(
+                    "load definitions",
+                    lambda: executions.load_run_definitions(
+                        self.store,
+                        execution.config_id,
+                        execution.schedule_id,
+                        default_timezone=self.settings.scheduler.timezone,
+                    ),
+                    log_fields=fields,
                 )
             except executions.DefinitionProblem as exc:
                 now = datetime.now(UTC)
@@ -309,6 +320,7 @@ class Engine:
                     self.store,
                     execution_id,
                     only_if_status=(Status.PENDING,),
+                    durable=True,
                     status=Status.FAILED,
                     node_id=self.node_id,
                     started_at=now,
@@ -325,15 +337,8 @@ class Engine:
             async with self._pool.slot(
                 f"datasource-{source.id}", source.max_concurrent_queries, seq, mine.set
             ):
-                started = datetime.now(UTC)
-                claimed = await executions.update_execution(
-                    self.store,
-                    execution_id,
-                    only_if_status=(Status.PENDING,),
-                    status=Status.RUNNING,
-                    node_id=self.node_id,
-                    started_at=started,
-                    heartbeat_at=started,
+                claimed = await journal.until_reachable(
+                    "start execution", lambda: self._mark_running(execution_id), log_fields=fields
                 )
                 if not claimed:
                     bound.warning("execution no longer pending, not run")
@@ -357,12 +362,25 @@ class Engine:
                     self.store,
                     execution_id,
                     only_if_status=(Status.PENDING,),
+                    durable=True,
                     status=Status.CANCELLED,
                     finished_at=now,
                     error_message=self.cancel_reason(execution_id),
                 )
             )
             raise
+
+    async def _mark_running(self, execution_id: str) -> bool:
+        started = datetime.now(UTC)
+        return await executions.update_execution(
+            self.store,
+            execution_id,
+            only_if_status=(Status.PENDING,),
+            status=Status.RUNNING,
+            node_id=self.node_id,
+            started_at=started,
+            heartbeat_at=started,
+        )
 
     # -- janitor --------------------------------------------------------------------------------
 

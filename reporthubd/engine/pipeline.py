@@ -136,7 +136,11 @@ class Run:
             }
         if values:
             await executions.update_execution(
-                self.store, self.execution.id, only_if_status=(Status.RUNNING,), **values
+                self.store,
+                self.execution.id,
+                only_if_status=(Status.RUNNING,),
+                durable=True,
+                **values,
             )
         self.progress.phase = "done"
         if outcome.status is not Status.RUNNING:
@@ -188,7 +192,7 @@ class Run:
         except templates.TemplateError as exc:
             raise RunFailed(str(exc)) from None
         await executions.update_execution(
-            self.store, self.execution.id, parameters=parameters.to_json(resolved)
+            self.store, self.execution.id, durable=True, parameters=parameters.to_json(resolved)
         )
 
         options = dict(config.format_options)
@@ -440,7 +444,11 @@ class Run:
                 )
             return Outcome(Status.COMPLETED, row_count=written.rows, file=file_columns)
         await executions.update_execution(
-            self.store, self.execution.id, only_if_status=(Status.RUNNING,), **file_columns
+            self.store,
+            self.execution.id,
+            only_if_status=(Status.RUNNING,),
+            durable=True,
+            **file_columns,
         )
         self.progress.phase = "delivering"
         produced = ProducedFile(

@@ -708,6 +708,10 @@ class Scheduler:
         """Mark executions no live node owns FAILED ("node lost") and, if configured, run them
         again (trigger_type recovery). Returns how many this node recovered or failed."""
         config = self.settings.scheduler
+        if self.store.journal is not None and self.store.journal.pending:
+            # This node's own outcomes still wait to be written: its heartbeats are stale and
+            # its finished runs still show RUNNING. Judge nothing until the journal is flushed.
+            return 0
         now = datetime.now(UTC)
         cutoff = datetime.fromtimestamp(now.timestamp() - config.node_lost_after_seconds, UTC)
         lost = await claims.find_lost(

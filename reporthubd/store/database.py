@@ -49,6 +49,8 @@ class Store:
     def __init__(self, settings: StoreSettings) -> None:
         self.settings = settings
         self._engine: AsyncEngine | None = None
+        self.journal: Any = None
+        """The daemon's store.journal.Journal: where recording writes wait out an outage."""
 
     @property
     def engine(self) -> AsyncEngine:

@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from reporthubd import domain, logs
-from reporthubd.store import schema
+from reporthubd.store import journal, schema
 from reporthubd.store.database import Store
 from reporthubd.store.types import MalformedJSON
 
@@ -132,24 +132,40 @@ def _record(row: Any) -> DeliveryLog:
 
 async def insert_logs(store: Store, rows: Sequence[NewLog]) -> bool:
     """Write the rows of one attempt in one transaction. Returns False (writing nothing) when
-    one of them exists already: another node recorded this attempt first."""
+    one of them exists already: another node recorded this attempt first. When the store is
+    unreachable the rows wait in the store journal (store/journal.py) and this returns True."""
     if not rows:
         return True
+    written = await journal.durable(store, "insert_logs", rows=[row.values() for row in rows])
+    return True if written is None else bool(written)
+
+
+@journal.operation("insert_logs")
+async def _insert_logs(store: Store, *, rows: Sequence[dict[str, Any]]) -> bool:
     try:
         async with store.engine.begin() as conn:
             for row in rows:
-                await conn.execute(sa.insert(T).values(**row.values()))
+                await conn.execute(sa.insert(T).values(**row))
     except sa.exc.IntegrityError:
         return False
     return True
 
 
 async def record_retry(store: Store, claimed_id: int, rows: Sequence[NewLog]) -> bool:
-    """Record the attempt made for the claimed pending row and settle that row, atomically."""
+    """Record the attempt made for the claimed pending row and settle that row, atomically (or,
+    while the store is unreachable, in the store journal: then True)."""
+    written = await journal.durable(
+        store, "record_retry", claimed_id=claimed_id, rows=[row.values() for row in rows]
+    )
+    return True if written is None else bool(written)
+
+
+@journal.operation("record_retry")
+async def _record_retry(store: Store, *, claimed_id: int, rows: Sequence[dict[str, Any]]) -> bool:
     try:
         async with store.engine.begin() as conn:
             for row in rows:
-                await conn.execute(sa.insert(T).values(**row.values()))
+                await conn.execute(sa.insert(T).values(**row))
             await conn.execute(sa.update(T).where(T.c.id == claimed_id).values(next_retry_at=None))
     except sa.exc.IntegrityError:
         return False

@@ -17,7 +17,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from reporthubd import __version__, domain, logs
-from reporthubd.store import rows, schema
+from reporthubd.store import journal, rows, schema
 from reporthubd.store.database import Store
 from reporthubd.store.types import MalformedJSON
 
@@ -137,17 +137,43 @@ async def update_execution(
     execution_id: str,
     *,
     only_if_status: tuple[domain.ExecutionStatus, ...] = (),
+    durable: bool = False,
     **values: Any,
 ) -> bool:
     """Set columns of one execution; with `only_if_status`, only while it has one of those
     statuses (a conditional update, so two nodes never both move the same row). Returns whether
-    the row was updated."""
+    the row was updated.
+
+    `durable`: a record of what happened (a run's outcome, its file) that must outlive a store
+    outage: when the store is unreachable it waits in the store journal, flushed in order when the
+    store answers again, and this returns True (store/journal.py)."""
     for key, value in list(values.items()):
         if isinstance(value, enum.Enum):
             values[key] = value.value
+    statuses = [s.value for s in only_if_status]
+    if durable:
+        written = await journal.durable(
+            store,
+            "update_execution",
+            execution_id=execution_id,
+            only_if_status=statuses,
+            values=values,
+        )
+        return True if written is None else bool(written)
+    return bool(
+        await _update_execution(
+            store, execution_id=execution_id, only_if_status=statuses, values=values
+        )
+    )
+
+
+@journal.operation("update_execution")
+async def _update_execution(
+    store: Store, *, execution_id: str, only_if_status: list[str], values: dict[str, Any]
+) -> bool:
     query = sa.update(schema.executions).where(schema.executions.c.id == execution_id)
     if only_if_status:
-        query = query.where(schema.executions.c.status.in_([s.value for s in only_if_status]))
+        query = query.where(schema.executions.c.status.in_(only_if_status))
     async with store.engine.begin() as conn:
         result = await conn.execute(query.values(**values))
     return bool(result.rowcount)
