@@ -422,21 +422,10 @@ class Scheduler:
         if self.store_down_since is not None:
             log.info("store reachable again", down_since=misfire.iso(self.store_down_since))
             self.store_down_since = None
-        runs: list[tuple[int, datetime, datetime | None]] = []
         for timeline, last in handled:
             timeline.next_ts = timeline.fires.next_ts(last)
             self._push(timeline)
-        for claimed in ours:
-            if claimed.claim.skipped_reason is None:
-                owner = self.jobs.get(claimed.claim.schedule_id)
-                following = owner.timeline.next_ts if owner is not None else None
-                runs.append(
-                    (
-                        claimed.claim.schedule_id,
-                        claimed.claim.scheduled_for,
-                        _utc(following) if following is not None else None,
-                    )
-                )
+        runs = self._records(ours)
         self._horizon = max(self._horizon, now)
         try:
             await schedules.record_runs(self.store, runs)
@@ -626,15 +615,24 @@ class Scheduler:
             return 0
         ours, committed = await claims.claim_fires(self.store, batch, node_id=self.node_id)
         await self._submit_claimed(ours, committed)
-        await schedules.record_runs(
-            self.store,
-            [
-                (c.claim.schedule_id, c.claim.scheduled_for, self._next_of(c.claim.schedule_id))
-                for c in ours
-                if c.claim.skipped_reason is None
-            ],
-        )
+        await schedules.record_runs(self.store, self._records(ours))
         return len(batch)
+
+    def _records(
+        self, ours: Iterable[claims.Claimed]
+    ) -> list[tuple[int, datetime | None, datetime | None]]:
+        """(schedule_id, last_run_at, next_run_at) to write after claims: the latest fire
+        claimed to run, or None when every fire claimed for the schedule was SKIPPED (its
+        next_run_at must still move on, or it would name a missed fire until the next run)."""
+        last: dict[int, datetime | None] = {}
+        for claimed in ours:
+            sid, fire = claimed.claim.schedule_id, claimed.claim.scheduled_for
+            if claimed.claim.skipped_reason is None:
+                previous = last.get(sid)
+                last[sid] = fire if previous is None else max(previous, fire)
+            else:
+                last.setdefault(sid, None)
+        return [(sid, fire, self._next_of(sid)) for sid, fire in last.items()]
 
     def _next_of(self, schedule_id: int) -> datetime | None:
         job = self.jobs.get(schedule_id)

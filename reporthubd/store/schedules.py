@@ -18,11 +18,14 @@ _s = schema.schedules
 CHUNK = 1000
 
 
-async def record_runs(store: Store, runs: Iterable[tuple[int, datetime, datetime | None]]) -> None:
+async def record_runs(
+    store: Store, runs: Iterable[tuple[int, datetime | None, datetime | None]]
+) -> None:
     """Write (schedule_id, last_run_at, next_run_at) after claims. Schedules that fired
     together share both values, so they are grouped into one UPDATE per distinct pair.
-    `last_run_at` never moves backwards (several nodes write it)."""
-    groups: dict[tuple[datetime, datetime | None], list[int]] = defaultdict(list)
+    `last_run_at` never moves backwards (several nodes write it); None leaves it as it is and
+    writes only next_run_at (every fire claimed for the schedule was SKIPPED)."""
+    groups: dict[tuple[datetime | None, datetime | None], list[int]] = defaultdict(list)
     for schedule_id, last, following in runs:
         groups[(last, following)].append(schedule_id)
     if not groups:
@@ -30,12 +33,13 @@ async def record_runs(store: Store, runs: Iterable[tuple[int, datetime, datetime
     async with store.engine.begin() as conn:
         for (last, following), ids in groups.items():
             for start in range(0, len(ids), CHUNK):
+                chunk = _s.c.id.in_(ids[start : start + CHUNK])
+                if last is None:
+                    await conn.execute(sa.update(_s).where(chunk).values(next_run_at=following))
+                    continue
                 await conn.execute(
                     sa.update(_s)
-                    .where(
-                        _s.c.id.in_(ids[start : start + CHUNK]),
-                        sa.or_(_s.c.last_run_at.is_(None), _s.c.last_run_at <= last),
-                    )
+                    .where(chunk, sa.or_(_s.c.last_run_at.is_(None), _s.c.last_run_at <= last))
                     .values(last_run_at=last, next_run_at=following)
                 )
 
