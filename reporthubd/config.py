@@ -111,6 +111,9 @@ class SchedulerSettings(_Section):
     """A fire missed by at most this long still runs (schedules may override it)."""
     run_all_limit: Annotated[int, Field(ge=1)] = 100
     """run_all catch-up: at most this many missed fires are run per schedule."""
+    skipped_rows_limit: Annotated[int, Field(ge=1)] = 1000
+    """Missed fires recorded one by one as SKIPPED rows per schedule and catch-up (the most
+    recent); older ones are summarised by one more SKIPPED row at the oldest missed fire."""
     reload_interval_seconds: Annotated[float, Field(ge=1)] = 30.0
     """How often the store is checked for changed report definitions."""
     node_id: str = ""
