@@ -203,6 +203,7 @@ class Daemon:
         stack.push_async_callback(store.stop)
         self._store = store
         await self._ensure_schema(store)
+        last_seen = await executions.last_heartbeat(store)  # before ours is overwritten
         await executions.register_node(store, self.node_id)
         # Records of finished work wait out a store outage here (and a crash during one).
         self.journal = Journal(store, self._journal_path())
@@ -247,6 +248,7 @@ class Daemon:
             node_id=self.node_id,
             submit=self.engine.submit,
             started_at=self.started_at,
+            last_seen=last_seen,
         )
         stack.push_async_callback(self.scheduler.stop)
         await self.scheduler.start(tasks)
@@ -299,8 +301,23 @@ class Daemon:
         log.info("draining", grace_seconds=grace, tasks=self.tasks.names)
         if self.scheduler is not None:
             await self.scheduler.stop()  # intake first: no new fire is claimed from here on
+            await self._final_heartbeat()
         if self.engine is not None:
             await self.engine.drain(grace)
+
+    async def _final_heartbeat(self) -> None:
+        """Intake stopped: a last heartbeat tells the next start's catch-up when the outage
+        began (its SKIPPED reasons say "daemon down from" then). Best effort."""
+        if not self.store_up:
+            return
+        try:
+            async with asyncio.timeout(self.settings.store.connect_timeout_seconds):
+                await executions.heartbeat_node(self.store, self.node_id)
+        except Exception as exc:
+            log.warning(
+                "final heartbeat failed",
+                error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+            )
 
     # -- signals --------------------------------------------------------------------------------
 

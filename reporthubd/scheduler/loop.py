@@ -131,6 +131,7 @@ class Scheduler:
         submit: Submit = leave_pending,
         clock: Clock | None = None,
         started_at: datetime | None = None,
+        last_seen: datetime | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -138,6 +139,9 @@ class Scheduler:
         self.submit = submit
         self.clock: Clock = clock or SystemClock()
         self.started_at = started_at or datetime.now(UTC)
+        # The latest node heartbeat the store showed before this node registered: where the
+        # outage named by the catch-up's SKIPPED reasons starts.
+        self.last_seen = last_seen
         self.lateness = Lateness()
         self.last_reload: ReloadReport | None = None
         self.disabled: dict[int, str] = {}
@@ -600,7 +604,8 @@ class Scheduler:
         decided = 0
         pending: list[claims.FireClaim] = []
         for (_, base), jobs in groups.items():
-            reason = f"missed: daemon down from {misfire.iso(base)} to {misfire.iso(now)}"
+            down_from = misfire.iso(self._down_from(base, jobs[0].timeline))
+            reason = f"missed: daemon down from {down_from} to {misfire.iso(now)}"
             for chunk in self._missed(jobs, jobs[0].timeline.fires, base, now, reason):
                 pending += chunk
                 if len(pending) >= CLAIM_SLICE:
@@ -609,6 +614,16 @@ class Scheduler:
         decided += await self._claim_caught_up(pending)
         if decided:
             log.info("scheduler caught up", decided=decided, node_id=self.node_id)
+
+    def _down_from(self, base: int, timeline: Timeline) -> float:
+        """The start of the outage: the last node heartbeat in the store (a graceful stop writes
+        one) when it falls between the last claimed fire and the first missed one, else that
+        last claimed fire (no heartbeat, or a node was alive when the fire was missed)."""
+        seen = self.last_seen.timestamp() if self.last_seen is not None else None
+        first_missed = timeline.fires.next_ts(base)
+        if seen is not None and first_missed is not None and base <= seen < first_missed:
+            return seen
+        return float(base)
 
     async def _claim_caught_up(self, batch: list[claims.FireClaim]) -> int:
         if not batch:

@@ -202,6 +202,19 @@ async def register_node(store: Store, node_id: str) -> None:
         await conn.execute(upsert)
 
 
+async def last_heartbeat(store: Store) -> datetime | None:
+    """The latest heartbeat of any node: read before this node registers (which overwrites its
+    own), it is the last sign of life before a restart."""
+    async with store.engine.connect() as conn:
+        query = sa.select(sa.func.max(schema.nodes.c.heartbeat_at))
+        beat: datetime | str | None = (await conn.execute(query)).scalar()
+    if isinstance(beat, str):  # MAX() loses the column type on SQLite
+        beat = datetime.fromisoformat(beat)
+    if beat is None:
+        return None
+    return beat.replace(tzinfo=UTC) if beat.tzinfo is None else beat.astimezone(UTC)
+
+
 async def heartbeat_node(store: Store, node_id: str) -> datetime:
     """Refresh this node's heartbeat and, in the same transaction, its running executions'."""
     now = utcnow()
