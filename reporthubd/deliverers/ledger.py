@@ -45,7 +45,7 @@ from reporthubd.deliverers.base import (
     ProducedFile,
     deliverer_class,
 )
-from reporthubd.store import delivery_logs, executions
+from reporthubd.store import delivery_logs, executions, journal
 from reporthubd.store.database import Store
 from reporthubd.store.definitions import load_definitions
 from reporthubd.store.delivery_logs import NewLog, RecipientRef
@@ -241,7 +241,16 @@ class DeliveryLedger:
         return list(results)
 
     async def _recorded_link(self, execution_id: str) -> str | None:
-        for row in reversed(await delivery_logs.logs_for_execution(self.store, execution_id)):
+        """The download link an earlier attempt's S3 upload recorded, if any. While the store is
+        unreachable there is none to be had: the delivery goes without it."""
+        try:
+            recorded = await delivery_logs.logs_for_execution(self.store, execution_id)
+        except Exception as exc:
+            if not journal.unreachable(exc):
+                raise
+            log.warning("store unreachable; no recorded download link", execution_id=execution_id)
+            return None
+        for row in reversed(recorded):
             url = row.details.get("presigned_url") if row.status is DS.SUCCESS else None
             if isinstance(url, str) and url:
                 return url
