@@ -92,11 +92,16 @@ def no_crash_in_daemon_logs() -> Iterator[None]:
 
 
 class Daemon:
-    """One daemon subprocess over the test's SQLite store, with an HTTP session to it."""
+    """One daemon subprocess over the test's store (SQLite unless `store_url` or
+    REPORTHUB_RELIABILITY_STORE says otherwise), with an HTTP session to it."""
 
-    def __init__(self, tmp_path: Path, **sections: dict[str, object]) -> None:
+    def __init__(
+        self, tmp_path: Path, *, store_url: str | None = None, **sections: dict[str, object]
+    ) -> None:
         url = f"sqlite:///{tmp_path}/store.db"
-        if STORE_BACKEND != "sqlite":  # the database rstore_url made (one per test)
+        if store_url is not None:  # a store the test chose itself
+            url = store_url
+        elif STORE_BACKEND != "sqlite":  # the database rstore_url made (one per test)
             url = STORE_URLS[-1]
         config, self.port = write_config(tmp_path, url, **sections)
         self.workspace = tmp_path / "workspace"
