@@ -17,8 +17,9 @@ import asyncio
 import heapq
 import inspect
 import itertools
-from collections.abc import Callable, Coroutine, Iterable, Iterator
-from dataclasses import dataclass, field
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -37,10 +38,19 @@ log = logs.get(__name__)
 Submit = Callable[[str], object]
 """Hands one PENDING execution (by id) to the engine; may return an awaitable."""
 
-# Claims per store transaction, in the loop and during catch-up.
+# Claims per store transaction during catch-up.
 CLAIM_SLICE = 2_000
-# Claim transactions in flight at once after the first (each on its own store connection).
-CLAIM_PARALLEL = 2
+# The fires due at one instant are claimed in slices, one transaction each: the first is small,
+# so its fires start while the rest are written; after it, CLAIM_PARALLEL transactions are in
+# flight at once, each on its own store connection (never more than the store's pool keeps).
+FIRST_SLICE = 250
+LOOP_SLICE = 1_000
+CLAIM_PARALLEL = 4
+# The claims of the next instant are made ready (ids drawn, statements written) this long
+# before it is due, so that at the due instant only the round trips to the store remain:
+# twice the expected preparation time, within these bounds.
+PREPARE_LEAD_MIN = 0.05
+PREPARE_LEAD_MAX = 5.0
 
 
 class Spawner(Protocol):
@@ -111,11 +121,23 @@ class ReloadReport:
     disabled: int = 0
 
 
-@dataclass
-class _Batch:
-    """Fires decided in one dispatch, before they are claimed."""
+@dataclass(frozen=True)
+class _Prepared:
+    """The claims of every timeline due at `due`, ready to send. Valid only while the schedules
+    are those it was built from (`generation`); a dispatch consumes it, used or not."""
 
-    claims: list[claims.FireClaim] = field(default_factory=list)
+    due: int
+    generation: int
+    slices: list[claims.PreparedClaims]
+
+
+def _slices(batch: list[claims.FireClaim]) -> list[list[claims.FireClaim]]:
+    out: list[list[claims.FireClaim]] = []
+    start, size = 0, FIRST_SLICE
+    while start < len(batch):
+        out.append(batch[start : start + size])
+        start, size = start + size, LOOP_SLICE
+    return out
 
 
 STATUS_MAX_AGE_SECONDS = 1.0
@@ -139,6 +161,8 @@ class Scheduler:
         self.submit = submit
         self.clock: Clock = clock or SystemClock()
         self.started_at = started_at or datetime.now(UTC)
+        # Start of this node's continuous contact with the store (see judges_others).
+        self._contact_since = self.started_at.timestamp()
         # The latest node heartbeat the store showed before this node registered: where the
         # outage named by the catch-up's SKIPPED reasons starts.
         self.last_seen = last_seen
@@ -158,6 +182,9 @@ class Scheduler:
         self._dispatching = asyncio.Lock()
         self._reloading = asyncio.Lock()
         self._horizon = 0.0
+        self._generation = 0
+        self._prepared: _Prepared | None = None
+        self._prepare_seconds_per_fire = 20e-6
         self._fingerprint: definitions.Fingerprint | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopped = False
@@ -236,6 +263,7 @@ class Scheduler:
                     self.settings = settings
                 found = await self._load()
             except Exception as exc:
+                self.store_failed()
                 report = ReloadReport(
                     at=_utc(now), source=source, ok=False, message=f"{type(exc).__name__}: {exc}"
                 )
@@ -266,6 +294,7 @@ class Scheduler:
     ) -> ReloadReport:
         """Swap the new definitions in, synchronously (the loop sees the old or the new state,
         never a mix). New timelines start after the loop's horizon (what it has dispatched)."""
+        self._generation += 1  # claims prepared from the old state are void
         horizon = max(self._horizon, 0.0) or now
         disabled = {
             int(str(error.row_id)): "; ".join(error.problems)
@@ -373,6 +402,15 @@ class Scheduler:
             if backoff:
                 retry_at = self.clock.now() + backoff
                 due = retry_at if due is None else max(due, retry_at)
+            elif due is not None and not self._is_prepared(int(due)):
+                lead = self._prepare_lead(int(due))
+                if self.clock.now() < due - lead:
+                    await self.clock.sleep_until(due - lead, self._wake)
+                    if self._wake.is_set():
+                        continue  # a reload or trigger: look at the heap again
+                if self.clock.now() < due:
+                    await self._prepare(int(due))
+                    continue
             await self.clock.sleep_until(due, self._wake)
             now = self.clock.now()
             peek = self._peek()
@@ -382,6 +420,51 @@ class Scheduler:
                 ok = await self.dispatch(now)
             backoff = 0.0 if ok else min(10.0, max(1.0, backoff * 2))
 
+    # -- claims made ready before the due instant ------------------------------------------------
+
+    def _is_prepared(self, due: int) -> bool:
+        prepared = self._prepared
+        return (
+            prepared is not None and prepared.due == due and prepared.generation == self._generation
+        )
+
+    def _due_at(self, due: int) -> list[Timeline]:
+        return [t for t in self._timelines.values() if t.next_ts == due and t.members]
+
+    def _prepare_lead(self, due: int) -> float:
+        fires = sum(len(t.members) for t in self._due_at(due))
+        expected = fires * self._prepare_seconds_per_fire
+        return min(PREPARE_LEAD_MAX, max(PREPARE_LEAD_MIN, 2 * expected))
+
+    async def _prepare(self, due: int) -> None:
+        """Make the claims of every fire due at `due` ready to send (claims.prepare_claims):
+        drawing ids and writing statements out is CPU work that would otherwise stand between
+        the due instant and the store. Nothing is written to the store here."""
+        generation = self._generation
+        started = time.perf_counter()
+        fire = _utc(due)
+        batch = [
+            claims.FireClaim(
+                schedule_id=job.schedule.id, config_id=job.schedule.config_id, scheduled_for=fire
+            )
+            for timeline in self._due_at(due)
+            for job in timeline.members.values()
+        ]
+        batch.sort(key=_fire_key)
+        try:
+            slices = await claims.prepare_claims(self.store, _slices(batch), node_id=self.node_id)
+            await claims.open_connections(self.store, self._parallel())
+        except Exception as exc:  # the dispatch prepares them itself, at the due instant
+            log.warning("preparing claims failed", fires=len(batch), error=_first_line(exc))
+            slices = []
+        if batch:
+            spent = (time.perf_counter() - started) / len(batch)
+            self._prepare_seconds_per_fire = 0.5 * self._prepare_seconds_per_fire + 0.5 * spent
+        self._prepared = _Prepared(due=due, generation=generation, slices=slices)
+
+    def _parallel(self) -> int:
+        return max(1, min(CLAIM_PARALLEL, self.store.settings.pool_size))
+
     async def dispatch(self, now: float) -> bool:
         """Claim every fire due at `now`, submit ours, then compute next times. Returns False
         when the store failed (nothing is lost: the fires stay due and are retried)."""
@@ -389,11 +472,25 @@ class Scheduler:
         while (ts := self._peek()) is not None and ts <= now:
             _, _, _, timeline = heapq.heappop(self._heap)
             due.append(timeline)
+        # Prepared claims are used once: after a failed dispatch their ids may be in the store.
+        prepared, self._prepared = self._prepared, None
+        ready: list[claims.PreparedClaims] = []
+        ready_for: int | None = None
+        if (
+            prepared is not None
+            and prepared.slices
+            and prepared.generation == self._generation
+            and now - prepared.due <= misfire.ON_TIME_SECONDS
+        ):
+            ready, ready_for = prepared.slices, prepared.due
         batch: list[claims.FireClaim] = []
         handled: list[tuple[Timeline, int]] = []
         for timeline in due:
             assert timeline.next_ts is not None
             first = timeline.next_ts
+            if first == ready_for:
+                handled.append((timeline, first))
+                continue
             if now - first <= misfire.ON_TIME_SECONDS:
                 fire = _utc(first)
                 batch += [
@@ -407,7 +504,7 @@ class Scheduler:
                 handled.append((timeline, first))
                 continue
             reason = self._missed_reason(first, now)
-            for chunk in self._missed(
+            async for chunk in self._missed(
                 timeline.members.values(), timeline.fires, first - 1, now, reason
             ):
                 batch += chunk
@@ -415,8 +512,9 @@ class Scheduler:
         # in the order of the fire key: inserts walk the unique index instead of scattering
         batch.sort(key=_fire_key)
         try:
-            ours = await self._claim(batch)
+            ours = await self._claim([*ready, *_slices(batch)])
         except Exception as exc:
+            self.store_failed()
             if self.store_down_since is None:
                 self.store_down_since = now
             log.warning("claiming fires failed; retrying", fires=len(batch), error=_first_line(exc))
@@ -434,28 +532,29 @@ class Scheduler:
         try:
             await schedules.record_runs(self.store, runs)
         except Exception as exc:  # bookkeeping only: the claims are committed
+            self.store_failed()
             log.warning("writing last_run_at failed", error=_first_line(exc))
         return True
 
-    async def _claim(self, batch: list[claims.FireClaim]) -> list[claims.Claimed]:
-        """Claim `batch` in slices, one transaction each, and submit each slice's claims as it
-        commits. The first slices are small, so the first fires start while later ones are
-        still being written; after the first, CLAIM_PARALLEL slices are written at once (the
-        store, not this process, is the bottleneck). Raises if any slice failed: the fires
-        stay due, and the retry is exact because the unique key refuses what did commit."""
-        slices: list[list[claims.FireClaim]] = []
-        start, size = 0, CLAIM_SLICE // 4
-        while start < len(batch):
-            slices.append(batch[start : start + size])
-            start, size = start + size, min(CLAIM_SLICE, size * 2)
+    async def _claim(
+        self, slices: list[claims.PreparedClaims | list[claims.FireClaim]]
+    ) -> list[claims.Claimed]:
+        """Claim `slices` (prepared or not), one transaction each, and submit each slice's
+        claims as it commits. The first slice goes alone, so its fires start while later ones
+        are still being written; then `_parallel()` slices are written at once (the store, not
+        this process, is the bottleneck). Raises if any slice failed: the fires stay due, and
+        the retry is exact because the unique key refuses what did commit."""
         ours: list[claims.Claimed] = []
-        gate = asyncio.Semaphore(CLAIM_PARALLEL)
+        gate = asyncio.Semaphore(self._parallel())
 
-        async def claim_slice(part: list[claims.FireClaim]) -> None:
+        async def claim_slice(part: claims.PreparedClaims | list[claims.FireClaim]) -> None:
             async with gate:
-                claimed, committed = await claims.claim_fires(
-                    self.store, part, node_id=self.node_id
-                )
+                if isinstance(part, claims.PreparedClaims):
+                    claimed, committed = await claims.claim_prepared(self.store, part)
+                else:
+                    claimed, committed = await claims.claim_fires(
+                        self.store, part, node_id=self.node_id
+                    )
             await self._submit_claimed(claimed, committed)
             ours.extend(claimed)
 
@@ -473,37 +572,72 @@ class Scheduler:
         grace = schedule.misfire_grace_seconds
         return float(grace if grace is not None else self.settings.scheduler.misfire_grace_seconds)
 
-    def _missed(
+    async def _missed(
         self, jobs: Iterable[Job], times: FireTimes, after: int, now: float, reason: str
-    ) -> Iterator[list[claims.FireClaim]]:
+    ) -> AsyncIterator[list[claims.FireClaim]]:
         """Claims for every fire of `times` in (after, now], for each of `jobs`, by policy.
-        Fires beyond a job's grace are SKIPPED whatever the policy, so they are written as they
-        are enumerated, in chunks (a long outage of a per-second schedule stays in bounded
-        memory); the fires within the grace go through `misfire.decide`."""
+        Fires beyond a job's grace are SKIPPED whatever the policy; the fires within it go
+        through `misfire.decide`. Each job writes at most `skipped_rows_limit` SKIPPED rows
+        one by one, plus one that summarises the older rest (misfire.SkippedRecords), so a
+        long outage of a per-second schedule stays in bounded memory and rows."""
+        limit = self.settings.scheduler.skipped_rows_limit
         members = [(job, self._grace(job.schedule)) for job in jobs]
+        beyond = {
+            grace: misfire.SkippedRecords(limit, missed_because=reason) for _, grace in members
+        }
+        beyond_reason = {
+            grace: f"{reason} (beyond the misfire grace of {grace:g} s)" for grace in beyond
+        }
         within: dict[int, list[int]] = {job.schedule.id: [] for job, _ in members}
-        chunk: list[claims.FireClaim] = []
         ts: float = after
-        while (fire := times.next_ts(ts)) is not None and fire <= now:
+        for count in itertools.count(1):
+            fire = times.next_ts(ts)
+            if fire is None or fire > now:
+                break
             ts = fire
             late = now - fire
+            missed = late > misfire.ON_TIME_SECONDS
+            if missed:
+                for grace, records in beyond.items():
+                    if late > grace:
+                        records.add(fire, beyond_reason[grace])
             for job, grace in members:
-                if late > grace and late > misfire.ON_TIME_SECONDS:
-                    chunk.append(
-                        claims.FireClaim(
-                            schedule_id=job.schedule.id,
-                            config_id=job.schedule.config_id,
-                            scheduled_for=_utc(fire),
-                            skipped_reason=f"{reason} (beyond the misfire grace of {grace:g} s)",
-                        )
-                    )
-                else:
+                if not missed or late <= grace:
                     within[job.schedule.id].append(fire)
+            if count % 10_000 == 0:
+                await asyncio.sleep(0)  # a week of a per-second schedule: let the loop breathe
+        chunk: list[claims.FireClaim] = []
+        for job, grace in members:
+            schedule = job.schedule
+            decision = misfire.decide(
+                within[schedule.id],
+                now=now,
+                policy=schedule.misfire_policy,
+                grace_seconds=grace,
+                run_all_limit=self.settings.scheduler.run_all_limit,
+                missed_because=reason,
+            )
+            records = beyond[grace].copy()
+            for fire, why in decision.skipped:
+                records.add(fire, why)
+            chunk += [
+                claims.FireClaim(
+                    schedule_id=schedule.id,
+                    config_id=schedule.config_id,
+                    scheduled_for=_utc(fire),
+                    skipped_reason=why,
+                )
+                for fire, why in records.records()
+            ]
+            chunk += [
+                claims.FireClaim(
+                    schedule_id=schedule.id, config_id=schedule.config_id, scheduled_for=_utc(fire)
+                )
+                for fire in decision.run
+            ]
             if len(chunk) >= CLAIM_SLICE:
                 yield chunk
                 chunk = []
-        for job, _ in members:
-            chunk += self._decide(job, within[job.schedule.id], now, reason)
         if chunk:
             yield chunk
 
@@ -514,37 +648,6 @@ class Scheduler:
                 f"to {misfire.iso(now)}"
             )
         return f"missed: scheduler blocked from {misfire.iso(first_due)} to {misfire.iso(now)}"
-
-    def _decide(
-        self, job: Job, fires: list[int], now: float, reason: str
-    ) -> list[claims.FireClaim]:
-        schedule = job.schedule
-        if not fires:
-            return []
-        decision = misfire.decide(
-            fires,
-            now=now,
-            policy=schedule.misfire_policy,
-            grace_seconds=self._grace(schedule),
-            run_all_limit=self.settings.scheduler.run_all_limit,
-            missed_because=reason,
-        )
-        out = [
-            claims.FireClaim(
-                schedule_id=schedule.id,
-                config_id=schedule.config_id,
-                scheduled_for=_utc(fire),
-                skipped_reason=why,
-            )
-            for fire, why in decision.skipped
-        ]
-        out += [
-            claims.FireClaim(
-                schedule_id=schedule.id, config_id=schedule.config_id, scheduled_for=_utc(fire)
-            )
-            for fire in decision.run
-        ]
-        return out
 
     async def _submit_claimed(self, ours: Iterable[claims.Claimed], committed: datetime) -> None:
         commit_ts = committed.timestamp()
@@ -606,7 +709,7 @@ class Scheduler:
         for (_, base), jobs in groups.items():
             down_from = misfire.iso(self._down_from(base, jobs[0].timeline))
             reason = f"missed: daemon down from {down_from} to {misfire.iso(now)}"
-            for chunk in self._missed(jobs, jobs[0].timeline.fires, base, now, reason):
+            async for chunk in self._missed(jobs, jobs[0].timeline.fires, base, now, reason):
                 pending += chunk
                 if len(pending) >= CLAIM_SLICE:
                     decided += await self._claim_caught_up(pending)
@@ -663,6 +766,7 @@ class Scheduler:
             try:
                 current = await definitions.fingerprint(self.store)
             except Exception as exc:  # a store outage is survived; the loop reports it too
+                self.store_failed()
                 log.warning("reading the definitions fingerprint failed", error=_first_line(exc))
                 continue
             if current != self._fingerprint:
@@ -717,31 +821,59 @@ class Scheduler:
             except Exception as exc:  # survived; retried at the next interval
                 log.warning("lost-execution sweep failed", error=_first_line(exc))
 
+    def store_failed(self) -> None:
+        """A store call of this node failed (now): other nodes' heartbeats are not judged until
+        this node's contact with the store has been continuous for node_lost_after_seconds."""
+        self._contact_since = max(self._contact_since, self.clock.now())
+
+    def judges_others(self) -> bool:
+        """After a store outage every node's heartbeat is stale at once, healthy or not: only
+        once this node has been in contact with the store for node_lost_after_seconds (since
+        its start or its last failed store call) have the live nodes had time to heartbeat."""
+        contact = self.clock.now() - self._contact_since
+        return contact >= self.settings.scheduler.node_lost_after_seconds
+
     async def sweep(self) -> int:
         """Mark executions no live node owns FAILED ("node lost") and, if configured, run them
-        again (trigger_type recovery). Returns how many this node recovered or failed."""
+        again (trigger_type recovery). Returns how many this node recovered or failed. Other
+        nodes' executions are judged only when `judges_others()`; this node's own leftovers
+        from before its start always are."""
         config = self.settings.scheduler
         if self.store.journal is not None and self.store.journal.pending:
             # This node's own outcomes still wait to be written: its heartbeats are stale and
             # its finished runs still show RUNNING. Judge nothing until the journal is flushed.
             return 0
+        judge_others = self.judges_others()
         now = datetime.now(UTC)
         cutoff = datetime.fromtimestamp(now.timestamp() - config.node_lost_after_seconds, UTC)
-        lost = await claims.find_lost(
-            self.store, cutoff=cutoff, node_id=self.node_id, started_at=self.started_at
-        )
-        done = 0
-        for execution in lost:
-            reason = _lost_reason(execution, self.node_id)
-            recovered = await claims.fail_lost(
+        try:
+            lost = await claims.find_lost(
                 self.store,
-                execution,
                 cutoff=cutoff,
                 node_id=self.node_id,
                 started_at=self.started_at,
-                reason=reason,
-                recover=config.recover_lost_executions,
+                judge_others=judge_others,
             )
+        except Exception:
+            self.store_failed()
+            raise
+        done = 0
+        for execution in lost:
+            reason = _lost_reason(execution, self.node_id)
+            try:
+                recovered = await claims.fail_lost(
+                    self.store,
+                    execution,
+                    cutoff=cutoff,
+                    node_id=self.node_id,
+                    started_at=self.started_at,
+                    reason=reason,
+                    recover=config.recover_lost_executions,
+                    judge_others=judge_others,
+                )
+            except Exception:
+                self.store_failed()
+                raise
             done += 1
             log.warning(
                 "execution lost",

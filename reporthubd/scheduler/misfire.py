@@ -13,11 +13,15 @@ loop blocked), and the schedule's `misfire_policy` decides, with its grace
   `scheduled_for`; at most `run_all_limit` of them (the most recent), the rest recorded SKIPPED.
 
 A missed fire that is not run is always written as a SKIPPED execution with the reason, never
-dropped silently.
+dropped silently. After a very long outage a schedule's missed fires are many (a per-second
+schedule down for a week misses 604,800), so at most `skipped_rows_limit` of them are written
+one by one, the most recent; the older ones are summarised by one more SKIPPED row at the
+oldest missed fire ("... 603,800 fires from X to Y not recorded one by one") — `SkippedRecords`.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -73,3 +77,57 @@ def decide(
         skipped += [(fire, over) for fire in capped]
     skipped.sort()
     return Decision(run=sorted(run + on_time), skipped=skipped)
+
+
+class SkippedRecords:
+    """The SKIPPED records of one schedule's missed fires, fed oldest first (`add`): at most
+    `limit` of them one by one, the most recent, and, when more were missed, one record at the
+    oldest missed fire that names how many fires, from when to when, it stands for. Memory is
+    bounded by `limit`, however many fires are fed."""
+
+    __slots__ = ("_first", "_last", "_limit", "_missed_because", "_not_listed", "_recent")
+
+    def __init__(self, limit: int, *, missed_because: str) -> None:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        self._limit = limit
+        self._missed_because = missed_because
+        self._recent: deque[tuple[int, str]] = deque()
+        self._not_listed = 0
+        self._first = 0
+        self._last = 0
+
+    def add(self, fire: int, reason: str) -> None:
+        recent = self._recent
+        recent.append((fire, reason))
+        if len(recent) > self._limit:
+            dropped, _ = recent.popleft()
+            if not self._not_listed:
+                self._first = dropped
+            self._not_listed += 1
+            self._last = dropped
+
+    def copy(self) -> SkippedRecords:
+        other = SkippedRecords(self._limit, missed_because=self._missed_because)
+        other._recent = self._recent.copy()
+        other._not_listed, other._first, other._last = (
+            self._not_listed,
+            self._first,
+            self._last,
+        )
+        return other
+
+    def __len__(self) -> int:
+        return len(self._recent) + (1 if self._not_listed else 0)
+
+    def records(self) -> list[tuple[int, str]]:
+        """(fire, reason) to write, oldest first."""
+        out = list(self._recent)
+        if self._not_listed:
+            summary = (
+                f"{self._missed_because}; {self._not_listed} fires from {iso(self._first)} "
+                f"to {iso(self._last)} not recorded one by one "
+                f"(more than scheduler.skipped_rows_limit={self._limit} missed)"
+            )
+            out.insert(0, (self._first, summary))
+        return out

@@ -12,6 +12,7 @@ whether every row went in (then all are ours), else a read-back of which of our 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 import uuid
@@ -75,59 +76,169 @@ def _row(claim: FireClaim, execution_id: str, node_id: str, now: datetime) -> di
     }
 
 
-_MYSQL_COLUMNS = (
+# MySQL/MariaDB: a claim transaction is one round trip (several statements in one query).
+# A pending claim sends only what has no default (status PENDING, attempt 0); the claim time
+# is the session variable set when the statement is sent, so it can be written out early.
+_MYSQL_PENDING_COLUMNS = (
+    "id, config_id, schedule_id, trigger_type, scheduled_for, node_id, created_at"
+)
+_MYSQL_PENDING_ROW = "(%s, %s, %s, %s, %s, %s, @rh_claimed_at)"
+_MYSQL_ALL_COLUMNS = (
     "id, config_id, schedule_id, trigger_type, scheduled_for, status, node_id, "
     "error_message, created_at, finished_at"
 )
-_MYSQL_ROW = "(" + ", ".join(["%s"] * 10) + ")"
+_MYSQL_ALL_ROW = "(%s, %s, %s, %s, %s, %s, %s, %s, @rh_claimed_at, IF(%s, @rh_claimed_at, NULL))"
 
 
 def _mysql_time(value: datetime) -> str:
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
 
 
-async def _insert_mysql(
-    conn: AsyncConnection,
-    claims: Sequence[FireClaim],
-    ids: Sequence[str],
-    node_id: str,
-    now: datetime,
-) -> set[str]:
-    """MySQL/MariaDB, the busiest path: one INSERT IGNORE of many rows, written out with bound
-    values (compiling a 1000-row VALUES construct costs more than the round trip; the times
-    are bound as UTC text, formatted once per distinct instant). When every row went in (the
-    common case) all ids are ours; otherwise read back which of them exist."""
-    created = _mysql_time(now)
+@dataclass(frozen=True, slots=True)
+class PreparedClaims:
+    """Claims made ready to send: ids drawn and, on MySQL/MariaDB, the INSERT statements written
+    out by the driver's own parameter binding (`mogrify`), so that at the due instant only
+    the round trip to the store remains. Claiming them is still the insert, at send time."""
+
+    claims: Sequence[FireClaim]
+    ids: Sequence[str]
+    node_id: str
+    mysql_inserts: tuple[bytes, ...] = ()
+
+
+def _mysql_inserts(
+    cursor: Any, claims: Sequence[FireClaim], ids: Sequence[str], node_id: str
+) -> tuple[bytes, ...]:
+    """INSERT IGNORE statements (CHUNK rows each) with every value bound by the driver."""
     times: dict[datetime, str] = {}
     schedule = domain.TriggerType.SCHEDULE.value
     pending = domain.ExecutionStatus.PENDING.value
     skipped = domain.ExecutionStatus.SKIPPED.value
-    params: list[Any] = []
-    for claim, execution_id in zip(claims, ids, strict=True):
-        when = times.get(claim.scheduled_for)
-        if when is None:
-            when = times[claim.scheduled_for] = _mysql_time(claim.scheduled_for)
-        reason = claim.skipped_reason
-        params += (
-            execution_id,
-            claim.config_id,
-            claim.schedule_id,
-            schedule,
-            when,
-            pending if reason is None else skipped,
-            node_id,
-            reason,
-            created,
-            None if reason is None else created,
+    encoding = cursor.connection.encoding
+    out: list[bytes] = []
+    for start in range(0, len(claims), CHUNK):
+        part = claims[start : start + CHUNK]
+        full = any(claim.skipped_reason is not None for claim in part)
+        params: list[Any] = []
+        for claim, execution_id in zip(part, ids[start : start + CHUNK], strict=True):
+            when = times.get(claim.scheduled_for)
+            if when is None:
+                when = times[claim.scheduled_for] = _mysql_time(claim.scheduled_for)
+            if not full:
+                params += (
+                    execution_id,
+                    claim.config_id,
+                    claim.schedule_id,
+                    schedule,
+                    when,
+                    node_id,
+                )
+                continue
+            reason = claim.skipped_reason
+            params += (
+                execution_id,
+                claim.config_id,
+                claim.schedule_id,
+                schedule,
+                when,
+                pending if reason is None else skipped,
+                node_id,
+                reason,
+                reason is not None,
+            )
+        columns, row = (
+            (_MYSQL_ALL_COLUMNS, _MYSQL_ALL_ROW)
+            if full
+            else (_MYSQL_PENDING_COLUMNS, _MYSQL_PENDING_ROW)
         )
-    sql = f"INSERT IGNORE INTO {_e.name} ({_MYSQL_COLUMNS}) VALUES " + ", ".join(
-        [_MYSQL_ROW] * len(claims)
+        sql = f"INSERT IGNORE INTO {_e.name} ({columns}) VALUES " + ", ".join([row] * len(part))
+        out.append(cursor.mogrify(sql, tuple(params)).encode(encoding, "surrogateescape"))
+    return tuple(out)
+
+
+async def _driver(conn: AsyncConnection) -> Any:
+    """The driver's own connection (aiomysql) under a pooled SQLAlchemy connection."""
+    driver = (await conn.get_raw_connection()).driver_connection
+    if driver is None:
+        raise RuntimeError("the store connection has no driver connection")
+    return driver
+
+
+async def prepare_claims(
+    store: Store, slices: Iterable[Sequence[FireClaim]], *, node_id: str
+) -> list[PreparedClaims]:
+    """Make each slice of claims ready to send (see PreparedClaims). Yields to the event loop
+    between slices: a big minute boundary is prepared without stalling the control plane."""
+    if store.dialect != "mysql":
+        return [
+            PreparedClaims(claims=part, ids=[new_id() for _ in part], node_id=node_id)
+            for part in slices
+        ]
+    prepared: list[PreparedClaims] = []
+    async with store.engine.connect() as conn:
+        driver = await _driver(conn)
+        cursor = await driver.cursor()
+        for part in slices:
+            ids = [new_id() for _ in part]
+            inserts = _mysql_inserts(cursor, part, ids, node_id)
+            prepared.append(
+                PreparedClaims(claims=part, ids=ids, node_id=node_id, mysql_inserts=inserts)
+            )
+            await asyncio.sleep(0)
+    return prepared
+
+
+async def open_connections(store: Store, count: int) -> None:
+    """Have `count` store connections open in the pool (each checked at checkout), so that
+    claims sent at once do not wait for new connections to be made."""
+    if store.dialect == "sqlite":
+        return
+    connections = [store.engine.connect() for _ in range(count)]
+    try:
+        await asyncio.gather(*(conn.start() for conn in connections))
+    finally:
+        for conn in connections:
+            await conn.close()
+
+
+async def _send_mysql(conn: AsyncConnection, prepared: PreparedClaims) -> set[str]:
+    """One round trip: READ COMMITTED (no gap locks between nodes inserting the same keys, so
+    fewer waits and no deadlocks), the claim time, the INSERTs, COMMIT. When every row went in
+    (the common case) all ids are ours; otherwise read back which of them exist."""
+    driver = await _driver(conn)
+    claimed_at = driver.escape(_mysql_time(datetime.now(UTC))).encode()
+    query = b"; ".join(
+        (
+            b"SET TRANSACTION ISOLATION LEVEL READ COMMITTED",
+            b"SET @rh_claimed_at = " + claimed_at,
+            *prepared.mysql_inserts,
+            b"COMMIT",
+        )
     )
-    result = await conn.exec_driver_sql(sql, tuple(params))
-    if result.rowcount == len(claims):
-        return set(ids)
-    found = await conn.execute(sa.select(_e.c.id).where(_e.c.id.in_(list(ids))))
-    return set(found.scalars())
+    try:
+        async with driver.cursor() as cursor:
+            await cursor.execute(query)
+            inserted = 0
+            for _ in prepared.mysql_inserts:
+                await cursor.nextset()
+                inserted += max(0, cursor.rowcount)
+            while await cursor.nextset():
+                pass
+            if inserted == len(prepared.ids):
+                return set(prepared.ids)
+            await cursor.execute(
+                f"SELECT id FROM {_e.name} WHERE id IN ("
+                + ", ".join(["%s"] * len(prepared.ids))
+                + ")",
+                tuple(prepared.ids),
+            )
+            found = {row[0] for row in await cursor.fetchall()}
+            await driver.rollback()
+            return found
+    except BaseException:
+        # the statement went around SQLAlchemy: the connection's state is unknown, drop it
+        await conn.invalidate()
+        raise
 
 
 async def _insert_ignoring_taken(
@@ -137,45 +248,39 @@ async def _insert_ignoring_taken(
     node_id: str,
     now: datetime,
 ) -> set[str]:
-    dialect = conn.dialect.name
-    if dialect in {"mysql", "mariadb"}:
-        return await _insert_mysql(conn, claims, ids, node_id, now)
     rows = [
         _row(claim, execution_id, node_id, now)
         for claim, execution_id in zip(claims, ids, strict=True)
     ]
-    if dialect == "postgresql":
+    if conn.dialect.name == "postgresql":
         pg = postgresql.insert(_e).values(rows).on_conflict_do_nothing().returning(_e.c.id)
         return set((await conn.execute(pg)).scalars())
     lite = sqlite.insert(_e).values(rows).on_conflict_do_nothing().returning(_e.c.id)
     return set((await conn.execute(lite)).scalars())
 
 
-async def claim_fires(
-    store: Store, claims: Sequence[FireClaim], *, node_id: str
-) -> tuple[list[Claimed], datetime]:
-    """Insert the execution rows of `claims` in one transaction; return those this node
+async def claim_prepared(store: Store, prepared: PreparedClaims) -> tuple[list[Claimed], datetime]:
+    """Insert the execution rows of `prepared` in one transaction; return those this node
     inserted (the others were claimed first by another node or an earlier run) and the
     moment the transaction committed."""
+    claims, ids = prepared.claims, prepared.ids
     if not claims:
         return [], datetime.now(UTC)
-    now = datetime.now(UTC)
-    ids = [new_id() for _ in claims]
-    ours: set[str] = set()
-    async with store.engine.connect() as raw:
-        # MySQL: no gap locks between nodes inserting the same keys (fewer waits, no
-        # deadlocks). A one-row claim holds no lock while it waits, so it cannot deadlock:
-        # it skips the two extra round trips.
-        conn = (
-            await raw.execution_options(isolation_level="READ COMMITTED")
-            if store.dialect == "mysql" and len(claims) > 1
-            else raw
-        )
-        for start in range(0, len(claims), CHUNK):
-            ours |= await _insert_ignoring_taken(
-                conn, claims[start : start + CHUNK], ids[start : start + CHUNK], node_id, now
-            )
-        await conn.commit()
+    async with store.engine.connect() as conn:
+        if prepared.mysql_inserts:
+            ours = await _send_mysql(conn, prepared)
+        else:
+            now = datetime.now(UTC)
+            ours = set()
+            for start in range(0, len(claims), CHUNK):
+                ours |= await _insert_ignoring_taken(
+                    conn,
+                    claims[start : start + CHUNK],
+                    ids[start : start + CHUNK],
+                    prepared.node_id,
+                    now,
+                )
+            await conn.commit()
     committed = datetime.now(UTC)
     claimed = [
         Claimed(claim=claim, execution_id=execution_id)
@@ -183,6 +288,16 @@ async def claim_fires(
         if execution_id in ours
     ]
     return claimed, committed
+
+
+async def claim_fires(
+    store: Store, claims: Sequence[FireClaim], *, node_id: str
+) -> tuple[list[Claimed], datetime]:
+    """Prepare and claim `claims` at once, in one transaction (see claim_prepared)."""
+    if not claims:
+        return [], datetime.now(UTC)
+    (prepared,) = await prepare_claims(store, [claims], node_id=node_id)
+    return await claim_prepared(store, prepared)
 
 
 async def latest_fires(store: Store) -> dict[int, datetime]:
@@ -352,18 +467,33 @@ def _lost(row: Any) -> LostExecution:
     )
 
 
-async def find_lost(
-    store: Store, *, cutoff: datetime, node_id: str, started_at: datetime, limit: int = 500
-) -> list[LostExecution]:
-    """Executions no live node owns: RUNNING with a heartbeat older than `cutoff`; PENDING
-    claimed by a node whose own heartbeat is older than `cutoff`; and this node's own PENDING or
-    RUNNING rows from before it started (a previous process with the same node id). A RUNNING
-    execution with a RETRYING delivery log belongs to the retry ledger and is never listed."""
-    condition = sa.or_(
+def _lost_condition(
+    cutoff: datetime, node_id: str, started_at: datetime, judge_others: bool
+) -> sa.ColumnElement[bool]:
+    if not judge_others:
+        return _own_leftovers(node_id, started_at)
+    return sa.or_(
         _stale_running(cutoff),
         _orphaned_pending(cutoff, node_id),
         _own_leftovers(node_id, started_at),
     )
+
+
+async def find_lost(
+    store: Store,
+    *,
+    cutoff: datetime,
+    node_id: str,
+    started_at: datetime,
+    judge_others: bool = True,
+    limit: int = 500,
+) -> list[LostExecution]:
+    """Executions no live node owns: RUNNING with a heartbeat older than `cutoff`; PENDING
+    claimed by a node whose own heartbeat is older than `cutoff`; and this node's own PENDING or
+    RUNNING rows from before it started (a previous process with the same node id). A RUNNING
+    execution with a RETRYING delivery log belongs to the retry ledger and is never listed.
+    Without `judge_others`, only this node's own leftovers are listed."""
+    condition = _lost_condition(cutoff, node_id, started_at, judge_others)
     query = sa.select(*_LOST_COLUMNS).where(condition).order_by(_e.c.created_at).limit(limit)
     async with store.engine.connect() as conn:
         return [_lost(row) for row in (await conn.execute(query)).all()]
@@ -378,17 +508,14 @@ async def fail_lost(
     started_at: datetime,
     reason: str,
     recover: bool,
+    judge_others: bool = True,
 ) -> str | None:
     """Mark one lost execution FAILED with `reason`, by a conditional update that re-checks it
     is still lost (so exactly one node wins), and, when `recover`, insert in the same
     transaction its new run (trigger_type `recovery`, same `scheduled_for`, next attempt).
     Returns the new run's id, or None (not recovered, or another node won)."""
     now = datetime.now(UTC)
-    still_lost = sa.or_(
-        _stale_running(cutoff),
-        _orphaned_pending(cutoff, node_id),
-        _own_leftovers(node_id, started_at),
-    )
+    still_lost = _lost_condition(cutoff, node_id, started_at, judge_others)
     async with store.engine.begin() as conn:
         updated = await conn.execute(
             sa.update(_e)

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
+from reporthubd.config import StoreSettings
 from reporthubd.daemon import Supervisor
 from reporthubd.scheduler.loop import Scheduler
 from reporthubd.store import schema
@@ -296,12 +297,18 @@ async def test_lost_executions_fail_once_and_are_recovered_once(store: Store) ->
     config = {"heartbeat_interval_seconds": 1.0, "node_lost_after_seconds": 60.0}
     clock = FakeClock(now)
     a, b = Submitted([]), Submitted([])
-    # start() sweeps once; both nodes look at the same rows
     async with (
         running(store, clock, a, node_id="node-a", **config) as first,
         running(store, clock, b, node_id="node-b", **config) as second,
     ):
+        # just started: other nodes' heartbeats are judged after 60 s of store contact
         assert await first.sweep() == 0 and await second.sweep() == 0
+        before = {r.id: r.status for r in await executions(store)}
+        assert (before["run-lost"], before["pending-lost"]) == ("RUNNING", "PENDING")
+        await advance_to(clock, (now + timedelta(seconds=61)).strftime("%Y-%m-%d %H:%M:%S.%f"))
+        # both nodes look at the same rows
+        await first.sweep()
+        await second.sweep()
     rows = {r.id: r for r in await executions(store)}
     assert rows["run-lost"].status == "FAILED"
     assert rows["run-lost"].error_message.startswith("node lost: node dead stopped heartbeating")
@@ -315,6 +322,57 @@ async def test_lost_executions_fail_once_and_are_recovered_once(store: Store) ->
         (utc("2026-05-05 03:00"), 1),
     ]
     assert sorted(a.ids + b.ids) == sorted(r.id for r in recoveries)
+
+
+async def test_after_a_store_outage_other_nodes_are_judged_only_after_continuous_contact(
+    store: Store,
+) -> None:
+    """When the store comes back, every node's heartbeat is stale at once: a node judges other
+    nodes' heartbeats only once its own contact has lasted node_lost_after_seconds since its
+    last failed store call; its own leftovers from before its start are handled at once."""
+    config_id = await seed_config(store)
+    now = datetime.now(UTC)
+    old = now - timedelta(minutes=10)
+    await _insert_execution(
+        store, id="other", config_id=config_id, node_id="node-b", trigger_type="manual",
+        status="RUNNING", heartbeat_at=old, created_at=old,
+    )  # fmt: skip
+    await _insert_execution(
+        store, id="mine", config_id=config_id, node_id="node-a", trigger_type="manual",
+        status="RUNNING", heartbeat_at=old, created_at=old,
+    )  # fmt: skip
+    config = {"heartbeat_interval_seconds": 5.0, "node_lost_after_seconds": 60.0}
+    clock = FakeClock(now)
+
+    async def statuses() -> dict[str, str]:
+        return {r.id: r.status for r in await executions(store)}
+
+    async with running(store, clock, Submitted([]), node_id="node-a", **config) as node:
+        # at start: its own leftover is handled at once, the other node's run is not judged
+        assert (await statuses())["mine"] == "FAILED"
+        assert (await statuses())["other"] == "RUNNING"
+        # 50 s in, the store fails (a sweep cannot reach it)
+        await advance_to(clock, (now + timedelta(seconds=50)).strftime("%Y-%m-%d %H:%M:%S.%f"))
+        node.store = Store(
+            StoreSettings(url="mysql://root@127.0.0.1:1/none", connect_timeout_seconds=1)
+        )
+        await node.store.start()
+        with pytest.raises(Exception):  # noqa: B017 - whatever the driver raises
+            await node.sweep()
+        await node.store.stop()
+        node.store = store
+        # 70 s after start but only 20 s after the failure: still not judged
+        await advance_to(clock, (now + timedelta(seconds=70)).strftime("%Y-%m-%d %H:%M:%S.%f"))
+        assert not node.judges_others()
+        await node.sweep()
+        assert (await statuses())["other"] == "RUNNING"
+        # 60 s of contact since the failure: judged
+        await advance_to(clock, (now + timedelta(seconds=111)).strftime("%Y-%m-%d %H:%M:%S.%f"))
+        assert node.judges_others()
+        await node.sweep()
+        rows = {r.id: r for r in await executions(store)}
+    assert rows["other"].status == "FAILED"
+    assert rows["other"].error_message.startswith("node lost: node node-b stopped heartbeating")
 
 
 async def test_own_rows_from_a_previous_process_are_recovered_at_start(store: Store) -> None:
@@ -345,7 +403,7 @@ async def test_a_long_outage_records_every_missed_fire_in_bounded_chunks(store: 
     schedule_id = await add_schedule(store, config_id, "* * * * * *", misfire_grace_seconds=300)
     await update_schedule(store, schedule_id, last_run_at=utc("2026-05-04 09:00:00"))
     clock = FakeClock(utc("2026-05-04 10:00:00.500"))
-    async with running(store, clock, Submitted([])):
+    async with running(store, clock, Submitted([]), skipped_rows_limit=5000):
         pass
     rows = await executions(store, schedule_id)
     assert len(rows) == 3600  # 09:00:01 .. 10:00:00, each once
@@ -359,6 +417,39 @@ async def test_a_long_outage_records_every_missed_fire_in_bounded_chunks(store: 
         "run_once: coalesced into the run for 2026-05-04T10:00:00Z)": 295,
         "": 5,
     }
+
+
+async def test_beyond_skipped_rows_limit_the_older_missed_fires_share_one_row(
+    store: Store,
+) -> None:
+    config_id = await seed_config(store)
+    schedule_id = await add_schedule(store, config_id, "* * * * * *", misfire_grace_seconds=300)
+    await update_schedule(store, schedule_id, last_run_at=utc("2026-05-04 09:00:00"))
+    clock = FakeClock(utc("2026-05-04 10:00:00.500"))
+    submitted = Submitted([])
+    async with running(store, clock, submitted, skipped_rows_limit=100):
+        pass
+    # a second node catching up from the same store writes nothing more
+    async with running(store, clock, Submitted([]), node_id="node-b", skipped_rows_limit=100):
+        pass
+    rows = await executions(store, schedule_id)
+    runs = [r.scheduled_for.strftime("%H:%M:%S") for r in rows if r.status == "PENDING"]
+    assert runs == ["09:59:56", "09:59:57", "09:59:58", "09:59:59", "10:00:00"]
+    assert len(submitted.ids) == 5
+    skipped = [r for r in rows if r.status == "SKIPPED"]
+    # 3,595 missed fires: the most recent 100 one by one (09:58:16 .. 09:59:55), and one row at
+    # the oldest missed fire for the 3,495 others
+    assert len(skipped) == 101
+    listed = [r.scheduled_for.strftime("%H:%M:%S") for r in skipped[1:]]
+    assert listed[0] == "09:58:16" and listed[-1] == "09:59:55"
+    summary = skipped[0]
+    assert summary.scheduled_for == utc("2026-05-04 09:00:01")
+    assert summary.error_message == (
+        "missed: daemon down from 2026-05-04T09:00:00Z to 2026-05-04T10:00:00.500000Z; "
+        "3495 fires from 2026-05-04T09:00:01Z to 2026-05-04T09:58:15Z not recorded one by one "
+        "(more than scheduler.skipped_rows_limit=100 missed)"
+    )
+    assert summary.finished_at is not None
 
 
 async def test_fires_missed_while_the_loop_was_blocked_follow_the_policy(store: Store) -> None:
