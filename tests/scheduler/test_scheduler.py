@@ -99,6 +99,35 @@ async def test_due_fires_are_claimed_once_and_handed_to_the_engine(store: Store)
     assert tuple(written) == (utc("2026-03-28 08:00"), utc("2026-03-29 07:00"))
 
 
+async def test_claims_prepared_before_the_due_instant_are_sent_at_it_and_follow_a_reload(
+    store: Store,
+) -> None:
+    config_id = await seed_config(store)
+    kept = await add_schedule(store, config_id, "* * * * *")
+    dropped = await add_schedule(store, config_id, "* * * * *")
+    clock = FakeClock(utc("2026-05-04 10:00:30"))
+    submitted = Submitted([])
+    async with running(store, clock, submitted) as scheduler:
+        # within the lead before 10:01: the claims are made ready, nothing is written yet
+        await advance_to(clock, "2026-05-04 10:00:59.990")
+        assert scheduler._prepared is not None
+        assert {len(part.ids) for part in scheduler._prepared.slices} == {2}
+        assert await executions(store) == []
+        # a reload between preparing and the due instant voids what was prepared
+        await update_schedule(store, dropped, is_active=False)
+        await scheduler.reload(source="test")
+        await advance_to(clock, "2026-05-04 10:00:59.990")  # the loop has looked again
+        assert scheduler._prepared is not None
+        assert {len(part.ids) for part in scheduler._prepared.slices} == {1}
+        prepared_ids = set(scheduler._prepared.slices[0].ids)
+        await advance_to(clock, "2026-05-04 10:01:00.001")
+        rows = await executions(store)
+    assert [(r.schedule_id, r.scheduled_for, r.status) for r in rows] == [
+        (kept, utc("2026-05-04 10:01"), "PENDING")
+    ]
+    assert {r.id for r in rows} == prepared_ids == set(submitted.ids)
+
+
 async def test_two_nodes_claim_each_fire_exactly_once(store: Store) -> None:
     config_id = await seed_config(store)
     ids = [await add_schedule(store, config_id, "* * * * * *") for _ in range(20)]
