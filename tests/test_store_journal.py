@@ -21,7 +21,7 @@ from reporthubd import domain
 from reporthubd.config import StoreSettings
 from reporthubd.store import delivery_logs, executions, migrate, schema
 from reporthubd.store.database import Store
-from reporthubd.store.journal import Journal, JournalBusy
+from reporthubd.store.journal import Journal, JournalBusy, conflict, unreachable
 from tests import servers
 
 Status = domain.ExecutionStatus
@@ -332,3 +332,51 @@ async def test_one_journal_file_serves_one_process(tmp_path: Path) -> None:
     await later.open()
     await later.close()
     await store.stop()
+
+
+async def test_only_writes_about_a_waiting_execution_queue_behind_it(
+    proxied: tuple[Store, CuttableProxy], tmp_path: Path
+) -> None:
+    store, proxy = proxied
+    stuck = await _running_execution(store)
+    other = await _running_execution(store)
+    journal = Journal(store, tmp_path / "journal.jsonl")
+    await journal.open()
+    try:
+        await proxy.down()
+        await executions.update_execution(store, stuck, durable=True, row_count=1)
+        await proxy.up()
+        # The store is back, the flusher has not run yet: the other execution's write goes
+        # straight through; the stuck one's next write waits behind its first.
+        await executions.update_execution(store, other, durable=True, row_count=2)
+        assert journal.pending == 1
+        await executions.update_execution(
+            store, stuck, only_if_status=(Status.RUNNING,), durable=True, status=Status.COMPLETED
+        )
+        assert journal.pending == 2
+        row = await executions.get_execution(store, stuck)
+        assert row is not None and (row.status, row.row_count) == (Status.RUNNING, None)
+        assert await journal.flush() == 2
+    finally:
+        await journal.close()
+    rows = {r: await executions.get_execution(store, r) for r in (stuck, other)}
+    assert rows[other] is not None and rows[other].row_count == 2
+    assert rows[stuck] is not None
+    assert (rows[stuck].status, rows[stuck].row_count) == (Status.COMPLETED, 1)
+
+
+def test_deadlocks_and_lock_timeouts_count_as_conflicts_to_retry() -> None:
+    import asyncpg
+    import pymysql
+
+    def wrapped(orig: Exception) -> sa.exc.OperationalError:
+        return sa.exc.OperationalError("UPDATE report_executions ...", {}, orig)
+
+    deadlock = wrapped(pymysql.err.OperationalError(1213, "Deadlock found"))
+    lock_wait = wrapped(pymysql.err.OperationalError(1205, "Lock wait timeout exceeded"))
+    refused = wrapped(pymysql.err.OperationalError(2003, "Can't connect to MySQL server"))
+    pg_deadlock = wrapped(asyncpg.exceptions.DeadlockDetectedError("deadlock detected"))
+    assert conflict(deadlock) and conflict(lock_wait) and conflict(pg_deadlock)
+    assert not conflict(refused) and unreachable(refused)
+    assert unreachable(deadlock)
+    assert not unreachable(sa.exc.IntegrityError("INSERT ...", {}, Exception("duplicate")))

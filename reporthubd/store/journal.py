@@ -6,8 +6,10 @@ plain write. When the store cannot be reached, the write is appended to the jour
 JSON object per line, fsynced) and the caller goes on as if it had been written: a run that
 finishes during an outage is not lost, and does not fail because of it. The flusher task replays
 the journal in order as soon as the store answers again, and at start-up (so a crash during an
-outage loses nothing either). While anything waits in the journal, new writes queue behind it, so
-the store sees each row's writes in the order they were made.
+outage loses nothing either). While a write about an execution waits in the journal, later writes
+about the same execution queue behind it, so the store sees each row's writes in the order they
+were made; writes about other executions go straight to the store (one stuck row, a deadlock under
+load, does not turn every later write into a journal entry).
 
 Replaying is safe more than once: status moves are conditional updates, delivery-log rows have a
 unique key (a duplicate is "already written"), and other updates set the same values again.
@@ -31,6 +33,7 @@ import enum
 import fcntl
 import json
 import os
+import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -50,6 +53,7 @@ Operation = Callable[..., Awaitable[Any]]
 _OPERATIONS: dict[str, Operation] = {}
 
 RETRY_FIRST_SECONDS = 0.5
+CONFLICT_RETRIES = 3
 RETRY_MAX_SECONDS = 5.0
 
 
@@ -78,6 +82,15 @@ def unreachable(exc: BaseException) -> bool:
         | sa.exc.TimeoutError
         | sa.exc.DisconnectionError,
     ) or bool(getattr(exc, "connection_invalidated", False))
+
+
+def conflict(exc: BaseException) -> bool:
+    """A deadlock or lock wait timeout (MySQL 1213/1205, PostgreSQL 40001/40P01): the store is
+    up, and the same write, tried again, will usually go through."""
+    orig = getattr(exc, "orig", None)
+    code = getattr(orig, "args", (None,))[0] if orig is not None else None
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    return code in (1205, 1213) or sqlstate in ("40001", "40P01")
 
 
 async def durable(store: Store, name: str, **args: Any) -> Any:
@@ -120,12 +133,22 @@ class _Entry:
     name: str
     args: dict[str, Any]
 
+    @property
+    def key(self) -> str:
+        """The row the write is about: its execution. Writes of one key reach the store in
+        order; writes of other keys need not wait behind them."""
+        if "execution_id" in self.args:
+            return str(self.args["execution_id"])
+        rows = self.args.get("rows") or [{}]
+        return str(rows[0].get("execution_id", ""))
+
 
 class Journal:
     def __init__(self, store: Store, path: Path) -> None:
         self.store = store
         self.path = path
         self._pending: collections.deque[_Entry] = collections.deque()
+        self._keys: collections.Counter[str] = collections.Counter()
         self._seq = 0
         self._wake = asyncio.Event()
         self._file_lock = asyncio.Lock()
@@ -142,6 +165,7 @@ class Journal:
         many wait to be replayed."""
         entries = await asyncio.to_thread(_load, self.path)
         self._pending.extend(entries)
+        self._keys.update(entry.key for entry in entries)
         self._seq = max((e.seq for e in entries), default=0)
         self._lock_fd = await asyncio.to_thread(_lock, self.path)
         self.store.journal = self
@@ -181,19 +205,25 @@ class Journal:
     async def write(self, name: str, args: dict[str, Any]) -> Any:
         if name not in _OPERATIONS:
             raise KeyError(f"unknown journaled write {name!r}")
-        if not self._pending:
-            try:
-                return await _OPERATIONS[name](self.store, **args)
-            except Exception as exc:
-                if not unreachable(exc):
-                    raise
-                if self.down_since is None:
-                    self.down_since = _now()
-                log.warning(
-                    "store unreachable; write kept in the journal",
-                    write=name,
-                    error=_first_line(exc),
-                )
+        if not self._keys[_Entry(0, name, args).key]:
+            for attempt in range(CONFLICT_RETRIES + 1):
+                try:
+                    return await _OPERATIONS[name](self.store, **args)
+                except Exception as exc:
+                    if not unreachable(exc):
+                        raise
+                    error = exc
+                if not conflict(error) or attempt == CONFLICT_RETRIES:
+                    break
+                # A deadlock or lock timeout under load: "try restarting transaction".
+                await asyncio.sleep(random.uniform(0.02, 0.2) * (attempt + 1))
+            if self.down_since is None and not conflict(error):
+                self.down_since = _now()
+            log.warning(
+                "store write failed; kept in the journal",
+                write=name,
+                error=_first_line(error),
+            )
         await self._append(name, args)
         return None
 
@@ -202,6 +232,7 @@ class Journal:
         entry = _Entry(self._seq, name, args)
         line = _dumps({"seq": entry.seq, "op": name, "args": args})
         self._pending.append(entry)  # in order, before any await
+        self._keys[entry.key] += 1
         self._wake.set()
         async with self._file_lock:
             await asyncio.to_thread(_append_lines, self.path, [line])
@@ -244,6 +275,9 @@ class Journal:
                 )
             delay = RETRY_FIRST_SECONDS
             self._pending.popleft()
+            self._keys[entry.key] -= 1
+            if not self._keys[entry.key]:
+                del self._keys[entry.key]
             done += 1
             self.flushed += 1
             if self._pending:

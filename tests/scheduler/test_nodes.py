@@ -1,7 +1,7 @@
 """Several real daemons on one MariaDB store: exactly-once claims, lost nodes, reload under load.
 
-The multi-node test runs 20 seconds by default (the suite must stay fast on two shared cores);
-REPORTHUB_MULTINODE_SECONDS=60 runs the full minute of the acceptance criteria.
+The multi-node test runs the full minute of the acceptance criteria (200 per-second schedules, three
+nodes, 12,000 fires); REPORTHUB_MULTINODE_SECONDS=N shortens it for a quick local run.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from reporthubd.store import schema
@@ -43,10 +44,11 @@ async def _fires(store: Store, ids: list[int]) -> list[sa.Row[object]]:
         return list((await conn.execute(query)).all())
 
 
+@pytest.mark.timeout(300)
 async def test_three_nodes_claim_every_second_of_200_schedules_exactly_once(
     tmp_path: Path,
 ) -> None:
-    seconds = int(os.environ.get("REPORTHUB_MULTINODE_SECONDS", "20"))
+    seconds = int(os.environ.get("REPORTHUB_MULTINODE_SECONDS", "60"))
     async with mariadb_store(tmp_path) as (store, url):
         config_id = await seed_config(store, path=str(tmp_path / "src.db"))
         ids = await add_schedules(store, config_id, ["* * * * * *"] * 200)
