@@ -90,6 +90,8 @@ class Engine:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._progress: dict[str, Progress] = {}
         self._reasons: dict[str, str] = {}
+        # Queued runs a drain stopped: left PENDING for another node (or the next start) to adopt.
+        self._handed_over: set[str] = set()
         self._accepting = False
         self._deliver: dict[str, bool] = {}
         # Each run enters the pool's line only after the run submitted before it has (its
@@ -121,7 +123,9 @@ class Engine:
 
     async def drain(self, grace_seconds: float) -> None:
         """Stop intake; let running and queued work finish within the grace period; cancel the
-        rest with a recorded reason (the status writes are shielded)."""
+        rest: a running one with a recorded reason (the status writes are shielded), a queued
+        one that never started stays PENDING, for another node (or this one's next start) to
+        adopt."""
         self._accepting = False
         tasks = dict(self._tasks)
         if not tasks:
@@ -137,6 +141,7 @@ class Engine:
         )
         for execution_id, task in late.items():
             self._reasons.setdefault(execution_id, reason)
+            self._handed_over.add(execution_id)
             task.cancel(reason)
         if late:
             await asyncio.gather(*late.values(), return_exceptions=True)
@@ -262,6 +267,7 @@ class Engine:
         self._progress.pop(execution_id, None)
         self._reasons.pop(execution_id, None)
         self._deliver.pop(execution_id, None)
+        self._handed_over.discard(execution_id)
         if not task.cancelled() and task.exception() is not None:
             log.error(
                 "execution task failed",
@@ -356,6 +362,9 @@ class Engine:
                 await run.execute()
         except asyncio.CancelledError:
             # Cancelled while loading or queued: a running one has recorded its own status.
+            if execution_id in self._handed_over:
+                bound.info("queued execution left pending for another node")
+                raise
             now = datetime.now(UTC)
             await asyncio.shield(
                 executions.update_execution(
