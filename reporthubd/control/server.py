@@ -3,15 +3,60 @@
 from __future__ import annotations
 
 import asyncio
+from http import HTTPStatus
+from typing import Any
 
-from aiohttp import web
+from aiohttp import web, web_protocol, web_request
 
 from reporthubd import logs
 from reporthubd.config import ControlSettings, Settings, parse_listen
+from reporthubd.control import envelope
 from reporthubd.control.app import Runtime, build_app
 from reporthubd.control.auth import HEALTH_PATHS, TokenGate, read_tokens
 
 log = logs.get(__name__)
+
+
+class _EnvelopeProtocol(web_protocol.RequestHandler):
+    """Errors raised before the application sees a request (the HTTP parser's limits: a request
+    line or header over 8190 bytes, too many headers, a malformed request) answered in the
+    envelope like every other error, instead of aiohttp's plain text."""
+
+    def handle_error(
+        self,
+        request: web_request.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        super().handle_error(request, status, exc, message)  # logs it; raises if already sent
+        phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
+        # e.g. "Got more than 8190 bytes when reading: bytearray(b'<the request line>')": say
+        # what was wrong, without echoing the oversized input back.
+        detail = (message or "").strip().split(": bytearray(", 1)[0].split("\n", 1)[0]
+        if status >= 500 or not detail:
+            detail = phrase
+        answer = envelope.error(phrase, detail[:300], status=status)
+        answer.force_close()
+        return answer
+
+
+class _EnvelopeServer(web.Server):
+    def __call__(self) -> web_protocol.RequestHandler:
+        return _EnvelopeProtocol(self, loop=self._loop, **self._kwargs)
+
+
+class _Runner(web.AppRunner):
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        kwargs: dict[str, Any] = dict(server._kwargs)
+        return _EnvelopeServer(
+            server.request_handler,
+            request_factory=server.request_factory,
+            handler_cancellation=server.handler_cancellation,
+            loop=server._loop,
+            **kwargs,
+        )
 
 
 class ControlServer:
@@ -27,7 +72,7 @@ class ControlServer:
             self.gate.replace(await asyncio.to_thread(read_tokens, self.settings.token_file))
         host, port = parse_listen(self.settings.listen)
         app = build_app(self.runtime, max_body_bytes=self.settings.max_body_bytes, gate=self.gate)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._runner = _Runner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, reuse_address=True)
         await site.start()

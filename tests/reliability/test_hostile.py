@@ -461,15 +461,18 @@ async def control_plane_abuse(daemon: Daemon, good: int) -> None:
             failures.append((method, path[:80], status, text[:200]))
     assert failures == [], failures
     # Beyond aiohttp's parser limits (8190-byte request line or header, 100+ headers) the HTTP
-    # parser answers 400 in plain text before the application sees the request: no envelope,
-    # but a clear client error and the daemon carries on.
-    for path, headers in [
-        ("/api/execution/" + "a" * 10_000, {}),
-        ("/healthz", {"X-Big": "b" * 20_000}),
-        ("/healthz", {f"X-H{i}": "v" for i in range(200)}),
+    # parser refuses the request before the application sees it: still a 400 in the envelope,
+    # saying what was too long, and the daemon carries on.
+    for path, headers, says in [
+        ("/api/execution/" + "a" * 10_000, {}, "Got more than 8190 bytes when reading"),
+        ("/healthz", {"X-Big": "b" * 20_000}, "Got more than 8190 bytes"),
+        ("/healthz", {f"X-H{i}": "v" for i in range(200)}, "Too many headers"),
     ]:
         async with daemon.http.get(f"{daemon.base}{path}", headers=headers) as response:
+            answer = await response.json(content_type=None)
             assert response.status == 400, (path[:40], response.status)
+        assert answer["status"] == "error" and answer["message"] == "Bad Request", answer
+        assert says in answer["error"] and "aaaa" not in answer["error"], answer
     assert daemon.process.proc.poll() is None
 
 
