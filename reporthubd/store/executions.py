@@ -187,6 +187,7 @@ async def register_node(store: Store, node_id: str) -> None:
         "version": __version__,
         "started_at": now,
         "heartbeat_at": now,
+        "stopped_at": None,
     }
     # One upsert statement: an UPDATE-then-INSERT pair deadlocked on MariaDB when two nodes
     # registered in the same instant (gap locks on the primary key).

@@ -188,6 +188,8 @@ nodes = sa.Table(
     sa.Column("version", sa.String(32), nullable=True),
     sa.Column("started_at", UTCDateTime(), nullable=True),
     sa.Column("heartbeat_at", UTCDateTime(), nullable=True),
+    # Added by revision 0004: set when the node stops cleanly, cleared when it registers again.
+    sa.Column("stopped_at", UTCDateTime(), nullable=True),
 )
 
 DEFINITION_TABLES = (datasources, configs, schedules, deliveries, recipients)
