@@ -29,7 +29,7 @@ from reporthubd.control.server import ControlServer
 from reporthubd.deliverers.ledger import DeliveryLedger
 from reporthubd.engine import Engine
 from reporthubd.scheduler.loop import Scheduler
-from reporthubd.store import executions, migrate
+from reporthubd.store import claims, executions, migrate
 from reporthubd.store.database import Store, StoreUnavailable
 from reporthubd.store.definitions import load_definitions
 from reporthubd.store.journal import Journal, JournalBusy
@@ -304,6 +304,16 @@ class Daemon:
             await self._final_heartbeat()
         if self.engine is not None:
             await self.engine.drain(grace)
+        if self.scheduler is not None and self.store_up:
+            # Queued runs were left PENDING: the other nodes adopt them at their next sweep.
+            try:
+                async with asyncio.timeout(self.settings.store.connect_timeout_seconds):
+                    await claims.mark_node_stopped(self.store, self.node_id)
+            except Exception as exc:  # they adopt them once this node's heartbeat is stale
+                log.warning(
+                    "marking the node stopped failed",
+                    error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                )
 
     async def _final_heartbeat(self) -> None:
         """Intake stopped: a last heartbeat tells the next start's catch-up when the outage
