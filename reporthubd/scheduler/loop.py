@@ -50,6 +50,8 @@ CLAIM_PARALLEL = 4
 # before it is due, so that at the due instant only the round trips to the store remain:
 # twice the expected preparation time, within these bounds.
 PREPARE_LEAD_MIN = 0.05
+# Adopted queued runs remembered (so each is submitted once while it waits for a slot).
+ADOPTED_REMEMBERED = 10_000
 PREPARE_LEAD_MAX = 5.0
 
 
@@ -175,6 +177,8 @@ class Scheduler:
         self.claimed_count = 0
         self.skipped_count = 0
         self.recovered_count = 0
+        self.adopted_count = 0
+        self._adopted: dict[str, None] = {}  # ids submitted by _adopt, oldest first
         self._timelines: dict[TimelineKey, Timeline] = {}
         self._heap: list[tuple[int, int, int, Timeline]] = []
         self._seq = itertools.count()
@@ -859,6 +863,9 @@ class Scheduler:
             raise
         done = 0
         for execution in lost:
+            if execution.status is domain.ExecutionStatus.PENDING:
+                done += await self._adopt(execution, cutoff, judge_others)
+                continue
             reason = _lost_reason(execution, self.node_id)
             try:
                 recovered = await claims.fail_lost(
@@ -885,6 +892,36 @@ class Scheduler:
                 self.recovered_count += 1
                 await self._submit(recovered)
         return done
+
+    async def _adopt(
+        self, execution: claims.LostExecution, cutoff: datetime, judge_others: bool
+    ) -> int:
+        """A queued run no live node owns (its node stopped, or this node's previous process
+        claimed it) never started: this node takes it over and runs it, same row, still
+        PENDING. Each is submitted once per process (a queued one is listed again meanwhile)."""
+        if execution.id in self._adopted:
+            return 0
+        try:
+            adopted = await claims.adopt_pending(
+                self.store,
+                execution,
+                cutoff=cutoff,
+                node_id=self.node_id,
+                started_at=self.started_at,
+                judge_others=judge_others,
+            )
+        except Exception:
+            self.store_failed()
+            raise
+        if not adopted:
+            return 0  # another node took it first
+        self._adopted[execution.id] = None
+        while len(self._adopted) > ADOPTED_REMEMBERED:
+            del self._adopted[next(iter(self._adopted))]
+        self.adopted_count += 1
+        log.info("queued execution adopted", execution_id=execution.id, from_node=execution.node_id)
+        await self._submit(execution.id)
+        return 1
 
     # -- status ---------------------------------------------------------------------------------
 
@@ -932,6 +969,7 @@ class Scheduler:
             "claimed": self.claimed_count,
             "skipped": self.skipped_count,
             "recovered": self.recovered_count,
+            "adopted": self.adopted_count,
             "store_down_since": (
                 misfire.iso(self.store_down_since) if self.store_down_since else None
             ),

@@ -418,25 +418,54 @@ def _stale_running(cutoff: datetime) -> sa.ColumnElement[bool]:
 
 
 def _live_nodes(cutoff: datetime) -> sa.Select[Any]:
-    return sa.select(schema.nodes.c.node_id).where(schema.nodes.c.heartbeat_at >= cutoff)
+    nodes = schema.nodes
+    return sa.select(nodes.c.node_id).where(
+        nodes.c.heartbeat_at >= cutoff, nodes.c.stopped_at.is_(None)
+    )
 
 
-def _orphaned_pending(cutoff: datetime, own_node: str) -> sa.ColumnElement[bool]:
+def _stopped_nodes() -> sa.Select[Any]:
+    return sa.select(schema.nodes.c.node_id).where(schema.nodes.c.stopped_at.is_not(None))
+
+
+def _pending_of_other(own_node: str) -> sa.ColumnElement[bool]:
     return sa.and_(
         _e.c.status == domain.ExecutionStatus.PENDING.value,
         _e.c.node_id.is_not(None),
         _e.c.node_id != own_node,
-        _e.c.created_at < cutoff,
-        _e.c.node_id.not_in(_live_nodes(cutoff)),
     )
 
 
+def _orphaned_pending(cutoff: datetime, own_node: str) -> sa.ColumnElement[bool]:
+    """PENDING, claimed by another node that is not live: stopped cleanly (at once), or
+    silent for longer than the cutoff (a claim older than the cutoff)."""
+    return sa.and_(
+        _pending_of_other(own_node),
+        _e.c.node_id.not_in(_live_nodes(cutoff)),
+        sa.or_(_e.c.created_at < cutoff, _e.c.node_id.in_(_stopped_nodes())),
+    )
+
+
+def _stopped_nodes_pending(own_node: str) -> sa.ColumnElement[bool]:
+    """PENDING, claimed by another node that has stopped cleanly (and not started again): it
+    does not depend on heartbeats, so it is judged even right after a store outage."""
+    return sa.and_(_pending_of_other(own_node), _e.c.node_id.in_(_stopped_nodes()))
+
+
 def _own_leftovers(node_id: str, started_at: datetime) -> sa.ColumnElement[bool]:
+    """This node's rows from a previous process: PENDING claimed before this one started, or
+    RUNNING since before it started (a run this process adopted and started is not one)."""
     return sa.and_(
         _e.c.node_id == node_id,
-        _e.c.created_at < started_at,
-        _e.c.status.in_(
-            [domain.ExecutionStatus.PENDING.value, domain.ExecutionStatus.RUNNING.value]
+        sa.or_(
+            sa.and_(
+                _e.c.status == domain.ExecutionStatus.PENDING.value,
+                _e.c.created_at < started_at,
+            ),
+            sa.and_(
+                _e.c.status == domain.ExecutionStatus.RUNNING.value,
+                sa.func.coalesce(_e.c.started_at, _e.c.created_at) < started_at,
+            ),
         ),
         ~_retrying(_e.c.id),
     )
@@ -471,7 +500,7 @@ def _lost_condition(
     cutoff: datetime, node_id: str, started_at: datetime, judge_others: bool
 ) -> sa.ColumnElement[bool]:
     if not judge_others:
-        return _own_leftovers(node_id, started_at)
+        return sa.or_(_own_leftovers(node_id, started_at), _stopped_nodes_pending(node_id))
     return sa.or_(
         _stale_running(cutoff),
         _orphaned_pending(cutoff, node_id),
@@ -545,6 +574,48 @@ async def fail_lost(
             )
         )
     return execution_id
+
+
+async def adopt_pending(
+    store: Store,
+    lost: LostExecution,
+    *,
+    cutoff: datetime,
+    node_id: str,
+    started_at: datetime,
+    judge_others: bool = True,
+) -> bool:
+    """Take over a PENDING execution no live node owns (find_lost listed it): a conditional
+    update that re-checks it is still lost sets `node_id` to this node, the status stays
+    PENDING, so exactly one node adopts it; the caller then submits it. This node's own
+    leftovers are its already. Returns whether this node now owns it."""
+    if lost.status is not domain.ExecutionStatus.PENDING:
+        raise ValueError(f"execution {lost.id} is {lost.status.value}, not PENDING")
+    if lost.node_id == node_id:
+        return True
+    async with store.engine.begin() as conn:
+        updated = await conn.execute(
+            sa.update(_e)
+            .where(
+                _e.c.id == lost.id,
+                _e.c.status == domain.ExecutionStatus.PENDING.value,
+                _e.c.node_id == lost.node_id,
+                _lost_condition(cutoff, node_id, started_at, judge_others),
+            )
+            .values(node_id=node_id)
+        )
+    return bool(updated.rowcount)
+
+
+async def mark_node_stopped(store: Store, node_id: str) -> None:
+    """A clean stop: the other nodes adopt this node's queued runs at once (registering again
+    clears the mark)."""
+    async with store.engine.begin() as conn:
+        await conn.execute(
+            sa.update(schema.nodes)
+            .where(schema.nodes.c.node_id == node_id)
+            .values(stopped_at=datetime.now(UTC))
+        )
 
 
 async def count_active(store: Store) -> dict[str, dict[str, int]]:

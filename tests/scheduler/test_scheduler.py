@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from reporthubd.config import StoreSettings
 from reporthubd.daemon import Supervisor
 from reporthubd.scheduler.loop import Scheduler
+from reporthubd.store import executions as executions_store
 from reporthubd.store import schema
 from reporthubd.store.database import Store
 from tests.scheduler.helpers import (
@@ -326,6 +327,8 @@ async def test_lost_executions_fail_once_and_are_recovered_once(store: Store) ->
     config = {"heartbeat_interval_seconds": 1.0, "node_lost_after_seconds": 60.0}
     clock = FakeClock(now)
     a, b = Submitted([]), Submitted([])
+    await executions_store.register_node(store, "node-a")
+    await executions_store.register_node(store, "node-b")
     async with (
         running(store, clock, a, node_id="node-a", **config) as first,
         running(store, clock, b, node_id="node-b", **config) as second,
@@ -341,16 +344,14 @@ async def test_lost_executions_fail_once_and_are_recovered_once(store: Store) ->
     rows = {r.id: r for r in await executions(store)}
     assert rows["run-lost"].status == "FAILED"
     assert rows["run-lost"].error_message.startswith("node lost: node dead stopped heartbeating")
-    assert rows["pending-lost"].status == "FAILED"
-    assert rows["pending-lost"].error_message.startswith("node lost")
+    # the queued run never started: adopted by one node, not failed
+    assert rows["pending-lost"].status == "PENDING"
+    assert rows["pending-lost"].node_id in {"node-a", "node-b"}
     assert rows["retrying"].status == "RUNNING"
     assert rows["alive"].status == "RUNNING"
     recoveries = [r for r in rows.values() if r.trigger_type == "recovery"]
-    assert sorted((r.scheduled_for, r.attempt) for r in recoveries) == [
-        (fire, 1),
-        (utc("2026-05-05 03:00"), 1),
-    ]
-    assert sorted(a.ids + b.ids) == sorted(r.id for r in recoveries)
+    assert sorted((r.scheduled_for, r.attempt) for r in recoveries) == [(fire, 1)]
+    assert sorted(a.ids + b.ids) == sorted([recoveries[0].id, "pending-lost"])
 
 
 async def test_after_a_store_outage_other_nodes_are_judged_only_after_continuous_contact(
@@ -402,6 +403,45 @@ async def test_after_a_store_outage_other_nodes_are_judged_only_after_continuous
         rows = {r.id: r for r in await executions(store)}
     assert rows["other"].status == "FAILED"
     assert rows["other"].error_message.startswith("node lost: node node-b stopped heartbeating")
+
+
+async def test_queued_runs_of_a_stopped_node_are_adopted_once_not_failed(store: Store) -> None:
+    config_id = await seed_config(store)
+    now = datetime.now(UTC)
+    earlier = now - timedelta(seconds=30)
+    async with store.engine.begin() as conn:
+        await conn.execute(
+            sa.insert(schema.nodes),
+            [
+                # stopped cleanly a moment ago: its queued runs are adopted at once
+                {"node_id": "gone", "heartbeat_at": now, "started_at": earlier, "stopped_at": now},
+                {"node_id": "busy", "heartbeat_at": now, "started_at": earlier, "stopped_at": None},
+            ],
+        )
+    base = {"config_id": config_id, "trigger_type": "manual", "status": "PENDING"}
+    await _insert_execution(store, id="queued", node_id="gone", created_at=now, **base)
+    await _insert_execution(store, id="other", node_id="busy", created_at=earlier, **base)
+    await _insert_execution(store, id="mine", node_id="node-a", created_at=earlier, **base)
+    config = {"heartbeat_interval_seconds": 1.0, "node_lost_after_seconds": 60.0}
+    clock = FakeClock(now)
+    a, b = Submitted([]), Submitted([])
+    await executions_store.register_node(store, "node-a")
+    await executions_store.register_node(store, "node-b")
+    async with (
+        running(store, clock, a, node_id="node-a", **config) as first,
+        running(store, clock, b, node_id="node-b", **config) as second,
+    ):
+        # start() swept once; more sweeps change nothing
+        await first.sweep()
+        await second.sweep()
+        rows = {r.id: r for r in await executions(store)}
+    assert {r.id for r in rows.values()} == {"queued", "other", "mine"}  # no recovery rows
+    assert {r.status for r in rows.values()} == {"PENDING"}
+    assert rows["queued"].node_id in {"node-a", "node-b"}
+    assert rows["other"].node_id == "busy"  # its node is alive
+    assert rows["mine"].node_id == "node-a"  # its previous process queued it: run again
+    assert sorted(a.ids + b.ids) == ["mine", "queued"]
+    assert (rows["queued"].node_id == "node-a") == ("queued" in a.ids)
 
 
 async def test_own_rows_from_a_previous_process_are_recovered_at_start(store: Store) -> None:
