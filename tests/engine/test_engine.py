@@ -310,6 +310,29 @@ async def test_drain_cancels_late_work_with_a_reason(
         engine.submit("x")
 
 
+async def test_drain_leaves_queued_runs_pending_for_another_node(
+    tmp_path: Path, engine_store: Store, data_db: dict[str, str]
+) -> None:
+    engine = Engine(
+        engine_settings(tmp_path, max_concurrent_executions=1), engine_store, node_id="test-node"
+    )
+    await engine.start()
+    slow = await _sqlite_config(engine, data_db, SLOW)
+    running_id = await engine.create_and_submit(slow, trigger_type=domain.TriggerType.MANUAL)
+    queued_id = await engine.create_and_submit(slow, trigger_type=domain.TriggerType.MANUAL)
+    for _ in range(400):  # the first one holds the only slot
+        first = await executions.get_execution(engine_store, running_id)
+        if first is not None and first.status is Status.RUNNING:
+            break
+        await asyncio.sleep(0.05)
+    await engine.drain(0.2)
+    ran = await executions.get_execution(engine_store, running_id)
+    queued = await executions.get_execution(engine_store, queued_id)
+    assert ran is not None and ran.status is Status.CANCELLED
+    assert queued is not None and queued.status is Status.PENDING
+    assert queued.node_id == "test-node" and queued.finished_at is None
+
+
 async def test_janitor_removes_old_files_and_prunes_rows(
     engine: Engine, data_db: dict[str, str]
 ) -> None:
