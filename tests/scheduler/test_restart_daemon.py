@@ -406,7 +406,15 @@ class Variant:
             )
 
         assert self.crashes() == []
+        letters = {"COMPLETED": "C", "SKIPPED": "S"}
         return {
+            "history": {
+                policy.name: " ".join(
+                    letters.get(r.status, r.status)
+                    for r in by_schedule[self.schedule_ids[policy.name]]
+                )
+                for policy in POLICIES
+            },
             "first_fire": iso(m),
             "stop": iso(self.stop_signal),
             "restart": iso(self.restart),
