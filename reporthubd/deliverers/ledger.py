@@ -24,6 +24,7 @@ attempt of a round (a redelivery starts a new round).
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import hashlib
 import mimetypes
@@ -138,6 +139,9 @@ class DeliveryLedger:
         self._rng = rng or random.Random()
         self._wake = asyncio.Event()
         self._inflight: dict[int, asyncio.Task[None]] = {}
+        # Executions this process is delivering for (a retry being made, a redelivery round):
+        # not orphans, though their node (this one) keeps their heartbeat fresh.
+        self._busy: collections.Counter[str] = collections.Counter()
 
     async def on_reload(self, settings: Any) -> str:
         """Daemon reload hook: new [smtp] and retry settings apply to the next attempt."""
@@ -449,14 +453,18 @@ class DeliveryLedger:
         return None
 
     async def settle_orphans(self) -> list[str]:
-        """Settle executions whose last retry was recorded by a node that died before settling
-        them (nothing pending, heartbeat stale). Returns the ids settled."""
+        """Settle executions whose last retry was recorded by a node that died (or failed)
+        before settling them: nothing pending, and a stale heartbeat, or this node's own while
+        this process is not delivering for them (a previous process of this node, or a settle
+        that failed: this node's heartbeats keep those fresh for ever). Returns the ids settled."""
         lost_after = float(getattr(self.settings.scheduler, "node_lost_after_seconds", 60.0))
         stale_before = utcnow() - timedelta(seconds=lost_after)
         settled = []
         for execution_id in await delivery_logs.unsettled_executions(
-            self.store, stale_before=stale_before
+            self.store, stale_before=stale_before, own_node=self.node_id
         ):
+            if self._busy[execution_id]:
+                continue
             if await self.settle(execution_id) is not None:
                 log.info("orphaned execution settled", execution_id=execution_id)
                 settled.append(execution_id)
@@ -527,12 +535,17 @@ class DeliveryLedger:
         await asyncio.gather(*(t for _, t in tasks), return_exceptions=True)
 
     async def _retry(self, row: delivery_logs.DeliveryLog) -> None:
+        self._busy[row.execution_id] += 1
         try:
             await self._retry_claimed(row)
         except asyncio.CancelledError:
             # Stopping: hand the retry back so a restart (or another node) makes it at once.
             await asyncio.shield(delivery_logs.release_retry(self.store, row.id, at=utcnow()))
             raise
+        finally:
+            self._busy[row.execution_id] -= 1
+            if not self._busy[row.execution_id]:
+                del self._busy[row.execution_id]
 
     async def _retry_claimed(self, row: delivery_logs.DeliveryLog) -> None:
         execution = await executions.get_execution(self.store, row.execution_id)
@@ -641,6 +654,21 @@ class DeliveryLedger:
                 plan[delivery.id] = (number, None)
         if not plan:
             return Redelivery(execution_id=execution_id, status=execution.status.value)
+        self._busy[execution_id] += 1
+        try:
+            return await self._redeliver_round(execution, job, plan)
+        finally:
+            self._busy[execution_id] -= 1
+            if not self._busy[execution_id]:
+                del self._busy[execution_id]
+
+    async def _redeliver_round(
+        self,
+        execution: domain.Execution,
+        job: DeliveryJob,
+        plan: dict[int, tuple[int, Sequence[domain.Recipient] | None]],
+    ) -> Redelivery:
+        execution_id = execution.id
         moved = await executions.update_execution(
             self.store,
             execution_id,

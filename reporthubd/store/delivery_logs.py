@@ -299,12 +299,12 @@ async def has_pending_retry(store: Store, execution_id: str) -> bool:
 
 
 async def unsettled_executions(
-    store: Store, *, stale_before: datetime, limit: int = 100
+    store: Store, *, stale_before: datetime, own_node: str | None = None, limit: int = 100
 ) -> list[str]:
     """RUNNING executions the ledger owns (they have a RETRYING row) with nothing pending any
-    more and a heartbeat older than `stale_before`: the node that made their last retry died
-    before settling them. The lost-execution sweep leaves these alone, so the ledger settles
-    them."""
+    more and a heartbeat older than `stale_before` (or, whatever their heartbeat, of node
+    `own_node`, which keeps refreshing it): the node that made their last retry died before
+    settling them. The lost-execution sweep leaves these alone, so the ledger settles them."""
     e = schema.executions
     retrying = sa.exists().where(
         T.c.execution_id == e.c.id, T.c.status == domain.DeliveryStatus.RETRYING.value
@@ -321,6 +321,8 @@ async def unsettled_executions(
             sa.func.coalesce(e.c.started_at, e.c.created_at) < stale_before,
         ),
     )
+    if own_node is not None:
+        stale = sa.or_(stale, e.c.node_id == own_node)
     async with store.engine.connect() as conn:
         result = await conn.execute(
             sa.select(e.c.id)
