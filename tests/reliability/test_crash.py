@@ -650,3 +650,106 @@ async def test_a_delivery_in_flight_at_the_kill_is_not_delivered_twice(
     print(f"\nin flight at the kill: {len(ids)} reports; copies received: {len(hook.requests)}")
     # One copy per report run, or repeats the receiver can recognise by their key.
     assert len({r["key"] for r in hook.requests}) == len(ids), hook.requests
+
+
+async def _lock_wait(query_start: str) -> bool:
+    """Whether a MariaDB transaction waits for a row lock in a statement starting so."""
+    import aiomysql
+
+    conn = await aiomysql.connect(
+        host=servers.MARIADB_HOST, port=servers.MARIADB_PORT, user="root", password=""
+    )
+    try:
+        async with conn.cursor() as cursor:
+            await cursor.execute(
+                "SELECT COUNT(*) FROM information_schema.INNODB_TRX "
+                "WHERE trx_state = 'LOCK WAIT' AND trx_query LIKE %s",
+                (f"{query_start}%",),
+            )
+            (count,) = await cursor.fetchone()
+    finally:
+        conn.close()
+    return bool(count)
+
+
+async def test_a_kill_between_a_retry_and_its_settling_is_settled_after_restart(
+    tmp_path: Path, mariadb_store: tuple[Store, str], receiver: Receiver
+) -> None:
+    """The retry was made and recorded (SUCCESS), and the daemon died before moving the
+    execution from RUNNING to COMPLETED. A share lock the test holds on the execution row lets
+    the ledger write its rows (a foreign-key check takes a share lock too) and holds the
+    settling UPDATE back; the kill comes while that UPDATE waits. The restarted node (same id)
+    must settle it: its own heartbeats must not keep it RUNNING for ever."""
+    import aiomysql
+
+    store, url = mariadb_store
+    lite = tmp_path / "source.db"
+    with sqlite3.connect(lite) as conn:
+        conn.execute("CREATE TABLE t (id INTEGER)")
+        conn.execute("INSERT INTO t VALUES (1)")
+    conn.close()
+    report = await add_config(
+        store, await add_datasource(store, "sqlite", {"path": str(lite)}), "SELECT id FROM t"
+    )
+    async with store.engine.begin() as conn:
+        await conn.execute(
+            sa.insert(schema.deliveries).values(
+                config_id=report,
+                name="hook",
+                method="webhook",
+                delivery_config={"url": f"http://127.0.0.1:{receiver.port}/retry"},
+                max_retry=3,
+                retry_interval_minutes=1,
+            )
+        )
+    # A 3-second retry. No heartbeat before the kill (its UPDATE would queue behind the test's
+    # lock, and the ledger's foreign-key check behind it). After the restart: heartbeats every
+    # 2 s, lost after 10 s: a row left to go stale would be settled at the retry worker's next
+    # turn (30 s), one whose heartbeat the node keeps fresh never.
+    config = _config("crash-a", heartbeat_interval_seconds=30.0, node_lost_after_seconds=61.0)
+    config["execution"]["retry_time_scale"] = 0.05
+    a = Daemon(tmp_path, store_url=url, **config)
+    database = url.rsplit("/", 1)[1]
+    locker = await aiomysql.connect(
+        host=servers.MARIADB_HOST, port=servers.MARIADB_PORT, user="root", password="", db=database
+    )
+    try:
+        await a.ready()
+        execution_id = await a.execute(report)
+
+        async def retrying() -> bool:
+            return any(r.status == "RETRYING" for r in await _logs(store))
+
+        await _wait("the first attempt to fail", retrying)
+        receiver.healthy = True
+        async with locker.cursor() as cursor:
+            await cursor.execute("BEGIN")
+            await cursor.execute(
+                "SELECT id FROM report_executions WHERE id = %s LOCK IN SHARE MODE",
+                (execution_id,),
+            )
+
+        async def recorded_and_waiting() -> bool:
+            succeeded = any(r.status == "SUCCESS" for r in await _logs(store))
+            return succeeded and await _lock_wait("UPDATE report_executions SET status")
+
+        await _wait("the retry recorded and its settling waiting", recorded_and_waiting)
+        a.process.signal(signal.SIGKILL)
+        await asyncio.to_thread(a.process.wait, 10)
+        await a.close()
+        await locker.rollback()
+        (row,) = await _rows(store, E.c.id == execution_id)
+        assert row.status == "RUNNING"  # what the kill left
+        config = _config("crash-a", heartbeat_interval_seconds=2.0, node_lost_after_seconds=10.0)
+        a = Daemon(tmp_path, store_url=url, **config)
+        await a.ready()
+        # Longer than node_lost_after_seconds plus the retry worker's 30 s turn: a row whose
+        # heartbeat goes stale would be settled by then. It must be settled at once.
+        data = await a.wait_status(execution_id, timeout=40)
+    finally:
+        locker.close()
+        await a.close()
+    assert data["status"] == "COMPLETED", data
+    logs = [(r.attempt, r.status) for r in await _logs(store)]
+    assert logs == [(1, "RETRYING"), (2, "SUCCESS")], logs
+    assert [r["status"] for r in receiver.requests] == [503, 200], receiver.requests
