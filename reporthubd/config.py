@@ -123,7 +123,8 @@ class SchedulerSettings(_Section):
     node_lost_after_seconds: Annotated[float, Field(gt=0)] = 60.0
     """A running execution whose heartbeat is older than this is marked FAILED (node lost)."""
     recover_lost_executions: bool = True
-    """Run a lost scheduled execution again (trigger_type recovery) for the same fire."""
+    """Run a lost execution again (trigger_type recovery, next attempt): a schedule's run for the
+    same fire (scheduled_for), a manual run with the same parameters."""
 
     @field_validator("timezone")
     @classmethod
