@@ -457,7 +457,8 @@ class Scheduler:
         batch.sort(key=_fire_key)
         try:
             slices = await claims.prepare_claims(self.store, _slices(batch), node_id=self.node_id)
-            await claims.open_connections(self.store, self._parallel())
+            if len(slices) > 2:  # several transactions will be in flight at once
+                await claims.open_connections(self.store, self._parallel())
         except Exception as exc:  # the dispatch prepares them itself, at the due instant
             log.warning("preparing claims failed", fires=len(batch), error=_first_line(exc))
             slices = []
