@@ -285,6 +285,8 @@ class Execution:
     file_sha256: str | None = None
     error_message: str | None = None
     created_at: datetime | None = None
+    recovers_id: str | None = None
+    """For a recovery run: the run it stands in for (the first of the chain)."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -35,6 +35,13 @@ class ProducedFile:
     row_count: int
 
 
+def run_key(execution: domain.Execution) -> str:
+    """What names the run's deliveries to a receiver (webhook `Idempotency-Key`): the execution
+    id, or for a recovery run the id of the run it stands in for, so a receiver that got the lost
+    run's delivery can drop the repeat."""
+    return execution.recovers_id or execution.id
+
+
 @dataclass(frozen=True, kw_only=True)
 class DeliveryJob:
     execution_id: str
@@ -45,6 +52,8 @@ class DeliveryJob:
     """Template variables of the run (report name, ids, scheduled_for, parameters, rows...)."""
     skip_reason: str | None = None
     """Set when nothing is to be sent (e.g. empty result with policy `skip`): log SKIPPED."""
+    run_key: str = ""
+    """`run_key(execution)`; empty means the execution id."""
 
 
 @dataclass(frozen=True, kw_only=True)

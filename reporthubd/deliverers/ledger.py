@@ -45,6 +45,7 @@ from reporthubd.deliverers.base import (
     DeliveryReport,
     ProducedFile,
     deliverer_class,
+    run_key,
 )
 from reporthubd.store import delivery_logs, executions, journal
 from reporthubd.store.database import Store
@@ -610,6 +611,7 @@ class DeliveryLedger:
         return (
             DeliveryJob(
                 execution_id=execution.id,
+                run_key=run_key(execution),
                 config=config,
                 deliveries=deliveries,
                 file=file,

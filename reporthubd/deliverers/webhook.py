@@ -9,8 +9,9 @@ delivery_config keys:
 - `secret`: when set, every request is signed (below). `timeout_seconds` (default 60) bounds
   connecting and each read; `verify_tls` (default true).
 
-Every request carries `Idempotency-Key: <execution_id>:<delivery_id>` (the same on every retry:
-a receiver that already has it can drop the repeat), `X-Reporthub-Attempt` and
+Every request carries `Idempotency-Key: <execution_id>:<delivery_id>` (the same on every retry,
+and a run that recovers a lost one after a crash sends the lost run's execution id: a receiver
+that already has it can drop the repeat), `X-Reporthub-Attempt` and
 `X-Reporthub-Event` (`report.delivered`, or `ping` from a test).
 
 Classification: 2xx delivered; 429 and 5xx retried (honouring `Retry-After`, seconds or an HTTP
@@ -212,7 +213,8 @@ class WebhookDeliverer(Deliverer):
         headers = dict(headers)
         headers["X-Reporthub-Event"] = event
         if attempt is not None:
-            headers["Idempotency-Key"] = f"{attempt.job.execution_id}:{attempt.delivery.id}"
+            run = attempt.job.run_key or attempt.job.execution_id
+            headers["Idempotency-Key"] = f"{run}:{attempt.delivery.id}"
             headers["X-Reporthub-Attempt"] = str(attempt.number)
         if signature is not None:
             timestamp, digest = signature

@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 from reporthubd import domain, logs, metrics
 from reporthubd.connectors import base as connectors
 from reporthubd.connectors import params
-from reporthubd.deliverers.base import DeliveryJob, DeliveryReport, ProducedFile
+from reporthubd.deliverers.base import DeliveryJob, DeliveryReport, ProducedFile, run_key
 from reporthubd.engine import naming, parameters, templates
 from reporthubd.formats import base as formats
 from reporthubd.store import executions
@@ -415,6 +415,7 @@ class Run:
                 await self._deliver(
                     DeliveryJob(
                         execution_id=self.execution.id,
+                        run_key=run_key(self.execution),
                         config=config,
                         deliveries=deliveries,
                         file=None,
@@ -462,6 +463,7 @@ class Run:
         report = await self._deliver(
             DeliveryJob(
                 execution_id=self.execution.id,
+                run_key=run_key(self.execution),
                 config=config,
                 deliveries=deliveries,
                 file=produced,

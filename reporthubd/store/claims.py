@@ -392,6 +392,7 @@ class LostExecution:
     node_id: str | None
     heartbeat_at: datetime | None
     parameters: dict[str, Any] | None
+    recovers_id: str | None = None
 
 
 def _retrying(execution_id: sa.ColumnElement[Any]) -> sa.Exists:
@@ -480,6 +481,7 @@ _LOST_COLUMNS = (
     _e.c.node_id,
     _e.c.heartbeat_at,
     _e.c.parameters,
+    _e.c.recovers_id,
 )
 
 
@@ -493,6 +495,7 @@ def _lost(row: Any) -> LostExecution:
         node_id=row.node_id,
         heartbeat_at=row.heartbeat_at,
         parameters=row.parameters if isinstance(row.parameters, dict) else None,
+        recovers_id=row.recovers_id,
     )
 
 
@@ -570,6 +573,7 @@ async def fail_lost(
                 parameters=lost.parameters,
                 node_id=node_id,
                 attempt=attempt,
+                recovers_id=lost.recovers_id or lost.id,
                 created_at=now,
             )
         )

@@ -66,6 +66,7 @@ def execution_record(row: Any) -> domain.Execution:
         file_sha256=row.file_sha256,
         error_message=row.error_message,
         created_at=row.created_at,
+        recovers_id=getattr(row, "recovers_id", None),
     )
 
 

@@ -139,6 +139,9 @@ executions = sa.Table(
     # Added by revision 0003: 0 for the schedule's own claim of a fire, 1, 2, ... for later runs
     # of the same fire (recovery after a lost node, manual re-runs); part of the fire's key.
     sa.Column("attempt", sa.Integer(), nullable=False, server_default=sa.text("0")),
+    # Added by revision 0005: for a recovery run, the id of the run it stands in for (the first
+    # of the chain): deliveries use it to name the logical run (webhook Idempotency-Key).
+    sa.Column("recovers_id", sa.String(36), nullable=True),
     sa.UniqueConstraint(
         "schedule_id", "scheduled_for", "attempt", name="uq_report_executions_fire_attempt"
     ),

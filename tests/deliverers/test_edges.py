@@ -286,3 +286,28 @@ async def test_a_skipped_run_records_skipped_rows_and_sends_nothing(
     rows = await delivery_logs.logs_for_execution(sqlite_store, report.execution_id)
     assert [(r.status, r.error_message) for r in rows] == [(DS.SKIPPED, "the result is empty")] * 2
     assert receiver.hits == []
+
+
+def test_a_recovery_run_names_its_deliveries_after_the_run_it_stands_in_for() -> None:
+    """The webhook Idempotency-Key names the logical run: a crash's recovery run sends what the
+    lost run may already have sent under the same key, so the receiver drops it."""
+    from reporthubd import domain
+    from reporthubd.deliverers.base import run_key
+
+    def execution(
+        execution_id: str, trigger: domain.TriggerType, recovers: str | None = None
+    ) -> domain.Execution:
+        return domain.Execution(
+            id=execution_id,
+            config_id=1,
+            schedule_id=None,
+            trigger_type=trigger,
+            scheduled_for=None,
+            status=domain.ExecutionStatus.RUNNING,
+            recovers_id=recovers,
+        )
+
+    T = domain.TriggerType
+    assert run_key(execution("lost", T.MANUAL)) == "lost"
+    assert run_key(execution("again", T.RECOVERY, recovers="lost")) == "lost"
+    assert run_key(execution("other", T.SCHEDULE)) == "other"
