@@ -50,6 +50,9 @@ CLAIM_PARALLEL = 4
 # before it is due, so that at the due instant only the round trips to the store remain:
 # twice the expected preparation time, within these bounds.
 PREPARE_LEAD_MIN = 0.05
+# Instants with fewer fires are claimed as they come: one small INSERT is written out in no time,
+# and preparing it would cost a store round trip of its own.
+PREPARE_MIN_FIRES = 100
 # Adopted queued runs remembered (so each is submitted once while it waits for a slot).
 ADOPTED_REMEMBERED = 10_000
 PREPARE_LEAD_MAX = 5.0
@@ -406,8 +409,12 @@ class Scheduler:
             if backoff:
                 retry_at = self.clock.now() + backoff
                 due = retry_at if due is None else max(due, retry_at)
-            elif due is not None and not self._is_prepared(int(due)):
-                lead = self._prepare_lead(int(due))
+            elif (
+                due is not None
+                and not self._is_prepared(int(due))
+                and (fires := self._fires_at(int(due))) >= PREPARE_MIN_FIRES
+            ):
+                lead = self._prepare_lead(fires)
                 if self.clock.now() < due - lead:
                     await self.clock.sleep_until(due - lead, self._wake)
                     if self._wake.is_set():
@@ -435,8 +442,10 @@ class Scheduler:
     def _due_at(self, due: int) -> list[Timeline]:
         return [t for t in self._timelines.values() if t.next_ts == due and t.members]
 
-    def _prepare_lead(self, due: int) -> float:
-        fires = sum(len(t.members) for t in self._due_at(due))
+    def _fires_at(self, due: int) -> int:
+        return sum(len(t.members) for t in self._due_at(due))
+
+    def _prepare_lead(self, fires: int) -> float:
         expected = fires * self._prepare_seconds_per_fire
         return min(PREPARE_LEAD_MAX, max(PREPARE_LEAD_MIN, 2 * expected))
 

@@ -204,14 +204,19 @@ async def open_connections(store: Store, count: int) -> None:
 async def _send_mysql(conn: AsyncConnection, prepared: PreparedClaims) -> set[str]:
     """One round trip: READ COMMITTED (no gap locks between nodes inserting the same keys, so
     fewer waits and no deadlocks), the claim time, the INSERTs, COMMIT. When every row went in
-    (the common case) all ids are ours; otherwise read back which of them exist."""
+    (the common case) all ids are ours; otherwise read back which of them exist. Statements
+    not prepared beforehand are written out here, on the same connection."""
     driver = await _driver(conn)
+    inserts = prepared.mysql_inserts
+    if not inserts:
+        cursor = await driver.cursor()
+        inserts = _mysql_inserts(cursor, prepared.claims, prepared.ids, prepared.node_id)
     claimed_at = driver.escape(_mysql_time(datetime.now(UTC))).encode()
     query = b"; ".join(
         (
             b"SET TRANSACTION ISOLATION LEVEL READ COMMITTED",
             b"SET @rh_claimed_at = " + claimed_at,
-            *prepared.mysql_inserts,
+            *inserts,
             b"COMMIT",
         )
     )
@@ -219,7 +224,7 @@ async def _send_mysql(conn: AsyncConnection, prepared: PreparedClaims) -> set[st
         async with driver.cursor() as cursor:
             await cursor.execute(query)
             inserted = 0
-            for _ in prepared.mysql_inserts:
+            for _ in inserts:
                 await cursor.nextset()
                 inserted += max(0, cursor.rowcount)
             while await cursor.nextset():
@@ -267,7 +272,7 @@ async def claim_prepared(store: Store, prepared: PreparedClaims) -> tuple[list[C
     if not claims:
         return [], datetime.now(UTC)
     async with store.engine.connect() as conn:
-        if prepared.mysql_inserts:
+        if store.dialect == "mysql":
             ours = await _send_mysql(conn, prepared)
         else:
             now = datetime.now(UTC)
@@ -296,7 +301,7 @@ async def claim_fires(
     """Prepare and claim `claims` at once, in one transaction (see claim_prepared)."""
     if not claims:
         return [], datetime.now(UTC)
-    (prepared,) = await prepare_claims(store, [claims], node_id=node_id)
+    prepared = PreparedClaims(claims=claims, ids=[new_id() for _ in claims], node_id=node_id)
     return await claim_prepared(store, prepared)
 
 

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from reporthubd.config import StoreSettings
 from reporthubd.daemon import Supervisor
+from reporthubd.scheduler import loop
 from reporthubd.scheduler.loop import Scheduler
 from reporthubd.store import executions as executions_store
 from reporthubd.store import schema
@@ -101,8 +102,9 @@ async def test_due_fires_are_claimed_once_and_handed_to_the_engine(store: Store)
 
 
 async def test_claims_prepared_before_the_due_instant_are_sent_at_it_and_follow_a_reload(
-    store: Store,
+    store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(loop, "PREPARE_MIN_FIRES", 1)
     config_id = await seed_config(store)
     kept = await add_schedule(store, config_id, "* * * * *")
     dropped = await add_schedule(store, config_id, "* * * * *")
