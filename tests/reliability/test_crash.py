@@ -8,13 +8,18 @@ Then either the same node restarts after about ten seconds (its own leftovers ar
 whatever `node_lost_after_seconds` says), or a second node that runs beside it recovers them once
 their heartbeats are older than `node_lost_after_seconds` (and the first node restarts later).
 
-Afterwards: nothing is PENDING or RUNNING; each interrupted execution is FAILED ("node lost") and
-has exactly one recovery run (trigger_type recovery, same config, schedule, scheduled_for and
-parameters, the next attempt) that completed; each pending retry was made exactly once and its
-execution settled COMPLETED; every second between a per-second schedule's first and last fire
+Afterwards: nothing is PENDING or RUNNING; each interrupted (RUNNING) execution is FAILED ("node
+lost") and has exactly one recovery run (trigger_type recovery, same config, schedule,
+scheduled_for and parameters, the next attempt, `recovers_id` naming it) that completed; each
+queued (PENDING) one was adopted and ran as it was; each pending retry was made exactly once and
+its execution settled COMPLETED; every second between a per-second schedule's first and last fire
 has exactly one fire row, and the fires the daemon was down for follow the schedule's misfire
 policy (runs, or SKIPPED rows with the reason); the webhook receiver got one copy per
 Idempotency-Key and per execution, and none for an execution that was lost.
+
+Two shorter cases: deliveries in flight at the kill (the receiver has the body, the answer never
+comes back) are sent again by the recovery under the lost run's Idempotency-Key; and a kill
+between a retry's record and its settling leaves nothing RUNNING after the restart.
 """
 
 from __future__ import annotations
@@ -258,8 +263,9 @@ async def _start_work(daemon: Daemon, store: Store, pg: Source, setup: Setup) ->
 async def _kill(
     daemon: Daemon, store: Store, pg: Source, setup: Setup, hook: Receiver
 ) -> dict[str, Any]:
-    """SIGKILL; return what was PENDING or RUNNING at that moment. Then clean up what the dead
-    process left on the source server, make the sleep short and the receiver healthy."""
+    """SIGKILL; return what was RUNNING (interrupted) or PENDING (queued) at that moment. Then
+    clean up what the dead process left on the source server, make the sleep short and the
+    receiver healthy."""
 
     async def ticking() -> bool:  # kill while per-second runs are on the server too
         mine = E.c.config_id == setup.ticker, E.c.node_id == "crash-a", E.c.status == "RUNNING"
@@ -277,12 +283,16 @@ async def _kill(
     due = [r.next_retry_at for r in logs if r.status == "RETRYING"]
     assert min(due) > killed_at and max(due) < killed_at + timedelta(minutes=1), due
     active = await _rows(store, E.c.status.in_(["PENDING", "RUNNING"]))
-    interrupted = {r.id: r for r in active if r.id not in pending_ids}
     owned_by_ledger = {r.id for r in active if r.id in pending_ids}
     assert owned_by_ledger == set(setup.retrying)
-    sleepers = {r.id for r in interrupted.values() if r.config_id == setup.sleeper}
-    assert len(sleepers) == SLEEPERS_SCHEDULED + SLEEPERS_MANUAL
-    assert set(setup.manual_sleepers) <= sleepers
+    interrupted = {r.id: r for r in active if r.id not in pending_ids and r.status == "RUNNING"}
+    queued = {r.id: r for r in active if r.status == "PENDING"}
+    sleepers = [r for r in active if r.config_id == setup.sleeper]
+    assert Counter(r.status for r in sleepers) == {
+        "RUNNING": SLEEP_SLOTS,
+        "PENDING": SLEEPERS_SCHEDULED + SLEEPERS_MANUAL - SLEEP_SLOTS,
+    }
+    assert set(setup.manual_sleepers) <= {r.id for r in sleepers}
     # A sleeper's query outlives the killed client (the server notices nothing while it
     # sleeps): end them, as an operator would, and let the re-runs sleep 0 s.
     await _pg_kill(await _pg_backends(pg, "pg_sleep((SELECT seconds FROM crash_control))"))
@@ -294,17 +304,20 @@ async def _kill(
                 sa.select(schema.nodes.c.heartbeat_at).where(schema.nodes.c.node_id == "crash-a")
             )
         ).scalar_one()
-    return {"at": killed_at, "interrupted": interrupted, "last_beat": last_beat}
+    return {"at": killed_at, "interrupted": interrupted, "queued": queued, "last_beat": last_beat}
 
 
-async def _settled(store: Store, setup: Setup, interrupted: dict[str, Any]) -> Any:
-    """Every interrupted run has a finished recovery and every retried execution settled."""
+async def _settled(store: Store, setup: Setup, killed: dict[str, Any]) -> Any:
+    """Every interrupted run has a finished recovery, every queued one ran, and every retried
+    execution settled."""
     rows = await _rows(store)
     recoveries = [r for r in rows if r.trigger_type == "recovery"]
-    if len(recoveries) < len(interrupted) or any(r.status not in TERMINAL for r in recoveries):
+    if len(recoveries) < len(killed["interrupted"]):
+        return None
+    if any(r.status not in TERMINAL for r in recoveries):
         return None
     by_id = {r.id: r for r in rows}
-    if any(by_id[i].status not in TERMINAL for i in setup.retrying):
+    if any(by_id[i].status not in TERMINAL for i in [*setup.retrying, *killed["queued"]]):
         return None
     return rows
 
@@ -367,21 +380,19 @@ async def test_sigkill_with_running_executions_and_pending_retries(
         if b is not None:
             rows = await _wait(
                 "node crash-b to recover and settle everything",
-                lambda: _settled(store, setup, interrupted),
+                lambda: _settled(store, setup, killed),
             )
         down = (datetime.now(UTC) - killed["at"]).total_seconds()
         await asyncio.sleep(max(0.0, DOWN_SECONDS - down))
         restarted_at = datetime.now(UTC)
         a = Daemon(tmp_path / "a", store_url=url, **_config("crash-a", **timing))
         await a.ready()
-        rows = await _wait(
-            "the recoveries and the retries", lambda: _settled(store, setup, interrupted)
-        )
+        rows = await _wait("the recoveries and the retries", lambda: _settled(store, setup, killed))
         await asyncio.sleep(3)  # more fires, sweeps and retry-worker turns: nothing may change
         await _stop_tickers(a, store, setup)
         status, answer = await a.request("GET", "/api/scheduler/status")
         assert status == 200, answer
-        print(f"status after restart: {answer['data']['recovered']} recovered by crash-a")
+        recovered_here = answer["data"]["recovered"], answer["data"]["adopted"]
     finally:
         await a.close()
         if b is not None:
@@ -407,14 +418,9 @@ async def test_sigkill_with_running_executions_and_pending_retries(
             assert final.error_message == "node lost: node crash-a restarted before the run ended"
             assert final.finished_at >= restarted_at
         else:
-            # never before the limit: counted from the run's last heartbeat (RUNNING) or the
-            # dead node's (PENDING)
-            beat = killed["last_beat"]
-            why = "stopped before starting the run"
-            if lost.status == "RUNNING":
-                beat = final.heartbeat_at or final.started_at or final.created_at
-                why = "stopped heartbeating"
-            assert final.error_message.startswith(f"node lost: node crash-a {why}"), final
+            # never before the limit, counted from the run's last heartbeat
+            beat = final.heartbeat_at or final.started_at or final.created_at
+            assert final.error_message.startswith("node lost: node crash-a stopped heartbeating")
             assert final.finished_at >= beat + timedelta(seconds=lost_after), (final, beat)
         same = [
             r
@@ -422,8 +428,8 @@ async def test_sigkill_with_running_executions_and_pending_retries(
             if r.config_id == lost.config_id
             and r.schedule_id == lost.schedule_id
             and r.scheduled_for == lost.scheduled_for
-            # a run writes its resolved parameters back when it starts: one that never started
-            # has none yet (its recovery resolves them as the run would have)
+            # a run writes its resolved parameters back when it starts: one killed before
+            # that has none yet (its recovery resolves them as the run would have)
             and (lost.parameters is None or r.parameters == lost.parameters)
         ]
         assert len(same) == 1, (
@@ -434,21 +440,28 @@ async def test_sigkill_with_running_executions_and_pending_retries(
         again = same[0]
         unmatched.remove(again)
         assert again.attempt == lost.attempt + 1, (lost.attempt, again.attempt)
+        assert again.recovers_id == lost.id, again
         assert again.status == "COMPLETED", again
         assert again.node_id == recoverer, again
+    # Each queued run (never started): adopted, the same row ran to the end, not re-run.
+    for waiting in killed["queued"].values():
+        final = by_id[waiting.id]
+        assert final.status == "COMPLETED" and final.node_id == recoverer, final
+        assert final.attempt == waiting.attempt and final.trigger_type == waiting.trigger_type
+        assert not [r for r in recoveries if r.recovers_id == waiting.id]
     sleeper_recoveries = [r for r in recoveries if r.config_id == setup.sleeper]
-    assert len(sleeper_recoveries) == SLEEPERS_SCHEDULED + SLEEPERS_MANUAL
-    # each re-run got the parameters of the run it replaces (the trigger's, or the schedule's)
+    adopted = [by_id[i] for i in killed["queued"] if by_id[i].config_id == setup.sleeper]
+    assert len(sleeper_recoveries) == SLEEP_SLOTS
+    # every sleeper ran once more, with the parameters it was meant to have (the trigger's,
+    # or the schedule's) and, for a fire, its scheduled_for
+    reruns = sleeper_recoveries + adopted
     expected_n = {(None, i) for i in range(SLEEPERS_MANUAL)} | {
         (sid, 100 + i) for i, sid in enumerate(setup.sleeper_schedules)
     }
-    assert {(r.schedule_id, r.parameters["n"]) for r in sleeper_recoveries} == expected_n
-    assert {r.schedule_id for r in sleeper_recoveries if r.schedule_id is not None} == set(
-        setup.sleeper_schedules
+    assert sorted((r.schedule_id or 0, r.parameters["n"]) for r in reruns) == sorted(
+        (sid or 0, n) for sid, n in expected_n
     )
-    assert {r.scheduled_for for r in sleeper_recoveries if r.schedule_id is not None} == {
-        setup.fire_at
-    }
+    assert {r.scheduled_for for r in reruns if r.schedule_id is not None} == {setup.fire_at}
 
     # Each pending retry was made exactly once, after the kill, and its execution settled.
     by_execution: dict[str, list[Any]] = defaultdict(list)
@@ -466,21 +479,32 @@ async def test_sigkill_with_running_executions_and_pending_retries(
     }
     assert sorted(r["execution_id"] for r in receiver.delivered("/retry")) == sorted(setup.retrying)
 
-    # Nothing delivered twice; nothing from a lost run; every completed sleeper delivered.
+    # Nothing delivered twice; nothing from a lost run; every sleeper delivered once, a
+    # recovery under the key of the run it stands in for.
     ok = receiver.delivered("/ok")
     assert len({r["key"] for r in ok}) == len(ok), Counter(r["key"] for r in ok)
-    assert sorted(r["execution_id"] for r in ok) == sorted(r.id for r in sleeper_recoveries)
+    assert sorted(r["execution_id"] for r in ok) == sorted(r.id for r in reruns)
+    assert {r["key"].split(":")[0] for r in ok} == {r.recovers_id or r.id for r in reruns}
     assert not {r["execution_id"] for r in ok} & set(interrupted)
-    sleeper_logs = [log for log in logs if log.execution_id in interrupted]
-    assert sleeper_logs == []
+    assert [log for log in logs if log.execution_id in interrupted] == []
+
+    # The restarted node counts what it recovered and adopted itself (in the cluster case:
+    # nothing was left to it).
+    queued = killed["queued"]
+    expected = (len(interrupted), len(queued)) if recovered_by == "same-node" else (0, 0)
+    assert recovered_here == expected
 
     # Per-second schedules: one fire row per second, the down window decided by policy.
     decided = _check_tickers(rows, setup, recovered_by)
+    failed_after = max((by_id[i].finished_at - killed["at"]).total_seconds() for i in interrupted)
+    rerun_after = max((r.finished_at - killed["at"]).total_seconds() for r in recoveries)
     print(
         f"\n{recovered_by}: {elapsed:.1f} s; interrupted {len(interrupted)} "
         f"({len(interrupted) - len(sleeper_recoveries)} per-second runs among them), "
+        f"queued {len(queued)} (adopted), "
         f"recovered {len(recoveries)}, retries made {len(setup.retrying)}, "
         f"webhook copies {len(receiver.delivered('/ok')) + len(receiver.delivered('/retry'))}; "
+        f"all marked FAILED {failed_after:.1f} s and re-run {rerun_after:.1f} s after the kill; "
         f"down window: {decided}"
     )
 
@@ -591,12 +615,7 @@ class HoldingReceiver(Receiver):
         return web.Response(text="ok")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a delivery in flight at the kill is sent again by the recovery run under a new "
-    "Idempotency-Key (<recovery execution id>:<delivery id>), so the receiver cannot drop it",
-)
-async def test_a_delivery_in_flight_at_the_kill_is_not_delivered_twice(
+async def test_a_delivery_in_flight_at_the_kill_is_sent_again_under_the_same_key(
     tmp_path: Path, mariadb_store: tuple[Store, str]
 ) -> None:
     store, url = mariadb_store
@@ -611,7 +630,7 @@ async def test_a_delivery_in_flight_at_the_kill_is_not_delivered_twice(
         store, await add_datasource(store, "sqlite", {"path": str(lite)}), "SELECT id FROM t"
     )
     async with store.engine.begin() as conn:
-        await conn.execute(
+        result = await conn.execute(
             sa.insert(schema.deliveries).values(
                 config_id=report,
                 name="slow hook",
@@ -619,6 +638,7 @@ async def test_a_delivery_in_flight_at_the_kill_is_not_delivered_twice(
                 delivery_config={"url": f"http://127.0.0.1:{hook.port}/ok"},
             )
         )
+        delivery_id = int(result.inserted_primary_key[0])
     a = Daemon(tmp_path, store_url=url, **_config("crash-a"))
     try:
         await a.ready()
@@ -647,9 +667,14 @@ async def test_a_delivery_in_flight_at_the_kill_is_not_delivered_twice(
         await hook.stop()
     by_id = {r.id: r for r in rows}
     assert all(by_id[i].status == "FAILED" for i in ids), [by_id[i] for i in ids]
+    recoveries = [r for r in rows if r.trigger_type == "recovery"]
+    assert sorted(r.recovers_id for r in recoveries) == sorted(ids)
+    assert all(r.status == "COMPLETED" for r in recoveries), recoveries
     print(f"\nin flight at the kill: {len(ids)} reports; copies received: {len(hook.requests)}")
-    # One copy per report run, or repeats the receiver can recognise by their key.
-    assert len({r["key"] for r in hook.requests}) == len(ids), hook.requests
+    # The body reached the receiver before the kill, so the recovery sends it again (at least
+    # once), under the key of the run it stands in for: a receiver keeps one copy per run.
+    keys = Counter(r["key"] for r in hook.requests)
+    assert keys == {f"{i}:{delivery_id}": 2 for i in ids}, hook.requests
 
 
 async def _lock_wait(query_start: str) -> bool:
