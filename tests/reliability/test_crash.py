@@ -46,7 +46,7 @@ from reporthubd.store import migrate, schema
 from reporthubd.store.database import Store
 from tests import servers
 from tests.engine.conftest import Source, _pg_source, add_config, add_datasource, add_schedule
-from tests.reliability.conftest import TERMINAL, Daemon
+from tests.reliability.conftest import TERMINAL, Daemon, WebhookReceiver
 from tests.reliability.test_faults import _pg_backends, _pg_kill
 
 pytestmark = pytest.mark.background
@@ -72,15 +72,14 @@ E = schema.executions
 L = schema.delivery_logs
 
 
-class Receiver:
+class Receiver(WebhookReceiver):
     """Webhook receiver: /retry answers 503 until `healthy`, /ok always 200. Records every
     request (path, Idempotency-Key, the execution id in the JSON body, the answer)."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.healthy = False
         self.requests: list[dict[str, Any]] = []
-        self.runner: web.AppRunner | None = None
-        self.port = 0
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -97,20 +96,6 @@ class Receiver:
 
     def delivered(self, path: str) -> list[dict[str, Any]]:
         return [r for r in self.requests if r["path"] == path and r["status"] == 200]
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/ok", self.handle)
-        app.router.add_post("/retry", self.handle)
-        self.runner = web.AppRunner(app)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-    async def stop(self) -> None:
-        assert self.runner is not None
-        await self.runner.cleanup()
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from reporthubd.store import schema
 from reporthubd.store.database import Store
 from tests import servers
 from tests.engine.conftest import Source, add_config, add_datasource
-from tests.reliability.conftest import Daemon
+from tests.reliability.conftest import Daemon, WebhookReceiver
 
 
 class SilentListener:
@@ -221,17 +221,16 @@ async def test_a_connection_killed_mid_stream_fails_the_run_and_removes_the_part
         await daemon.close()
 
 
-class FlappingReceiver:
+class FlappingReceiver(WebhookReceiver):
     """A webhook receiver that fails (503, or reads the body and drops the connection without
     answering), then answers 200, then fails for ever after. It keeps one copy per
     Idempotency-Key, as docs/deliveries.md tells receivers to."""
 
     def __init__(self, first: int) -> None:
+        super().__init__()
         self.answers = [first, 200]
         self.requests: list[dict[str, Any]] = []
         self.delivered: list[str] = []
-        self.runner: web.AppRunner | None = None
-        self.port = 0
 
     async def handle(self, request: web.Request) -> web.Response:
         await request.read()
@@ -245,19 +244,6 @@ class FlappingReceiver:
         if status == 200 and key not in self.delivered:
             self.delivered.append(key)
         return web.Response(status=status, text="flap")
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/hook", self.handle)
-        self.runner = web.AppRunner(app)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-    async def stop(self) -> None:
-        assert self.runner is not None
-        await self.runner.cleanup()
 
 
 @pytest.mark.parametrize("first", [503, 0], ids=["503", "dropped-after-body"])

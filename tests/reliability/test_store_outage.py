@@ -27,7 +27,7 @@ from reporthubd.store import migrate, schema
 from reporthubd.store.database import Store
 from tests.engine.conftest import Source, add_config, add_datasource, add_schedule
 from tests.private_servers import PrivateMariaDB
-from tests.reliability.conftest import Daemon
+from tests.reliability.conftest import Daemon, WebhookReceiver
 
 pytestmark = [pytest.mark.background, pytest.mark.timeout(400)]
 
@@ -37,31 +37,17 @@ SLOW_RUNS = 6
 ON_TIME = timedelta(seconds=5)  # reporthubd.scheduler.misfire.ON_TIME_SECONDS
 
 
-class Receiver:
-    """A webhook receiver that counts every copy it gets, per execution."""
+class Receiver(WebhookReceiver):
+    """A webhook receiver that counts every copy it gets, per Idempotency-Key."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.copies: Counter[str] = Counter()
-        self.runner: web.AppRunner | None = None
-        self.port = 0
 
     async def handle(self, request: web.Request) -> web.Response:
         await request.read()
         self.copies[request.headers.get("Idempotency-Key", "")] += 1
         return web.Response(text="ok")
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/hook", self.handle)
-        self.runner = web.AppRunner(app)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-    async def stop(self) -> None:
-        assert self.runner is not None
-        await self.runner.cleanup()
 
 
 @pytest.fixture
