@@ -25,11 +25,11 @@ import contextlib
 import itertools
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from reporthubd import domain, logs, metrics
 from reporthubd.config import Settings
@@ -42,6 +42,7 @@ from reporthubd.store.database import Store
 log = logs.get(__name__)
 
 Status = domain.ExecutionStatus
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,6 +99,10 @@ class Engine:
         # definitions are loaded concurrently), so slots go strictly in submission order.
         self._last_gate = asyncio.Event()
         self._last_gate.set()
+        # Runs submitted together (a minute boundary's hundreds of fires) read their rows a few
+        # at a time, not all at once: at once, they emptied the store's connection pool and
+        # waited out its 30 s timeout. The pool's own size leaves its overflow to the rest.
+        self._store_steps = asyncio.Semaphore(settings.store.pool_size)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -298,10 +303,8 @@ class Engine:
         # the records of what happened go through the store journal (durable=True).
         fields = {"execution_id": execution_id}
         try:
-            execution = await journal.until_reachable(
-                "load execution",
-                lambda: executions.get_execution(self.store, execution_id),
-                log_fields=fields,
+            execution = await self._store_step(
+                "load execution", lambda: executions.get_execution(self.store, execution_id), fields
             )
             if execution is None or execution.status is not Status.PENDING:
                 bound.warning(
@@ -310,7 +313,7 @@ class Engine:
                 )
                 return
             try:
-                definitions = await journal.until_reachable(
+                definitions = await self._store_step(
                     "load definitions",
                     lambda: executions.load_run_definitions(
                         self.store,
@@ -318,7 +321,7 @@ class Engine:
                         execution.schedule_id,
                         default_timezone=self.settings.scheduler.timezone,
                     ),
-                    log_fields=fields,
+                    fields,
                 )
             except executions.DefinitionProblem as exc:
                 now = datetime.now(UTC)
@@ -343,8 +346,8 @@ class Engine:
             async with self._pool.slot(
                 f"datasource-{source.id}", source.max_concurrent_queries, seq, mine.set
             ):
-                claimed = await journal.until_reachable(
-                    "start execution", lambda: self._mark_running(execution_id), log_fields=fields
+                claimed = await self._store_step(
+                    "start execution", lambda: self._mark_running(execution_id), fields
                 )
                 if not claimed:
                     bound.warning("execution no longer pending, not run")
@@ -378,6 +381,14 @@ class Engine:
                 )
             )
             raise
+
+    async def _store_step(
+        self, what: str, call: Callable[[], Awaitable[T]], fields: dict[str, Any]
+    ) -> T:
+        """A step that needs the store's answer: a few at a time, waiting out an outage."""
+        async with self._store_steps:
+            result: T = await journal.until_reachable(what, call, log_fields=fields)
+            return result
 
     async def _mark_running(self, execution_id: str) -> bool:
         started = datetime.now(UTC)
