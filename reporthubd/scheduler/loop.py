@@ -318,7 +318,9 @@ class Scheduler:
             except ValueError as exc:  # rows.schedule validated it; defensive
                 disabled[schedule.id] = str(exc)
                 continue
-            if never.setdefault(key[:2], _never_fires(schedule, now)):
+            if key[:2] not in never:  # once per expression and zone, not per schedule
+                never[key[:2]] = _never_fires(schedule, now)
+            if never[key[:2]]:
                 disabled[schedule.id] = (
                     f"cron_expression: {schedule.cron_expression!r} never fires "
                     "(no matching date in the next 50 years)"

@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -553,3 +554,25 @@ async def test_a_cron_that_can_never_fire_is_disabled_with_a_reason(store: Store
     async with running(store, clock, Submitted([])) as scheduler:
         assert "never fires" in scheduler.disabled[never]
         assert never not in scheduler.jobs
+
+
+async def test_whether_a_cron_can_fire_is_checked_once_per_expression_and_zone(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Loading 100,000 schedules must not search 50 years of dates 100,000 times."""
+    config_id = await seed_config(store)
+    for _ in range(5):
+        await add_schedule(store, config_id, "*/5 * * * *")
+        await add_schedule(store, config_id, "*/5 * * * *", timezone="Europe/Berlin")
+    checked: list[str] = []
+    never_fires = loop._never_fires
+
+    def counting(schedule: Any, now: float) -> bool:
+        checked.append(schedule.cron_expression)
+        return never_fires(schedule, now)
+
+    monkeypatch.setattr(loop, "_never_fires", counting)
+    clock = FakeClock(utc("2026-05-04 10:00:30"))
+    async with running(store, clock, Submitted([])) as scheduler:
+        assert len(scheduler.jobs) == 10
+    assert len(checked) == 2
