@@ -34,13 +34,21 @@ async def mariadb_store(tmp_path: Path) -> AsyncIterator[tuple[Store, str]]:
 
 
 class Node:
-    def __init__(self, directory: Path, store_url: str, node_id: str, **scheduler: Any) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        store_url: str,
+        node_id: str,
+        execution: dict[str, Any] | None = None,
+        **scheduler: Any,
+    ) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.node_id = node_id
         config, self.port = write_config(
             directory,
             store_url,
             scheduler={"node_id": node_id, **scheduler},
+            execution=execution or {},
             logging={"format": "json", "level": "WARNING"},
         )
         self.process = DaemonProcess(config)

@@ -171,6 +171,79 @@ async def test_a_killed_node_s_runs_are_failed_and_recovered_exactly_once(
     )
 
 
+async def test_a_stopped_node_s_queued_runs_are_adopted_at_once(tmp_path: Path) -> None:
+    """SIGTERM: the running run ends CANCELLED, the queued ones stay PENDING and the node is
+    marked stopped, so a node that starts next adopts them at once (same rows, not failed)."""
+    async with mariadb_store(tmp_path) as (store, url):
+        config_id = await seed_config(store, query=SLOW_QUERY, path=str(tmp_path / "src.db"))
+        e = schema.executions
+        a = Node(
+            tmp_path / "a",
+            url,
+            "node-a",
+            execution={"max_concurrent_executions": 1, "drain_grace_seconds": 0.5},
+            **FAST,
+        )
+        b: Node | None = None
+        try:
+            await a.ready()
+            ids = []
+            for _ in range(3):
+                answer = await asyncio.to_thread(a.request, "POST", f"/api/execute/{config_id}")
+                ids.append(answer["data"]["execution_id"])
+
+            async def statuses() -> dict[str, tuple[str, str, str | None]]:
+                async with store.engine.connect() as conn:
+                    rows = await conn.execute(
+                        sa.select(e.c.id, e.c.status, e.c.node_id, e.c.error_message).where(
+                            e.c.config_id == config_id
+                        )
+                    )
+                    return {r.id: (r.status, r.node_id, r.error_message) for r in rows}
+
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                if sorted(s for s, _, _ in (await statuses()).values()) == [
+                    "PENDING",
+                    "PENDING",
+                    "RUNNING",
+                ]:
+                    break
+                await asyncio.sleep(0.2)
+            assert a.terminate() == 0
+            after_stop = await statuses()
+            left = sorted(s for s, _, _ in after_stop.values())
+            assert left == ["CANCELLED", "PENDING", "PENDING"], after_stop
+            queued = [i for i, (s, _, _) in after_stop.items() if s == "PENDING"]
+            async with store.engine.connect() as conn:
+                stopped = (
+                    await conn.execute(
+                        sa.select(schema.nodes.c.stopped_at).where(
+                            schema.nodes.c.node_id == "node-a"
+                        )
+                    )
+                ).scalar()
+            assert stopped is not None
+            b = Node(tmp_path / "b", url, "node-b", **FAST)
+            await b.ready()
+            deadline = time.monotonic() + 30  # node_lost_after_seconds is 4: adopted well before
+            while time.monotonic() < deadline:
+                now = await statuses()
+                if all(now[i][1] == "node-b" for i in queued):
+                    break
+                await asyncio.sleep(0.2)
+        finally:
+            a.stop()
+            if b is not None:
+                b.stop()
+        final = await statuses()
+    assert set(final) == set(ids)  # no recovery rows: the same rows moved
+    for execution_id in queued:
+        status, node, error = final[execution_id]
+        assert node == "node-b" and status in {"PENDING", "RUNNING", "CANCELLED"}, final
+        assert not (error or "").startswith("node lost"), final
+
+
 async def test_a_reload_under_load_loses_and_doubles_nothing(tmp_path: Path) -> None:
     async with mariadb_store(tmp_path) as (store, url):
         config_id = await seed_config(store, path=str(tmp_path / "src.db"))
