@@ -9,6 +9,7 @@ import pytest
 from reporthubd.connectors.base import Column, ColumnKind
 from reporthubd.formats.base import FormatError
 from reporthubd.formats.excel import MAX_DATA_ROWS, ExcelWriter
+from tests import servers
 from tests.formats import helpers
 
 COLUMNS = [
@@ -165,7 +166,8 @@ async def test_libreoffice_opens_the_file(tmp_path: Path, engine: str) -> None:
 
     soffice = shutil.which("soffice")
     if soffice is None:
-        pytest.skip("LibreOffice (Debian libreoffice-calc-nogui) is not installed")
+        servers.unavailable("LibreOffice (Debian libreoffice-calc-nogui) is not installed")
+        return
     options = {"rows_per_sheet": 2, "engine": engine}
     written = await helpers.write_file("excel", tmp_path, COLUMNS, [rows(0, 3)], options)
     profile = tmp_path / "lo-profile"
