@@ -853,7 +853,14 @@ class Scheduler:
         """Mark executions no live node owns FAILED ("node lost") and, if configured, run them
         again (trigger_type recovery). Returns how many this node recovered or failed. Other
         nodes' executions are judged only when `judges_others()`; this node's own leftovers
-        from before its start always are."""
+        from before its start always are. A failure counts as a failed store call."""
+        try:
+            return await self._sweep()
+        except Exception:
+            self.store_failed()
+            raise
+
+    async def _sweep(self) -> int:
         config = self.settings.scheduler
         if self.store.journal is not None and self.store.journal.pending:
             # This node's own outcomes still wait to be written: its heartbeats are stale and
@@ -862,37 +869,29 @@ class Scheduler:
         judge_others = self.judges_others()
         now = datetime.now(UTC)
         cutoff = datetime.fromtimestamp(now.timestamp() - config.node_lost_after_seconds, UTC)
-        try:
-            lost = await claims.find_lost(
-                self.store,
-                cutoff=cutoff,
-                node_id=self.node_id,
-                started_at=self.started_at,
-                judge_others=judge_others,
-            )
-        except Exception:
-            self.store_failed()
-            raise
+        lost = await claims.find_lost(
+            self.store,
+            cutoff=cutoff,
+            node_id=self.node_id,
+            started_at=self.started_at,
+            judge_others=judge_others,
+        )
         done = 0
         for execution in lost:
             if execution.status is domain.ExecutionStatus.PENDING:
                 done += await self._adopt(execution, cutoff, judge_others)
                 continue
             reason = _lost_reason(execution, self.node_id)
-            try:
-                recovered = await claims.fail_lost(
-                    self.store,
-                    execution,
-                    cutoff=cutoff,
-                    node_id=self.node_id,
-                    started_at=self.started_at,
-                    reason=reason,
-                    recover=config.recover_lost_executions,
-                    judge_others=judge_others,
-                )
-            except Exception:
-                self.store_failed()
-                raise
+            recovered = await claims.fail_lost(
+                self.store,
+                execution,
+                cutoff=cutoff,
+                node_id=self.node_id,
+                started_at=self.started_at,
+                reason=reason,
+                recover=config.recover_lost_executions,
+                judge_others=judge_others,
+            )
             done += 1
             log.warning(
                 "execution lost",
@@ -913,18 +912,14 @@ class Scheduler:
         PENDING. Each is submitted once per process (a queued one is listed again meanwhile)."""
         if execution.id in self._adopted:
             return 0
-        try:
-            adopted = await claims.adopt_pending(
-                self.store,
-                execution,
-                cutoff=cutoff,
-                node_id=self.node_id,
-                started_at=self.started_at,
-                judge_others=judge_others,
-            )
-        except Exception:
-            self.store_failed()
-            raise
+        adopted = await claims.adopt_pending(
+            self.store,
+            execution,
+            cutoff=cutoff,
+            node_id=self.node_id,
+            started_at=self.started_at,
+            judge_others=judge_others,
+        )
         if not adopted:
             return 0  # another node took it first
         self._adopted[execution.id] = None
