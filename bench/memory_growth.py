@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import json
 import secrets
 import sqlite3
 import sys
@@ -57,26 +56,7 @@ async def run(args: argparse.Namespace) -> None:
         async with store.engine.begin() as conn:
             await conn.execute(sa.update(schema.schedules).values(cron_expression=args.cron))
         await store.stop()
-        config = work / "config.toml"
-        config.write_text(
-            "\n".join(
-                [
-                    "[store]",
-                    f"url = {json.dumps(url)}",
-                    "[control]",
-                    f'listen = "127.0.0.1:{soak.free_port()}"',
-                    "[execution]",
-                    f"workspace = {json.dumps(str(work / 'workspace'))}",
-                    f"max_concurrent_executions = {args.concurrency}",
-                    "file_retention_hours = 0.01",
-                    "[logging]",
-                    'format = "json"',
-                    'level = "WARNING"',
-                    "",
-                ]
-            ),
-            encoding="utf-8",
-        )
+        config, _ = soak.write_config(work, url, args.concurrency)
         settings = load_settings(config)
         logs.configure(settings.logging)
         daemon = Daemon(settings, config_path=config)

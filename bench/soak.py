@@ -68,6 +68,33 @@ def proc_figures(pid: int) -> tuple[float, int]:
     return rss, len(os.listdir(f"/proc/{pid}/fd"))
 
 
+def write_config(work: Path, url: str, concurrency: int) -> tuple[Path, int]:
+    """The daemon's config for a soak-like run: the store, a free port, a workspace whose files
+    the janitor removes quickly, warnings-only JSON logs."""
+    port = free_port()
+    config = work / "config.toml"
+    config.write_text(
+        "\n".join(
+            [
+                "[store]",
+                f"url = {json.dumps(url)}",
+                "[control]",
+                f'listen = "127.0.0.1:{port}"',
+                "[execution]",
+                f"workspace = {json.dumps(str(work / 'workspace'))}",
+                f"max_concurrent_executions = {concurrency}",
+                "file_retention_hours = 0.01",
+                "[logging]",
+                'format = "json"',
+                'level = "WARNING"',
+                "",
+            ]
+        ),
+        encoding="utf-8",
+    )
+    return config, port
+
+
 def free_port() -> int:
     import socket
 
@@ -215,27 +242,7 @@ def main() -> None:
     daemon: subprocess.Popen[bytes] | None = None
     try:
         asyncio.run(setup(url, data, args.schedules))
-        port = free_port()
-        config = work / "config.toml"
-        config.write_text(
-            "\n".join(
-                [
-                    "[store]",
-                    f"url = {json.dumps(url)}",
-                    "[control]",
-                    f'listen = "127.0.0.1:{port}"',
-                    "[execution]",
-                    f"workspace = {json.dumps(str(work / 'workspace'))}",
-                    f"max_concurrent_executions = {args.concurrency}",
-                    "file_retention_hours = 0.01",
-                    "[logging]",
-                    'format = "json"',
-                    'level = "WARNING"',
-                    "",
-                ]
-            ),
-            encoding="utf-8",
-        )
+        config, port = write_config(work, url, args.concurrency)
         log = (work / "daemon.log").open("wb")
         daemon = subprocess.Popen(
             [sys.executable, "-m", "reporthubd", "run", "-c", str(config)],
