@@ -317,6 +317,13 @@ async def test_lost_executions_fail_once_and_are_recovered_once(store: Store) ->
     await _insert_execution(
         store, id="retrying", trigger_type="manual", status="RUNNING", heartbeat_at=old, **base
     )
+    # a recovery run, itself lost: its own recovery stands in for the first run of the chain
+    second_fire = utc("2026-05-06 03:00")
+    await _insert_execution(
+        store, id="recovery-lost", schedule_id=schedule_id, scheduled_for=second_fire,
+        trigger_type="recovery", status="RUNNING", heartbeat_at=old, attempt=1,
+        recovers_id="first-run", **base,
+    )  # fmt: skip
     async with store.engine.begin() as conn:
         await conn.execute(
             sa.insert(schema.delivery_logs).values(
@@ -352,9 +359,15 @@ async def test_lost_executions_fail_once_and_are_recovered_once(store: Store) ->
     assert rows["pending-lost"].node_id in {"node-a", "node-b"}
     assert rows["retrying"].status == "RUNNING"
     assert rows["alive"].status == "RUNNING"
-    recoveries = [r for r in rows.values() if r.trigger_type == "recovery"]
-    assert sorted((r.scheduled_for, r.attempt) for r in recoveries) == [(fire, 1)]
-    assert sorted(a.ids + b.ids) == sorted([recoveries[0].id, "pending-lost"])
+    assert rows["recovery-lost"].status == "FAILED"
+    recoveries = [
+        r for r in rows.values() if r.trigger_type == "recovery" and r.id != "recovery-lost"
+    ]
+    assert sorted((r.scheduled_for, r.attempt, r.recovers_id) for r in recoveries) == [
+        (fire, 1, "run-lost"),
+        (second_fire, 2, "first-run"),
+    ]
+    assert sorted(a.ids + b.ids) == sorted([*(r.id for r in recoveries), "pending-lost"])
 
 
 async def test_after_a_store_outage_other_nodes_are_judged_only_after_continuous_contact(
