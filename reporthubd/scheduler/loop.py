@@ -31,7 +31,7 @@ from reporthubd.scheduler.clock import Clock, SystemClock
 from reporthubd.scheduler.cron import FireTimes, parse_cron
 from reporthubd.scheduler.stats import Lateness
 from reporthubd.store import claims, definitions, executions, schedules
-from reporthubd.store.database import Store
+from reporthubd.store.database import Store, error_line
 
 log = logs.get(__name__)
 
@@ -471,7 +471,7 @@ class Scheduler:
             if len(slices) > 2:  # several transactions will be in flight at once
                 await claims.open_connections(self.store, self._parallel())
         except Exception as exc:  # the dispatch prepares them itself, at the due instant
-            log.warning("preparing claims failed", fires=len(batch), error=_first_line(exc))
+            log.warning("preparing claims failed", fires=len(batch), error=error_line(exc))
             slices = []
         if batch:
             spent = (time.perf_counter() - started) / len(batch)
@@ -533,7 +533,7 @@ class Scheduler:
             self.store_failed()
             if self.store_down_since is None:
                 self.store_down_since = now
-            log.warning("claiming fires failed; retrying", fires=len(batch), error=_first_line(exc))
+            log.warning("claiming fires failed; retrying", fires=len(batch), error=error_line(exc))
             for timeline in due:
                 self._push(timeline)
             return False
@@ -549,7 +549,7 @@ class Scheduler:
             await schedules.record_runs(self.store, runs)
         except Exception as exc:  # bookkeeping only: the claims are committed
             self.store_failed()
-            log.warning("writing last_run_at failed", error=_first_line(exc))
+            log.warning("writing last_run_at failed", error=error_line(exc))
         return True
 
     async def _claim(
@@ -783,7 +783,7 @@ class Scheduler:
                 current = await definitions.fingerprint(self.store)
             except Exception as exc:  # a store outage is survived; the loop reports it too
                 self.store_failed()
-                log.warning("reading the definitions fingerprint failed", error=_first_line(exc))
+                log.warning("reading the definitions fingerprint failed", error=error_line(exc))
                 continue
             if current != self._fingerprint:
                 await self.reload(source="definitions changed")
@@ -835,7 +835,7 @@ class Scheduler:
             try:
                 await self.sweep()
             except Exception as exc:  # survived; retried at the next interval
-                log.warning("lost-execution sweep failed", error=_first_line(exc))
+                log.warning("lost-execution sweep failed", error=error_line(exc))
 
     def store_failed(self) -> None:
         """A store call of this node failed (now): other nodes' heartbeats are not judged until
@@ -947,7 +947,7 @@ class Scheduler:
         try:
             active = await self._active_counts.get()
         except Exception as exc:  # the rest of the status is still worth answering
-            active, store_error = {}, _first_line(exc)
+            active, store_error = {}, error_line(exc)
         mine = active.get(self.node_id, {})
         reload = self.last_reload
         return {
@@ -992,7 +992,7 @@ class Scheduler:
         try:
             latest = await claims.latest_runs(self.store)
         except Exception as exc:  # schedules are still listed; their last runs are unknown
-            log.warning("reading the last runs failed", error=_first_line(exc))
+            log.warning("reading the last runs failed", error=error_line(exc))
             latest = {}
         out: list[dict[str, Any]] = []
         for schedule_id in sorted({*self.jobs, *self.disabled}):
@@ -1044,8 +1044,3 @@ def _lost_reason(execution: claims.LostExecution, own_node: str) -> str:
         return f"node lost: node {execution.node_id} stopped before starting the run"
     beat = execution.heartbeat_at.isoformat() if execution.heartbeat_at else "never"
     return f"node lost: node {execution.node_id} stopped heartbeating (last heartbeat {beat})"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc)
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -102,7 +102,7 @@ class Store:
                 async with self.engine.connect() as conn:
                     await conn.execute(sa.text("SELECT 1"))
         except (TimeoutError, OSError, sa.exc.SQLAlchemyError) as exc:
-            reason = "timed out" if isinstance(exc, TimeoutError) else _first_line(exc)
+            reason = "timed out" if isinstance(exc, TimeoutError) else error_line(exc)
             raise StoreUnavailable(f"store {self.location} unreachable: {reason}") from None
 
 
@@ -115,7 +115,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _first_line(exc: BaseException) -> str:
+def error_line(exc: BaseException) -> str:
+    """The first line of a store error (the driver's own message), secrets redacted: for logs."""
     text = str(getattr(exc, "orig", None) or exc)
     return secrets.redact_text(text.splitlines()[0] if text else type(exc).__name__)
 

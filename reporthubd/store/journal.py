@@ -36,7 +36,7 @@ import os
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -44,7 +44,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from reporthubd import logs, metrics
-from reporthubd.store.database import Store, StoreUnavailable
+from reporthubd.store.database import Store, StoreUnavailable, error_line
 
 log = logs.get(__name__)
 
@@ -119,7 +119,7 @@ async def until_reachable(
                 log.warning(
                     "store unreachable; waiting",
                     step=what,
-                    error=_first_line(exc),
+                    error=error_line(exc),
                     **(log_fields or {}),
                 )
                 warned = True
@@ -218,11 +218,11 @@ class Journal:
                 # A deadlock or lock timeout under load: "try restarting transaction".
                 await asyncio.sleep(random.uniform(0.02, 0.2) * (attempt + 1))
             if self.down_since is None and not conflict(error):
-                self.down_since = _now()
+                self.down_since = datetime.now(UTC)
             log.warning(
                 "store write failed; kept in the journal",
                 write=name,
-                error=_first_line(error),
+                error=error_line(error),
             )
         await self._append(name, args)
         return None
@@ -271,7 +271,7 @@ class Journal:
                     "journaled write refused by the store; dropped",
                     write=entry.name,
                     args=_summary(entry.args),
-                    error=_first_line(exc),
+                    error=error_line(exc),
                 )
             delay = RETRY_FIRST_SECONDS
             self._pending.popleft()
@@ -392,14 +392,3 @@ def _dumps(record: dict[str, Any]) -> str:
 
 def _summary(args: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in args.items() if isinstance(v, str | int) and len(str(v)) < 100}
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc)
-    return text.splitlines()[0][:300] if text else type(exc).__name__
-
-
-def _now() -> datetime:
-    from datetime import UTC
-
-    return datetime.now(UTC)
