@@ -2,7 +2,7 @@
 APScheduler 3's AsyncIOScheduler (MemoryJobStore, no persistence), on the same schedules.
 
 usage: .venv/bin/python bench/scheduler.py [--window 125] [--runs mix:10000,burst:10000,...]
-                                           [--methods reporthubd,apscheduler]
+                                           [--methods reporthubd,apscheduler,floor]
                                            [--mariadb mysql://root@127.0.0.1:3306]
 
 Shapes (UTC and four other zones, round-robin: Europe/Berlin, America/New_York, Asia/Kolkata,
@@ -13,8 +13,9 @@ Australia/Lord_Howe):
   same second every minute.
 - burst: every schedule `* * * * *` (all N due in the same second, every minute; the issue's
   `0 * * * *` read as second 0 of each minute, so that the window holds several bursts).
-- sparse: 1,000 schedules on distinct seconds (`S M/17 * * * *`, S = i%60, M = i//60): one fire
-  per second, alone — pure timer accuracy.
+- sparse: 1,000 schedules on distinct seconds (`S M/17 * * * *`: slot i*1020/N of a 17-minute
+  cycle, S = slot%60, M = slot//60): one fire per second, alone, in 58-59 seconds of every
+  minute — pure timer accuracy.
 
 Each (method, shape, N) runs in its own process (this script re-invoked with --worker). Setup
 (for reporthubd: a fresh MariaDB database, migrated, with N schedule rows) is not measured; "load"
@@ -25,6 +26,12 @@ CPU seconds (process user+sys) over the window, CPU ms per fire, and fire latene
 where lateness is, for reporthubd, the moment the fire's claim (its execution row) committed in
 MariaDB minus its due time, and for APScheduler the moment the job started minus its due time.
 MariaDB's own CPU is not counted.
+
+A third method, `floor` (sparse shape only), is the least a durable claim can cost in this
+process model: each second, one INSERT IGNORE + COMMIT round trip on one raw aiomysql connection
+and nothing else. reporthubd / floor is what the scheduler adds to the store round trip it
+cannot avoid; floor / APScheduler shows whether any design claiming every fire in the store can
+use less CPU per fire than an in-memory scheduler.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ import secrets
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -53,7 +61,10 @@ def schedules(shape: str, n: int) -> list[tuple[str, str]]:
             out.append(("* * * * *", zone))
             continue
         if shape == "sparse":
-            out.append((f"{i % 60} {i // 60}/17 * * * *", zone))
+            # 1,000 of the 1,020 seconds in a 17-minute cycle, the 20 gaps spread evenly, so
+            # that every minute has 58-59 fires
+            slot = i * 1020 // n
+            out.append((f"{slot % 60} {slot // 60}/17 * * * *", zone))
             continue
         k = (i // len(ZONES)) % 20
         if k < 10:
@@ -279,7 +290,73 @@ async def run_apscheduler(shape: str, n: int, window: float, _server: str) -> di
     }
 
 
-METHODS = {"reporthubd": run_reporthubd, "apscheduler": run_apscheduler}
+# -- the floor: one store round trip per fire, nothing else ----------------------------------------
+
+
+async def run_floor(shape: str, n: int, window: float, server: str) -> dict[str, Any]:
+    """What a durable claim costs at the least in this process model (asyncio + aiomysql): at
+    every second, one INSERT IGNORE of the fire's row and a COMMIT, in one round trip, on one
+    raw connection kept open; no pool, no bookkeeping, no sweep. Sparse shape only (one fire
+    a second), where it is the lower bound for reporthubd's CPU per fire."""
+    import aiomysql
+
+    if shape != "sparse":
+        raise SystemExit("the floor method measures the sparse shape only")
+    name = f"rh_bench_{secrets.token_hex(4)}"
+    _admin(server, f"CREATE DATABASE `{name}`")
+    parts = urlsplit(server)
+    conn = await aiomysql.connect(
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or 3306,
+        user=parts.username or "root",
+        password=parts.password or "",
+        db=name,
+        autocommit=False,
+    )
+    try:
+        cursor = await conn.cursor()
+        await cursor.execute(
+            "CREATE TABLE fires (id CHAR(36) PRIMARY KEY, schedule_id INT NOT NULL, "
+            "scheduled_for DATETIME(6) NOT NULL, node_id VARCHAR(100), "
+            "UNIQUE (schedule_id, scheduled_for))"
+        )
+        rss_setup = rss_mb()
+        await align()
+        lat: list[float] = []
+        c1, t1, w0 = cpu(), time.perf_counter(), time.time()
+        end = time.time() + window
+        while True:
+            due = int(time.time()) + 1
+            if due > end:
+                await asyncio.sleep(max(0.0, end - time.time()))
+                break
+            await asyncio.sleep(due - time.time())
+            fire = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(due))
+            await cursor.execute(
+                "INSERT IGNORE INTO fires VALUES (%s, %s, %s, %s); COMMIT",
+                (str(uuid.uuid4()), due % 1000, fire, "bench"),
+            )
+            while await cursor.nextset():
+                pass
+            lat.append((time.time() - due) * 1000)
+        c2, t2, w1 = cpu(), time.perf_counter(), time.time()
+    finally:
+        conn.close()
+        _admin(server, f"DROP DATABASE IF EXISTS `{name}`")
+    stats = percentiles(lat)
+    fires = int(stats["fires"] or 0)
+    return {
+        "load_s": 0.0,
+        "rss_after_load_mb": round(rss_setup, 1),
+        "window_s": round(t2 - t1, 1),
+        "minute_boundaries": int(w1 // 60) - int(w0 // 60),
+        "window_cpu_s": round(c2 - c1, 2),
+        "cpu_ms_per_fire": round((c2 - c1) * 1000 / max(1, fires), 4),
+        **stats,
+    }
+
+
+METHODS = {"reporthubd": run_reporthubd, "apscheduler": run_apscheduler, "floor": run_floor}
 ROWS = [
     "load_s",
     "rss_after_load_mb",
@@ -307,7 +384,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--window", type=float, default=125.0)
     parser.add_argument("--runs", default="sparse:1000,burst:10000,mix:10000,mix:100000")
-    parser.add_argument("--methods", default="reporthubd,apscheduler")
+    parser.add_argument("--methods", default="reporthubd,apscheduler,floor")
     parser.add_argument("--mariadb", default="mysql://root@127.0.0.1:3306")
     parser.add_argument("--worker", nargs=3, metavar=("METHOD", "SHAPE", "N"))
     args = parser.parse_args()
@@ -319,6 +396,8 @@ def main() -> None:
     for run in args.runs.split(","):
         shape, n = run.split(":")
         for method in args.methods.split(","):
+            if method == "floor" and shape != "sparse":
+                continue  # the floor is the sparse shape's lower bound only
             print(f"# {method} {shape} N={n} ...", file=sys.stderr, flush=True)
             cmd = [
                 sys.executable,
@@ -345,28 +424,27 @@ def main() -> None:
 
 
 def report(results: list[dict[str, Any]]) -> None:
+    """One table per (shape, N): a column per method, then the first method's ratio to each
+    of the others."""
     runs: dict[tuple[str, int], dict[str, dict[str, Any]]] = {}
     for r in results:
         runs.setdefault((r["shape"], r["n"]), {})[r["method"]] = r
     for (shape, n), by_method in runs.items():
         methods = list(by_method)
+        first, others = methods[0], methods[1:]
         print(f"\n## {shape}, N={n}\n")
-        header = "| metric | " + " | ".join(methods)
-        if len(methods) == 2:
-            header += f" | {methods[0]} / {methods[1]}"
-        print(header + " |")
-        print("|---" * (len(methods) + 1 + (len(methods) == 2)) + "|")
+        columns = [*methods, *(f"{first} / {other}" for other in others)]
+        print("| metric | " + " | ".join(columns) + " |")
+        print("|---" * (len(columns) + 1) + "|")
         for key in ROWS:
             values = [by_method[m].get(key) for m in methods]
             cells = ["" if v is None else str(v) for v in values]
-            if len(methods) == 2:
-                a, b = values
-                ratio = (
-                    f"{a / b:.2f}"
-                    if isinstance(a, int | float) and isinstance(b, int | float) and b
-                    else ""
-                )
-                cells.append(ratio)
+            a = values[0]
+            for b in values[1:]:
+                if isinstance(a, int | float) and isinstance(b, int | float) and b:
+                    cells.append(f"{a / b:.2f}")
+                else:
+                    cells.append("")
             print(f"| {key} | " + " | ".join(cells) + " |")
 
 

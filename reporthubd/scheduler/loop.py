@@ -18,7 +18,7 @@ import heapq
 import inspect
 import itertools
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -183,7 +183,7 @@ class Scheduler:
         self.adopted_count = 0
         self._adopted: dict[str, None] = {}  # ids submitted by _adopt, oldest first
         self._timelines: dict[TimelineKey, Timeline] = {}
-        self._heap: list[tuple[int, int, int, Timeline]] = []
+        self._heap: list[HeapEntry] = []
         self._seq = itertools.count()
         self._wake = asyncio.Event()
         self._dispatching = asyncio.Lock()
@@ -442,7 +442,7 @@ class Scheduler:
         )
 
     def _due_at(self, due: int) -> list[Timeline]:
-        return [t for t in self._timelines.values() if t.next_ts == due and t.members]
+        return due_timelines(self._heap, due)
 
     def _fires_at(self, due: int) -> int:
         return sum(len(t.members) for t in self._due_at(due))
@@ -527,55 +527,73 @@ class Scheduler:
             handled.append((timeline, int(now)))  # every fire up to now is decided
         # in the order of the fire key: inserts walk the unique index instead of scattering
         batch.sort(key=_fire_key)
+        slices: list[claims.PreparedClaims | list[claims.FireClaim]] = [*ready, *_slices(batch)]
+        was = [(timeline, timeline.next_ts) for timeline, _ in handled]
+        for timeline, last in handled:
+            timeline.next_ts = timeline.fires.next_ts(last)
+        # An instant of one small slice (most instants but minute boundaries) writes
+        # last_run_at / next_run_at in its claim's own round trip; a bigger one writes them
+        # after all its claims, so that they do not hold up its later slices.
+        together = len(slices) == 1 and not ready
         try:
-            ours = await self._claim([*ready, *_slices(batch)])
+            ours = await self._claim(slices, self._records(batch) if together else ())
         except Exception as exc:
             self.store_failed()
             if self.store_down_since is None:
                 self.store_down_since = now
             log.warning("claiming fires failed; retrying", fires=len(batch), error=error_line(exc))
+            for timeline, next_ts in was:
+                timeline.next_ts = next_ts
             for timeline in due:
                 self._push(timeline)
             return False
         if self.store_down_since is not None:
             log.info("store reachable again", down_since=misfire.iso(self.store_down_since))
             self.store_down_since = None
-        for timeline, last in handled:
-            timeline.next_ts = timeline.fires.next_ts(last)
+        for timeline, _ in handled:
             self._push(timeline)
-        runs = self._records(ours)
         self._horizon = max(self._horizon, now)
+        if together:
+            return True
         try:
-            await schedules.record_runs(self.store, runs)
+            await schedules.record_runs(self.store, self._records(c.claim for c in ours))
         except Exception as exc:  # bookkeeping only: the claims are committed
             self.store_failed()
             log.warning("writing last_run_at failed", error=error_line(exc))
         return True
 
     async def _claim(
-        self, slices: list[claims.PreparedClaims | list[claims.FireClaim]]
+        self,
+        slices: list[claims.PreparedClaims | list[claims.FireClaim]],
+        then_record: Sequence[schedules.Run] = (),
     ) -> list[claims.Claimed]:
         """Claim `slices` (prepared or not), one transaction each, and submit each slice's
         claims as it commits. The first slice goes alone, so its fires start while later ones
         are still being written; then `_parallel()` slices are written at once (the store, not
-        this process, is the bottleneck). Raises if any slice failed: the fires stay due, and
-        the retry is exact because the unique key refuses what did commit."""
+        this process, is the bottleneck). `then_record` is written after the first slice's
+        commit, in its round trip. Raises if any slice failed: the fires stay due, and the
+        retry is exact because the unique key refuses what did commit."""
         ours: list[claims.Claimed] = []
         gate = asyncio.Semaphore(self._parallel())
 
-        async def claim_slice(part: claims.PreparedClaims | list[claims.FireClaim]) -> None:
+        async def claim_slice(
+            part: claims.PreparedClaims | list[claims.FireClaim],
+            records: Sequence[schedules.Run] = (),
+        ) -> None:
             async with gate:
                 if isinstance(part, claims.PreparedClaims):
-                    claimed, committed = await claims.claim_prepared(self.store, part)
+                    claimed, committed = await claims.claim_prepared(
+                        self.store, part, then_record=records
+                    )
                 else:
                     claimed, committed = await claims.claim_fires(
-                        self.store, part, node_id=self.node_id
+                        self.store, part, node_id=self.node_id, then_record=records
                     )
             await self._submit_claimed(claimed, committed)
             ours.extend(claimed)
 
         if slices:
-            await claim_slice(slices[0])
+            await claim_slice(slices[0], then_record)
         results = await asyncio.gather(
             *(claim_slice(part) for part in slices[1:]), return_exceptions=True
         )
@@ -749,19 +767,18 @@ class Scheduler:
             return 0
         ours, committed = await claims.claim_fires(self.store, batch, node_id=self.node_id)
         await self._submit_claimed(ours, committed)
-        await schedules.record_runs(self.store, self._records(ours))
+        await schedules.record_runs(self.store, self._records(c.claim for c in ours))
         return len(batch)
 
-    def _records(
-        self, ours: Iterable[claims.Claimed]
-    ) -> list[tuple[int, datetime | None, datetime | None]]:
+    def _records(self, claimed: Iterable[claims.FireClaim]) -> list[schedules.Run]:
         """(schedule_id, last_run_at, next_run_at) to write after claims: the latest fire
         claimed to run, or None when every fire claimed for the schedule was SKIPPED (its
-        next_run_at must still move on, or it would name a missed fire until the next run)."""
+        next_run_at must still move on, or it would name a missed fire until the next run).
+        Another node that claimed the same fire writes the same values."""
         last: dict[int, datetime | None] = {}
-        for claimed in ours:
-            sid, fire = claimed.claim.schedule_id, claimed.claim.scheduled_for
-            if claimed.claim.skipped_reason is None:
+        for claim in claimed:
+            sid, fire = claim.schedule_id, claim.scheduled_for
+            if claim.skipped_reason is None:
                 previous = last.get(sid)
                 last[sid] = fire if previous is None else max(previous, fire)
             else:
@@ -1025,6 +1042,27 @@ class Scheduler:
                 }
             out.append(entry)
         return out
+
+
+HeapEntry = tuple[int, int, int, Timeline]
+"""(fire instant, sequence, the timeline's token when pushed, timeline) in the loop's heap."""
+
+
+def due_timelines(heap: list[HeapEntry], due: int) -> list[Timeline]:
+    """The live timelines whose heap entry is at `due`, the heap's earliest instant. Only the
+    heap's top part is walked (a child is never earlier than its parent), not every timeline:
+    a sparse set of thousands of timelines costs a few steps per fire. An entry is live when
+    its token is still its timeline's and the timeline has members."""
+    found, stack = [], [0]
+    while stack:
+        i = stack.pop()
+        if i >= len(heap) or heap[i][0] != due:
+            continue
+        _, _, token, timeline = heap[i]
+        if token == timeline.token and timeline.members:
+            found.append(timeline)
+        stack += (2 * i + 1, 2 * i + 2)
+    return found
 
 
 def _never_fires(schedule: domain.Schedule, now: float) -> bool:

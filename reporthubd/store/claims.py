@@ -13,21 +13,25 @@ whether every row went in (then all are ours), else a read-back of which of our 
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeAlias, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from reporthubd import domain
-from reporthubd.store import schema
-from reporthubd.store.database import Store
+from reporthubd import domain, logs
+from reporthubd.store import schedules, schema
+from reporthubd.store.database import Store, driver_of, error_line, mark_clean, mysql_time
+from reporthubd.store.types import UTCDateTime
+
+log = logs.get(__name__)
 
 _e = schema.executions
 # Rows per INSERT statement: SQLite allows 32766 bound variables, so 1000 rows x 9 columns fits.
@@ -90,10 +94,6 @@ _MYSQL_ALL_COLUMNS = (
 _MYSQL_ALL_ROW = "(%s, %s, %s, %s, %s, %s, %s, %s, @rh_claimed_at, IF(%s, @rh_claimed_at, NULL))"
 
 
-def _mysql_time(value: datetime) -> str:
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
-
-
 @dataclass(frozen=True, slots=True)
 class PreparedClaims:
     """Claims made ready to send: ids drawn and, on MySQL/MariaDB, the INSERT statements written
@@ -123,7 +123,7 @@ def _mysql_inserts(
         for claim, execution_id in zip(part, ids[start : start + CHUNK], strict=True):
             when = times.get(claim.scheduled_for)
             if when is None:
-                when = times[claim.scheduled_for] = _mysql_time(claim.scheduled_for)
+                when = times[claim.scheduled_for] = mysql_time(claim.scheduled_for)
             if not full:
                 params += (
                     execution_id,
@@ -156,14 +156,6 @@ def _mysql_inserts(
     return tuple(out)
 
 
-async def _driver(conn: AsyncConnection) -> Any:
-    """The driver's own connection (aiomysql) under a pooled SQLAlchemy connection."""
-    driver = (await conn.get_raw_connection()).driver_connection
-    if driver is None:
-        raise RuntimeError("the store connection has no driver connection")
-    return driver
-
-
 async def prepare_claims(
     store: Store, slices: Iterable[Sequence[FireClaim]], *, node_id: str
 ) -> list[PreparedClaims]:
@@ -176,7 +168,7 @@ async def prepare_claims(
         ]
     prepared: list[PreparedClaims] = []
     async with store.engine.connect() as conn:
-        driver = await _driver(conn)
+        driver = await driver_of(conn)
         cursor = await driver.cursor()
         for part in slices:
             ids = [new_id() for _ in part]
@@ -201,36 +193,47 @@ async def open_connections(store: Store, count: int) -> None:
             await conn.close()
 
 
-async def _send_mysql(conn: AsyncConnection, prepared: PreparedClaims) -> set[str]:
+async def _send_mysql(
+    conn: AsyncConnection, prepared: PreparedClaims, then_record: Sequence[schedules.Run]
+) -> tuple[set[str], datetime]:
     """One round trip: READ COMMITTED (no gap locks between nodes inserting the same keys, so
-    fewer waits and no deadlocks), the claim time, the INSERTs, COMMIT. When every row went in
-    (the common case) all ids are ours; otherwise read back which of them exist. Statements
-    not prepared beforehand are written out here, on the same connection."""
-    driver = await _driver(conn)
+    fewer waits and no deadlocks), the claim time, the INSERTs, COMMIT, then `then_record`'s
+    UPDATEs of report_schedules and their own COMMIT. Returns the ids that are ours and when
+    the claim committed. When every row went in (the common case) all ids are ours; otherwise
+    read back which of them exist. A failed bookkeeping UPDATE is logged, not raised: the
+    claims are committed. Statements not prepared beforehand are written out here."""
+    driver = await driver_of(conn)
     inserts = prepared.mysql_inserts
+    cursor = await driver.cursor()
     if not inserts:
-        cursor = await driver.cursor()
         inserts = _mysql_inserts(cursor, prepared.claims, prepared.ids, prepared.node_id)
-    claimed_at = driver.escape(_mysql_time(datetime.now(UTC))).encode()
+    bookkeeping = schedules.mysql_statements(cursor, schedules.updates(then_record))
+    claimed_at = driver.escape(mysql_time(datetime.now(UTC))).encode()
     query = b"; ".join(
         (
             b"SET TRANSACTION ISOLATION LEVEL READ COMMITTED",
             b"SET @rh_claimed_at = " + claimed_at,
             *inserts,
             b"COMMIT",
+            *bookkeeping,
+            *([b"COMMIT"] if bookkeeping else []),
         )
     )
     try:
-        async with driver.cursor() as cursor:
-            await cursor.execute(query)
+        async with cursor:
+            await cursor.execute(query)  # the cursor is at the first result: SET TRANSACTION
+            await cursor.nextset()  # SET @rh_claimed_at
             inserted = 0
             for _ in inserts:
                 await cursor.nextset()
                 inserted += max(0, cursor.rowcount)
-            while await cursor.nextset():
-                pass
+            await cursor.nextset()  # COMMIT
+            committed = datetime.now(UTC)
+            clean = await _drain(cursor, len(bookkeeping))
             if inserted == len(prepared.ids):
-                return set(prepared.ids)
+                if clean:
+                    await mark_clean(conn)  # it ended with COMMIT: nothing to roll back
+                return set(prepared.ids), committed
             await cursor.execute(
                 f"SELECT id FROM {_e.name} WHERE id IN ("
                 + ", ".join(["%s"] * len(prepared.ids))
@@ -239,11 +242,25 @@ async def _send_mysql(conn: AsyncConnection, prepared: PreparedClaims) -> set[st
             )
             found = {row[0] for row in await cursor.fetchall()}
             await driver.rollback()
-            return found
+            return found, committed
     except BaseException:
         # the statement went around SQLAlchemy: the connection's state is unknown, drop it
         await conn.invalidate()
         raise
+
+
+async def _drain(cursor: Any, bookkeeping: int) -> bool:
+    """Read the results after the claim's COMMIT. Returns False when a bookkeeping statement
+    failed (logged; the server skipped the rest, and the pool's rollback ends its transaction)."""
+    try:
+        while await cursor.nextset():
+            pass
+    except Exception as exc:
+        if not bookkeeping:
+            raise
+        log.warning("writing last_run_at failed", error=error_line(exc))
+        return False
+    return True
 
 
 async def _insert_ignoring_taken(
@@ -264,16 +281,21 @@ async def _insert_ignoring_taken(
     return set((await conn.execute(lite)).scalars())
 
 
-async def claim_prepared(store: Store, prepared: PreparedClaims) -> tuple[list[Claimed], datetime]:
+async def claim_prepared(
+    store: Store, prepared: PreparedClaims, *, then_record: Sequence[schedules.Run] = ()
+) -> tuple[list[Claimed], datetime]:
     """Insert the execution rows of `prepared` in one transaction; return those this node
     inserted (the others were claimed first by another node or an earlier run) and the
-    moment the transaction committed."""
+    moment the transaction committed. `then_record` (last_run_at / next_run_at of the claimed
+    schedules) is written once the claim has committed: on MySQL/MariaDB in the same round
+    trip. Its failure is logged, never raised."""
     claims, ids = prepared.claims, prepared.ids
     if not claims:
         return [], datetime.now(UTC)
     async with store.engine.connect() as conn:
         if store.dialect == "mysql":
-            ours = await _send_mysql(conn, prepared)
+            ours, committed = await _send_mysql(conn, prepared, then_record)
+            then_record = ()
         else:
             now = datetime.now(UTC)
             ours = set()
@@ -286,7 +308,12 @@ async def claim_prepared(store: Store, prepared: PreparedClaims) -> tuple[list[C
                     now,
                 )
             await conn.commit()
-    committed = datetime.now(UTC)
+            committed = datetime.now(UTC)
+    if then_record:
+        try:
+            await schedules.record_runs(store, then_record)
+        except Exception as exc:  # bookkeeping only: the claims are committed
+            log.warning("writing last_run_at failed", error=error_line(exc))
     claimed = [
         Claimed(claim=claim, execution_id=execution_id)
         for claim, execution_id in zip(claims, ids, strict=True)
@@ -296,13 +323,17 @@ async def claim_prepared(store: Store, prepared: PreparedClaims) -> tuple[list[C
 
 
 async def claim_fires(
-    store: Store, claims: Sequence[FireClaim], *, node_id: str
+    store: Store,
+    claims: Sequence[FireClaim],
+    *,
+    node_id: str,
+    then_record: Sequence[schedules.Run] = (),
 ) -> tuple[list[Claimed], datetime]:
     """Prepare and claim `claims` at once, in one transaction (see claim_prepared)."""
     if not claims:
         return [], datetime.now(UTC)
     prepared = PreparedClaims(claims=claims, ids=[new_id() for _ in claims], node_id=node_id)
-    return await claim_prepared(store, prepared)
+    return await claim_prepared(store, prepared, then_record=then_record)
 
 
 async def latest_fires(store: Store) -> dict[int, datetime]:
@@ -400,6 +431,11 @@ class LostExecution:
     recovers_id: str | None = None
 
 
+T = TypeVar("T")
+Bound: TypeAlias = T | sa.BindParameter[T]
+"""A value, or the bind parameter that will carry it (statements built once, run often)."""
+
+
 def _retrying(execution_id: sa.ColumnElement[Any]) -> sa.Exists:
     """A RETRYING delivery log: the delivery-retry ledger owns the execution, not a node."""
     logs = schema.delivery_logs
@@ -409,7 +445,7 @@ def _retrying(execution_id: sa.ColumnElement[Any]) -> sa.Exists:
     )
 
 
-def _stale_running(cutoff: datetime) -> sa.ColumnElement[bool]:
+def _stale_running(cutoff: Bound[datetime]) -> sa.ColumnElement[bool]:
     return sa.and_(
         _e.c.status == domain.ExecutionStatus.RUNNING.value,
         sa.or_(
@@ -423,7 +459,7 @@ def _stale_running(cutoff: datetime) -> sa.ColumnElement[bool]:
     )
 
 
-def _live_nodes(cutoff: datetime) -> sa.Select[Any]:
+def _live_nodes(cutoff: Bound[datetime]) -> sa.Select[Any]:
     nodes = schema.nodes
     return sa.select(nodes.c.node_id).where(
         nodes.c.heartbeat_at >= cutoff, nodes.c.stopped_at.is_(None)
@@ -434,7 +470,7 @@ def _stopped_nodes() -> sa.Select[Any]:
     return sa.select(schema.nodes.c.node_id).where(schema.nodes.c.stopped_at.is_not(None))
 
 
-def _pending_of_other(own_node: str) -> sa.ColumnElement[bool]:
+def _pending_of_other(own_node: Bound[str]) -> sa.ColumnElement[bool]:
     return sa.and_(
         _e.c.status == domain.ExecutionStatus.PENDING.value,
         _e.c.node_id.is_not(None),
@@ -442,7 +478,7 @@ def _pending_of_other(own_node: str) -> sa.ColumnElement[bool]:
     )
 
 
-def _orphaned_pending(cutoff: datetime, own_node: str) -> sa.ColumnElement[bool]:
+def _orphaned_pending(cutoff: Bound[datetime], own_node: Bound[str]) -> sa.ColumnElement[bool]:
     """PENDING, claimed by another node that is not live: stopped cleanly (at once), or
     silent for longer than the cutoff (a claim older than the cutoff)."""
     return sa.and_(
@@ -452,13 +488,13 @@ def _orphaned_pending(cutoff: datetime, own_node: str) -> sa.ColumnElement[bool]
     )
 
 
-def _stopped_nodes_pending(own_node: str) -> sa.ColumnElement[bool]:
+def _stopped_nodes_pending(own_node: Bound[str]) -> sa.ColumnElement[bool]:
     """PENDING, claimed by another node that has stopped cleanly (and not started again): it
     does not depend on heartbeats, so it is judged even right after a store outage."""
     return sa.and_(_pending_of_other(own_node), _e.c.node_id.in_(_stopped_nodes()))
 
 
-def _own_leftovers(node_id: str, started_at: datetime) -> sa.ColumnElement[bool]:
+def _own_leftovers(node_id: Bound[str], started_at: Bound[datetime]) -> sa.ColumnElement[bool]:
     """This node's rows from a previous process: PENDING claimed before this one started, or
     RUNNING since before it started (a run this process adopted and started is not one)."""
     return sa.and_(
@@ -505,7 +541,7 @@ def _lost(row: Any) -> LostExecution:
 
 
 def _lost_condition(
-    cutoff: datetime, node_id: str, started_at: datetime, judge_others: bool
+    cutoff: Bound[datetime], node_id: Bound[str], started_at: Bound[datetime], judge_others: bool
 ) -> sa.ColumnElement[bool]:
     if not judge_others:
         return sa.or_(_own_leftovers(node_id, started_at), _stopped_nodes_pending(node_id))
@@ -530,10 +566,23 @@ async def find_lost(
     RUNNING rows from before it started (a previous process with the same node id). A RUNNING
     execution with a RETRYING delivery log belongs to the retry ledger and is never listed.
     Without `judge_others`, only this node's own leftovers are listed."""
-    condition = _lost_condition(cutoff, node_id, started_at, judge_others)
-    query = sa.select(*_LOST_COLUMNS).where(condition).order_by(_e.c.created_at).limit(limit)
+    params = {"rh_cutoff": cutoff, "rh_node": node_id, "rh_started": started_at}
     async with store.engine.connect() as conn:
-        return [_lost(row) for row in (await conn.execute(query)).all()]
+        rows = (await conn.execute(_find_lost_query(judge_others, limit), params)).all()
+    return [_lost(row) for row in rows]
+
+
+@functools.cache
+def _find_lost_query(judge_others: bool, limit: int) -> sa.Select[Any]:
+    """find_lost's statement, built once: the sweep runs it every heartbeat interval, and
+    building this condition anew cost more CPU than the round trip."""
+    condition = _lost_condition(
+        sa.bindparam("rh_cutoff", type_=UTCDateTime()),
+        sa.bindparam("rh_node", type_=sa.String()),
+        sa.bindparam("rh_started", type_=UTCDateTime()),
+        judge_others,
+    )
+    return sa.select(*_LOST_COLUMNS).where(condition).order_by(_e.c.created_at).limit(limit)
 
 
 async def fail_lost(

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from reporthubd import logs, secrets
 from reporthubd.config import StoreSettings
@@ -39,6 +41,17 @@ def describe(url: URL) -> str:
     return url.render_as_string(hide_password=True)
 
 
+# A pooled connection is pinged before use only when it has sat idle this long: a connection
+# the store answered on a moment ago is taken as alive (if it died since, the statement fails,
+# SQLAlchemy drops every pooled connection, and the caller's own error path runs, as for any
+# store error). Pinging at every checkout cost a round trip per claim.
+PING_AFTER_IDLE_SECONDS = 5.0
+_IDLE_SINCE = "reporthubd_idle_since"
+# Set on a pooled connection whose last statement was a COMMIT sent around SQLAlchemy: its
+# return to the pool needs no ROLLBACK round trip (see mark_clean).
+_CLEAN = "reporthubd_clean"
+
+
 class StoreUnavailable(Exception):
     """The store's server cannot be reached or did not answer in time."""
 
@@ -65,7 +78,8 @@ class Store:
     async def start(self) -> None:
         url = engine_url(self.settings)
         self.location = describe(url)
-        kwargs: dict[str, Any] = {"pool_pre_ping": True}
+        # returned connections are rolled back by _reset_unless_clean, not by the pool itself
+        kwargs: dict[str, Any] = {"pool_reset_on_return": None}
         timeout = self.settings.connect_timeout_seconds
         if self.settings.backend == "mysql":
             kwargs["connect_args"] = {
@@ -73,21 +87,28 @@ class Store:
                 "init_command": "SET time_zone = '+00:00'",
                 "autocommit": False,
             }
-            kwargs |= {"pool_size": self.settings.pool_size, "pool_recycle": 3600}
+            kwargs |= {
+                "pool_size": self.settings.pool_size,
+                "pool_recycle": 3600,
+                "pool_use_lifo": True,
+            }
         elif self.settings.backend == "postgresql":
             kwargs["connect_args"] = {
                 "timeout": timeout,
                 "server_settings": {"timezone": "UTC", "application_name": "reporthubd"},
             }
-            kwargs["pool_size"] = self.settings.pool_size
+            kwargs |= {"pool_size": self.settings.pool_size, "pool_use_lifo": True}
         else:
             database = url.database or ""
             if database and database != ":memory:":
                 await asyncio.to_thread(_make_parent, database)
             kwargs["connect_args"] = {"timeout": timeout}
         engine = create_async_engine(url, **kwargs)
+        _reset_unless_clean(engine)
         if self.settings.backend == "sqlite":
             sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        else:
+            _ping_when_idle(engine)
         self._engine = engine
 
     async def stop(self) -> None:
@@ -104,6 +125,63 @@ class Store:
         except (TimeoutError, OSError, sa.exc.SQLAlchemyError) as exc:
             reason = "timed out" if isinstance(exc, TimeoutError) else error_line(exc)
             raise StoreUnavailable(f"store {self.location} unreachable: {reason}") from None
+
+
+def _ping_when_idle(engine: AsyncEngine) -> None:
+    """Ping a pooled connection at checkout when it has been idle PING_AFTER_IDLE_SECONDS or
+    more (most recently used first, so a busy daemon keeps reusing live ones); a dead one
+    invalidates the pool and the checkout gets a new connection."""
+    dialect = engine.dialect
+
+    def checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get(_IDLE_SINCE)
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except Exception as exc:  # whatever broke it: drop it and connect anew
+            raise sa.exc.InvalidatePoolError(f"ping failed: {type(exc).__name__}") from exc
+
+    def checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    sa.event.listen(engine.sync_engine.pool, "checkout", checkout)
+    sa.event.listen(engine.sync_engine.pool, "checkin", checkin)
+
+
+def mysql_time(value: datetime) -> str:
+    """An aware datetime as MySQL/MariaDB DATETIME text in UTC (the store's session zone)."""
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+
+
+async def driver_of(conn: AsyncConnection) -> Any:
+    """The driver's own connection (aiomysql) under a pooled SQLAlchemy connection: for hot
+    paths that send several statements in one round trip. Whoever uses it ends with COMMIT
+    (then mark_clean) or invalidates `conn`."""
+    driver = (await conn.get_raw_connection()).driver_connection
+    if driver is None:
+        raise RuntimeError("the store connection has no driver connection")
+    return driver
+
+
+async def mark_clean(conn: AsyncConnection) -> None:
+    """Say that `conn`'s last statement, sent on its driver connection around SQLAlchemy, was a
+    COMMIT that succeeded: nothing is left to roll back when it returns to the pool."""
+    (await conn.get_raw_connection()).info[_CLEAN] = True
+
+
+def _reset_unless_clean(engine: AsyncEngine) -> None:
+    """What the pool's own rollback-on-return does, less the round trips it can skip: a
+    transaction SQLAlchemy already ended inline, and a connection marked clean."""
+    dialect = engine.dialect
+
+    def reset(dbapi_connection: Any, record: Any, state: Any) -> None:
+        clean = record.info.pop(_CLEAN, False)
+        if clean or state.transaction_was_reset or not state.asyncio_safe:
+            return
+        dialect.do_rollback(dbapi_connection)
+
+    sa.event.listen(engine.sync_engine.pool, "reset", reset)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

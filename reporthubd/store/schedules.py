@@ -6,42 +6,96 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from reporthubd import domain
 from reporthubd.store import rows, schema
-from reporthubd.store.database import Store
+from reporthubd.store.database import Store, driver_of, mark_clean, mysql_time
 
 _s = schema.schedules
 # ids per UPDATE ... WHERE id IN (...): far below every backend's bound-variable limit
 CHUNK = 1000
 
 
-async def record_runs(
-    store: Store, runs: Iterable[tuple[int, datetime | None, datetime | None]]
-) -> None:
-    """Write (schedule_id, last_run_at, next_run_at) after claims. Schedules that fired
-    together share both values, so they are grouped into one UPDATE per distinct pair.
-    `last_run_at` never moves backwards (several nodes write it); None leaves it as it is and
-    writes only next_run_at (every fire claimed for the schedule was SKIPPED)."""
+Run = tuple[int, datetime | None, datetime | None]
+"""(schedule_id, last_run_at, next_run_at) to write after a claim."""
+Update = tuple[datetime | None, datetime | None, list[int]]
+"""One UPDATE: (last_run_at, next_run_at, schedule ids) for schedules that share both."""
+
+
+def updates(runs: Iterable[Run]) -> list[Update]:
+    """Schedules that fired together share both values: one UPDATE per distinct pair (and
+    per CHUNK ids)."""
     groups: dict[tuple[datetime | None, datetime | None], list[int]] = defaultdict(list)
     for schedule_id, last, following in runs:
         groups[(last, following)].append(schedule_id)
-    if not groups:
+    return [
+        (last, following, ids[start : start + CHUNK])
+        for (last, following), ids in groups.items()
+        for start in range(0, len(ids), CHUNK)
+    ]
+
+
+async def record_runs(store: Store, runs: Iterable[Run]) -> None:
+    """Write (schedule_id, last_run_at, next_run_at) after claims, grouped (see `updates`; on
+    MySQL/MariaDB all of them and the COMMIT go in one round trip). `last_run_at` never moves
+    backwards (several nodes write it); None leaves it as it is and writes only next_run_at
+    (every fire claimed for the schedule was SKIPPED)."""
+    todo = updates(runs)
+    if not todo:
         return
-    async with store.engine.begin() as conn:
-        for (last, following), ids in groups.items():
-            for start in range(0, len(ids), CHUNK):
-                chunk = _s.c.id.in_(ids[start : start + CHUNK])
-                if last is None:
-                    await conn.execute(sa.update(_s).where(chunk).values(next_run_at=following))
-                    continue
-                await conn.execute(
-                    sa.update(_s)
-                    .where(chunk, sa.or_(_s.c.last_run_at.is_(None), _s.c.last_run_at <= last))
-                    .values(last_run_at=last, next_run_at=following)
-                )
+    async with store.engine.connect() as conn:
+        if store.dialect == "mysql":
+            await _record_mysql(conn, todo)
+            return
+        for last, following, ids in todo:
+            chunk = _s.c.id.in_(ids)
+            if last is None:
+                await conn.execute(sa.update(_s).where(chunk).values(next_run_at=following))
+                continue
+            await conn.execute(
+                sa.update(_s)
+                .where(chunk, sa.or_(_s.c.last_run_at.is_(None), _s.c.last_run_at <= last))
+                .values(last_run_at=last, next_run_at=following)
+            )
+        await conn.commit()
+
+
+def mysql_statements(cursor: Any, todo: list[Update]) -> list[bytes]:
+    """The UPDATE statements of `todo` for MySQL/MariaDB, every value bound by the driver
+    (`mogrify`), to be sent with others in one round trip."""
+    encoding = cursor.connection.encoding
+    statements = []
+    for last, following, ids in todo:
+        at = mysql_time(following) if following is not None else None
+        where = "id IN (" + ", ".join(["%s"] * len(ids)) + ")"
+        if last is None:
+            sql = f"UPDATE {_s.name} SET next_run_at = %s WHERE {where}"
+            statements.append(cursor.mogrify(sql, (at, *ids)))
+            continue
+        was = mysql_time(last)
+        sql = (
+            f"UPDATE {_s.name} SET last_run_at = %s, next_run_at = %s WHERE {where} "
+            "AND (last_run_at IS NULL OR last_run_at <= %s)"
+        )
+        statements.append(cursor.mogrify(sql, (was, at, *ids, was)))
+    return [text.encode(encoding, "surrogateescape") for text in statements]
+
+
+async def _record_mysql(conn: AsyncConnection, todo: list[Update]) -> None:
+    driver = await driver_of(conn)
+    try:
+        async with driver.cursor() as cursor:
+            await cursor.execute(b"; ".join([*mysql_statements(cursor, todo), b"COMMIT"]))
+            while await cursor.nextset():
+                pass
+    except BaseException:
+        await conn.invalidate()  # sent around SQLAlchemy: the connection's state is unknown
+        raise
+    await mark_clean(conn)
 
 
 async def get_schedule(
