@@ -191,6 +191,8 @@ class Scheduler:
         self._horizon = 0.0
         self._generation = 0
         self._prepared: _Prepared | None = None
+        # Fires of a claim that failed, with the ids it sent: reused by the retry.
+        self._uncertain: dict[claims.FireKey, str] = {}
         self._prepare_seconds_per_fire = 20e-6
         self._fingerprint: definitions.Fingerprint | None = None
         self._tasks: list[asyncio.Task[Any]] = []
@@ -550,6 +552,7 @@ class Scheduler:
         if self.store_down_since is not None:
             log.info("store reachable again", down_since=misfire.iso(self.store_down_since))
             self.store_down_since = None
+        self._uncertain.clear()  # this dispatch held every fire a failed one left due
         for timeline, _ in handled:
             self._push(timeline)
         self._horizon = max(self._horizon, now)
@@ -580,15 +583,19 @@ class Scheduler:
             part: claims.PreparedClaims | list[claims.FireClaim],
             records: Sequence[schedules.Run] = (),
         ) -> None:
+            if not isinstance(part, claims.PreparedClaims):
+                part = claims.ready_claims(part, node_id=self.node_id, reuse=self._uncertain)
             async with gate:
-                if isinstance(part, claims.PreparedClaims):
+                try:
                     claimed, committed = await claims.claim_prepared(
                         self.store, part, then_record=records
                     )
-                else:
-                    claimed, committed = await claims.claim_fires(
-                        self.store, part, node_id=self.node_id, then_record=records
-                    )
+                except BaseException:
+                    # Committed or not? (A reply lost after the COMMIT.) The retry sends the
+                    # same ids, so that rows of this attempt are found as ours, not as taken.
+                    for claim, execution_id in zip(part.claims, part.ids, strict=True):
+                        self._uncertain[(claim.schedule_id, claim.scheduled_for)] = execution_id
+                    raise
             await self._submit_claimed(claimed, committed)
             ours.extend(claimed)
 
@@ -690,7 +697,7 @@ class Scheduler:
             fire_ts = claimed.claim.scheduled_for.timestamp()
             if job is not None and (job.last_fire is None or fire_ts > job.last_fire):
                 job.last_fire = int(fire_ts)
-            if claimed.claim.skipped_reason is not None:
+            if claimed.skipped:
                 self.skipped_count += 1
                 policy = job.schedule.misfire_policy.value if job is not None else "unknown"
                 metrics.MISSED_FIRES.labels(policy).inc()

@@ -17,7 +17,7 @@ import functools
 import os
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeAlias, TypeVar
@@ -58,10 +58,17 @@ class FireClaim:
     skipped_reason: str | None = None
 
 
+FireKey = tuple[int, datetime]
+"""(schedule_id, scheduled_for): what the unique key of a schedule's claim is made of."""
+
+
 @dataclass(frozen=True, slots=True)
 class Claimed:
     claim: FireClaim
     execution_id: str
+    skipped: bool
+    """The row, as the store holds it, is SKIPPED (else PENDING: to be run). Usually what the
+    claim asked for; for an id an earlier, failed attempt may have committed, what it wrote."""
 
 
 def _row(claim: FireClaim, execution_id: str, node_id: str, now: datetime) -> dict[str, Any]:
@@ -104,6 +111,10 @@ class PreparedClaims:
     ids: Sequence[str]
     node_id: str
     mysql_inserts: tuple[bytes, ...] = ()
+    recheck: bool = False
+    """Some ids were sent before by an attempt that failed without a clear answer: a row the
+    unique key refuses may be that attempt's, so it is looked up by id (the MySQL path always
+    looks up refused rows)."""
 
 
 def _mysql_inserts(
@@ -195,13 +206,14 @@ async def open_connections(store: Store, count: int) -> None:
 
 async def _send_mysql(
     conn: AsyncConnection, prepared: PreparedClaims, then_record: Sequence[schedules.Run]
-) -> tuple[set[str], datetime]:
+) -> tuple[dict[str, str | None], datetime]:
     """One round trip: READ COMMITTED (no gap locks between nodes inserting the same keys, so
     fewer waits and no deadlocks), the claim time, the INSERTs, COMMIT, then `then_record`'s
-    UPDATEs of report_schedules and their own COMMIT. Returns the ids that are ours and when
-    the claim committed. When every row went in (the common case) all ids are ours; otherwise
-    read back which of them exist. A failed bookkeeping UPDATE is logged, not raised: the
-    claims are committed. Statements not prepared beforehand are written out here."""
+    UPDATEs of report_schedules and their own COMMIT. Returns the ids that are ours (with the
+    status the store holds, when read back) and when the claim committed. When every row went
+    in (the common case) all ids are ours; otherwise read back which of them exist. A failed
+    bookkeeping UPDATE is logged, not raised: the claims are committed. Statements not
+    prepared beforehand are written out here."""
     driver = await driver_of(conn)
     inserts = prepared.mysql_inserts
     cursor = await driver.cursor()
@@ -233,14 +245,14 @@ async def _send_mysql(
             if inserted == len(prepared.ids):
                 if clean:
                     await mark_clean(conn)  # it ended with COMMIT: nothing to roll back
-                return set(prepared.ids), committed
+                return dict.fromkeys(prepared.ids), committed
             await cursor.execute(
-                f"SELECT id FROM {_e.name} WHERE id IN ("
+                f"SELECT id, status FROM {_e.name} WHERE id IN ("
                 + ", ".join(["%s"] * len(prepared.ids))
                 + ")",
                 tuple(prepared.ids),
             )
-            found = {row[0] for row in await cursor.fetchall()}
+            found = {row[0]: row[1] for row in await cursor.fetchall()}
             await driver.rollback()
             return found, committed
     except BaseException:
@@ -298,28 +310,64 @@ async def claim_prepared(
             then_record = ()
         else:
             now = datetime.now(UTC)
-            ours = set()
+            ours = {}
             for start in range(0, len(claims), CHUNK):
-                ours |= await _insert_ignoring_taken(
+                inserted = await _insert_ignoring_taken(
                     conn,
                     claims[start : start + CHUNK],
                     ids[start : start + CHUNK],
                     prepared.node_id,
                     now,
                 )
+                ours |= dict.fromkeys(inserted)
             await conn.commit()
             committed = datetime.now(UTC)
+            refused = [execution_id for execution_id in ids if execution_id not in ours]
+            if prepared.recheck and refused:
+                ours |= await _statuses(conn, refused)
     if then_record:
         try:
             await schedules.record_runs(store, then_record)
         except Exception as exc:  # bookkeeping only: the claims are committed
             log.warning("writing last_run_at failed", error=error_line(exc))
+    skipped = domain.ExecutionStatus.SKIPPED.value
     claimed = [
-        Claimed(claim=claim, execution_id=execution_id)
+        Claimed(
+            claim=claim,
+            execution_id=execution_id,
+            skipped=(claim.skipped_reason is not None if stored is None else stored == skipped),
+        )
         for claim, execution_id in zip(claims, ids, strict=True)
         if execution_id in ours
+        for stored in (ours[execution_id],)
     ]
     return claimed, committed
+
+
+async def _statuses(conn: AsyncConnection, ids: Sequence[str]) -> dict[str, str | None]:
+    """The stored status of those of `ids` that exist."""
+    found: dict[str, str | None] = {}
+    for start in range(0, len(ids), CHUNK):
+        query = sa.select(_e.c.id, _e.c.status).where(_e.c.id.in_(ids[start : start + CHUNK]))
+        found |= {row.id: row.status for row in await conn.execute(query)}
+    await conn.rollback()
+    return found
+
+
+def ready_claims(
+    claims: Sequence[FireClaim], *, node_id: str, reuse: Mapping[FireKey, str] | None = None
+) -> PreparedClaims:
+    """Claims with their ids drawn (statements are written when sent). `reuse` gives the id an
+    earlier, failed attempt sent for a fire: if that attempt did commit, the row the unique key
+    refuses is found as ours (see PreparedClaims.recheck)."""
+    reuse = reuse or {}
+    ids = [reuse.get((claim.schedule_id, claim.scheduled_for)) or new_id() for claim in claims]
+    return PreparedClaims(
+        claims=claims,
+        ids=ids,
+        node_id=node_id,
+        recheck=any((claim.schedule_id, claim.scheduled_for) in reuse for claim in claims),
+    )
 
 
 async def claim_fires(
@@ -332,7 +380,7 @@ async def claim_fires(
     """Prepare and claim `claims` at once, in one transaction (see claim_prepared)."""
     if not claims:
         return [], datetime.now(UTC)
-    prepared = PreparedClaims(claims=claims, ids=[new_id() for _ in claims], node_id=node_id)
+    prepared = ready_claims(claims, node_id=node_id)
     return await claim_prepared(store, prepared, then_record=then_record)
 
 

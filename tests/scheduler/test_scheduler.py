@@ -589,3 +589,44 @@ async def test_whether_a_cron_can_fire_is_checked_once_per_expression_and_zone(
     async with running(store, clock, Submitted([])) as scheduler:
         assert len(scheduler.jobs) == 10
     assert len(checked) == 2
+
+
+@pytest.mark.parametrize("committed", [True, False], ids=["committed", "not-committed"])
+@pytest.mark.parametrize("policy", ["run_once", "skip"])
+async def test_a_claim_that_fails_without_a_clear_answer_is_settled_by_its_retry(
+    store: Store, monkeypatch: pytest.MonkeyPatch, committed: bool, policy: str
+) -> None:
+    """The first claim of a fire raises after the store did (or did not) commit it: the reply
+    was lost. The retry, 10 s later (past the on-time window, so a `skip` schedule now decides
+    to skip the fire), sends the same id: a committed row is found as this node's and run as
+    it was written (PENDING), once; an uncommitted one is claimed as the retry decides."""
+    config_id = await seed_config(store)
+    schedule_id = await add_schedule(store, config_id, "* * * * *", misfire_policy=policy)
+    real = loop.claims.claim_prepared
+    calls = 0
+
+    async def reply_lost(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            if committed:
+                await real(*args, **kwargs)
+            raise ConnectionResetError("connection lost before the reply")
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(loop.claims, "claim_prepared", reply_lost)
+    clock = FakeClock(utc("2026-06-01 10:00:50"))
+    submitted = Submitted([])
+    async with running(store, clock, submitted):
+        await advance_to(clock, "2026-06-01 10:01:00.100")  # the claim fails; retried after 1 s
+        await advance_to(clock, "2026-06-01 10:01:10")
+    rows = await executions(store, schedule_id)
+    assert calls == 2
+    assert len(rows) == 1
+    [row] = rows
+    if committed or policy == "run_once":
+        assert row.status == "PENDING"
+        assert submitted.ids == [row.id]
+    else:
+        assert row.status == "SKIPPED"
+        assert submitted.ids == []
