@@ -73,13 +73,19 @@ async def _kill(store: Store, session: int) -> None:
         await servers._pg_admin(f"SELECT pg_terminate_backend({session})")
 
 
+async def _kill_the_pooled_connection(store: Store) -> int:
+    """Use the pool's only connection, then have the server kill it; returns its session."""
+    session = await _session_id(store)
+    await _kill(store, session)
+    return session
+
+
 async def test_an_idle_dead_connection_is_replaced_at_checkout(
     one_connection: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = one_connection
     monkeypatch.setattr(database, "PING_AFTER_IDLE_SECONDS", 0.0)
-    first = await _session_id(store)
-    await _kill(store, first)
+    first = await _kill_the_pooled_connection(store)
     # the ping at checkout finds it dead: the pool connects anew and the query succeeds
     second = await _session_id(store)
     assert second != first
@@ -90,8 +96,7 @@ async def test_a_recently_used_dead_connection_fails_once_then_is_replaced(
 ) -> None:
     store = one_connection
     monkeypatch.setattr(database, "PING_AFTER_IDLE_SECONDS", 3600.0)
-    first = await _session_id(store)
-    await _kill(store, first)
+    first = await _kill_the_pooled_connection(store)
     # not pinged (used a moment ago): the statement fails, and the pool drops the connection
     with pytest.raises(sa.exc.DBAPIError) as failed:
         await _session_id(store)
