@@ -16,10 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import secrets
-import sqlite3
 import sys
-import tempfile
 import time
 import tracemalloc
 from pathlib import Path
@@ -40,15 +37,7 @@ from reporthubd.store.database import Store  # noqa: E402
 
 
 async def run(args: argparse.Namespace) -> None:
-    work = Path(tempfile.mkdtemp(prefix="rh-memory-"))
-    data = work / "data.db"
-    with sqlite3.connect(data) as conn:
-        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, label TEXT)")
-        conn.executemany("INSERT INTO t VALUES (?, ?)", [(i, f"row {i}") for i in range(200)])
-    conn.close()
-    name = f"rh_memory_{secrets.token_hex(4)}"
-    soak.admin(args.mariadb, f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
-    url = f"{args.mariadb.rstrip('/')}/{name}"
+    work, data, name, url = soak.scratch("memory", args.mariadb)
     try:
         await soak.setup(url, data, args.schedules)
         store = Store(StoreSettings(url=url))

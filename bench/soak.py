@@ -123,6 +123,20 @@ def pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
+def scratch(label: str, server: str) -> tuple[Path, Path, str, str]:
+    """A work directory with the reports' SQLite source (table t, 200 rows) and a new store
+    database on `server`: (work, source path, database name, store URL)."""
+    work = Path(tempfile.mkdtemp(prefix=f"rh-{label}-"))
+    data = work / "data.db"
+    with sqlite3.connect(data) as conn:
+        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, label TEXT)")
+        conn.executemany("INSERT INTO t VALUES (?, ?)", [(i, f"row {i}") for i in range(200)])
+    conn.close()
+    name = f"rh_{label}_{secrets.token_hex(4)}"
+    admin(server, f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+    return work, data, name, f"{server.rstrip('/')}/{name}"
+
+
 async def setup(url: str, data: Path, n: int) -> None:
     store = Store(StoreSettings(url=url))
     await store.start()
@@ -230,15 +244,7 @@ def main() -> None:
     parser.add_argument("--mariadb", default="mysql://root@127.0.0.1:3306")
     args = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="rh-soak-"))
-    data = work / "data.db"
-    with sqlite3.connect(data) as conn:
-        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, label TEXT)")
-        conn.executemany("INSERT INTO t VALUES (?, ?)", [(i, f"row {i}") for i in range(200)])
-    conn.close()
-    name = f"rh_soak_{secrets.token_hex(4)}"
-    admin(args.mariadb, f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
-    url = f"{args.mariadb.rstrip('/')}/{name}"
+    work, data, name, url = scratch("soak", args.mariadb)
     daemon: subprocess.Popen[bytes] | None = None
     try:
         asyncio.run(setup(url, data, args.schedules))

@@ -330,17 +330,17 @@ async def claim_prepared(
             await schedules.record_runs(store, then_record)
         except Exception as exc:  # bookkeeping only: the claims are committed
             log.warning("writing last_run_at failed", error=error_line(exc))
-    skipped = domain.ExecutionStatus.SKIPPED.value
-    claimed = [
-        Claimed(
-            claim=claim,
-            execution_id=execution_id,
-            skipped=(claim.skipped_reason is not None if stored is None else stored == skipped),
+    claimed = []
+    for claim, execution_id in zip(claims, ids, strict=True):
+        if execution_id not in ours:
+            continue  # another node's, or an earlier run's
+        stored = ours[execution_id]  # None: inserted just now, as the claim asked
+        skipped = (
+            claim.skipped_reason is not None
+            if stored is None
+            else stored == domain.ExecutionStatus.SKIPPED.value
         )
-        for claim, execution_id in zip(claims, ids, strict=True)
-        if execution_id in ours
-        for stored in (ours[execution_id],)
-    ]
+        claimed.append(Claimed(claim=claim, execution_id=execution_id, skipped=skipped))
     return claimed, committed
 
 
