@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from reporthubd import domain, secrets
 from reporthubd.config import Problem
-from reporthubd.scheduler.cron import CronError, parse_cron
+from reporthubd.cron import CronError, parse_cron
 
 MASK = secrets.MASK
 

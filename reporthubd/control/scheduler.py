@@ -104,7 +104,7 @@ async def trigger(request: web.Request) -> web.Response:
 
 
 async def next_fires(request: web.Request) -> web.Response:
-    from reporthubd.scheduler.cron import FireTimes, parse_cron
+    from reporthubd.cron import FireTimes, parse_cron
 
     scheduler = _scheduler(request)
     schedule_id = _schedule_id(request)

@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from reporthubd import __version__
-from reporthubd.scheduler.cron import CronError, next_fires, parse_cron
+from reporthubd.cron import CronError, next_fires, parse_cron
 from reporthubd.store import status as history
 from reporthubd.store.definitions import load_definitions
 

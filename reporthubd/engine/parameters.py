@@ -15,9 +15,8 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from reporthubd import domain
+from reporthubd import cron, domain
 from reporthubd.engine import templates
-from reporthubd.scheduler import cron
 
 
 @dataclass(frozen=True, kw_only=True)

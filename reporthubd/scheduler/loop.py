@@ -25,10 +25,10 @@ from typing import Any, Protocol
 
 from reporthubd import domain, logs, metrics
 from reporthubd.config import Settings
+from reporthubd.cron import FireTimes, parse_cron
 from reporthubd.recent import Recent
 from reporthubd.scheduler import misfire
 from reporthubd.scheduler.clock import Clock, SystemClock
-from reporthubd.scheduler.cron import FireTimes, parse_cron
 from reporthubd.scheduler.stats import Lateness
 from reporthubd.store import claims, definitions, executions, schedules
 from reporthubd.store.database import Store, error_line

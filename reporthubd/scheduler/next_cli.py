@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from reporthubd import domain
 from reporthubd.config import ConfigError, Settings, load_settings, resolve_config_path
-from reporthubd.scheduler.cron import CronError, FireTimes, parse_cron
+from reporthubd.cron import CronError, FireTimes, parse_cron
 
 EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
 

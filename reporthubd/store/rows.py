@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from reporthubd import domain, secrets
-from reporthubd.scheduler.cron import CronError, parse_cron
+from reporthubd.cron import CronError, parse_cron
 from reporthubd.store.types import MalformedJSON
 
 E = TypeVar("E", bound=enum.StrEnum)

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from reporthubd.scheduler.cron import (
+from reporthubd.cron import (
     CronError,
     FireTimes,
     next_fires,

@@ -8,7 +8,7 @@ import random
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from reporthubd.scheduler.cron import FireTimes, parse_cron
+from reporthubd.cron import FireTimes, parse_cron
 from reporthubd.scheduler.loop import HeapEntry, Timeline, due_timelines
 
 FIRES = FireTimes(parse_cron("* * * * *"), ZoneInfo("UTC"))
