@@ -4,7 +4,7 @@ A template is Python `str.format` text over the run's variables, e.g.
 `"{report_name}/{scheduled_for:%Y/%m}/{file_name}"` or `"sales-{parameters[region]}.csv"`.
 Only names and `[key]` lookups into mappings are allowed (no attribute access), so a template
 written by another service cannot reach into objects. Text with `{{ ... }}` is Jinja instead,
-rendered in the engine's sandbox (engine/templates.py), like report file names. Variables:
+rendered in the shared sandbox (`reporthubd.templates`), like report file names. Variables:
 
 - `report_name`, `report_id` (= `config_id`), `execution_id`, `schedule_id`, `trigger_type`
 - `scheduled_for` and `now` (the run's logical time, as the engine defines it: the fire's time,
@@ -22,14 +22,13 @@ control characters, whatever the template or a parameter value contains.
 from __future__ import annotations
 
 import _string  # type: ignore[import-not-found]
-import importlib
 import string
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import PurePosixPath
 from typing import Any
 
-from reporthubd import domain
+from reporthubd import domain, templates
 from reporthubd.deliverers.base import Attempt, DeliveryError
 
 
@@ -139,7 +138,7 @@ class _Formatter(string.Formatter):
 
 def render(template: str, variables: Mapping[str, Any], *, what: str) -> str:
     """Render one template; a bad template is a `DeliveryError` naming the setting.
-    Jinja text (`{{ ... }}`, as report file names may use) goes to the engine's sandbox."""
+    Jinja text (`{{ ... }}`, as report file names may use) goes to the shared sandbox."""
     if "{{" in template or "{%" in template:
         return _render_jinja(template, variables, what=what)
     try:
@@ -152,13 +151,8 @@ def render(template: str, variables: Mapping[str, Any], *, what: str) -> str:
 
 def _render_jinja(template: str, variables: Mapping[str, Any], *, what: str) -> str:
     try:
-        # Imported by name: the engine's sandboxed Jinja environment (engine/templates.py).
-        engine_templates = importlib.import_module("reporthubd.engine.templates")
-    except ImportError:
-        raise DeliveryError(f"{what}: Jinja templates are not available here") from None
-    try:
-        return str(engine_templates.render_text(template, variables, what=what))
-    except ValueError as exc:  # engine.templates.TemplateError
+        return templates.render_text(template, variables, what=what)
+    except templates.TemplateError as exc:
         raise DeliveryError(str(exc)) from None
 
 

@@ -1,7 +1,7 @@
 """File names from `report_configs.file_name_template`, sanitised.
 
 The template is either Jinja (`{{ report_name }}_{{ now | fmt('%Y%m%d') }}`, see
-`engine.templates`) or simple fields (`{report_name}_{now:%Y%m%d}`, the style delivery templates
+`reporthubd.templates`) or simple fields (`{report_name}_{now:%Y%m%d}`, the style delivery templates
 use: names with an optional format spec, nothing else). Variables: everything the parameters see
 (`now`, `today`, `window_start`, ...), every resolved parameter by name and under `parameters`,
 plus `report_name`, `report_id` / `config_id`, `execution_id`, `schedule_id`, `trigger_type`,
@@ -19,7 +19,7 @@ import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
-from reporthubd.engine import templates
+from reporthubd import templates
 
 DEFAULT_TEMPLATE = "{report_name}_{now:%Y%m%d_%H%M%S}"
 MAX_NAME_LENGTH = 180

@@ -3,7 +3,7 @@
 `report_configs.parameters` holds the defaults, `report_schedules.parameters` overrides them and
 the trigger's body (kept in the PENDING execution row until the engine writes the resolved values
 back) overrides both. Each string value that contains `{{` or `{%` is a template (see
-`engine.templates`), evaluated against the run's logical time; lists are resolved element-wise.
+`reporthubd.templates`), evaluated against the run's logical time; lists are resolved element-wise.
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from reporthubd import cron, domain
-from reporthubd.engine import templates
+from reporthubd import cron, domain, templates
 
 
 @dataclass(frozen=True, kw_only=True)

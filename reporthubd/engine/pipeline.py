@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from reporthubd import domain, logs, metrics
+from reporthubd import domain, logs, metrics, templates
 from reporthubd.connectors import base as connectors
 from reporthubd.connectors import params
 from reporthubd.deliverers.base import DeliveryJob, DeliveryReport, ProducedFile, run_key
-from reporthubd.engine import naming, parameters, templates
+from reporthubd.engine import naming, parameters
 from reporthubd.formats import base as formats
 from reporthubd.store import executions
 

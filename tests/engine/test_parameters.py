@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from reporthubd import domain
-from reporthubd.engine import naming, parameters, templates
+from reporthubd import domain, templates
+from reporthubd.engine import naming, parameters
 
 BERLIN = ZoneInfo("Europe/Berlin")
 # 2026-03-04 (a Wednesday) 07:30 UTC = 08:30 in Berlin.

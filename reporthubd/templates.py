@@ -1,4 +1,7 @@
-"""Templates over a run's logical time: parameter values and file names.
+"""Templates over a run's logical time: parameter values, file names and delivery settings.
+
+This module sits below every layer (it imports nothing from the package), so the engine's
+parameters and file names and the deliverers' Jinja settings share one sandbox.
 
 A template is Jinja text evaluated in a sandbox (`ImmutableSandboxedEnvironment`: no attribute
 access to internals, no mutation, no imports), never `eval`. Undefined names are errors.
