@@ -26,8 +26,8 @@ from reporthubd import __version__, logs, metrics
 from reporthubd.config import ConfigError, Settings, load_settings
 from reporthubd.control.auth import TokenFileError
 from reporthubd.control.server import ControlServer
-from reporthubd.deliverers.ledger import DeliveryLedger
 from reporthubd.engine import Engine
+from reporthubd.engine.ledger import DeliveryLedger
 from reporthubd.scheduler.loop import Scheduler
 from reporthubd.store import claims, executions, migrate
 from reporthubd.store.database import Store, StoreUnavailable

@@ -21,12 +21,12 @@ from reporthubd.control import envelope
 from reporthubd.control.params import path_id
 
 if TYPE_CHECKING:
-    from reporthubd.deliverers.ledger import DeliveryLedger
+    from reporthubd.engine.ledger import DeliveryLedger
 
 
 def _ledger(request: web.Request) -> DeliveryLedger:
     from reporthubd.control.app import RUNTIME_KEY
-    from reporthubd.deliverers.ledger import DeliveryLedger
+    from reporthubd.engine.ledger import DeliveryLedger
 
     runtime = request.app[RUNTIME_KEY]
     ledger = getattr(runtime, "deliveries", None)
@@ -39,7 +39,7 @@ def _ledger(request: web.Request) -> DeliveryLedger:
 
 
 async def redeliver(request: web.Request) -> web.Response:
-    from reporthubd.deliverers.ledger import LedgerError
+    from reporthubd.engine.ledger import LedgerError
 
     execution_id = request.match_info["execution_id"]
     if not 1 <= len(execution_id) <= 36:
@@ -66,7 +66,7 @@ async def redeliver(request: web.Request) -> web.Response:
 
 
 async def test_delivery(request: web.Request) -> web.Response:
-    from reporthubd.deliverers.ledger import LedgerError
+    from reporthubd.engine.ledger import LedgerError
 
     delivery_id = path_id(request, "delivery_id")
     try:

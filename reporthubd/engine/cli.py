@@ -89,7 +89,7 @@ async def main(args: argparse.Namespace, settings: Settings) -> int:
         node_id = settings.scheduler.effective_node_id
         deliveries = None
         if not args.no_deliver:
-            from reporthubd.deliverers.ledger import DeliveryLedger
+            from reporthubd.engine.ledger import DeliveryLedger
 
             deliveries = DeliveryLedger(settings, store, node_id=node_id)
         engine = Engine(settings, store, node_id=node_id, deliveries=deliveries)

@@ -10,7 +10,7 @@ history: an attempt that failed and was retried.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +19,8 @@ import sqlalchemy as sa
 from reporthubd import domain, logs
 from reporthubd.store import journal, schema
 from reporthubd.store.database import Store
+from reporthubd.store.rows import delivery as delivery_record
+from reporthubd.store.rows import recipient as recipient_record
 from reporthubd.store.types import MalformedJSON
 
 T = schema.delivery_logs
@@ -348,3 +350,38 @@ async def max_attempt(store: Store, execution_id: str, delivery_id: int) -> int:
             )
         ).scalar()
     return int(value or 0)
+
+
+async def get_delivery(store: Store, delivery_id: int) -> domain.Delivery | domain.RowError | None:
+    """The delivery a ledger is asked to test: its row (active or not), validated, with its
+    active recipients; None when there is no such row. Invalid recipient rows are left out."""
+    deliveries, recipients = schema.deliveries, schema.recipients
+    async with store.engine.connect() as conn:
+        row = (
+            (await conn.execute(sa.select(deliveries).where(deliveries.c.id == delivery_id)))
+            .mappings()
+            .first()
+        )
+        if row is None:
+            return None
+        people = (
+            (
+                await conn.execute(
+                    sa.select(recipients)
+                    .where(
+                        recipients.c.delivery_id == delivery_id,
+                        recipients.c.is_active == sa.true(),
+                    )
+                    .order_by(recipients.c.id)
+                )
+            )
+            .mappings()
+            .all()
+        )
+    record = delivery_record(dict(row))
+    if isinstance(record, domain.RowError):
+        return record
+    valid = [
+        p for p in (recipient_record(dict(r)) for r in people) if isinstance(p, domain.Recipient)
+    ]
+    return replace(record, recipients=tuple(valid))

@@ -18,7 +18,7 @@ from reporthubd import domain
 from reporthubd.config import ExecutionSettings, Settings, StoreSettings
 from reporthubd.deliverers import templating
 from reporthubd.deliverers.base import DeliveryJob, ProducedFile
-from reporthubd.deliverers.ledger import DeliveryLedger
+from reporthubd.engine.ledger import DeliveryLedger
 from reporthubd.store import executions, migrate, schema
 from reporthubd.store.database import Store
 from reporthubd.store.definitions import load_definitions

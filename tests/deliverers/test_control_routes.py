@@ -16,7 +16,7 @@ from reporthubd import domain
 from reporthubd.config import Settings
 from reporthubd.control.app import build_app
 from reporthubd.deliverers.base import ProducedFile
-from reporthubd.deliverers.ledger import DeliveryLedger
+from reporthubd.engine.ledger import DeliveryLedger
 from reporthubd.store.database import Store
 from tests import servers
 from tests.deliverers import peers

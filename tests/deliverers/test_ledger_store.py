@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from reporthubd import domain
 from reporthubd.config import Settings
-from reporthubd.deliverers import ledger
+from reporthubd.engine import ledger
 from reporthubd.store import delivery_logs, executions, schema
 from reporthubd.store.database import Store
 from reporthubd.store.delivery_logs import NewLog, RecipientRef

@@ -11,7 +11,7 @@ import pytest
 
 from reporthubd import domain
 from reporthubd.deliverers.base import ProducedFile
-from reporthubd.deliverers.ledger import DeliveryLedger
+from reporthubd.engine.ledger import DeliveryLedger
 from reporthubd.store import delivery_logs
 from reporthubd.store.database import Store
 from tests.deliverers import peers

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from reporthubd.deliverers.ledger import DeliveryLedger
 from reporthubd.engine import Engine
+from reporthubd.engine.ledger import DeliveryLedger
 from reporthubd.store import schema
 from reporthubd.store.database import Store
 from tests.engine.conftest import add_config, add_datasource, engine_settings, run_to_end
