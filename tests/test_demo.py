@@ -22,7 +22,9 @@ from typing import Any, TypeVar
 
 import pytest
 
-from reporthubd import demo
+from reporthubd.demo import dataset
+from reporthubd.demo import listen as demo_listen
+from reporthubd.demo import reports as demo_reports
 from tests import servers
 
 T = TypeVar("T")
@@ -252,7 +254,7 @@ def test_demo_end_to_end_as_a_new_user(tmp_path: Path, demos: list[Demo]) -> Non
         assert {"order_id", "customer", "amount"} <= set(feed[0])
 
     counts = _counts(folder)
-    assert counts["orders"] == demo.ORDERS
+    assert counts["orders"] == dataset.ORDERS
     assert counts["report_configs"] == 4
     assert counts["report_schedules"] == 6
     assert first.interrupt() == 0
@@ -273,8 +275,8 @@ def test_demo_end_to_end_as_a_new_user(tmp_path: Path, demos: list[Demo]) -> Non
 def test_the_dataset_is_deterministic_and_reused(tmp_path: Path) -> None:
     day = date(2026, 3, 29)  # a DST change in Europe: the data is UTC, it does not care
     one, two = tmp_path / "one.db", tmp_path / "two.db"
-    demo.generate(one, last_day=day)
-    demo.generate(two, last_day=day)
+    dataset.generate(one, last_day=day)
+    dataset.generate(two, last_day=day)
 
     def rows(path: Path) -> list[tuple[Any, ...]]:
         conn = sqlite3.connect(path)
@@ -288,7 +290,7 @@ def test_the_dataset_is_deterministic_and_reused(tmp_path: Path) -> None:
 
     first = rows(one)
     assert first == rows(two)
-    assert len(first) == demo.ORDERS
+    assert len(first) == dataset.ORDERS
     assert first[0][1] >= "2025-12-30 00:00:00"
     assert first[-1][1] <= "2026-03-29 23:59:59"
     assert {row[-1] for row in first} == {"Europe", "Americas", "Asia-Pacific"}
@@ -303,13 +305,13 @@ def test_the_dataset_is_deterministic_and_reused(tmp_path: Path) -> None:
         conn.close()
 
     before = one.stat().st_mtime_ns
-    reused = demo.ensure_dataset(one, today=day)
-    assert not reused.generated and reused.orders == demo.ORDERS
+    reused = dataset.ensure_dataset(one, today=day)
+    assert not reused.generated and reused.orders == dataset.ORDERS
     assert one.stat().st_mtime_ns == before
     # The next day the same rows move one day on, so "yesterday" and "the last hour" hold orders.
-    stale = demo.ensure_dataset(one, today=date(2026, 3, 30))
+    stale = dataset.ensure_dataset(one, today=date(2026, 3, 30))
     assert stale.generated and stale.last_day == date(2026, 3, 30)
-    assert len(rows(one)) == demo.ORDERS
+    assert len(rows(one)) == dataset.ORDERS
     assert not list(tmp_path.glob(".*.tmp"))
 
 
@@ -322,18 +324,18 @@ def test_a_taken_default_port_is_replaced_by_a_free_one() -> None:
             holder.listen()
         except OSError:
             pass  # something else holds it already: the same situation
-        listen, note = demo.choose_listen(None)
+        listen, note = demo_listen.choose_listen(None)
         assert listen.startswith("127.0.0.1:") and listen != "127.0.0.1:8000"
         assert note is not None and "8000 is taken" in note
-        with pytest.raises(demo.ListenError, match="is taken"):
-            demo.choose_listen("127.0.0.1:8000")  # an explicit address is never swapped
+        with pytest.raises(demo_listen.ListenError, match="is taken"):
+            demo_listen.choose_listen("127.0.0.1:8000")  # an explicit address is never swapped
     finally:
         holder.close()
-    assert demo.choose_listen("127.0.0.1:9999") == ("127.0.0.1:9999", None)
+    assert demo_listen.choose_listen("127.0.0.1:9999") == ("127.0.0.1:9999", None)
 
 
 def test_the_packaged_catalog_is_valid_with_absolute_paths(tmp_path: Path) -> None:
-    parsed = demo.demo_catalog(tmp_path)
+    parsed = demo_reports.demo_catalog(tmp_path)
     assert [r.name for r in parsed.reports] == list(DEMO_REPORTS)
     assert {r.output_format.value for r in parsed.reports} == {"csv", "excel", "pdf", "json"}
     assert parsed.datasources[0].connection_config["path"] == str(tmp_path / "sales.db")

@@ -83,19 +83,17 @@ def main(args: argparse.Namespace) -> int:
 
 
 async def _stored(settings: Settings, schedule_id: int) -> FireTimes | str:
+    # Imported here: `next --cron` and the rest of the command line never load the store.
+    from reporthubd import bootstrap
     from reporthubd.store import schedules
-    from reporthubd.store.database import Store, StoreUnavailable
 
-    store = Store(settings.store)
-    await store.start()
     try:
-        found = await schedules.get_schedule(
-            store, schedule_id, default_timezone=settings.scheduler.timezone
-        )
-    except StoreUnavailable as exc:
+        async with bootstrap.open_store(settings) as opened:
+            found = await schedules.get_schedule(
+                opened.store, schedule_id, default_timezone=settings.scheduler.timezone
+            )
+    except bootstrap.StoreRefused as exc:
         return str(exc)
-    finally:
-        await store.stop()
     if found is None:
         return f"schedule {schedule_id} not found"
     if isinstance(found, domain.RowError):

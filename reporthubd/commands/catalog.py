@@ -1,4 +1,6 @@
-"""`reporthubd apply FILE [--dry-run] [--prune]` and `reporthubd export [-o FILE]`."""
+"""`reporthubd apply FILE [--dry-run] [--prune]` and `reporthubd export [-o FILE]`: the store's
+definitions as a catalog file (see examples/catalog.toml), in and out. `apply` writes in one
+transaction, or nothing at all."""
 
 from __future__ import annotations
 
@@ -7,30 +9,24 @@ import asyncio
 import sys
 from pathlib import Path
 
-from reporthubd import catalog
+from reporthubd import bootstrap, catalog
+from reporthubd.commands import EXIT_OK, EXIT_PROBLEM, EXIT_USAGE
 from reporthubd.config import Settings
 from reporthubd.store import catalog as store_catalog
-from reporthubd.store import migrate
-from reporthubd.store.database import Store, StoreUnavailable
+from reporthubd.store.database import Store
 
 
 async def main(args: argparse.Namespace, settings: Settings) -> int:
-    store = Store(settings.store)
-    await store.start()
     try:
-        await store.ping(limit_seconds=settings.store.connect_timeout_seconds)
-        state = await migrate.schema_state(store)
-        if problem := state.problem():
-            print(problem, file=sys.stderr)
-            return 1
-        if args.command == "apply":
-            return await _apply(store, Path(args.file), dry_run=args.dry_run, prune=args.prune)
-        return await _export(store, args.output)
-    except StoreUnavailable as exc:
+        async with bootstrap.open_store(settings) as opened:
+            if args.command == "apply":
+                return await _apply(
+                    opened.store, Path(args.file), dry_run=args.dry_run, prune=args.prune
+                )
+            return await _export(opened.store, args.output)
+    except bootstrap.StoreRefused as exc:
         print(exc, file=sys.stderr)
-        return 1
-    finally:
-        await store.stop()
+        return EXIT_PROBLEM
 
 
 async def _apply(store: Store, path: Path, *, dry_run: bool, prune: bool) -> int:
@@ -38,19 +34,19 @@ async def _apply(store: Store, path: Path, *, dry_run: bool, prune: bool) -> int
         text = await asyncio.to_thread(path.read_text, encoding="utf-8")
     except OSError as exc:
         print(f"{path}: {exc.strerror}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     try:
         parsed = catalog.parse(text, source=str(path))
         plan = await store_catalog.apply(store, parsed, prune=prune, dry_run=dry_run)
     except catalog.CatalogError as exc:
         print(str(exc).replace("catalog:", f"{path}:", 1), file=sys.stderr)
         print("nothing was written", file=sys.stderr)
-        return 1
+        return EXIT_PROBLEM
     for change in plan.changes:
         print(change)
     verb = "would apply" if dry_run else "applied"
     print(f"{verb}: {plan.summary()}" if not plan.empty else "no changes")
-    return 0
+    return EXIT_OK
 
 
 async def _export(store: Store, output: str | None) -> int:
@@ -62,4 +58,4 @@ async def _export(store: Store, output: str | None) -> int:
         sys.stdout.write(text)
     for error in errors:
         print(f"not exported: {error}", file=sys.stderr)
-    return 1 if errors else 0
+    return EXIT_PROBLEM if errors else EXIT_OK

@@ -16,41 +16,17 @@ import json
 import shutil
 import signal
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from reporthubd import domain
+from reporthubd import bootstrap, domain
+from reporthubd.commands import EXIT_OK, EXIT_PROBLEM, EXIT_USAGE
 from reporthubd.config import Settings
-
-EXIT_OK = 0
-EXIT_PROBLEM = 1
-EXIT_USAGE = 2
-
-
-def add_parser(
-    sub: Any, with_config: Callable[[argparse.ArgumentParser], argparse.ArgumentParser]
-) -> None:
-    parser = with_config(
-        sub.add_parser(
-            "execute", help="run one report now, in the foreground, and say where the file is"
-        )
-    )
-    parser.add_argument("config_id", type=int, help="report_configs.id")
-    parser.add_argument(
-        "--param",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="override a parameter (repeatable); VALUE may be a template such as {{ yesterday }}",
-    )
-    parser.add_argument(
-        "--no-deliver", action="store_true", help="produce the file, send it nowhere"
-    )
-    parser.add_argument("--output", metavar="PATH", help="also copy the produced file to PATH")
-    parser.add_argument(
-        "--json", action="store_true", help="print the final execution record as JSON"
-    )
+from reporthubd.control.executions import execution_data
+from reporthubd.engine.engine import Engine, UnknownConfig
+from reporthubd.engine.ledger import DeliveryLedger
+from reporthubd.store import executions
+from reporthubd.store.database import Store
 
 
 def parse_params(items: list[str]) -> dict[str, str]:
@@ -64,64 +40,17 @@ def parse_params(items: list[str]) -> dict[str, str]:
 
 
 async def main(args: argparse.Namespace, settings: Settings) -> int:
-    from reporthubd.control.executions import execution_data
-    from reporthubd.engine import Engine, UnknownConfig
-    from reporthubd.store import executions, migrate
-    from reporthubd.store.database import Store, StoreUnavailable
-
     try:
         overrides = parse_params(args.param)
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return EXIT_USAGE
-    store = Store(settings.store)
-    await store.start()
     try:
-        try:
-            await store.ping(limit_seconds=settings.store.connect_timeout_seconds)
-            state = await migrate.schema_state(store)
-        except StoreUnavailable as exc:
-            print(exc, file=sys.stderr)
-            return EXIT_PROBLEM
-        if problem := state.problem():
-            print(f"store {store.location}: {problem}", file=sys.stderr)
-            return EXIT_PROBLEM
-        node_id = settings.scheduler.effective_node_id
-        deliveries = None
-        if not args.no_deliver:
-            from reporthubd.engine.ledger import DeliveryLedger
-
-            deliveries = DeliveryLedger(settings, store, node_id=node_id)
-        engine = Engine(settings, store, node_id=node_id, deliveries=deliveries)
-        await engine.start()
-        # Heartbeat like a daemon, so a daemon sharing the store does not take this run for
-        # one of a lost node.
-        await executions.register_node(store, node_id)
-        beating = asyncio.create_task(
-            _heartbeat(store, node_id, settings.scheduler.heartbeat_interval_seconds),
-            name="execute-heartbeat",
-        )
-        try:
-            try:
-                execution_id = await engine.create_and_submit(
-                    args.config_id,
-                    trigger_type=domain.TriggerType.MANUAL,
-                    parameters=overrides,
-                    deliver=not args.no_deliver,
-                )
-            except UnknownConfig as exc:
-                print(exc, file=sys.stderr)
-                return EXIT_PROBLEM
-            await _follow(engine, execution_id, show=sys.stderr.isatty() and not args.json)
-        finally:
-            beating.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await beating
-            await engine.stop()
-        execution = await executions.get_execution(store, execution_id)
-    finally:
-        await store.stop()
-    assert execution is not None
+        async with bootstrap.open_store(settings) as opened:
+            execution = await _run(args, settings, opened.store, overrides)
+    except (bootstrap.StoreRefused, UnknownConfig) as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_PROBLEM
     copied = None
     if args.output and execution.file_path:
         copied = Path(args.output)
@@ -146,16 +75,50 @@ async def main(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK if execution.status is domain.ExecutionStatus.COMPLETED else EXIT_PROBLEM
 
 
-async def _heartbeat(store: Any, node_id: str, interval: float) -> None:
-    from reporthubd.store import executions
+async def _run(
+    args: argparse.Namespace, settings: Settings, store: Store, overrides: dict[str, str]
+) -> domain.Execution:
+    """Run the report to its end on an engine of our own; UnknownConfig for a config id that
+    is not in the store."""
+    node_id = settings.scheduler.effective_node_id
+    deliveries = None if args.no_deliver else DeliveryLedger(settings, store, node_id=node_id)
+    engine = Engine(settings, store, node_id=node_id, deliveries=deliveries)
+    await engine.start()
+    beating: asyncio.Task[None] | None = None
+    try:
+        # Heartbeat like a daemon, so a daemon sharing the store does not take this run for one
+        # of a lost node.
+        await executions.register_node(store, node_id)
+        beating = asyncio.create_task(
+            _heartbeat(store, node_id, settings.scheduler.heartbeat_interval_seconds),
+            name="execute-heartbeat",
+        )
+        execution_id = await engine.create_and_submit(
+            args.config_id,
+            trigger_type=domain.TriggerType.MANUAL,
+            parameters=overrides,
+            deliver=not args.no_deliver,
+        )
+        await _follow(engine, execution_id, show=sys.stderr.isatty() and not args.json)
+    finally:
+        if beating is not None:
+            beating.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beating
+        await engine.stop()
+    execution = await executions.get_execution(store, execution_id)
+    assert execution is not None  # written before create_and_submit returned
+    return execution
 
+
+async def _heartbeat(store: Store, node_id: str, interval: float) -> None:
     while True:
         await asyncio.sleep(interval)
         with contextlib.suppress(Exception):  # a store hiccup: try again next time
             await executions.heartbeat_node(store, node_id)
 
 
-async def _follow(engine: Any, execution_id: str, *, show: bool) -> None:
+async def _follow(engine: Engine, execution_id: str, *, show: bool) -> None:
     task = engine.task(execution_id)
     if task is None:
         return
