@@ -67,6 +67,10 @@ class StoreSettings(_Section):
     """Connections kept open to a MySQL/PostgreSQL store."""
     connect_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
     """How long connecting to the store may take before it counts as unreachable."""
+    lock_wait_timeout_seconds: Annotated[int, Field(ge=1, le=300)] = 5
+    """How long one of the daemon's own store statements waits for a row lock before it fails
+    (MySQL/MariaDB innodb_lock_wait_timeout, PostgreSQL lock_timeout): a node frozen while it
+    holds a lock (a paused VM) cannot stall the other nodes' heartbeats and recoveries longer."""
     auto_upgrade: bool | None = None
     """Run pending migrations at start. Unset: on for SQLite stores, off for server stores."""
     journal_path: str = ""

@@ -80,6 +80,62 @@ class ExecutionStatus(enum.StrEnum):
         return self not in {ExecutionStatus.PENDING, ExecutionStatus.RUNNING}
 
 
+class Transition(enum.StrEnum):
+    """The named state changes of an execution (reporthubd/lifecycle/executions.py makes them)."""
+
+    CREATED = "created"
+    """A new row: a fire claimed to run, a manual or recovery run (PENDING), or a fire claimed
+    as SKIPPED with its reason."""
+    ADOPTED = "adopted"
+    """A queued run of a node that stopped or was lost, taken over by this node (stays PENDING)."""
+    STARTED = "started"
+    FINISHED = "finished"
+    """The run's own outcome: its file written and its deliveries made (or none to make)."""
+    FAILED = "failed"
+    """It could not run (definitions missing or invalid) or failed while running."""
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+    MARKED_LOST = "marked_lost"
+    """Another node (or this node's next process) found no live node owning it."""
+    SETTLED = "settled"
+    """Its last pending delivery retry was made: the final status from the delivery ledger."""
+    REOPENED = "reopened"
+    """A finished run whose failed deliveries are made again (redelivery)."""
+
+
+_S = ExecutionStatus
+_ENDS = frozenset({_S.COMPLETED, _S.PARTIAL, _S.FAILED})
+
+TRANSITIONS: Mapping[
+    Transition, tuple[frozenset[ExecutionStatus | None], frozenset[ExecutionStatus]]
+]
+"""Per transition: the statuses it may leave (None: the row does not exist yet) and the
+statuses it may reach. Everything else is refused (lifecycle.executions.TransitionRefused)."""
+TRANSITIONS = {
+    Transition.CREATED: (frozenset({None}), frozenset({_S.PENDING, _S.SKIPPED})),
+    Transition.ADOPTED: (frozenset({_S.PENDING}), frozenset({_S.PENDING})),
+    Transition.STARTED: (frozenset({_S.PENDING}), frozenset({_S.RUNNING})),
+    Transition.FINISHED: (frozenset({_S.RUNNING}), _ENDS),
+    Transition.FAILED: (frozenset({_S.PENDING, _S.RUNNING}), frozenset({_S.FAILED})),
+    Transition.TIMED_OUT: (frozenset({_S.RUNNING}), frozenset({_S.TIMEOUT})),
+    Transition.CANCELLED: (frozenset({_S.PENDING, _S.RUNNING}), frozenset({_S.CANCELLED})),
+    Transition.MARKED_LOST: (frozenset({_S.PENDING, _S.RUNNING}), frozenset({_S.FAILED})),
+    Transition.SETTLED: (frozenset({_S.RUNNING}), _ENDS),
+    Transition.REOPENED: (_ENDS, frozenset({_S.RUNNING})),
+}
+
+
+def allowed(transition: Transition, old: ExecutionStatus | None, new: ExecutionStatus) -> bool:
+    """Whether `transition` may move an execution from `old` to `new`."""
+    sources, targets = TRANSITIONS[transition]
+    return old in sources and new in targets
+
+
+class OwnershipLost(Exception):
+    """This node no longer owns the run (another node marked it lost, or it ended): the side
+    effect at hand must not happen. Raised by lifecycle.fencing, through any layer."""
+
+
 class DeliveryStatus(enum.StrEnum):
     SUCCESS = "SUCCESS"
     FAILED = "FAILED"

@@ -8,7 +8,9 @@ A `Deliverer` performs one attempt of one delivery:
 1. `Deliverer(delivery, settings)` — no I/O.
 2. `await deliver(attempt)` — send the file once; return an `AttemptResult` saying whether it
    arrived, and if not whether trying again can help (`retryable`, optional `retry_after`).
-   Raise nothing for delivery failures: they are results.
+   Raise nothing for delivery failures: they are results. Await `attempt.confirm(...)` right
+   before the point where the delivery becomes visible to its recipient (fencing), and let the
+   domain.OwnershipLost it may raise propagate.
 3. `await test()` — check the target is reachable and the credentials work, sending nothing a
    recipient would see where the method allows (used by POST /api/test-delivery).
 """
@@ -16,7 +18,7 @@ A `Deliverer` performs one attempt of one delivery:
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -54,6 +56,15 @@ class DeliveryJob:
     """Set when nothing is to be sent (e.g. empty result with policy `skip`): log SKIPPED."""
     run_key: str = ""
     """`run_key(execution)`; empty means the execution id."""
+    fence: Fence | None = None
+    """Confirms that this node still owns the run, or raises domain.OwnershipLost: awaited right
+    before each attempt, before a SUCCESS is recorded, and by a deliverer right before its own
+    commit point (`Attempt.confirm`). None: nothing to fence (a retry, owned by its lease)."""
+
+
+Fence = Callable[[str], Awaitable[None]]
+"""`await fence(what)`: the side effect `what` may happen (this node still owns the run), or
+domain.OwnershipLost is raised."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,6 +97,13 @@ class Attempt:
     number: int
     recipients: Sequence[domain.Recipient] = ()
     """For email: only these recipients (a retry goes to those that failed)."""
+
+    async def confirm(self, what: str) -> None:
+        """A deliverer awaits this right before its commit point (the rename into place, the
+        final DATA of a message, the upload's completion): raises domain.OwnershipLost when this
+        node no longer owns the run. Let it propagate: the ledger records nothing then."""
+        if self.job.fence is not None:
+            await self.job.fence(f"{what} (delivery {self.delivery.id})")
 
 
 @dataclass(frozen=True, kw_only=True)

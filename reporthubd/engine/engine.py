@@ -27,17 +27,20 @@ import shutil
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 from reporthubd import domain, logs, metrics
 from reporthubd.config import Settings
 from reporthubd.deliverers.base import DeliveryRunner, NoDeliveries
-from reporthubd.engine.pipeline import Progress, Run
+from reporthubd.engine.pipeline import Run, RunContext
+from reporthubd.engine.streaming import Progress
 from reporthubd.engine.pool import Pool
+from reporthubd.lifecycle.executions import Lifecycle
 from reporthubd.store import executions, journal
 from reporthubd.store.database import Store
+from reporthubd.timeutil import utcnow
 
 log = logs.get(__name__)
 
@@ -80,11 +83,14 @@ class Engine:
         *,
         node_id: str,
         deliveries: DeliveryRunner | None = None,
+        lifecycle: Lifecycle | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.node_id = node_id
         self.deliveries: DeliveryRunner = deliveries or NoDeliveries()
+        self.lifecycle = lifecycle or Lifecycle(store, node_id=node_id)
+        self.ownership = self.lifecycle.ownership
         self.workspace = Path(settings.execution.workspace)
         self._pool = Pool(settings.execution.max_concurrent_executions)
         self._seq = itertools.count()
@@ -194,17 +200,13 @@ class Engine:
         else:
             if config is None:
                 raise UnknownConfig(f"report config {config_id} does not exist")
-        execution_id = await executions.insert_execution(
-            self.store,
+        execution_id = await self.lifecycle.create(
             config_id=config_id,
             trigger_type=trigger_type,
             schedule_id=schedule_id,
             scheduled_for=scheduled_for,
-            parameters=dict(parameters) if parameters else None,
-            node_id=self.node_id,
+            parameters=parameters,
         )
-        if execution_id is None:
-            raise RuntimeError("this fire was already claimed")
         self.submit(execution_id, deliver=deliver)
         return execution_id
 
@@ -218,15 +220,7 @@ class Engine:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.shield(task)
             return True
-        now = datetime.now(UTC)
-        return await executions.update_execution(
-            self.store,
-            execution_id,
-            only_if_status=(Status.PENDING,),
-            status=Status.CANCELLED,
-            finished_at=now,
-            error_message=reason,
-        )
+        return await self.lifecycle.cancel_pending(execution_id, reason)
 
     def cancel_reason(self, execution_id: str) -> str:
         return self._reasons.get(execution_id, "cancelled")
@@ -324,19 +318,7 @@ class Engine:
                     fields,
                 )
             except executions.DefinitionProblem as exc:
-                now = datetime.now(UTC)
-                await executions.update_execution(
-                    self.store,
-                    execution_id,
-                    only_if_status=(Status.PENDING,),
-                    durable=True,
-                    status=Status.FAILED,
-                    node_id=self.node_id,
-                    started_at=now,
-                    finished_at=now,
-                    row_count=0,
-                    error_message=str(exc),
-                )
+                await self.lifecycle.fail_unstarted(execution, str(exc))
                 bound.warning("execution failed", error=str(exc))
                 return
             for problem in definitions.problems:
@@ -347,7 +329,7 @@ class Engine:
                 f"datasource-{source.id}", source.max_concurrent_queries, seq, mine.set
             ):
                 claimed = await self._store_step(
-                    "start execution", lambda: self._mark_running(execution_id), fields
+                    "start execution", lambda: self.lifecycle.start(execution), fields
                 )
                 if not claimed:
                     bound.warning("execution no longer pending, not run")
@@ -356,28 +338,25 @@ class Engine:
                 progress.phase = "starting"
                 bound.info("execution started", config_id=execution.config_id)
                 run = Run(
-                    self,
+                    self._context,
                     execution,
                     definitions,
                     progress,
                     deliver=self._deliver.get(execution_id, True),
                 )
-                await run.execute()
+                self.ownership.hold(execution_id, self._on_lost(execution_id))
+                try:
+                    await run.execute()
+                finally:
+                    self.ownership.release(execution_id)
         except asyncio.CancelledError:
             # Cancelled while loading or queued: a running one has recorded its own status.
             if execution_id in self._handed_over:
                 bound.info("queued execution left pending for another node")
                 raise
-            now = datetime.now(UTC)
             await asyncio.shield(
-                executions.update_execution(
-                    self.store,
-                    execution_id,
-                    only_if_status=(Status.PENDING,),
-                    durable=True,
-                    status=Status.CANCELLED,
-                    finished_at=now,
-                    error_message=self.cancel_reason(execution_id),
+                self.lifecycle.cancel_pending(
+                    execution_id, self.cancel_reason(execution_id), durable=True
                 )
             )
             raise
@@ -390,34 +369,45 @@ class Engine:
             result: T = await journal.until_reachable(what, call, log_fields=fields)
             return result
 
-    async def _mark_running(self, execution_id: str) -> bool:
-        started = datetime.now(UTC)
-        return await executions.update_execution(
-            self.store,
-            execution_id,
-            only_if_status=(Status.PENDING,),
-            status=Status.RUNNING,
+    @property
+    def _context(self) -> RunContext:
+        return RunContext(
+            settings=self.settings,
+            store=self.store,
             node_id=self.node_id,
-            started_at=started,
-            heartbeat_at=started,
+            lifecycle=self.lifecycle,
+            deliveries=self.deliveries,
+            cancel_reason=self.cancel_reason,
         )
+
+    def _on_lost(self, execution_id: str) -> Callable[[str], None]:
+        """What fencing does when a revalidation finds a held run lost: stop it at once (the
+        run records nothing and delivers nothing: another node owns its fate now)."""
+
+        def stop(reason: str) -> None:
+            task = self._tasks.get(execution_id)
+            if task is not None and not task.done():
+                self._reasons.setdefault(execution_id, f"stopped: {reason}")
+                task.cancel(reason)
+
+        return stop
 
     # -- janitor --------------------------------------------------------------------------------
 
     async def janitor_loop(self) -> None:
-        """Forever: sweep old files and prune old rows; a failed sweep is logged and retried."""
+        """Forever: remove old files and prune old rows; a failed pass is logged and retried."""
         retention_hours = self.settings.execution.file_retention_hours
         interval = min(3600.0, max(60.0, retention_hours * 3600 / 10))
         while True:
             try:
-                await self.sweep()
+                await self.clean_up()
             except Exception as exc:  # the store may be down: try again next time
-                log.warning("janitor sweep failed", error=str(exc).splitlines()[0])
+                log.warning("janitor pass failed", error=str(exc).splitlines()[0])
             await asyncio.sleep(interval)
 
-    async def sweep(self, now: datetime | None = None) -> dict[str, int]:
+    async def clean_up(self, now: datetime | None = None) -> dict[str, int]:
         """One janitor pass: returns the counts of removed directories and pruned rows."""
-        now = now or datetime.now(UTC)
+        now = now or utcnow()
         settings = self.settings.execution
         cutoff = now - timedelta(hours=settings.file_retention_hours)
         candidates = await asyncio.to_thread(_old_directories, self.workspace, cutoff.timestamp())
@@ -434,7 +424,7 @@ class Engine:
             self.store, before=now - timedelta(days=settings.execution_retention_days)
         )
         if removed or pruned:
-            log.info("janitor swept", directories_removed=removed, executions_pruned=pruned)
+            log.info("janitor cleaned up", directories_removed=removed, executions_pruned=pruned)
         return {"directories_removed": removed, "executions_pruned": pruned}
 
 

@@ -7,7 +7,13 @@ within the timeout → empty-result policy → deliveries → final status.
 
 Each failure becomes FAILED with a readable `error_message`; the timeout becomes TIMEOUT; a
 cancellation (API, drain) becomes CANCELLED with its reason. The workspace directory of a run that
-did not produce a file is removed.
+did not produce a file is removed. Every status is written through the lifecycle
+(lifecycle/executions.py).
+
+Fencing: before the file becomes the run's (its columns recorded, its deliveries started), and
+before each delivery attempt, this node confirms it still owns the run (lifecycle/fencing.py). A
+run found lost (another node marked it FAILED "node lost" while this node was frozen) stops there:
+it records nothing, delivers nothing, removes its file and logs why.
 """
 
 from __future__ import annotations
@@ -15,24 +21,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
-import time
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from reporthubd import domain, logs, metrics, templates
+from reporthubd.config import Settings
 from reporthubd.connectors import base as connectors
 from reporthubd.connectors import params
-from reporthubd.deliverers.base import DeliveryJob, DeliveryReport, ProducedFile, run_key
-from reporthubd.engine import naming, parameters
+from reporthubd.deliverers.base import (
+    DeliveryJob,
+    DeliveryReport,
+    DeliveryRunner,
+    ProducedFile,
+    run_key,
+)
+from reporthubd.domain import OwnershipLost
+from reporthubd.engine import naming, parameters, streaming
+from reporthubd.engine.streaming import Progress
 from reporthubd.formats import base as formats
+from reporthubd.lifecycle.executions import Lifecycle
 from reporthubd.store import executions
-
-if TYPE_CHECKING:
-    from reporthubd.engine.engine import Engine
+from reporthubd.store.database import Store
+from reporthubd.timeutil import utcnow
 
 log = logs.get(__name__)
 
@@ -43,50 +56,40 @@ class RunFailed(Exception):
     """A failure with the message the execution row shows."""
 
 
-class MaxRowsExceeded(RunFailed):
-    pass
-
-
 @dataclass
-class Progress:
-    """What the CLI and the control plane can see of a run while it goes."""
-
-    execution_id: str
-    phase: str = "queued"
-    rows: int = 0
-    bytes: int = 0
-    started: float | None = None
-    fast_path: str | None = None
-
-    def elapsed(self) -> float:
-        return time.monotonic() - self.started if self.started is not None else 0.0
-
-
-@dataclass
-class Outcome:
+class RunOutcome:
     status: Status
     error_message: str | None = None
     row_count: int | None = None
     file: dict[str, Any] = field(default_factory=dict)
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+@dataclass(frozen=True, kw_only=True)
+class RunContext:
+    """What a run needs of the engine that runs it."""
+
+    settings: Settings
+    store: Store
+    node_id: str
+    lifecycle: Lifecycle
+    deliveries: DeliveryRunner
+    cancel_reason: Callable[[str], str]
 
 
 class Run:
     def __init__(
         self,
-        engine: Engine,
+        context: RunContext,
         execution: domain.Execution,
         definitions: executions.RunDefinitions,
         progress: Progress,
         *,
         deliver: bool,
     ) -> None:
-        self.engine = engine
-        self.store = engine.store
-        self.settings = engine.settings
+        self.context = context
+        self.lifecycle = context.lifecycle
+        self.store = context.store
+        self.settings = context.settings
         self.execution = execution
         self.defs = definitions
         self.config = definitions.config
@@ -97,26 +100,39 @@ class Run:
             execution_id=execution.id,
             config_id=execution.config_id,
             schedule_id=execution.schedule_id,
-            node_id=engine.node_id,
+            node_id=context.node_id,
         )
 
-    async def execute(self) -> Outcome:
-        """Run and record the final status; CancelledError is recorded, then re-raised."""
+    async def execute(self) -> RunOutcome | None:
+        """Run and record the final status; CancelledError is recorded, then re-raised.
+        Returns None for a run this node found it no longer owns (nothing recorded)."""
+        ownership = self.lifecycle.ownership
         try:
             outcome = await self._produce()
         except asyncio.CancelledError:
-            reason = self.engine.cancel_reason(self.execution.id)
             await asyncio.shield(self._discard())
-            outcome = Outcome(Status.CANCELLED, error_message=reason, row_count=self.progress.rows)
+            if ownership.was_lost(self.execution.id):
+                self._log_lost("stopped by a revalidation")
+                raise
+            reason = self.context.cancel_reason(self.execution.id)
+            outcome = RunOutcome(
+                Status.CANCELLED, error_message=reason, row_count=self.progress.rows
+            )
             await asyncio.shield(self._record(outcome))
             raise
+        except OwnershipLost as exc:
+            await asyncio.shield(self._discard())
+            self._log_lost(str(exc))
+            return None
         except RunFailed as exc:
             await asyncio.shield(self._discard())
-            outcome = Outcome(Status.FAILED, error_message=str(exc), row_count=self.progress.rows)
+            outcome = RunOutcome(
+                Status.FAILED, error_message=str(exc), row_count=self.progress.rows
+            )
         except Exception as exc:  # a bug: recorded on the row, logged with its traceback
             self.log.exception("execution crashed")
             await asyncio.shield(self._discard())
-            outcome = Outcome(
+            outcome = RunOutcome(
                 Status.FAILED,
                 error_message=f"internal error: {type(exc).__name__}: {exc}",
                 row_count=self.progress.rows,
@@ -124,23 +140,33 @@ class Run:
         await asyncio.shield(self._record(outcome))
         return outcome
 
-    async def _record(self, outcome: Outcome) -> None:
-        values: dict[str, Any] = dict(outcome.file)
-        if outcome.row_count is not None:
-            values["row_count"] = outcome.row_count
-        if outcome.status is not Status.RUNNING:
-            values |= {
-                "status": outcome.status,
-                "finished_at": utcnow(),
-                "error_message": outcome.error_message,
-            }
-        if values:
-            await executions.update_execution(
-                self.store,
-                self.execution.id,
-                only_if_status=(Status.RUNNING,),
-                durable=True,
-                **values,
+    def _log_lost(self, reason: str) -> None:
+        self.progress.phase = "lost"
+        self.log.warning(
+            "execution lost by this node: stopped without recording or delivering",
+            reason=reason,
+            rows=self.progress.rows,
+        )
+
+    async def _record(self, outcome: RunOutcome) -> None:
+        if outcome.status is Status.RUNNING:
+            # Deliveries retry: the ledger settles the final status later.
+            columns = dict(outcome.file)
+            if outcome.row_count is not None:
+                columns["row_count"] = outcome.row_count
+            written = await self.lifecycle.record(self.execution, **columns) if columns else True
+        else:
+            written = await self.lifecycle.finish(
+                self.execution,
+                outcome.status,
+                error=outcome.error_message,
+                row_count=outcome.row_count,
+                file=outcome.file,
+            )
+        if not written:
+            self.log.warning(
+                "execution outcome not recorded: the run is no longer this node's",
+                status=outcome.status.value,
             )
         self.progress.phase = "done"
         if outcome.status is not Status.RUNNING:
@@ -167,7 +193,7 @@ class Run:
     def _zone(self) -> ZoneInfo:
         return ZoneInfo(self.settings.scheduler.timezone)
 
-    async def _produce(self) -> Outcome:
+    async def _produce(self) -> RunOutcome:
         config = self.config
         base = parameters.time_base(
             scheduled_for=self.execution.scheduled_for,
@@ -191,9 +217,7 @@ class Run:
             resolved = parameters.resolve(merged, variables)
         except templates.TemplateError as exc:
             raise RunFailed(str(exc)) from None
-        await executions.update_execution(
-            self.store, self.execution.id, durable=True, parameters=parameters.to_json(resolved)
-        )
+        await self.lifecycle.record(self.execution, parameters=parameters.to_json(resolved))
 
         options = dict(config.format_options)
         truncate = options.pop("truncate", False)
@@ -247,12 +271,20 @@ class Run:
         )
         try:
             async with asyncio.timeout(timeout) as deadline:
-                written = await self._query(connector, writer, path, request, truncate)
+                written = await streaming.write_result(
+                    connector,
+                    writer,
+                    path,
+                    request,
+                    max_rows=config.max_rows,
+                    truncate=truncate,
+                    progress=self.progress,
+                )
         except TimeoutError:
             if not deadline.expired():
                 raise RunFailed("the data source timed out") from None
             await self._discard()
-            return Outcome(
+            return RunOutcome(
                 Status.TIMEOUT,
                 error_message=(
                     f"the query ran longer than its timeout of {timeout:g} s and was stopped "
@@ -260,7 +292,11 @@ class Run:
                 ),
                 row_count=self.progress.rows,
             )
-        except (connectors.ConnectorError, formats.FormatError) as exc:
+        except (
+            connectors.ConnectorError,
+            formats.FormatError,
+            streaming.MaxRowsExceeded,
+        ) as exc:
             raise RunFailed(str(exc)) from None
         except OSError as exc:
             raise RunFailed(f"cannot write the file: {exc}") from None
@@ -293,117 +329,11 @@ class Run:
         }
         return out
 
-    async def _query(
-        self,
-        connector: connectors.Connector,
-        writer: formats.FormatWriter,
-        path: Path,
-        request: connectors.QueryRequest,
-        truncate: bool,
-    ) -> formats.WrittenFile:
-        self.progress.phase = "connecting"
-        await connector.open()
-        self.progress.phase = "querying"
-        written = await self._server_rendered(connector, writer, path, request, truncate)
-        if written is None:
-            written = await self._streamed(connector, writer, path, request, truncate)
-        return written
-
-    async def _server_rendered(
-        self,
-        connector: connectors.Connector,
-        writer: formats.FormatWriter,
-        path: Path,
-        request: connectors.QueryRequest,
-        truncate: bool,
-    ) -> formats.WrittenFile | None:
-        """The CSV fast path (PostgreSQL COPY, MySQL raw text) when the options allow it."""
-        from reporthubd.formats.csv import CSVWriter
-
-        stream_csv = getattr(connector, "stream_csv", None)
-        if not isinstance(writer, CSVWriter) or stream_csv is None:
-            return None
-        spec = writer.server_csv()
-        max_rows = self.config.max_rows
-        if spec is None or (truncate and max_rows):
-            return None
-        limit = max_rows + 1 if max_rows else None
-        opened = False
-        try:
-            async with stream_csv(request, spec, limit=limit) as rendered:
-                if rendered is None:
-                    return None
-                await writer.open(path, rendered.columns)
-                opened = True
-                self.progress.phase = "writing"
-                if hasattr(rendered, "copy_to"):
-                    self.progress.fast_path = "postgresql-copy"
-
-                    async def sink(data: bytes) -> None:
-                        self.progress.bytes += len(data)
-                        await writer.write_rendered(data, 0)
-
-                    rows = await rendered.copy_to(sink)
-                    await writer.write_rendered(b"", rows)
-                    self.progress.rows = rows
-                else:
-                    self.progress.fast_path = "mysql-raw-text"
-                    rows = 0
-                    async with contextlib.aclosing(rendered.chunks()) as chunks:
-                        async for data, count in chunks:
-                            rows += count
-                            self.progress.rows = rows
-                            self.progress.bytes += len(data)
-                            await writer.write_rendered(data, count)
-                if max_rows and rows > max_rows:
-                    raise MaxRowsExceeded(_too_many(max_rows))
-            return await writer.close()
-        except BaseException:
-            if opened:
-                await asyncio.shield(writer.abort())
-            raise
-
-    async def _streamed(
-        self,
-        connector: connectors.Connector,
-        writer: formats.FormatWriter,
-        path: Path,
-        request: connectors.QueryRequest,
-        truncate: bool,
-    ) -> formats.WrittenFile:
-        max_rows = self.config.max_rows
-        opened = False
-        count = 0
-        try:
-            async with connector.stream(request) as result:
-                await writer.open(path, result.columns)
-                opened = True
-                self.progress.phase = "writing"
-                cut = False
-                async with contextlib.aclosing(_batches(result)) as batches:
-                    async for batch in batches:
-                        if max_rows and count + len(batch) > max_rows:
-                            if not truncate:
-                                raise MaxRowsExceeded(_too_many(max_rows))
-                            batch = batch[: max_rows - count]
-                            cut = True
-                        if batch:
-                            await writer.write_batch(batch)
-                        count += len(batch)
-                        self.progress.rows = count
-                        if cut:
-                            break
-                if cut:
-                    await writer.note_truncated(max_rows or 0)
-            return await writer.close()
-        except BaseException:
-            if opened:
-                await asyncio.shield(writer.abort())
-            raise
-
     async def _finish(
         self, written: formats.WrittenFile, file_name: str, variables: dict[str, Any]
-    ) -> Outcome:
+    ) -> RunOutcome:
+        # The file becomes the run's (recorded, delivered) only while this node owns the run.
+        await self.lifecycle.ownership.confirm(self.execution.id, what="recording the file")
         config = self.config
         deliveries = self.defs.deliveries if self.deliver else ()
         variables = {k: v for k, v in variables.items() if not callable(v) and not _is_undefined(v)}
@@ -421,9 +351,10 @@ class Run:
                         file=None,
                         variables=variables,
                         skip_reason="the result is empty and empty_result_policy is skip",
+                        fence=self._fence,
                     )
                 )
-            return Outcome(Status.COMPLETED, row_count=0)
+            return RunOutcome(Status.COMPLETED, row_count=0)
 
         file_columns = {
             "file_name": file_name,
@@ -437,20 +368,14 @@ class Run:
         left_out = self.defs.problems if self.deliver else ()
         if not deliveries:
             if left_out:
-                return Outcome(
+                return RunOutcome(
                     Status.FAILED,
                     error_message=_left_out_message(left_out, delivered=0),
                     row_count=written.rows,
                     file=file_columns,
                 )
-            return Outcome(Status.COMPLETED, row_count=written.rows, file=file_columns)
-        await executions.update_execution(
-            self.store,
-            self.execution.id,
-            only_if_status=(Status.RUNNING,),
-            durable=True,
-            **file_columns,
-        )
+            return RunOutcome(Status.COMPLETED, row_count=written.rows, file=file_columns)
+        await self.lifecycle.record(self.execution, **file_columns)
         self.progress.phase = "delivering"
         produced = ProducedFile(
             path=written.path,
@@ -468,10 +393,11 @@ class Run:
                 deliveries=deliveries,
                 file=produced,
                 variables=variables,
+                fence=self._fence,
             )
         )
         if report is None:
-            return Outcome(
+            return RunOutcome(
                 Status.FAILED,
                 error_message="the deliveries could not be run (see the daemon log)",
                 row_count=written.rows,
@@ -479,44 +405,41 @@ class Run:
             )
         if report.pending:
             # The delivery ledger settles the final status once the retries are done.
-            return Outcome(Status.RUNNING, row_count=written.rows, file=file_columns)
+            return RunOutcome(Status.RUNNING, row_count=written.rows, file=file_columns)
         if report.failed:
             total = report.failed + report.delivered
             message = f"{report.failed} of {total} deliveries failed (see report_delivery_logs)"
             if left_out:
                 message += "; " + _left_out_message(left_out, delivered=report.delivered)
             status = Status.PARTIAL if report.delivered else Status.FAILED
-            return Outcome(status, error_message=message, row_count=written.rows, file=file_columns)
+            return RunOutcome(
+                status, error_message=message, row_count=written.rows, file=file_columns
+            )
         if left_out:
             status = Status.PARTIAL if report.delivered else Status.FAILED
             message = _left_out_message(left_out, delivered=report.delivered)
-            return Outcome(status, error_message=message, row_count=written.rows, file=file_columns)
-        return Outcome(Status.COMPLETED, row_count=written.rows, file=file_columns)
+            return RunOutcome(
+                status, error_message=message, row_count=written.rows, file=file_columns
+            )
+        return RunOutcome(Status.COMPLETED, row_count=written.rows, file=file_columns)
+
+    async def _fence(self, what: str) -> None:
+        await self.lifecycle.ownership.confirm(self.execution.id, what=what)
 
     async def _deliver(self, job: DeliveryJob) -> DeliveryReport | None:
         try:
-            return await self.engine.deliveries.run(job)
+            return await self.context.deliveries.run(job)
+        except OwnershipLost:
+            raise
         except Exception:
             self.log.exception("delivery runner failed")
             return None
-
-
-def _too_many(max_rows: int) -> str:
-    return (
-        f"the result has more than max_rows ({max_rows}) rows; raise max_rows, or set the "
-        'format option "truncate": true to cut it instead'
-    )
 
 
 def _is_undefined(value: Any) -> bool:
     import jinja2
 
     return isinstance(value, jinja2.Undefined)
-
-
-async def _batches(result: connectors.QueryResult) -> AsyncGenerator[list[connectors.Row], None]:
-    async for batch in result.batches():
-        yield batch
 
 
 def _left_out_message(problems: Sequence[str], *, delivered: int) -> str:

@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import os
-import time
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,6 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from reporthubd import domain, logs
+from reporthubd.ids import new_id
 from reporthubd.store import schedules, schema
 from reporthubd.store.database import Store, driver_of, error_line, mark_clean, mysql_time
 from reporthubd.store.types import UTCDateTime
@@ -36,16 +34,6 @@ log = logs.get(__name__)
 _e = schema.executions
 # Rows per INSERT statement: SQLite allows 32766 bound variables, so 1000 rows x 9 columns fits.
 CHUNK = 1000
-
-
-def new_id() -> str:
-    """A UUID (version 7: time-ordered), so that a burst of claims appends to the primary-key
-    index instead of scattering random inserts over it."""
-    millis = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
-    value = (millis & (2**48 - 1)) << 80 | 0x7 << 76 | (rand >> 62 & 0xFFF) << 64
-    value |= 0b10 << 62 | rand & (2**62 - 1)
-    return str(uuid.UUID(int=value))
 
 
 @dataclass(frozen=True, slots=True)
@@ -439,7 +427,7 @@ async def insert_rerun(
     """Insert a PENDING run that is not the schedule's own claim of a fire (manual trigger):
     it takes the next free attempt of (schedule_id, scheduled_for), never attempt 0."""
     for _ in range(5):
-        execution_id = str(uuid.uuid4())
+        execution_id = new_id()
         try:
             async with store.engine.begin() as conn:
                 attempt = await _next_attempt(conn, schedule_id, scheduled_for)
@@ -643,11 +631,11 @@ async def fail_lost(
     reason: str,
     recover: bool,
     judge_others: bool = True,
-) -> str | None:
+) -> tuple[bool, str | None]:
     """Mark one lost execution FAILED with `reason`, by a conditional update that re-checks it
     is still lost (so exactly one node wins), and, when `recover`, insert in the same
     transaction its new run (trigger_type `recovery`, same `scheduled_for`, next attempt).
-    Returns the new run's id, or None (not recovered, or another node won)."""
+    Returns whether this call marked it, and the new run's id (None: not recovered)."""
     now = datetime.now(UTC)
     still_lost = _lost_condition(cutoff, node_id, started_at, judge_others)
     async with store.engine.begin() as conn:
@@ -660,9 +648,11 @@ async def fail_lost(
                 finished_at=now,
             )
         )
-        if not updated.rowcount or not recover:
-            return None
-        execution_id = str(uuid.uuid4())
+        if not updated.rowcount:
+            return False, None
+        if not recover:
+            return True, None
+        execution_id = new_id()
         attempt = await _next_attempt(conn, lost.schedule_id, lost.scheduled_for)
         await conn.execute(
             sa.insert(_e).values(
@@ -679,7 +669,7 @@ async def fail_lost(
                 created_at=now,
             )
         )
-    return execution_id
+    return True, execution_id
 
 
 async def adopt_pending(
@@ -711,17 +701,6 @@ async def adopt_pending(
             .values(node_id=node_id)
         )
     return bool(updated.rowcount)
-
-
-async def mark_node_stopped(store: Store, node_id: str) -> None:
-    """A clean stop: the other nodes adopt this node's queued runs at once (registering again
-    clears the mark)."""
-    async with store.engine.begin() as conn:
-        await conn.execute(
-            sa.update(schema.nodes)
-            .where(schema.nodes.c.node_id == node_id)
-            .values(stopped_at=datetime.now(UTC))
-        )
 
 
 async def count_active(store: Store) -> dict[str, dict[str, int]]:

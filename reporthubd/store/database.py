@@ -84,7 +84,10 @@ class Store:
         if self.settings.backend == "mysql":
             kwargs["connect_args"] = {
                 "connect_timeout": int(max(1, timeout)),
-                "init_command": "SET time_zone = '+00:00'",
+                "init_command": (
+                    "SET time_zone = '+00:00', "
+                    f"innodb_lock_wait_timeout = {int(self.settings.lock_wait_timeout_seconds)}"
+                ),
                 "autocommit": False,
             }
             kwargs |= {
@@ -95,7 +98,11 @@ class Store:
         elif self.settings.backend == "postgresql":
             kwargs["connect_args"] = {
                 "timeout": timeout,
-                "server_settings": {"timezone": "UTC", "application_name": "reporthubd"},
+                "server_settings": {
+                    "timezone": "UTC",
+                    "application_name": "reporthubd",
+                    "lock_timeout": f"{int(self.settings.lock_wait_timeout_seconds * 1000)}",
+                },
             }
             kwargs |= {"pool_size": self.settings.pool_size, "pool_use_lifo": True}
         else:

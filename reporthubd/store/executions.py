@@ -1,35 +1,26 @@
-"""Execution history and node registry: the rows reporthubd itself writes."""
+"""Execution rows: the history reporthubd itself writes, and what a run reads to start.
+
+Status changes are made by reporthubd/lifecycle/executions.py only (through `update_execution`
+with the transition's source statuses); this module is their SQL."""
 
 from __future__ import annotations
 
 import enum
-import os
-import socket
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.mysql import insert as mysql_insert
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from reporthubd import __version__, domain, logs
+from reporthubd import domain, logs
+from reporthubd.ids import new_id
 from reporthubd.store import journal, rows, schema
 from reporthubd.store.database import Store
 from reporthubd.store.types import MalformedJSON
+from reporthubd.timeutil import utcnow
 
 log = logs.get(__name__)
-
-
-def new_execution_id() -> str:
-    return str(uuid.uuid4())
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class InvalidExecutionRow(ValueError):
@@ -97,7 +88,7 @@ async def insert_execution(
 ) -> str | None:
     """Insert one execution row. Returns its id, or None when (schedule_id, scheduled_for) is
     already taken: the claim of a fire that another node (or an earlier run) made first."""
-    execution_id = execution_id or new_execution_id()
+    execution_id = execution_id or new_id()
     now = utcnow()
     values = {
         "id": execution_id,
@@ -138,6 +129,7 @@ async def update_execution(
     execution_id: str,
     *,
     only_if_status: tuple[domain.ExecutionStatus, ...] = (),
+    only_if_node: str | None = None,
     durable: bool = False,
     **values: Any,
 ) -> bool:
@@ -152,6 +144,7 @@ async def update_execution(
         if isinstance(value, enum.Enum):
             values[key] = value.value
     statuses = [s.value for s in only_if_status]
+    fence = {"only_if_node": only_if_node} if only_if_node is not None else {}
     if durable:
         written = await journal.durable(
             store,
@@ -159,82 +152,33 @@ async def update_execution(
             execution_id=execution_id,
             only_if_status=statuses,
             values=values,
+            **fence,
         )
         return True if written is None else bool(written)
     return bool(
         await _update_execution(
-            store, execution_id=execution_id, only_if_status=statuses, values=values
+            store, execution_id=execution_id, only_if_status=statuses, values=values, **fence
         )
     )
 
 
 @journal.operation("update_execution")
 async def _update_execution(
-    store: Store, *, execution_id: str, only_if_status: list[str], values: dict[str, Any]
+    store: Store,
+    *,
+    execution_id: str,
+    only_if_status: list[str],
+    values: dict[str, Any],
+    only_if_node: str | None = None,
 ) -> bool:
     query = sa.update(schema.executions).where(schema.executions.c.id == execution_id)
     if only_if_status:
         query = query.where(schema.executions.c.status.in_(only_if_status))
+    if only_if_node is not None:  # fencing: only while the run is still this node's
+        query = query.where(schema.executions.c.node_id == only_if_node)
     async with store.engine.begin() as conn:
         result = await conn.execute(query.values(**values))
     return bool(result.rowcount)
-
-
-async def register_node(store: Store, node_id: str) -> None:
-    now = utcnow()
-    values = {
-        "hostname": socket.gethostname(),
-        "pid": os.getpid(),
-        "version": __version__,
-        "started_at": now,
-        "heartbeat_at": now,
-        "stopped_at": None,
-    }
-    # One upsert statement: an UPDATE-then-INSERT pair deadlocked on MariaDB when two nodes
-    # registered in the same instant (gap locks on the primary key).
-    upsert: Any
-    if store.dialect == "mysql":
-        upsert = mysql_insert(schema.nodes).values(node_id=node_id, **values)
-        upsert = upsert.on_duplicate_key_update(**values)
-    else:
-        insert = postgresql_insert if store.dialect == "postgresql" else sqlite_insert
-        upsert = insert(schema.nodes).values(node_id=node_id, **values)
-        upsert = upsert.on_conflict_do_update(index_elements=["node_id"], set_=values)
-    async with store.engine.begin() as conn:
-        await conn.execute(upsert)
-
-
-async def last_heartbeat(store: Store) -> datetime | None:
-    """The latest heartbeat of any node: read before this node registers (which overwrites its
-    own), it is the last sign of life before a restart."""
-    async with store.engine.connect() as conn:
-        query = sa.select(sa.func.max(schema.nodes.c.heartbeat_at))
-        beat: datetime | str | None = (await conn.execute(query)).scalar()
-    if isinstance(beat, str):  # MAX() loses the column type on SQLite
-        beat = datetime.fromisoformat(beat)
-    if beat is None:
-        return None
-    return beat.replace(tzinfo=UTC) if beat.tzinfo is None else beat.astimezone(UTC)
-
-
-async def heartbeat_node(store: Store, node_id: str) -> datetime:
-    """Refresh this node's heartbeat and, in the same transaction, its running executions'."""
-    now = utcnow()
-    async with store.engine.begin() as conn:
-        await conn.execute(
-            sa.update(schema.nodes)
-            .where(schema.nodes.c.node_id == node_id)
-            .values(heartbeat_at=now)
-        )
-        await conn.execute(
-            sa.update(schema.executions)
-            .where(
-                schema.executions.c.node_id == node_id,
-                schema.executions.c.status == domain.ExecutionStatus.RUNNING.value,
-            )
-            .values(heartbeat_at=now)
-        )
-    return now
 
 
 # -- what the engine reads and writes --------------------------------------------------------

@@ -82,7 +82,7 @@ async def test_engine_run_delivers_retries_and_settles(sqlite_store: Store, tmp_
         landed = share / "sales" / today / f"sales_{today}.csv"
         assert landed.read_bytes() == Path(execution.file_path).read_bytes()
         # The janitor keeps the file of an execution whose deliveries have not settled.
-        assert (await engine.sweep(now=datetime(2100, 1, 1, tzinfo=UTC)))[
+        assert (await engine.clean_up(now=datetime(2100, 1, 1, tzinfo=UTC)))[
             "directories_removed"
         ] == 0
         assert Path(execution.file_path).is_file()

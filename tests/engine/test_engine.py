@@ -365,7 +365,7 @@ async def test_janitor_removes_old_files_and_prunes_rows(
                     created_at=created,
                 )
             )
-    swept = await engine.sweep()
+    swept = await engine.clean_up()
     assert swept == {"directories_removed": 2, "executions_pruned": 1203}
     assert not (engine.workspace / done.id).exists()
     assert not (engine.workspace / "orphan-dir").exists()
