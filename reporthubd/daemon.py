@@ -22,15 +22,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from reporthubd import __version__, logs, metrics
+from reporthubd import __version__, bootstrap, logs, metrics
 from reporthubd.config import ConfigError, Settings, load_settings
 from reporthubd.control.auth import TokenFileError
 from reporthubd.control.server import ControlServer
 from reporthubd.engine import Engine
 from reporthubd.engine.ledger import DeliveryLedger
+from reporthubd.lifecycle.events import Events
+from reporthubd.lifecycle.executions import Lifecycle
+from reporthubd.lifecycle.nodes import Liveness, Node
 from reporthubd.scheduler.loop import Scheduler
-from reporthubd.store import claims, executions, migrate
-from reporthubd.store.database import Store, StoreUnavailable
+from reporthubd.store.database import Store
 from reporthubd.store.definitions import load_definitions
 from reporthubd.store.journal import Journal, JournalBusy
 from reporthubd.systemd import Notifier
@@ -132,6 +134,9 @@ class Daemon:
         self.engine: Engine | None = None
         self.deliveries: DeliveryLedger | None = None
         self.scheduler: Scheduler | None = None
+        self.events = Events()
+        self.lifecycle: Lifecycle | None = None
+        self.node: Node | None = None
         self.journal: Journal | None = None
 
     # -- what the control plane sees (control.app.Runtime) -------------------------------------
@@ -198,13 +203,26 @@ class Daemon:
             return 1
 
     async def _start(self, stack: AsyncExitStack) -> None:
-        store = Store(self.settings.store)
-        await store.start()
-        stack.push_async_callback(store.stop)
-        self._store = store
-        await self._ensure_schema(store)
-        last_seen = await executions.last_heartbeat(store)  # before ours is overwritten
-        await executions.register_node(store, self.node_id)
+        upgrade = self.settings.store.upgrades_automatically
+        try:
+            opened = await stack.enter_async_context(
+                bootstrap.open_store(self.settings, upgrade=upgrade)
+            )
+        except bootstrap.StoreRefused as exc:
+            raise StartupError(str(exc)) from None
+        if opened.upgraded:
+            log.info("store schema upgraded", before=opened.found, after=opened.revision)
+        store = self._store = opened.store
+        self.lifecycle = Lifecycle(store, node_id=self.node_id, events=self.events)
+        self.node = Node(
+            store,
+            self.settings.scheduler,
+            node_id=self.node_id,
+            ownership=self.lifecycle.ownership,
+            liveness=Liveness(self.settings.scheduler, started_at=self.started_at.timestamp()),
+            on_contact=self._on_contact,
+        )
+        last_seen = await self.node.register()
         # Records of finished work wait out a store outage here (and a crash during one).
         self.journal = Journal(store, self._journal_path())
         try:
@@ -224,7 +242,7 @@ class Daemon:
         tasks = Supervisor()
         self._tasks = tasks
         stack.push_async_callback(tasks.stop)
-        tasks.spawn("node-heartbeat", self._heartbeat_loop())
+        tasks.spawn("node-heartbeat", self.node.run_heartbeats())
         tasks.spawn("store-journal", self.journal.flush_loop())
         if unflushed:  # before the scheduler's sweep judges those executions lost
             async with asyncio.timeout(self.settings.store.connect_timeout_seconds * 3):
@@ -235,7 +253,13 @@ class Daemon:
         self.deliveries = DeliveryLedger(self.settings, store, node_id=self.node_id)
         tasks.spawn("delivery-retries", self.deliveries.run_retries())
         self.add_reload_hook(self.deliveries.on_reload)
-        self.engine = Engine(self.settings, store, node_id=self.node_id, deliveries=self.deliveries)
+        self.engine = Engine(
+            self.settings,
+            store,
+            node_id=self.node_id,
+            deliveries=self.deliveries,
+            lifecycle=self.lifecycle,
+        )
         await self.engine.start()
         stack.push_async_callback(self.engine.stop)
         tasks.spawn("engine-janitor", self.engine.janitor_loop())
@@ -268,21 +292,6 @@ class Daemon:
             return Path(configured).expanduser()
         return Path(self.settings.execution.workspace).expanduser() / ".store-journal.jsonl"
 
-    async def _ensure_schema(self, store: Store) -> None:
-        try:
-            await store.ping(limit_seconds=self.settings.store.connect_timeout_seconds)
-            state = await migrate.schema_state(store)
-        except StoreUnavailable as exc:
-            raise StartupError(str(exc)) from None
-        problem = state.problem()
-        if problem is None:
-            return
-        if state.known and self.settings.store.upgrades_automatically:
-            before, after = await migrate.upgrade(store)
-            log.info("store schema upgraded", before=before, after=after)
-            return
-        raise StartupError(problem)
-
     async def _wait_for_stop(self) -> str | None:
         assert self._stop_requested is not None
         stop = asyncio.create_task(self._stop_requested.wait(), name="wait-stop")
@@ -308,7 +317,8 @@ class Daemon:
             # Queued runs were left PENDING: the other nodes adopt them at their next sweep.
             try:
                 async with asyncio.timeout(self.settings.store.connect_timeout_seconds):
-                    await claims.mark_node_stopped(self.store, self.node_id)
+                    assert self.node is not None  # started with the scheduler
+                    await self.node.mark_stopped()
             except Exception as exc:  # they adopt them once this node's heartbeat is stale
                 log.warning(
                     "marking the node stopped failed",
@@ -318,11 +328,11 @@ class Daemon:
     async def _final_heartbeat(self) -> None:
         """Intake stopped: a last heartbeat tells the next start's catch-up when the outage
         began (its SKIPPED reasons say "daemon down from" then). Best effort."""
-        if not self.store_up:
+        if not self.store_up or self.node is None:
             return
         try:
             async with asyncio.timeout(self.settings.store.connect_timeout_seconds):
-                await executions.heartbeat_node(self.store, self.node_id)
+                await self.node.heartbeat()
         except Exception as exc:
             log.warning(
                 "final heartbeat failed",
@@ -411,22 +421,12 @@ class Daemon:
 
     # -- background loops -----------------------------------------------------------------------
 
-    async def _heartbeat_loop(self) -> None:
-        interval = self.settings.scheduler.heartbeat_interval_seconds
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await executions.heartbeat_node(self.store, self.node_id)
-            except Exception as exc:  # store outages are survived, and visible in /readyz
-                if self.store_up:
-                    log.warning("store unreachable for heartbeat", error=str(exc).splitlines()[0])
-                self.store_up = False
-            else:
-                if not self.store_up:
-                    log.info("store reachable again")
-                self.store_up = True
-                self.last_heartbeat = time.monotonic()
-            self.notifier.status(self._status_line())
+    def _on_contact(self, store_up: bool) -> None:
+        """After each heartbeat: the store's state for /readyz, metrics and systemd's status."""
+        self.store_up = store_up
+        if store_up:
+            self.last_heartbeat = time.monotonic()
+        self.notifier.status(self._status_line())
 
     async def _watchdog_loop(self, period: float) -> None:
         """Ping at half the watchdog period; a blocked loop misses pings, so systemd notices."""

@@ -25,6 +25,7 @@ from reporthubd.config import Settings
 from reporthubd.control.executions import execution_data
 from reporthubd.engine.engine import Engine, UnknownConfig
 from reporthubd.engine.ledger import DeliveryLedger
+from reporthubd.lifecycle.nodes import Node
 from reporthubd.store import executions
 from reporthubd.store.database import Store
 
@@ -87,12 +88,10 @@ async def _run(
     beating: asyncio.Task[None] | None = None
     try:
         # Heartbeat like a daemon, so a daemon sharing the store does not take this run for one
-        # of a lost node.
-        await executions.register_node(store, node_id)
-        beating = asyncio.create_task(
-            _heartbeat(store, node_id, settings.scheduler.heartbeat_interval_seconds),
-            name="execute-heartbeat",
-        )
+        # of a lost node (and this run is stopped if one did: fencing).
+        node = Node(store, settings.scheduler, node_id=node_id, ownership=engine.ownership)
+        await node.register()
+        beating = asyncio.create_task(node.run_heartbeats(), name="execute-heartbeat")
         execution_id = await engine.create_and_submit(
             args.config_id,
             trigger_type=domain.TriggerType.MANUAL,
@@ -109,13 +108,6 @@ async def _run(
     execution = await executions.get_execution(store, execution_id)
     assert execution is not None  # written before create_and_submit returned
     return execution
-
-
-async def _heartbeat(store: Store, node_id: str, interval: float) -> None:
-    while True:
-        await asyncio.sleep(interval)
-        with contextlib.suppress(Exception):  # a store hiccup: try again next time
-            await executions.heartbeat_node(store, node_id)
 
 
 async def _follow(engine: Engine, execution_id: str, *, show: bool) -> None:
