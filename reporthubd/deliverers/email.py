@@ -30,7 +30,7 @@ import html
 import io
 import ssl
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email.headerregistry import Address
@@ -207,7 +207,7 @@ class EmailDeliverer(Deliverer):
         except DeliveryError as exc:
             return permanent(target, str(exc))
         details["message_id"] = message["Message-ID"]
-        return await self._send(server, message, recipients, details)
+        return await self._send(server, message, recipients, details, confirm=attempt.confirm)
 
     async def _send(
         self,
@@ -215,11 +215,14 @@ class EmailDeliverer(Deliverer):
         message: EmailMessage,
         recipients: Sequence[domain.Recipient],
         details: dict[str, Any],
+        *,
+        confirm: Callable[[str], Awaitable[None]],
     ) -> AttemptResult:
         target = server.target
         addresses = [r.email for r in recipients]
         try:
             async with _client(server) as smtp:
+                await confirm("sending the message")
                 refused, _ = await smtp.send_message(
                     message, sender=server.from_address, recipients=addresses
                 )

@@ -79,7 +79,12 @@ class FileShareDeliverer(Deliverer):
             return permanent(str(self.delivery.delivery_config.get("path", "")), str(exc))
         target = str(plan.directory / plan.file_name)
         try:
-            written = await asyncio.to_thread(_write, plan, file.path)
+            temp = await asyncio.to_thread(_stage, plan, file.path)
+            try:
+                await attempt.confirm("moving the file into place")
+                written = await asyncio.to_thread(_place_and_sync, plan, temp)
+            finally:
+                await asyncio.to_thread(temp.unlink, missing_ok=True)
         except DeliveryError as exc:
             return permanent(target, str(exc))
         except FileExistsError:
@@ -137,7 +142,8 @@ def _inside(base: Path, candidate: Path) -> bool:
     return os.path.commonpath([real_base, real]) == real_base
 
 
-def _write(plan: Plan, source: Path) -> Path:
+def _stage(plan: Plan, source: Path) -> Path:
+    """The file copied to a temporary name beside its final place, on disk (fsynced)."""
     if not plan.base.is_dir():
         raise FileNotFoundError(errno.ENOENT, "base path missing", str(plan.base))
     # Symbolic links inside the base may point anywhere: resolve before creating anything.
@@ -158,9 +164,15 @@ def _write(plan: Plan, source: Path) -> Path:
             os.fsync(out.fileno())
         if plan.mode is not None:
             os.chmod(temp, plan.mode)
-        final = _place(plan, temp)
-    finally:
+    except BaseException:
         temp.unlink(missing_ok=True)
+        raise
+    return temp
+
+
+def _place_and_sync(plan: Plan, temp: Path) -> Path:
+    """The staged file moved into its final place (the delivery's commit point)."""
+    final = _place(plan, temp)
     _fsync_dir(plan.directory)
     return final
 

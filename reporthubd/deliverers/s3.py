@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -112,10 +113,13 @@ class S3Deliverer(Deliverer):
             session = aioboto3.Session(**session_args)
             async with session.client("s3", **client_args) as s3:
                 if file.size > threshold:
-                    await _multipart(s3, bucket, key, file.path, PART_SIZE, extra)
+                    await _multipart(
+                        s3, bucket, key, file.path, PART_SIZE, extra, confirm=attempt.confirm
+                    )
                     details["multipart"] = True
                 else:
                     body = await asyncio.to_thread(file.path.read_bytes)
+                    await attempt.confirm("putting the object")
                     await s3.put_object(Bucket=bucket, Key=key, Body=body, **extra)
                 head = await s3.head_object(Bucket=bucket, Key=key)
                 if int(head["ContentLength"]) != file.size:
@@ -193,7 +197,14 @@ def _transport_failure(target: str, exc: BaseException) -> AttemptResult:
 
 
 async def _multipart(
-    s3: Any, bucket: str, key: str, path: Any, part_size: int, extra: dict[str, Any]
+    s3: Any,
+    bucket: str,
+    key: str,
+    path: Any,
+    part_size: int,
+    extra: dict[str, Any],
+    *,
+    confirm: Callable[[str], Awaitable[None]],
 ) -> None:
     upload = await s3.create_multipart_upload(Bucket=bucket, Key=key, **extra)
     upload_id = upload["UploadId"]
@@ -210,6 +221,7 @@ async def _multipart(
                 number += 1
         finally:
             await asyncio.to_thread(handle.close)
+        await confirm("completing the multipart upload")
         await s3.complete_multipart_upload(
             Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
         )

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets as random
+from collections.abc import Awaitable, Callable
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -114,7 +115,15 @@ class SFTPDeliverer(Deliverer):
                 asyncssh.connect(host, port, **args) as conn,
                 conn.start_sftp_client() as sftp,
             ):
-                await _upload(sftp, directory, name, file.path, file.size, limit=timeout)
+                await _upload(
+                    sftp,
+                    directory,
+                    name,
+                    file.path,
+                    file.size,
+                    limit=timeout,
+                    confirm=attempt.confirm,
+                )
         except asyncssh.HostKeyNotVerifiable as exc:
             return permanent(target, f"host key not trusted (mismatch or unknown): {exc.reason}")
         except asyncssh.PermissionDenied as exc:
@@ -167,6 +176,7 @@ async def _upload(
     size: int,
     *,
     limit: float,
+    confirm: Callable[[str], Awaitable[None]],
 ) -> None:
     timeout = limit
     if str(directory) not in {"", "."}:
@@ -178,6 +188,7 @@ async def _upload(
         stored = (await asyncio.wait_for(sftp.stat(temp), timeout)).size
         if stored != size:
             raise _SizeMismatch(f"size check failed: uploaded {stored} bytes of {size}")
+        await confirm("renaming the upload into place")
         try:
             await asyncio.wait_for(sftp.posix_rename(temp, final), timeout)
         except asyncssh.SFTPOpUnsupported:  # no POSIX rename: replace in two steps
