@@ -10,6 +10,9 @@ in this order, and an implementation may rely on it:
    `stream` is an async context manager: on entry the query has started and `columns` is known;
    `batches()` yields lists of at most `request.batch_size` rows until the result is exhausted.
    The session is read-only where the source offers it; parameters are bound by the driver.
+   For a CSV report the engine first tries `stream_csv(request, spec, limit=...)`: a source that
+   can render the result as CSV itself (PostgreSQL COPY, MySQL's raw text) yields a
+   `RenderedCSV`; the default yields None, and the engine then uses `stream`.
 4. `await close()` — always called, also after errors and cancellation.
 
 Cancellation is the one mechanism for timeouts and user cancels: the engine cancels the task that
@@ -25,11 +28,12 @@ JSON, None for NULL.
 from __future__ import annotations
 
 import abc
+import contextlib
 import enum
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, ClassVar, Protocol, cast
 
 from reporthubd import plugins
 from reporthubd.domain import Datasource
@@ -102,6 +106,48 @@ class QueryResult(abc.ABC):
         """Yield lists of at most `batch_size` rows; never the whole result at once."""
 
 
+@dataclass(frozen=True, kw_only=True)
+class ServerCSV:
+    """The CSV a database must render for its output to equal the CSV writer's, line for line
+    (the writer derives it from its options: `FormatWriter.server_csv()`).
+
+    Lines are UTF-8, fields separated by `delimiter`, each value in the canonical text form
+    (`formats/values.py`, timestamps as `formats.csv.csv_datetime`); NULL is `null_text`; a field
+    is quoted with `quote_char` (quotes doubled) when it contains the delimiter, the quote or a
+    line break, or always when `quote_all`. Each line ends with `line_ending`.
+    """
+
+    delimiter: str
+    quote_char: str
+    quote_all: bool
+    null_text: str
+    true_text: str
+    false_text: str
+    line_ending: str
+
+
+class RenderedSink(Protocol):
+    """Where a `RenderedCSV` hands its lines: `data` holds whole lines, `rows` how many."""
+
+    def __call__(self, data: bytes, rows: int) -> Awaitable[None]: ...
+
+
+class RenderedCSV(abc.ABC):
+    """What `Connector.stream_csv` yields: the columns, then the result as CSV lines that the
+    database rendered to a `ServerCSV` (no header: the writer writes it from `columns`)."""
+
+    columns: Sequence[Column]
+    fast_path: ClassVar[str]
+    """The path's name in progress and logs (`postgresql-copy`, `mysql-raw-text`)."""
+
+    @abc.abstractmethod
+    async def copy_to(self, sink: RenderedSink) -> int:
+        """Hand the whole result to `sink`, in order and in chunks of bounded size (never the
+        whole result at once), and return the number of rows. The `rows` given with the chunks
+        add up to that number: a source that learns its count only at the end (COPY) gives 0
+        with each chunk and the count with a last, empty chunk."""
+
+
 class Connector(abc.ABC):
     def __init__(self, datasource: Datasource) -> None:
         self.datasource = datasource
@@ -117,6 +163,16 @@ class Connector(abc.ABC):
 
     @abc.abstractmethod
     def stream(self, request: QueryRequest) -> AbstractAsyncContextManager[QueryResult]: ...
+
+    @contextlib.asynccontextmanager
+    async def stream_csv(
+        self, request: QueryRequest, spec: ServerCSV, *, limit: int | None = None
+    ) -> AsyncIterator[RenderedCSV | None]:
+        """The CSV fast path: yield the result rendered by the database to `spec`, or None when
+        this source (the default) or this result cannot have it rendered; the caller then uses
+        `stream`. `limit` caps the rows (for the engine's `max_rows` check: it asks for one
+        more). Entered like `stream`, on an open connector; the same cancellation rules hold."""
+        yield None
 
     async def __aenter__(self) -> Connector:
         await self.open()

@@ -12,7 +12,7 @@ at the end. `statement_timeout` is set to the query timeout plus a margin, so th
 the query even if the daemon dies before it can cancel.
 
 CSV fast path (`stream_csv`): when the CSV options can be rendered by the server (see
-`formats.csv.ServerCSV`) and every column is of a type whose PostgreSQL text form equals the
+`connectors.base.ServerCSV`) and every column is of a type whose PostgreSQL text form equals the
 canonical one (or is cast to it: booleans, timestamps), the rows are produced by
 `COPY (SELECT ... FROM (<query>) AS q(c1..cn)) TO STDOUT (FORMAT csv)`, inside the same
 read-only transaction. COPY cannot take bind parameters, so parameters are set with
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import re
 import ssl as ssl_module
@@ -37,7 +38,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from datetime import date, datetime
 from datetime import time as dtime
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any
+from typing import Any, ClassVar
 
 import asyncpg
 
@@ -50,12 +51,12 @@ from reporthubd.connectors.base import (
     ConnectorError,
     QueryRequest,
     QueryResult,
+    RenderedCSV,
+    RenderedSink,
     Row,
+    ServerCSV,
     TestResult,
 )
-
-if TYPE_CHECKING:
-    from reporthubd.formats.csv import ServerCSV
 
 CANCEL_GRACE_SECONDS = 5.0
 SERVER_BACKSTOP_SECONDS = 10.0
@@ -220,7 +221,9 @@ def _as_text(value: Any) -> str:
     return str(value)
 
 
-class _Result(QueryResult):
+class PostgreSQLResult(QueryResult):
+    """What `stream` yields: the columns, then batches fetched from the portal."""
+
     def __init__(self, columns: Sequence[Column], fetch: Callable[[], Awaitable[list[Row]]]):
         self.columns = columns
         self._fetch = fetch
@@ -233,8 +236,10 @@ class _Result(QueryResult):
             yield rows
 
 
-class CopyResult:
-    """What `stream_csv` yields: columns, then CSV chunks rendered by the server."""
+class PostgreSQLCopy(RenderedCSV):
+    """What `stream_csv` yields: the columns, then the CSV that `COPY ... TO STDOUT` renders."""
+
+    fast_path: ClassVar[str] = "postgresql-copy"
 
     def __init__(
         self,
@@ -244,9 +249,12 @@ class CopyResult:
         self.columns = columns
         self._run = run
 
-    async def copy_to(self, sink: Callable[[bytes], Awaitable[None]]) -> int:
-        """Stream the rendered rows into `sink`; return the row count."""
-        return await self._run(sink)
+    async def copy_to(self, sink: RenderedSink) -> int:
+        # COPY hands its chunks to a callback without a count and reports the rows at the end;
+        # the partial keeps the per-chunk call as cheap as passing `sink` itself.
+        rows = await self._run(functools.partial(sink, rows=0))
+        await sink(b"", rows)
+        return rows
 
 
 class PostgresConnector(Connector):
@@ -258,7 +266,7 @@ class PostgresConnector(Connector):
         host, port, database, _ = _conninfo(datasource.connection_config)
         self.where = f"{host}:{port}/{database}"
 
-    def _fail(self, what: str, exc: BaseException | str) -> ConnectorError:
+    def _error(self, what: str, exc: BaseException | str) -> ConnectorError:
         detail = exc if isinstance(exc, str) else _detail(exc)
         return ConnectorError(f"postgresql {self.where}: {what}: {detail}")
 
@@ -272,7 +280,7 @@ class PostgresConnector(Connector):
         try:
             secret = secrets.resolve(password, where="password") if password else None
         except secrets.SecretError as exc:
-            raise self._fail("cannot read the password", str(exc)) from None
+            raise self._error("cannot read the password", str(exc)) from None
         server_settings = {"application_name": "reporthubd"}
         extra = options.get("server_settings") or {}
         if isinstance(extra, Mapping):
@@ -291,7 +299,7 @@ class PostgresConnector(Connector):
                 statement_cache_size=0,
             )
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise self._fail("cannot connect", exc) from None
+            raise self._error("cannot connect", exc) from None
         # JSON values as dicts and lists (the connector contract), not as their text.
         for type_name in ("json", "jsonb"):
             await self._conn.set_type_codec(
@@ -340,7 +348,7 @@ class PostgresConnector(Connector):
                 backstop = int((timeout_seconds + SERVER_BACKSTOP_SECONDS) * 1000)
                 await conn.execute(f"SET LOCAL statement_timeout = {backstop}")
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise self._fail("cannot start a read-only transaction", exc) from None
+            raise self._error("cannot start a read-only transaction", exc) from None
         try:
             yield conn
         except asyncio.CancelledError:
@@ -388,14 +396,14 @@ class PostgresConnector(Connector):
         try:
             statement = await conn.prepare(bound.sql)
         except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise self._fail("the query failed", exc) from None
+            raise self._error("the query failed", exc) from None
         types = statement.get_parameters()
         args: list[Any] = []
         for name, value, pg_type in zip(bound.names, bound.values, types, strict=True):
             try:
                 args.append(_coerce(value, pg_type.name))
             except ValueError as exc:
-                raise self._fail(f"parameter :{name}", str(exc)) from None
+                raise self._error(f"parameter :{name}", str(exc)) from None
         columns = [_column(attr) for attr in statement.get_attributes()]
         return statement, args, columns
 
@@ -406,7 +414,7 @@ class PostgresConnector(Connector):
             try:
                 cursor = await statement.cursor(*args)
             except (asyncpg.PostgresError, asyncpg.InterfaceError, OverflowError) as exc:
-                raise self._fail("the query failed", exc) from None
+                raise self._error("the query failed", exc) from None
 
             async def fetch() -> list[Row]:
                 try:
@@ -419,18 +427,18 @@ class PostgresConnector(Connector):
                     # A backend terminated between two fetches leaves asyncpg's protocol in a
                     # state it reports as an InternalClientError: the connection is gone.
                     if conn.is_closed() or isinstance(exc, asyncpg.InternalClientError):
-                        raise self._fail("the connection to the server was lost", exc) from None
-                    raise self._fail("the query failed", exc) from None
+                        raise self._error("the connection to the server was lost", exc) from None
+                    raise self._error("the query failed", exc) from None
                 return [tuple(r) for r in records]
 
-            yield _Result(columns, fetch)
+            yield PostgreSQLResult(columns, fetch)
 
     @contextlib.asynccontextmanager
     async def stream_csv(
         self, request: QueryRequest, spec: ServerCSV, *, limit: int | None = None
-    ) -> AsyncIterator[CopyResult | None]:
-        """Yield a `CopyResult` when the server can render this result as CSV, else None (the
-        caller then uses `stream`). `limit` caps the rows (LIMIT), for max_rows checks."""
+    ) -> AsyncIterator[RenderedCSV | None]:
+        """Yield a `PostgreSQLCopy` when the server can render this result as CSV, else None
+        (the caller then uses `stream`). `limit` caps the rows (LIMIT), for max_rows checks."""
         async with self._transaction(request.timeout_seconds) as conn:
             statement, args, columns = await self._prepare(conn, request)
             attributes = statement.get_attributes()
@@ -454,10 +462,10 @@ class PostgresConnector(Connector):
                         force_quote=True if spec.quote_all else None,
                     )
                 except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                    raise self._fail("the query failed", exc) from None
+                    raise self._error("the query failed", exc) from None
                 return int(str(status).split()[-1])
 
-            yield CopyResult(columns, run)
+            yield PostgreSQLCopy(columns, run)
 
     async def _copy_query(
         self,
@@ -494,7 +502,7 @@ class PostgresConnector(Connector):
                 )
             except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 # e.g. a NUL byte or a lone surrogate, which PostgreSQL text cannot hold
-                raise self._fail(f"parameter :{name}", exc) from None
+                raise self._error(f"parameter :{name}", exc) from None
         order = {name: i for i, name in enumerate(names.keys(), start=1)}
 
         def placeholder(name: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -53,13 +54,13 @@ def _adapt(value: Any) -> Any:
     if isinstance(value, datetime | date):
         return value.isoformat(sep=" ") if isinstance(value, datetime) else value.isoformat()
     if isinstance(value, dict | list):
-        import json
-
         return json.dumps(value)
     return value
 
 
-class _Result(QueryResult):
+class SQLiteResult(QueryResult):
+    """What `stream` yields: the first batch (fetched with the statement), then the rest."""
+
     def __init__(
         self,
         connector: SQLiteConnector,
@@ -93,7 +94,7 @@ class SQLiteConnector(Connector):
         self._executor: ThreadPoolExecutor | None = None
         self.path = str(datasource.connection_config.get("path") or "")
 
-    def _fail(self, what: str, exc: BaseException | str) -> ConnectorError:
+    def _error(self, what: str, exc: BaseException | str) -> ConnectorError:
         return ConnectorError(f"sqlite {self.path}: {what}: {exc}")
 
     async def _call(self, fn: Any, *args: Any) -> Any:
@@ -108,7 +109,7 @@ class SQLiteConnector(Connector):
             await self._interrupt(future)
             raise
         except sqlite3.Error as exc:
-            raise self._fail("the query failed", exc) from None
+            raise self._error("the query failed", exc) from None
 
     async def _interrupt(self, future: asyncio.Future[Any]) -> None:
         """Interrupt until the statement in the thread stops (an interrupt that lands before
@@ -127,7 +128,7 @@ class SQLiteConnector(Connector):
             raise ConnectorError("sqlite datasource: connection_config.path is required")
         path = await asyncio.to_thread(lambda: Path(self.path).expanduser().resolve())
         if not await asyncio.to_thread(path.is_file):
-            raise self._fail("cannot open", "no such database file")
+            raise self._error("cannot open", "no such database file")
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-connector")
         uri = f"file:{quote(str(path))}?mode=ro"
 
@@ -141,7 +142,7 @@ class SQLiteConnector(Connector):
         except ConnectorError:
             raise
         except sqlite3.Error as exc:
-            raise self._fail("cannot open", exc) from None
+            raise self._error("cannot open", exc) from None
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
@@ -168,7 +169,7 @@ class SQLiteConnector(Connector):
     @contextlib.asynccontextmanager
     async def stream(self, request: QueryRequest) -> AsyncIterator[QueryResult]:
         if self._conn is None:
-            raise self._fail("the query failed", "not connected")
+            raise self._error("the query failed", "not connected")
         conn = self._conn
         bound = params.bind(request.sql, request.parameters, params.Style.NAMED)
         args = {k: _adapt(v) for k, v in bound.mapping.items()}
@@ -181,9 +182,9 @@ class SQLiteConnector(Connector):
         cursor, first = await self._call(start)
         try:
             if cursor.description is None:
-                raise self._fail("the query failed", "the statement returns no rows")
+                raise self._error("the query failed", "the statement returns no rows")
             columns = self._columns(cursor, first)
-            yield _Result(self, cursor, first, columns, request.batch_size)
+            yield SQLiteResult(self, cursor, first, columns, request.batch_size)
         finally:
             with contextlib.suppress(Exception):
                 await self._call(cursor.close)

@@ -35,8 +35,8 @@ from reporthubd import domain, logs, metrics
 from reporthubd.config import Settings
 from reporthubd.deliverers.base import DeliveryRunner, NoDeliveries
 from reporthubd.engine.pipeline import Run, RunContext
-from reporthubd.engine.streaming import Progress
 from reporthubd.engine.pool import Pool
+from reporthubd.engine.streaming import Progress
 from reporthubd.lifecycle.executions import Lifecycle
 from reporthubd.store import executions, journal
 from reporthubd.store.database import Store

@@ -9,6 +9,9 @@ The engine drives a writer in this order, and an implementation may rely on it:
    then, only if the result was cut at `max_rows`, `await note_truncated(max_rows)`.
    CPU-heavy rendering must not block the event loop for long: render off the loop (a worker
    thread fed through a bounded queue, so a slow writer slows the query down, never memory up).
+   Instead of `write_batch`, only when `server_csv()` described a rendering and the connector
+   produced it: `await write_rendered(data, rows)` any number of times, with lines the database
+   rendered (the CSV fast path; the default `server_csv()` is None, so other writers never see it).
 4. `await close()` — once after the last batch; flush, finish the file, return a `WrittenFile`.
    Or `await abort()` instead, on any failure or cancellation: stop and remove partial output.
 
@@ -25,7 +28,7 @@ from pathlib import Path
 from typing import Any, ClassVar, cast
 
 from reporthubd import plugins
-from reporthubd.connectors.base import Column, Row
+from reporthubd.connectors.base import Column, Row, ServerCSV
 
 
 class FormatError(Exception):
@@ -71,6 +74,16 @@ class FormatWriter(abc.ABC):
 
     @abc.abstractmethod
     async def write_batch(self, rows: Sequence[Row]) -> None: ...
+
+    def server_csv(self) -> ServerCSV | None:
+        """The CSV a database may render for this writer with these options (the fast path),
+        or None when the rows must come through `write_batch`. The default is None."""
+        return None
+
+    async def write_rendered(self, data: bytes, rows: int) -> None:
+        """Append `rows` records rendered by the database to the `server_csv()` description
+        (whole UTF-8 lines). Called only on a writer whose `server_csv()` gave one."""
+        raise NotImplementedError(f"{type(self).__name__} takes rows only (server_csv is None)")
 
     async def note_truncated(self, max_rows: int) -> None:
         """Called before `close()` when the engine cut the result at `max_rows` (the config's

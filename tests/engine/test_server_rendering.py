@@ -71,19 +71,10 @@ async def _render(
         if fast:
             spec = writer.server_csv()
             assert spec is not None
-            async with connector.stream_csv(request, spec) as rendered:  # type: ignore[attr-defined]
+            async with connector.stream_csv(request, spec) as rendered:
                 assert rendered is not None, "the fast path did not apply"
                 await writer.open(path, rendered.columns)
-                if hasattr(rendered, "copy_to"):
-
-                    async def sink(data: bytes) -> None:
-                        await writer.write_rendered(data, 0)
-
-                    count = await rendered.copy_to(sink)
-                    await writer.write_rendered(b"", count)
-                else:
-                    async for data, count in rendered.chunks():
-                        await writer.write_rendered(data, count)
+                await rendered.copy_to(writer.write_rendered)
         else:
             async with connector.stream(request) as result:
                 await writer.open(path, result.columns)
