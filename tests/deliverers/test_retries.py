@@ -6,13 +6,15 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from reporthubd import domain
 from reporthubd.deliverers.base import ProducedFile
 from reporthubd.engine.ledger import DeliveryLedger
-from reporthubd.store import delivery_logs
+from reporthubd.store import delivery_logs, schema
 from reporthubd.store.database import Store
 from tests.deliverers import peers
 from tests.deliverers.conftest import SCALE, DeliverySpec, Report, seed_report, settings_for
@@ -297,3 +299,38 @@ async def test_a_retried_webhook_still_carries_the_s3_link(
     assert first_hit.json["download_url"] == retried.json["download_url"]
     assert retried.json["attempt"] == 2
     assert (await report.execution()).status is ES.COMPLETED
+
+
+async def test_a_retry_reads_only_its_own_run_and_is_abandoned_once_its_config_is_inactive(
+    sqlite_store: Store, small_file: ProducedFile
+) -> None:
+    receiver = peers.WebhookReceiver()  # not started: connection refused
+    spec = DeliverySpec(method="webhook", config={"url": receiver.url}, retry_interval_minutes=1)
+    report = await seed_report(sqlite_store, settings_for(sqlite_store), small_file, [spec])
+    ledger = report.ledger
+    assert (await ledger.run(await report.job())).pending == 1
+    async with sqlite_store.engine.begin() as conn:
+        await conn.execute(
+            sa.update(schema.configs)
+            .where(schema.configs.c.id == report.config_id)
+            .values(is_active=False)
+        )
+    statements: list[str] = []
+
+    def seen(*args: Any) -> None:
+        statements.append(args[2])
+
+    sa.event.listen(sqlite_store.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        rows = await step(ledger, report)
+    finally:
+        sa.event.remove(sqlite_store.engine.sync_engine, "before_cursor_execute", seen)
+
+    # The run's config is read, not every definition of the store.
+    assert not [s for s in statements if "report_schedules" in s]
+    assert [(r.attempt, r.status) for r in rows] == [(1, DS.FAILED)]
+    assert f"retry abandoned: report config {report.config_id} is inactive" in (
+        rows[0].error_message or ""
+    )
+    execution = await report.execution()
+    assert execution.status is ES.FAILED
