@@ -90,7 +90,8 @@ class Transition(enum.StrEnum):
     """A queued run of a node that stopped or was lost, taken over by this node (stays PENDING)."""
     STARTED = "started"
     FINISHED = "finished"
-    """The run's own outcome: its file written and its deliveries made (or none to make)."""
+    """The run's own outcome: its file written and its deliveries made (or none to make), all
+    of them (COMPLETED) or some (PARTIAL); a run that failed takes FAILED."""
     FAILED = "failed"
     """It could not run (definitions missing or invalid) or failed while running."""
     TIMED_OUT = "timed_out"
@@ -115,7 +116,7 @@ TRANSITIONS = {
     Transition.CREATED: (frozenset({None}), frozenset({_S.PENDING, _S.SKIPPED})),
     Transition.ADOPTED: (frozenset({_S.PENDING}), frozenset({_S.PENDING})),
     Transition.STARTED: (frozenset({_S.PENDING}), frozenset({_S.RUNNING})),
-    Transition.FINISHED: (frozenset({_S.RUNNING}), _ENDS),
+    Transition.FINISHED: (frozenset({_S.RUNNING}), frozenset({_S.COMPLETED, _S.PARTIAL})),
     Transition.FAILED: (frozenset({_S.PENDING, _S.RUNNING}), frozenset({_S.FAILED})),
     Transition.TIMED_OUT: (frozenset({_S.RUNNING}), frozenset({_S.TIMEOUT})),
     Transition.CANCELLED: (frozenset({_S.PENDING, _S.RUNNING}), frozenset({_S.CANCELLED})),
