@@ -9,10 +9,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from reporthubd import domain
-from reporthubd.config import ExecutionSettings, Settings
+from reporthubd.config import ExecutionSettings, Settings, StoreSettings
 from reporthubd.deliverers.base import AttemptResult
 from reporthubd.engine.ledger import (
     MAX_RETRY_AFTER,
+    DeliveryLedger,
     DeliveryOutcome,
     RetryPolicy,
     final_status,
@@ -21,6 +22,7 @@ from reporthubd.engine.ledger import (
 )
 from reporthubd.engine.ledger.outcomes import delivery_report
 from reporthubd.engine.ledger.rounds import attempt_rows
+from reporthubd.store.database import Store
 from reporthubd.store.delivery_logs import DeliveryLog, RecipientRef
 
 DS = domain.DeliveryStatus
@@ -217,3 +219,11 @@ def test_the_report_of_a_round() -> None:
     ]
     report = delivery_report(outcomes)
     assert (report.delivered, report.failed, report.pending, report.skipped) == (2, 1, 1, 1)
+
+
+async def test_a_reload_applies_the_new_retry_settings_to_the_next_backoff() -> None:
+    store = Store(StoreSettings())  # never started: the backoff needs no store
+    ledger = DeliveryLedger(Settings(), store, node_id="n", rng=FixedJitter(1.0))
+    assert ledger.backoff(_delivery(), 2) == timedelta(minutes=10)
+    await ledger.on_reload(Settings(execution=ExecutionSettings(retry_time_scale=0.5)))
+    assert ledger.backoff(_delivery(), 2) == timedelta(minutes=5)

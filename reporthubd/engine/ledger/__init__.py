@@ -58,18 +58,6 @@ class DeliveryLedger:
         self._rounds = Rounds(self._context)
         self._worker = retries.RetryWorker(self._context, self._rounds)
 
-    @property
-    def settings(self) -> Settings:
-        return self._context.settings
-
-    @property
-    def store(self) -> Store:
-        return self._context.store
-
-    @property
-    def node_id(self) -> str:
-        return self._context.node_id
-
     async def on_reload(self, settings: Settings) -> str:
         """Daemon reload hook: new [smtp] and retry settings apply to the next attempt."""
         self._context.reconfigure(settings)
@@ -84,22 +72,29 @@ class DeliveryLedger:
         )
 
     async def run(self, job: DeliveryJob) -> DeliveryReport:
+        """The engine's `DeliveryRunner`: the first round of the execution's deliveries."""
         return await self._rounds.run(job)
 
     async def run_retries(self) -> None:
+        """The daemon's retry worker, forever (see `retries`)."""
         await self._worker.run_retries()
 
     async def process_due(self) -> int:
+        """Claim the retries due now and wait for them; returns how many this node made."""
         return await self._worker.process_due()
 
     async def settle(self, execution_id: str) -> domain.ExecutionStatus | None:
+        """The execution's final status once nothing is pending (None while something is)."""
         return await retries.settle(self._context, execution_id)
 
     async def settle_orphans(self) -> list[str]:
+        """Settle what a dead node's last retry left RUNNING; returns the ids settled."""
         return await retries.settle_orphans(self._context)
 
     async def redeliver(self, execution_id: str) -> Redelivery:
+        """Re-run what failed; raises LedgerError for a request that cannot be honoured."""
         return await redelivery.redeliver(self._context, self._rounds, execution_id)
 
     async def test_delivery(self, delivery_id: int) -> AttemptResult:
+        """The delivery's `test()`; raises LedgerError (404) for an unknown delivery."""
         return await redelivery.test_delivery(self._context, delivery_id)

@@ -29,14 +29,12 @@ from reporthubd.engine.ledger.context import LedgerContext
 from reporthubd.engine.ledger.jobs import job_for
 from reporthubd.engine.ledger.outcomes import delivery_report, latest_states
 from reporthubd.engine.ledger.retries import settle
-from reporthubd.engine.ledger.rounds import Rounds
+from reporthubd.engine.ledger.rounds import Plan, Rounds
 from reporthubd.store import delivery_logs, executions
 from reporthubd.timeutil import utcnow
 
 DS = domain.DeliveryStatus
 ES = domain.ExecutionStatus
-
-Plan = dict[int, tuple[int, Sequence[domain.Recipient] | None]]
 
 
 class LedgerError(Exception):
@@ -58,7 +56,7 @@ class Redelivery:
 def redelivery_plan(job: DeliveryJob, rows: Sequence[delivery_logs.DeliveryLog]) -> Plan:
     """Per delivery to re-run, its next attempt number and for email the recipients whose last
     attempt failed (None: the whole delivery). A delivery with no row yet is planned whole."""
-    plan: Plan = {}
+    plan: dict[int, tuple[int, Sequence[domain.Recipient] | None]] = {}
     for delivery in job.deliveries:
         mine = [r for r in rows if r.delivery_id == delivery.id]
         number = max((r.attempt for r in mine), default=0) + 1
