@@ -223,7 +223,7 @@ async def run_reporthubd(shape: str, n: int, window: float, server: str) -> dict
             "window_cpu_s": round(c2 - c1, 2),
             "cpu_ms_per_fire": round((c2 - c1) * 1000 / max(1, fires), 4),
             **stats,
-            "timelines": len(scheduler._timelines),
+            "timelines": len(scheduler.timetable.timelines),
         }
     finally:
         await store.stop()

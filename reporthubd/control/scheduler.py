@@ -10,6 +10,7 @@ from aiohttp import web
 
 from reporthubd.control import envelope
 from reporthubd.control.params import path_id
+from reporthubd.scheduler import views
 
 if TYPE_CHECKING:
     from reporthubd.scheduler.loop import Scheduler
@@ -26,7 +27,7 @@ def add_routes(app: web.Application) -> None:
 
 
 def _scheduler(request: web.Request) -> Scheduler:
-    from reporthubd.control.app import RUNTIME_KEY
+    from reporthubd.control.runtime import RUNTIME_KEY
 
     scheduler = getattr(request.app[RUNTIME_KEY], "scheduler", None)
     if scheduler is None:
@@ -39,11 +40,12 @@ def _schedule_id(request: web.Request) -> int:
 
 
 async def status(request: web.Request) -> web.Response:
-    return envelope.success("scheduler status", await _scheduler(request).status())
+    snapshot = await _scheduler(request).snapshot()
+    return envelope.success("scheduler status", views.status(snapshot))
 
 
 async def jobs(request: web.Request) -> web.Response:
-    found = await _scheduler(request).jobs_view()
+    found = views.jobs(await _scheduler(request).job_snapshots())
     return envelope.success(f"{len(found)} schedules", {"jobs": found})
 
 
@@ -104,31 +106,20 @@ async def trigger(request: web.Request) -> web.Response:
 
 
 async def next_fires(request: web.Request) -> web.Response:
-    from reporthubd.cron import FireTimes, parse_cron
-
     scheduler = _scheduler(request)
     schedule_id = _schedule_id(request)
     raw = request.query.get("n", "10")
     if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_NEXT:
         raise web.HTTPBadRequest(reason="bad n", text=f"n must be 1..{MAX_NEXT}")
-    job = scheduler.jobs.get(schedule_id)
-    if job is None:
-        why = scheduler.disabled.get(schedule_id)
-        if why:
-            return envelope.error("schedule disabled", why, status=409)
+    job = scheduler.job_snapshot(schedule_id)
+    if job is None or job.schedule is None:
+        if job is not None and job.disabled:
+            return envelope.error("schedule disabled", job.disabled, status=409)
         return envelope.error(
             "unknown schedule", f"schedule {schedule_id} is not loaded", status=404
         )
     s = job.schedule
-    times = FireTimes(
-        parse_cron(s.cron_expression), s.timezone, start_at=s.start_at, end_at=s.end_at
-    )
-    now = datetime.fromtimestamp(scheduler.clock.now()).astimezone()
-    fires = []
-    for fire in times.iter_after(now):
-        fires.append({"utc": fire.isoformat(), "local": fire.astimezone(s.timezone).isoformat()})
-        if len(fires) >= int(raw):
-            break
+    fires = views.next_fires(s, job.taken_at, int(raw))
     return envelope.success(
         f"next {len(fires)} fires",
         {"schedule_id": schedule_id, "timezone": s.timezone.key, "fires": fires},

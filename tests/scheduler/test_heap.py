@@ -1,4 +1,4 @@
-"""The loop's heap walk (loop.due_timelines) against a plain scan of every timeline."""
+"""The loop's heap walk (timetable.due_timelines) against a plain scan of every timeline."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from reporthubd.cron import FireTimes, parse_cron
-from reporthubd.scheduler.loop import HeapEntry, Timeline, due_timelines
+from reporthubd.scheduler.timetable import HeapEntry, Timeline, due_timelines
 
 FIRES = FireTimes(parse_cron("* * * * *"), ZoneInfo("UTC"))
 

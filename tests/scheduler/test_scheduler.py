@@ -15,11 +15,12 @@ import sqlalchemy as sa
 
 from reporthubd.config import StoreSettings
 from reporthubd.daemon import Supervisor
-from reporthubd.scheduler import loop
+from reporthubd.scheduler import dispatch, timetable
 from reporthubd.scheduler.loop import Scheduler
-from reporthubd.store import executions as executions_store
+from reporthubd.store import nodes as node_rows
 from reporthubd.store import schema
 from reporthubd.store.database import Store
+from reporthubd.timeutil import utcnow
 from tests.scheduler.helpers import (
     FakeClock,
     Submitted,
@@ -105,7 +106,7 @@ async def test_due_fires_are_claimed_once_and_handed_to_the_engine(store: Store)
 async def test_claims_prepared_before_the_due_instant_are_sent_at_it_and_follow_a_reload(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(loop, "PREPARE_MIN_FIRES", 1)
+    monkeypatch.setattr(dispatch, "PREPARE_MIN_FIRES", 1)
     config_id = await seed_config(store)
     kept = await add_schedule(store, config_id, "* * * * *")
     dropped = await add_schedule(store, config_id, "* * * * *")
@@ -114,16 +115,16 @@ async def test_claims_prepared_before_the_due_instant_are_sent_at_it_and_follow_
     async with running(store, clock, submitted) as scheduler:
         # within the lead before 10:01: the claims are made ready, nothing is written yet
         await advance_to(clock, "2026-05-04 10:00:59.990")
-        assert scheduler._prepared is not None
-        assert {len(part.ids) for part in scheduler._prepared.slices} == {2}
+        assert scheduler._dispatch.prepared is not None
+        assert {len(part.ids) for part in scheduler._dispatch.prepared.slices} == {2}
         assert await executions(store) == []
         # a reload between preparing and the due instant voids what was prepared
         await update_schedule(store, dropped, is_active=False)
         await scheduler.reload(source="test")
         await advance_to(clock, "2026-05-04 10:00:59.990")  # the loop has looked again
-        assert scheduler._prepared is not None
-        assert {len(part.ids) for part in scheduler._prepared.slices} == {1}
-        prepared_ids = set(scheduler._prepared.slices[0].ids)
+        assert scheduler._dispatch.prepared is not None
+        assert {len(part.ids) for part in scheduler._dispatch.prepared.slices} == {1}
+        prepared_ids = set(scheduler._dispatch.prepared.slices[0].ids)
         await advance_to(clock, "2026-05-04 10:01:00.001")
         rows = await executions(store)
     assert [(r.schedule_id, r.scheduled_for, r.status) for r in rows] == [
@@ -337,8 +338,8 @@ async def test_lost_executions_fail_once_and_are_recovered_once(store: Store) ->
     config = {"heartbeat_interval_seconds": 1.0, "node_lost_after_seconds": 60.0}
     clock = FakeClock(now)
     a, b = Submitted([]), Submitted([])
-    await executions_store.register_node(store, "node-a")
-    await executions_store.register_node(store, "node-b")
+    await node_rows.register_node(store, "node-a", now=utcnow())
+    await node_rows.register_node(store, "node-b", now=utcnow())
     async with (
         running(store, clock, a, node_id="node-a", **config) as first,
         running(store, clock, b, node_id="node-b", **config) as second,
@@ -441,8 +442,8 @@ async def test_queued_runs_of_a_stopped_node_are_adopted_once_not_failed(store: 
     config = {"heartbeat_interval_seconds": 1.0, "node_lost_after_seconds": 60.0}
     clock = FakeClock(now)
     a, b = Submitted([]), Submitted([])
-    await executions_store.register_node(store, "node-a")
-    await executions_store.register_node(store, "node-b")
+    await node_rows.register_node(store, "node-a", now=utcnow())
+    await node_rows.register_node(store, "node-b", now=utcnow())
     async with (
         running(store, clock, a, node_id="node-a", **config) as first,
         running(store, clock, b, node_id="node-b", **config) as second,
@@ -578,13 +579,13 @@ async def test_whether_a_cron_can_fire_is_checked_once_per_expression_and_zone(
         await add_schedule(store, config_id, "*/5 * * * *")
         await add_schedule(store, config_id, "*/5 * * * *", timezone="Europe/Berlin")
     checked: list[str] = []
-    never_fires = loop._never_fires
+    never_fires = timetable._never_fires
 
     def counting(schedule: Any, now: float) -> bool:
         checked.append(schedule.cron_expression)
         return never_fires(schedule, now)
 
-    monkeypatch.setattr(loop, "_never_fires", counting)
+    monkeypatch.setattr(timetable, "_never_fires", counting)
     clock = FakeClock(utc("2026-05-04 10:00:30"))
     async with running(store, clock, Submitted([])) as scheduler:
         assert len(scheduler.jobs) == 10
@@ -602,7 +603,7 @@ async def test_a_claim_that_fails_without_a_clear_answer_is_settled_by_its_retry
     it was written (PENDING), once; an uncommitted one is claimed as the retry decides."""
     config_id = await seed_config(store)
     schedule_id = await add_schedule(store, config_id, "* * * * *", misfire_policy=policy)
-    real = loop.claims.claim_prepared
+    real = dispatch.claims.claim_prepared
     calls = 0
 
     async def reply_lost(*args: Any, **kwargs: Any) -> Any:
@@ -614,7 +615,7 @@ async def test_a_claim_that_fails_without_a_clear_answer_is_settled_by_its_retry
             raise ConnectionResetError("connection lost before the reply")
         return await real(*args, **kwargs)
 
-    monkeypatch.setattr(loop.claims, "claim_prepared", reply_lost)
+    monkeypatch.setattr(dispatch.claims, "claim_prepared", reply_lost)
     clock = FakeClock(utc("2026-06-01 10:00:50"))
     submitted = Submitted([])
     async with running(store, clock, submitted):
