@@ -28,7 +28,7 @@ from reporthubd.control.auth import TokenFileError
 from reporthubd.control.server import ControlServer
 from reporthubd.engine import Engine
 from reporthubd.engine.ledger import DeliveryLedger
-from reporthubd.lifecycle.events import Events
+from reporthubd.lifecycle.events import with_metrics
 from reporthubd.lifecycle.executions import Lifecycle
 from reporthubd.lifecycle.nodes import Liveness, Node
 from reporthubd.scheduler.loop import Scheduler
@@ -134,12 +134,12 @@ class Daemon:
         self.engine: Engine | None = None
         self.deliveries: DeliveryLedger | None = None
         self.scheduler: Scheduler | None = None
-        self.events = Events()
+        self.events = with_metrics()
         self.lifecycle: Lifecycle | None = None
         self.node: Node | None = None
         self.journal: Journal | None = None
 
-    # -- what the control plane sees (control.app.Runtime) -------------------------------------
+    # -- what the control plane sees (control.runtime.Runtime) ---------------------------------
 
     @property
     def store(self) -> Store:

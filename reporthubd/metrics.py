@@ -8,6 +8,7 @@ gauges that describe current state are read from the components at scrape time, 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -16,8 +17,15 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 
 EXECUTIONS = Counter(
     "reporthubd_executions_total",
-    "Executions finished, by final status.",
+    "Executions that reached a final status (a run's end, a settle, a fire claimed as SKIPPED, a "
+    "run marked lost), by that status.",
     ["status"],
+    registry=REGISTRY,
+)
+TRANSITIONS = Counter(
+    "reporthubd_execution_transitions_total",
+    "State changes of executions made by this node, by transition and new status.",
+    ["transition", "status"],
     registry=REGISTRY,
 )
 EXECUTION_SECONDS = Histogram(
@@ -81,6 +89,22 @@ HEARTBEAT_AGE = Gauge(
     "Seconds since this node's last heartbeat.",
     registry=REGISTRY,
 )
+
+
+class Transitioned(Protocol):
+    """What the lifecycle's events say (lifecycle.events.LifecycleEvent)."""
+
+    @property
+    def transition(self) -> str: ...
+    @property
+    def new(self) -> str: ...
+
+
+def count_transition(event: Transitioned) -> None:
+    """The lifecycle subscriber that keeps the execution counters."""
+    TRANSITIONS.labels(event.transition, event.new).inc()
+    if event.new not in ("PENDING", "RUNNING"):
+        EXECUTIONS.labels(event.new).inc()
 
 
 def observe_gauges(readers: dict[Gauge, Callable[[], float]]) -> None:

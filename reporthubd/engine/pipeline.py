@@ -170,7 +170,6 @@ class Run:
             )
         self.progress.phase = "done"
         if outcome.status is not Status.RUNNING:
-            metrics.EXECUTIONS.labels(outcome.status.value).inc()
             metrics.EXECUTION_SECONDS.observe(self.progress.elapsed())
         if outcome.file:
             metrics.ROWS_WRITTEN.inc(outcome.row_count or 0)

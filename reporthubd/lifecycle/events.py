@@ -17,7 +17,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 
-from reporthubd import domain, logs
+from reporthubd import domain, logs, metrics
 
 log = logs.get(__name__)
 
@@ -82,3 +82,10 @@ class Events:
                     execution_id=event.execution_id,
                     transition=event.transition.value,
                 )
+
+
+def with_metrics() -> Events:
+    """A new event bus whose first subscriber keeps the execution counters (metrics.py)."""
+    events = Events()
+    events.subscribe(metrics.count_transition)
+    return events

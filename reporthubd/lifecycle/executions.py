@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import Any
 
 from reporthubd import domain, logs
-from reporthubd.lifecycle.events import Events, LifecycleEvent
+from reporthubd.lifecycle.events import Events, LifecycleEvent, with_metrics
 from reporthubd.lifecycle.fencing import Ownership
 from reporthubd.store import claims, executions
 from reporthubd.store.database import Store
@@ -69,7 +69,7 @@ class Lifecycle:
     ) -> None:
         self.store = store
         self.node_id = node_id
-        self.events = events or Events()
+        self.events = events if events is not None else with_metrics()
         self.ownership = ownership or Ownership(store, node_id=node_id)
 
     # -- new rows --------------------------------------------------------------------------------
