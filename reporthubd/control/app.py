@@ -1,11 +1,9 @@
-"""Routes of the control plane. Handlers read state through the `Runtime` protocol only."""
+"""Routes of the control plane. Handlers read the daemon through `control.runtime` only."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
 
 import sqlalchemy as sa
 from aiohttp import web
@@ -17,40 +15,19 @@ from reporthubd.control import executions as executions_routes
 from reporthubd.control import history as history_routes
 from reporthubd.control import scheduler as scheduler_routes
 from reporthubd.control.auth import TokenGate
+from reporthubd.control.runtime import RUNTIME_KEY, Runtime, runtime
 from reporthubd.control.status_page import status_page
-from reporthubd.engine.engine import Engine
-from reporthubd.store.database import Store, StoreUnavailable
+from reporthubd.store.database import StoreUnavailable
 from reporthubd.store.executions import InvalidExecutionRow
 
-if TYPE_CHECKING:
-    from reporthubd.scheduler.loop import Scheduler
-
-RUNTIME_KEY: web.AppKey[Runtime] = web.AppKey("runtime")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = logs.get(__name__)
 
 
-class Runtime(Protocol):
-    """What the control plane may see of the daemon."""
-
-    @property
-    def node_id(self) -> str: ...
-    @property
-    def started_at(self) -> datetime: ...
-    @property
-    def store(self) -> Store: ...
-    @property
-    def draining(self) -> bool: ...
-    @property
-    def engine(self) -> Engine | None: ...
-    @property
-    def scheduler(self) -> Scheduler | None: ...
-
-
 async def healthz(request: web.Request) -> web.Response:
-    runtime = request.app[RUNTIME_KEY]
+    daemon = runtime(request)
     return envelope.success(
-        "alive", {"node_id": runtime.node_id, "started_at": runtime.started_at.isoformat()}
+        "alive", {"node_id": daemon.node_id, "started_at": daemon.started_at.isoformat()}
     )
 
 
@@ -64,12 +41,12 @@ async def openapi_document(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    runtime = request.app[RUNTIME_KEY]
-    if runtime.draining:
+    daemon = runtime(request)
+    if daemon.draining:
         return envelope.error("not ready", "draining: the daemon is stopping", status=503)
-    journal = runtime.store.journal
+    journal = daemon.store.journal
     try:
-        await runtime.store.ping()
+        await daemon.store.ping()
     except StoreUnavailable as exc:
         return envelope.error("not ready", str(exc), status=503)
     waiting = journal.pending if journal is not None else 0
@@ -120,13 +97,13 @@ async def webhook_loop_guard(request: web.Request, handler: Handler) -> web.Stre
 
 
 def build_app(
-    runtime: Runtime, *, max_body_bytes: int, gate: TokenGate | None = None
+    daemon: Runtime, *, max_body_bytes: int, gate: TokenGate | None = None
 ) -> web.Application:
     middlewares = [envelope_errors, webhook_loop_guard] + (
         [gate.middleware] if gate is not None else []
     )
     app = web.Application(client_max_size=max_body_bytes, middlewares=middlewares)
-    app[RUNTIME_KEY] = runtime
+    app[RUNTIME_KEY] = daemon
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     executions_routes.add_routes(app)

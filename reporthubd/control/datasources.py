@@ -15,16 +15,15 @@ from reporthubd import domain, secrets
 from reporthubd.connectors import base as connectors
 from reporthubd.control import envelope
 from reporthubd.control.params import path_id
+from reporthubd.control.runtime import runtime
 from reporthubd.store.definitions import get_datasource
 
 TEST_TIMEOUT_SECONDS = 30.0
 
 
 async def test_datasource(request: web.Request) -> web.Response:
-    from reporthubd.control.app import RUNTIME_KEY
-
     datasource_id = path_id(request, "datasource_id")
-    found = await get_datasource(request.app[RUNTIME_KEY].store, datasource_id)
+    found = await get_datasource(runtime(request).store, datasource_id)
     if found is None:
         return envelope.error("not found", f"datasource {datasource_id} does not exist", status=404)
     if isinstance(found, domain.RowError):

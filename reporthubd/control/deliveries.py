@@ -7,45 +7,27 @@
   report. A failed test is still a 200 answer whose `data.ok` is false, with the reason.
 
 The ledger is the daemon's (`runtime.deliveries`), so retries it schedules wake the daemon's
-retry worker.
+retry worker; a daemon without one answers 503.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
 from reporthubd import secrets
-from reporthubd.control import envelope
+from reporthubd.control import envelope, runtime
 from reporthubd.control.params import path_id
-
-if TYPE_CHECKING:
-    from reporthubd.engine.ledger import DeliveryLedger
-
-
-def _ledger(request: web.Request) -> DeliveryLedger:
-    from reporthubd.control.app import RUNTIME_KEY
-    from reporthubd.engine.ledger import DeliveryLedger
-
-    runtime = request.app[RUNTIME_KEY]
-    ledger = getattr(runtime, "deliveries", None)
-    if isinstance(ledger, DeliveryLedger):
-        return ledger
-    settings = getattr(runtime, "settings", None)
-    if settings is None:
-        raise web.HTTPServiceUnavailable(reason="deliveries not available")
-    return DeliveryLedger(settings, runtime.store, node_id=runtime.node_id)
+from reporthubd.engine.ledger import LedgerError
 
 
 async def redeliver(request: web.Request) -> web.Response:
-    from reporthubd.engine.ledger import LedgerError
-
     execution_id = request.match_info["execution_id"]
     if not 1 <= len(execution_id) <= 36:
         raise web.HTTPBadRequest(reason="bad execution id", text="not an execution id")
     try:
-        result = await _ledger(request).redeliver(execution_id)
+        result = await runtime.deliveries(request).redeliver(execution_id)
     except LedgerError as exc:
         return envelope.error("cannot redeliver", str(exc), status=exc.status)
     report = result.report
@@ -66,11 +48,9 @@ async def redeliver(request: web.Request) -> web.Response:
 
 
 async def test_delivery(request: web.Request) -> web.Response:
-    from reporthubd.engine.ledger import LedgerError
-
     delivery_id = path_id(request, "delivery_id")
     try:
-        result = await _ledger(request).test_delivery(delivery_id)
+        result = await runtime.deliveries(request).test_delivery(delivery_id)
     except LedgerError as exc:
         return envelope.error("cannot test delivery", str(exc), status=exc.status)
     data = {

@@ -15,6 +15,7 @@ import asyncio
 import json
 from dataclasses import asdict
 from datetime import datetime
+from enum import Enum
 from typing import Any
 
 from aiohttp import web
@@ -22,23 +23,13 @@ from aiohttp import web
 from reporthubd import domain
 from reporthubd.control import envelope
 from reporthubd.control.params import path_id
-from reporthubd.engine import EngineStopped, UnknownConfig
+from reporthubd.control.runtime import engine as running_engine
+from reporthubd.control.runtime import runtime
+from reporthubd.engine.engine import EngineStopped, UnknownConfig
 from reporthubd.store import delivery_logs, executions
+from reporthubd.store.database import Store
 
 MAX_WAIT = 3600
-
-
-def _runtime(request: web.Request) -> Any:
-    from reporthubd.control.app import RUNTIME_KEY
-
-    return request.app[RUNTIME_KEY]
-
-
-def _engine(request: web.Request) -> Any:
-    engine = getattr(_runtime(request), "engine", None)
-    if engine is None:
-        raise web.HTTPServiceUnavailable(reason="the execution engine is not running")
-    return engine
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
@@ -58,14 +49,14 @@ def execution_data(execution: domain.Execution) -> dict[str, Any]:
     for key, value in list(data.items()):
         if isinstance(value, datetime):
             data[key] = value.isoformat()
-        elif hasattr(value, "value"):
+        elif isinstance(value, Enum):
             data[key] = value.value
     data["parameters"] = dict(execution.parameters)
     return data
 
 
 async def execute(request: web.Request) -> web.Response:
-    engine = _engine(request)
+    engine = running_engine(request)
     config_id = path_id(request, "config_id")
     body = await _body(request)
     parameters = body.get("parameters")
@@ -107,7 +98,7 @@ async def execute(request: web.Request) -> web.Response:
     except EngineStopped as exc:
         return envelope.error("not accepting work", str(exc), status=503)
     if wait:
-        finished = await _wait_for_end(_runtime(request).store, execution_id, float(wait))
+        finished = await _wait_for_end(runtime(request).store, execution_id, float(wait))
         if finished is not None:
             return envelope.success("Report execution finished", execution_data(finished))
     return envelope.success(
@@ -141,7 +132,7 @@ def ledger_data(logs: list[delivery_logs.DeliveryLog]) -> list[dict[str, Any]]:
     ]
 
 
-async def _wait_for_end(store: Any, execution_id: str, seconds: float) -> domain.Execution | None:
+async def _wait_for_end(store: Store, execution_id: str, seconds: float) -> domain.Execution | None:
     """The execution once it is terminal, or None when `seconds` pass first. Reads the store, so
     it works whichever node runs the execution."""
     loop = asyncio.get_running_loop()
@@ -159,15 +150,16 @@ async def _wait_for_end(store: Any, execution_id: str, seconds: float) -> domain
 
 
 async def get_execution(request: web.Request) -> web.Response:
+    daemon = runtime(request)
     execution_id = request.match_info["execution_id"]
-    execution = await executions.get_execution(_runtime(request).store, execution_id)
+    execution = await executions.get_execution(daemon.store, execution_id)
     if execution is None:
         return envelope.error("not found", f"execution {execution_id} does not exist", status=404)
     data = execution_data(execution)
     data["deliveries"] = ledger_data(
-        await delivery_logs.logs_for_execution(_runtime(request).store, execution_id)
+        await delivery_logs.logs_for_execution(daemon.store, execution_id)
     )
-    engine = getattr(_runtime(request), "engine", None)
+    engine = daemon.engine  # progress is known only for a run of this node
     progress = engine.progress(execution_id) if engine is not None else None
     if progress is not None:
         data["progress"] = {
@@ -180,13 +172,13 @@ async def get_execution(request: web.Request) -> web.Response:
 
 
 async def cancel(request: web.Request) -> web.Response:
-    engine = _engine(request)
+    engine = running_engine(request)
     execution_id = request.match_info["execution_id"]
     body = await _body(request)
     reason = body.get("reason") or "cancelled through the control plane"
     if not isinstance(reason, str):
         return envelope.error("bad request", '"reason" must be a string', status=400)
-    store = _runtime(request).store
+    store = runtime(request).store
     execution = await executions.get_execution(store, execution_id)
     if execution is None:
         return envelope.error("not found", f"execution {execution_id} does not exist", status=404)

@@ -14,7 +14,6 @@ import asyncio
 import urllib.parse
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
@@ -22,16 +21,11 @@ from reporthubd import domain
 from reporthubd.control import envelope
 from reporthubd.control.executions import execution_data
 from reporthubd.control.params import MAX_ID
+from reporthubd.control.runtime import runtime
 from reporthubd.store import executions
 from reporthubd.store import status as history
 
 MAX_LIMIT = 500
-
-
-def _runtime(request: web.Request) -> Any:
-    from reporthubd.control.app import RUNTIME_KEY
-
-    return request.app[RUNTIME_KEY]
 
 
 class BadQuery(ValueError):
@@ -92,7 +86,7 @@ async def list_executions(request: web.Request) -> web.Response:
         )
     except BadQuery as exc:
         return envelope.error("bad request", str(exc), status=400)
-    items, total = await history.search_executions(_runtime(request).store, query)
+    items, total = await history.search_executions(runtime(request).store, query)
     return envelope.success(
         f"{len(items)} of {total} executions",
         {
@@ -105,9 +99,9 @@ async def list_executions(request: web.Request) -> web.Response:
 
 
 async def download_file(request: web.Request) -> web.StreamResponse:
-    runtime = _runtime(request)
+    daemon = runtime(request)
     execution_id = request.match_info["execution_id"]
-    execution = await executions.get_execution(runtime.store, execution_id)
+    execution = await executions.get_execution(daemon.store, execution_id)
     if execution is None:
         return envelope.error("not found", f"execution {execution_id} does not exist", status=404)
     if not execution.file_path:
@@ -119,7 +113,7 @@ async def download_file(request: web.Request) -> web.StreamResponse:
             "not ready", f"execution {execution_id} has not produced its file yet", status=409
         )
     path = await asyncio.to_thread(
-        _retained_file, runtime.settings.execution.workspace, execution.file_path
+        _retained_file, daemon.settings.execution.workspace, execution.file_path
     )
     if path is None:
         return envelope.error(

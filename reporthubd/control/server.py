@@ -11,8 +11,9 @@ from aiohttp import web, web_protocol, web_request
 from reporthubd import logs
 from reporthubd.config import ControlSettings, Settings, parse_listen
 from reporthubd.control import envelope
-from reporthubd.control.app import Runtime, build_app
+from reporthubd.control.app import build_app
 from reporthubd.control.auth import HEALTH_PATHS, TokenGate, read_tokens
+from reporthubd.control.runtime import Runtime
 
 log = logs.get(__name__)
 

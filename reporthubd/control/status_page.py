@@ -6,16 +6,18 @@ when they are present (engine queue, scheduler's disabled schedules); every valu
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from html import escape
-from typing import Any
 
 from aiohttp import web
 
 from reporthubd import __version__
+from reporthubd.control.runtime import runtime
 from reporthubd.cron import CronError, next_fires, parse_cron
+from reporthubd.engine.engine import Engine
 from reporthubd.store import status as history
 from reporthubd.store.definitions import load_definitions
+from reporthubd.timeutil import utcnow
 
 REFRESH_SECONDS = 15
 
@@ -67,9 +69,9 @@ RETRY_COLUMNS = [
 INVALID_COLUMNS = [("Table", False), ("Id", False), ("Problem", False)]
 
 
-def _progress(engine: Any, execution_id: str, stored_rows: int | None) -> str:
+def _progress(engine: Engine | None, execution_id: str, stored_rows: int | None) -> str:
     """Rows so far (and the phase) for a run of this node; the stored count for others."""
-    progress = engine.progress(execution_id) if hasattr(engine, "progress") else None
+    progress = engine.progress(execution_id) if engine is not None else None
     if progress is None:
         return escape(str(stored_rows or 0))
     return escape(f"{progress.rows:,} rows · {progress.phase} · {progress.elapsed():.0f} s")
@@ -79,7 +81,7 @@ def _error_text(text: str | None) -> str:
     return f'<span class="err">{escape(text or "")}</span>'
 
 
-def _t(value: datetime | None, zone: Any = UTC) -> str:
+def _t(value: datetime | None, zone: tzinfo = UTC) -> str:
     if value is None:
         return "—"
     return value.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z")
@@ -101,14 +103,10 @@ def _table(headers: list[tuple[str, bool]], rows: list[list[str]], empty: str) -
 
 
 async def status_page(request: web.Request) -> web.Response:
-    from reporthubd.control.app import RUNTIME_KEY
-
-    runtime = request.app[RUNTIME_KEY]
-    store = runtime.store
-    now = datetime.now(UTC)
-    settings = getattr(runtime, "settings", None)
-    default_zone = settings.scheduler.timezone if settings is not None else "UTC"
-    definitions = await load_definitions(store, default_timezone=default_zone)
+    daemon = runtime(request)
+    store = daemon.store
+    now = utcnow()
+    definitions = await load_definitions(store, default_timezone=daemon.settings.scheduler.timezone)
     strips = await history.history_strips(store)
     active = await history.active_runs(store)
     failures = await history.recent_failures(store, since=now - timedelta(days=1))
@@ -149,13 +147,11 @@ async def status_page(request: web.Request) -> web.Response:
         for e in definitions.errors
     ]
 
-    engine = getattr(runtime, "engine", None)
+    engine = daemon.engine
     queue = ""
-    if engine is not None and hasattr(engine, "stats"):
+    if engine is not None:
         stats = engine.stats()
-        running = escape(str(getattr(stats, "running", "?")))
-        queued = escape(str(getattr(stats, "queued", "?")))
-        queue = f" · running {running} · queued {queued}"
+        queue = f" · running {stats.running} · queued {stats.queued}"
     active_rows = [
         [
             f"<code>{escape(run.execution_id)}</code>",
@@ -187,15 +183,15 @@ async def status_page(request: web.Request) -> web.Response:
         ]
         for r in retries
     ]
-    uptime = now - runtime.started_at
+    uptime = now - daemon.started_at
     body = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta http-equiv="refresh" content="{REFRESH_SECONDS}">
-<title>reporthubd · {escape(runtime.node_id)}</title><style>{CSS}</style></head>
+<title>reporthubd · {escape(daemon.node_id)}</title><style>{CSS}</style></head>
 <body>
 <h1>reporthubd</h1>
-<p class="meta">node <b>{escape(runtime.node_id)}</b> · version {escape(__version__)} ·
+<p class="meta">node <b>{escape(daemon.node_id)}</b> · version {escape(__version__)} ·
 up {escape(str(uptime).split(".")[0])} · {escape(_t(now))}{queue}</p>
 <h2>Schedules</h2>
 {_table(SCHEDULE_COLUMNS, schedule_rows, "No active schedules.")}

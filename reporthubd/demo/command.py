@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 from reporthubd import domain, logs
@@ -19,6 +18,7 @@ from reporthubd.demo.dataset import ensure_dataset
 from reporthubd.demo.listen import ListenError, choose_listen
 from reporthubd.demo.reports import CATALOG_RESOURCE, DEMO_REPORTS, DemoError, prepare_store
 from reporthubd.systemd import Notifier
+from reporthubd.timeutil import utcnow
 
 CONFIG_TEMPLATE = """\
 # Written by `reporthubd demo`. Every setting is described in config.toml.example.
@@ -90,7 +90,7 @@ def _main(folder: Path, requested_listen: str | None) -> int:
     logs.configure(settings.logging)
 
     print(f"reporthubd demo in {folder}", flush=True)
-    sales = ensure_dataset(folder / "sales.db", today=datetime.now(UTC).date())
+    sales = ensure_dataset(folder / "sales.db", today=utcnow().date())
     verb = "generated" if sales.generated else "reused"
     print(
         f"  sample data: {verb} {sales.path} ({sales.orders:,} orders, "

@@ -14,11 +14,13 @@ import random
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+
+from reporthubd.timeutil import utcnow
 
 DATASET_VERSION = "1"
 SEED = 20_261_129
@@ -276,7 +278,7 @@ def generate(path: Path, *, last_day: date) -> date:
                 ("orders", str(ORDERS)),
                 ("first_day", first_day.isoformat()),
                 ("last_day", last_day.isoformat()),
-                ("generated_at", datetime.now(UTC).isoformat(timespec="seconds")),
+                ("generated_at", utcnow().isoformat(timespec="seconds")),
             ],
         )
         conn.execute("COMMIT")
