@@ -250,7 +250,9 @@ class Daemon:
         if self.notifier.watchdog_seconds:
             tasks.spawn("systemd-watchdog", self._watchdog_loop(self.notifier.watchdog_seconds))
 
-        self.deliveries = DeliveryLedger(self.settings, store, node_id=self.node_id)
+        self.deliveries = DeliveryLedger(
+            self.settings, store, node_id=self.node_id, lifecycle=self.lifecycle
+        )
         tasks.spawn("delivery-retries", self.deliveries.run_retries())
         self.add_reload_hook(self.deliveries.on_reload)
         self.engine = Engine(

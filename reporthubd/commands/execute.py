@@ -25,6 +25,7 @@ from reporthubd.config import Settings
 from reporthubd.control.executions import execution_data
 from reporthubd.engine.engine import Engine, UnknownConfig
 from reporthubd.engine.ledger import DeliveryLedger
+from reporthubd.lifecycle.executions import Lifecycle
 from reporthubd.lifecycle.nodes import Node
 from reporthubd.store import executions
 from reporthubd.store.database import Store
@@ -82,8 +83,13 @@ async def _run(
     """Run the report to its end on an engine of our own; UnknownConfig for a config id that
     is not in the store."""
     node_id = settings.scheduler.effective_node_id
-    deliveries = None if args.no_deliver else DeliveryLedger(settings, store, node_id=node_id)
-    engine = Engine(settings, store, node_id=node_id, deliveries=deliveries)
+    lifecycle = Lifecycle(store, node_id=node_id)
+    deliveries = (
+        None
+        if args.no_deliver
+        else DeliveryLedger(settings, store, node_id=node_id, lifecycle=lifecycle)
+    )
+    engine = Engine(settings, store, node_id=node_id, deliveries=deliveries, lifecycle=lifecycle)
     await engine.start()
     beating: asyncio.Task[None] | None = None
     try:

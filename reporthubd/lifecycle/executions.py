@@ -354,20 +354,23 @@ class Lifecycle:
 
     # -- the delivery ledger's transitions ------------------------------------------------------
 
-    async def settle(self, execution: domain.Execution, status: Status, error: str | None) -> bool:
-        """RUNNING -> the final status the delivery ledger found once nothing is pending."""
+    async def settle(self, execution_id: str, status: Status, error: str | None) -> bool:
+        """RUNNING -> the final status the delivery ledger found once nothing is pending (any
+        node may settle: the retries were made by whichever node claimed them)."""
         check(T.SETTLED, Status.RUNNING, status)
         written = await executions.update_execution(
             self.store,
-            execution.id,
+            execution_id,
             only_if_status=(Status.RUNNING,),
             durable=True,
             status=status,
             finished_at=utcnow(),
             error_message=error,
         )
-        if written:
-            self._publish_for(execution, T.SETTLED, Status.RUNNING, status, error)
+        if written and self.events.wanted(T.SETTLED):
+            execution = await executions.get_execution(self.store, execution_id)
+            if execution is not None:
+                self._publish_for(execution, T.SETTLED, Status.RUNNING, status, error)
         return written
 
     async def reopen(self, execution: domain.Execution) -> bool:

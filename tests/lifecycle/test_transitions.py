@@ -149,7 +149,7 @@ async def test_every_allowed_transition_is_made_once_with_its_event(store: Store
     # settled by the ledger; reopened for a redelivery
     for end in (S.COMPLETED, S.PARTIAL, S.FAILED):
         waiting = await _row(store, config, S.RUNNING)
-        assert await life.settle(waiting, end, None if end is S.COMPLETED else "delivery 1: no")
+        assert await life.settle(waiting.id, end, None if end is S.COMPLETED else "delivery 1: no")
         assert await _status(store, waiting.id) is end
         finished = await executions.get_execution(store, waiting.id)
         assert finished is not None
@@ -180,7 +180,7 @@ async def test_operations_refuse_rows_outside_their_sources(store: Store) -> Non
     assert not await life.cancel_pending(running.id, "x")
     done = await _row(store, config, S.COMPLETED)
     assert not await life.finish(done, S.FAILED, error="late")
-    assert not await life.settle(done, S.FAILED, "late")
+    assert not await life.settle(done.id, S.FAILED, "late")
     assert not await life.record(done, row_count=5)
     theirs = await _row(store, config, S.RUNNING, node_id=OTHER)
     assert not await life.finish(theirs, S.COMPLETED), "fenced: another node's run"
@@ -194,7 +194,7 @@ async def test_operations_refuse_rows_outside_their_sources(store: Store) -> Non
     with pytest.raises(TransitionRefused):
         await life.reopen(running)  # RUNNING is no final status
     with pytest.raises(TransitionRefused):
-        await life.settle(running, S.TIMEOUT, None)
+        await life.settle(running.id, S.TIMEOUT, None)
     with pytest.raises(TransitionRefused):
         await life.record(running, status=S.COMPLETED)
     assert seen == []

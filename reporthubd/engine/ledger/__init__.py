@@ -28,6 +28,7 @@ from reporthubd.engine.ledger.outcomes import DeliveryOutcome, final_status, lat
 from reporthubd.engine.ledger.policy import MAX_RETRY_AFTER, RetryPolicy
 from reporthubd.engine.ledger.redelivery import LedgerError, Redelivery
 from reporthubd.engine.ledger.rounds import Rounds, recipient_group
+from reporthubd.lifecycle.executions import Lifecycle
 from reporthubd.store.database import Store
 
 __all__ = [
@@ -50,10 +51,20 @@ class DeliveryLedger:
     redelivery and test delivery, over one store and one node."""
 
     def __init__(
-        self, settings: Settings, store: Store, *, node_id: str, rng: random.Random | None = None
+        self,
+        settings: Settings,
+        store: Store,
+        *,
+        node_id: str,
+        rng: random.Random | None = None,
+        lifecycle: Lifecycle | None = None,
     ) -> None:
         self._context = LedgerContext(
-            settings=settings, store=store, node_id=node_id, rng=rng or random.Random()
+            settings=settings,
+            store=store,
+            node_id=node_id,
+            lifecycle=lifecycle or Lifecycle(store, node_id=node_id),
+            rng=rng or random.Random(),
         )
         self._rounds = Rounds(self._context)
         self._worker = retries.RetryWorker(self._context, self._rounds)

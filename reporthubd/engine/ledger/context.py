@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from reporthubd.config import Settings
 from reporthubd.engine.ledger.policy import RetryPolicy
+from reporthubd.lifecycle.executions import Lifecycle
 from reporthubd.store.database import Store
 
 
@@ -30,6 +31,8 @@ class LedgerContext:
     settings: Settings
     store: Store
     node_id: str
+    lifecycle: Lifecycle
+    """Settles and reopens executions; its ownership fences a redelivery round."""
     rng: random.Random = field(default_factory=random.Random)
     """The jitter's random source (tests give a seeded one)."""
     policy: RetryPolicy = field(init=False)

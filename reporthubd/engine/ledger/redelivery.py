@@ -31,7 +31,6 @@ from reporthubd.engine.ledger.outcomes import delivery_report, latest_states
 from reporthubd.engine.ledger.retries import settle
 from reporthubd.engine.ledger.rounds import Plan, Rounds
 from reporthubd.store import delivery_logs, executions
-from reporthubd.timeutil import utcnow
 
 DS = domain.DeliveryStatus
 ES = domain.ExecutionStatus
@@ -106,19 +105,20 @@ async def _redeliver_round(
     plan: Plan,
 ) -> Redelivery:
     execution_id = execution.id
-    moved = await executions.update_execution(
-        context.store,
-        execution_id,
-        only_if_status=(execution.status,),
-        status=ES.RUNNING,
-        node_id=context.node_id,
-        heartbeat_at=utcnow(),
-        finished_at=None,
-    )
-    if not moved:
+    lifecycle = context.lifecycle
+    if not await lifecycle.reopen(execution):
         raise LedgerError(f"execution {execution_id} changed meanwhile; try again")
-    job = replace(job, deliveries=[d for d in job.deliveries if d.id in plan])
-    outcomes = await rounds.run_round(job, plan, round_start=None)
+    ownership = lifecycle.ownership
+
+    async def fence(what: str) -> None:
+        await ownership.confirm(execution_id, what=what)
+
+    job = replace(job, deliveries=[d for d in job.deliveries if d.id in plan], fence=fence)
+    ownership.hold(execution_id)
+    try:
+        outcomes = await rounds.run_round(job, plan, round_start=None)
+    finally:
+        ownership.release(execution_id)
     report = delivery_report(outcomes)
     status = await settle(context, execution_id) if not report.pending else None
     return Redelivery(

@@ -45,15 +45,7 @@ async def settle(context: LedgerContext, execution_id: str) -> domain.ExecutionS
     if any(row.pending for row in rows):
         return None
     status, error = final_status(rows)
-    updated = await executions.update_execution(
-        context.store,
-        execution_id,
-        only_if_status=(ES.RUNNING,),
-        status=status,
-        finished_at=utcnow(),
-        error_message=error,
-    )
-    if updated:
+    if await context.lifecycle.settle(execution_id, status, error):
         log.info("execution settled", execution_id=execution_id, status=status.value)
         return status
     return None
@@ -65,8 +57,7 @@ async def settle_orphans(context: LedgerContext) -> list[str]:
     node_lost_after_seconds`, or this node's own while this process is not delivering for them
     (a previous process of this node, or a settle that failed: this node's heartbeats keep those
     fresh for ever). Returns the ids settled."""
-    lost_after = context.settings.scheduler.node_lost_after_seconds
-    stale_before = utcnow() - timedelta(seconds=lost_after)
+    stale_before = utcnow() - timedelta(seconds=context.settings.scheduler.node_lost_after_seconds)
     settled = []
     for execution_id in await delivery_logs.unsettled_executions(
         context.store, stale_before=stale_before, own_node=context.node_id

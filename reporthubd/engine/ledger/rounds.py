@@ -33,6 +33,7 @@ from reporthubd.deliverers.base import (
     DeliveryReport,
     deliverer_class,
 )
+from reporthubd.domain import OwnershipLost
 from reporthubd.engine.ledger.context import LedgerContext
 from reporthubd.engine.ledger.outcomes import DeliveryOutcome, delivery_report
 from reporthubd.engine.ledger.policy import RetryPolicy
@@ -168,7 +169,13 @@ class Rounds:
         claimed: int | None = None,
     ) -> DeliveryOutcome:
         """Attempt `number` of the delivery, then its rows: inserted, or for a retry (`claimed`:
-        the pending row it was claimed from) recorded with the claimed row's release."""
+        the pending row it was claimed from) recorded with the claimed row's release.
+
+        Fencing (job.fence, for a run this node holds): the attempt is made, and a success is
+        recorded, only while this node still owns the run; otherwise domain.OwnershipLost
+        propagates and nothing is written."""
+        if job.fence is not None:
+            await job.fence(f"delivery {delivery.id} attempt {number}")
         result, started, finished = await self._attempt(job, delivery, number, recipients)
         rows, outcome = attempt_rows(
             job.execution_id,
@@ -183,6 +190,18 @@ class Rounds:
             rng=self.context.rng,
         )
         store = self.context.store
+        if job.fence is not None and result.ok:
+            try:
+                await job.fence(f"recording delivery {delivery.id} attempt {number} as delivered")
+            except OwnershipLost:
+                log.error(
+                    "delivered, but this node lost the run before recording it",
+                    execution_id=job.execution_id,
+                    delivery_id=delivery.id,
+                    attempt=number,
+                    target=result.target,
+                )
+                raise
         if claimed is None:
             written = await delivery_logs.insert_logs(store, rows)
         else:
@@ -225,6 +244,8 @@ class Rounds:
             cls = await asyncio.to_thread(deliverer_class, delivery.method.value)  # import off-loop
             deliverer = cls(delivery, self.context.settings)
             result = await deliverer.deliver(attempt)
+        except OwnershipLost:
+            raise
         except DeliveryError as exc:
             result = AttemptResult(ok=False, target="", error=str(exc), retryable=False)
         except ImportError as exc:
