@@ -269,8 +269,11 @@ def lock_picture(
         node_of[process["thread"]] = owners.get(int(port), "?") if port.isdigit() else "?"
 
     def who(thread: Any) -> str:
-        return f"thread {thread} ({node_of.get(thread, 'another database')})"
+        return f"thread {thread} ({node_of.get(thread, '?')})"
 
+    # Only this test's connections: other tests share the server.
+    transactions = [t for t in transactions if t["thread"] in node_of]
+    waits = [w for w in waits if w["waiting_thread"] in node_of or w["blocking_thread"] in node_of]
     lines = ["transactions:"]
     lines += [f"  {who(t.pop('thread'))}: {t}" for t in transactions] or ["  none"]
     lines.append("lock waits:")
@@ -283,6 +286,29 @@ def lock_picture(
     lines += [f"  {who(p.pop('thread'))}: {p}" for p in processes]
     text = status[0]["Status"] if status else ""
     section = text.partition("TRANSACTIONS\n------------\n")[2].partition("--------\nFILE I/O")[0]
-    active = [block for block in section.split("---TRANSACTION") if "not started" not in block]
-    lines += ["innodb status, active transactions:", "---TRANSACTION".join(active).strip()]
+    threads = {f"MariaDB thread id {thread}," for thread in node_of}
+    ours = [b for b in section.split("---TRANSACTION") if any(t in b for t in threads)]
+    lines.append("innodb status, this test's transactions:")
+    lines += [f"---TRANSACTION{block.rstrip()}" for block in ours] or ["  none"]
     return "\n".join(lines)
+
+
+WAITS_ON = """
+SELECT COUNT(*) FROM information_schema.innodb_lock_waits w
+JOIN information_schema.innodb_trx r ON r.trx_id = w.requesting_trx_id
+JOIN information_schema.processlist p ON p.id = r.trx_mysql_thread_id
+WHERE p.db IN %s
+"""
+
+
+def lock_waits_on(databases: list[str]) -> int:
+    """How many transactions on connections to `databases` wait for a lock now."""
+    conn = pymysql.connect(
+        host=servers.MARIADB_HOST, port=servers.MARIADB_PORT, user="root", password=""
+    )
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(WAITS_ON, (tuple(databases),))
+            return int(cursor.fetchone()[0])
+    finally:
+        conn.close()

@@ -60,6 +60,7 @@ from tests.reliability.pause_peers import (
     Peers,
     add_deliveries,
     lock_picture,
+    lock_waits_on,
 )
 
 pytestmark = pytest.mark.background
@@ -177,12 +178,15 @@ class Cluster:
         await node.ready()
         return node
 
+    def databases(self, source: Source) -> list[str]:
+        return [self.store_url.rpartition("/")[2], source.name]
+
     def picture(self, source: Source) -> str:
         pids = {name: node.process.proc.pid for name, node in self.nodes.items()}
         relayed = {
             port: name for name, relay in self.relays.items() for port in relay.upstream_ports
         }
-        return lock_picture(pids, [self.store_url.rpartition("/")[2], source.name], relayed)
+        return lock_picture(pids, self.databases(source), relayed)
 
     def warnings(self) -> list[str]:
         """The nodes' log lines worth reading beside a failure: lost runs, warnings, errors."""
@@ -319,16 +323,25 @@ async def _stop_holder(cluster: Cluster, holder: str, fault: Fault, findings: Fi
 
 
 async def _while_frozen(
-    store: Store, lost: dict[str, Any], configs: dict[str, int], frozen_at: float
-) -> tuple[dict[str, Any], dict[str, Any]]:
+    store: Store,
+    lost: dict[str, Any],
+    configs: dict[str, int],
+    frozen_at: float,
+    cluster: Cluster,
+    source: Source,
+) -> tuple[dict[str, Any], dict[str, Any], str | None]:
     """Watch the store until both lost runs are marked and recovered, or their time is up (the
     mark within MARK_WITHIN_SECONDS of the freeze, the recovery within QUERY_SECONDS +
     RECOVERY_SLACK_SECONDS of its mark). Returns the marked rows and the recoveries that
-    COMPLETED in time, by kind."""
+    COMPLETED in time, by kind, and the store server's lock picture taken at the first lock
+    wait on the test's databases (None when no statement waited)."""
     marked: dict[str, Any] = {}
     recovered: dict[str, Any] = {}
+    picture: str | None = None
     while True:
         now = time.time()
+        if picture is None and await asyncio.to_thread(lock_waits_on, cluster.databases(source)):
+            picture = await asyncio.to_thread(cluster.picture, source)
         for kind, row in lost.items():
             if kind not in marked:
                 (current,) = await _rows(store, E.c.id == row.id)
@@ -345,7 +358,7 @@ async def _while_frozen(
                 if done and done[0].finished_at.timestamp() <= due:
                     recovered[kind] = done[0]
         if len(recovered) == len(lost):
-            return marked, recovered
+            return marked, recovered, picture
         if len(marked) < len(lost):
             deadline = frozen_at + MARK_WITHIN_SECONDS
         else:
@@ -354,7 +367,7 @@ async def _while_frozen(
                 for row in marked.values()
             )
         if now > deadline:
-            return marked, recovered
+            return marked, recovered, picture
         await asyncio.sleep(0.2)
 
 
@@ -472,7 +485,9 @@ async def test_a_frozen_or_killed_node_s_runs_reach_every_peer_once_through_thei
         await _stop_holder(cluster, holder, fault, findings)
         frozen_at = time.time()
 
-        marked, recovered = await _while_frozen(store, lost, configs, frozen_at)
+        marked, recovered, waiting = await _while_frozen(
+            store, lost, configs, frozen_at, cluster, my_source
+        )
         for kind in KINDS:
             row = marked.get(kind)
             findings.check(
@@ -490,9 +505,11 @@ async def test_a_frozen_or_killed_node_s_runs_reach_every_peer_once_through_thei
             )
         if fault.signal is signal.SIGSTOP:
             assert _is_frozen(cluster.nodes[holder]), f"{holder} woke before the checks"
+        if waiting is not None:
+            findings.evidence.append(f"store server at the first lock wait:\n{waiting}")
         if len(recovered) < len(KINDS):  # why: the store server's view while still frozen
             picture = await asyncio.to_thread(cluster.picture, my_source)
-            findings.evidence.append(f"store server while {holder} was frozen:\n{picture}")
+            findings.evidence.append(f"store server while {holder} was still frozen:\n{picture}")
         timings = {
             "lost marked after": {
                 k: round(r.finished_at.timestamp() - frozen_at, 1) for k, r in marked.items()
