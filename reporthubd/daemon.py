@@ -275,6 +275,8 @@ class Daemon:
             submit=self.engine.submit,
             started_at=self.started_at,
             last_seen=last_seen,
+            lifecycle=self.lifecycle,
+            liveness=self.node.liveness,
         )
         stack.push_async_callback(self.scheduler.stop)
         await self.scheduler.start(tasks)

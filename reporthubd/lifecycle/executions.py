@@ -29,6 +29,7 @@ from reporthubd import domain, logs
 from reporthubd.lifecycle.events import Events, LifecycleEvent, with_metrics
 from reporthubd.lifecycle.fencing import Ownership
 from reporthubd.store import claims, executions
+from reporthubd.store import lost as lost_runs
 from reporthubd.store.database import Store
 from reporthubd.timeutil import utcnow
 
@@ -213,13 +214,15 @@ class Lifecycle:
             self._publish_for(execution, transition, Status.RUNNING, status, error)
         return written
 
-    async def fail_unstarted(self, execution: domain.Execution, reason: str) -> bool:
-        """PENDING -> FAILED: the run cannot start (its definitions are missing or invalid)."""
+    async def fail_unstarted(self, execution: domain.Execution | str, reason: str) -> bool:
+        """PENDING -> FAILED: the run cannot start (its definitions are missing or invalid, or
+        it could not be handed to the engine)."""
         check(T.FAILED, Status.PENDING, Status.FAILED)
         now = utcnow()
+        execution_id = execution if isinstance(execution, str) else execution.id
         written = await executions.update_execution(
             self.store,
-            execution.id,
+            execution_id,
             only_if_status=(Status.PENDING,),
             durable=True,
             status=Status.FAILED,
@@ -229,8 +232,11 @@ class Lifecycle:
             row_count=0,
             error_message=reason,
         )
-        if written:
-            self._publish_for(execution, T.FAILED, Status.PENDING, Status.FAILED, reason)
+        if written and self.events.wanted(T.FAILED):
+            if isinstance(execution, str):
+                execution = await executions.get_execution(self.store, execution) or execution
+            if not isinstance(execution, str):
+                self._publish_for(execution, T.FAILED, Status.PENDING, Status.FAILED, reason)
         return written
 
     async def cancel_pending(
@@ -263,7 +269,7 @@ class Lifecycle:
 
     async def mark_lost(
         self,
-        lost: claims.LostExecution,
+        lost: lost_runs.LostExecution,
         *,
         cutoff: datetime,
         started_at: datetime,
@@ -275,7 +281,7 @@ class Lifecycle:
         (exactly one node wins), and with `recover` its recovery run (PENDING, this node's) in
         the same transaction. Returns (whether this node marked it, the recovery's id)."""
         check(T.MARKED_LOST, lost.status, Status.FAILED)
-        marked, recovered = await claims.fail_lost(
+        marked, recovered = await lost_runs.fail_lost(
             self.store,
             lost,
             cutoff=cutoff,
@@ -318,7 +324,7 @@ class Lifecycle:
 
     async def adopt(
         self,
-        lost: claims.LostExecution,
+        lost: lost_runs.LostExecution,
         *,
         cutoff: datetime,
         started_at: datetime,
@@ -327,7 +333,7 @@ class Lifecycle:
         """PENDING -> PENDING on this node: a queued run of a node that stopped or was lost.
         Returns whether this node now owns it."""
         check(T.ADOPTED, lost.status, Status.PENDING)
-        adopted = await claims.adopt_pending(
+        adopted = await lost_runs.adopt_pending(
             self.store,
             lost,
             cutoff=cutoff,

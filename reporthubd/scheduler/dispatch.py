@@ -22,14 +22,14 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from reporthubd import domain, logs, metrics
+from reporthubd import logs, metrics
 from reporthubd.config import SchedulerSettings
+from reporthubd.lifecycle.executions import Lifecycle
 from reporthubd.scheduler import catchup, misfire
 from reporthubd.scheduler.stats import Lateness
 from reporthubd.scheduler.timetable import Timeline, Timetable, utc
-from reporthubd.store import claims, executions, schedules
+from reporthubd.store import claims, schedules
 from reporthubd.store.database import Store, error_line
-from reporthubd.timeutil import utcnow
 
 log = logs.get(__name__)
 
@@ -92,8 +92,10 @@ class Dispatcher:
         node_id: str,
         submit: Submit,
         store_failed: Callable[[], None],
+        lifecycle: Lifecycle,
     ) -> None:
         self.store = store
+        self.lifecycle = lifecycle
         self.timetable = timetable
         self.jobs = timetable.jobs  # the same dict for the timetable's life: read per fire
         self.config = config
@@ -286,6 +288,8 @@ class Dispatcher:
         """Count and submit this node's claims (SKIPPED ones are only counted); each job
         remembers its latest claimed fire."""
         commit_ts = committed.timestamp()
+        ours = list(ours)
+        self.lifecycle.claimed(ours)
         for claimed in ours:
             job = self.jobs.get(claimed.claim.schedule_id)
             fire_ts = claimed.claim.scheduled_for.timestamp()
@@ -312,13 +316,8 @@ class Dispatcher:
             raise
         except Exception as exc:
             log.error("submitting an execution failed", execution_id=execution_id, exc_info=exc)
-            await executions.update_execution(
-                self.store,
-                execution_id,
-                only_if_status=(domain.ExecutionStatus.PENDING,),
-                status=domain.ExecutionStatus.FAILED,
-                error_message=f"could not start: {type(exc).__name__}: {exc}",
-                finished_at=utcnow(),
+            await self.lifecycle.fail_unstarted(
+                execution_id, f"could not start: {type(exc).__name__}: {exc}"
             )
 
     def records(self, claimed: Iterable[claims.FireClaim]) -> list[schedules.Run]:

@@ -24,6 +24,8 @@ from typing import Any, Protocol
 
 from reporthubd import domain, logs, metrics
 from reporthubd.config import Settings
+from reporthubd.lifecycle.executions import Lifecycle
+from reporthubd.lifecycle.nodes import Liveness
 from reporthubd.recent import Recent
 from reporthubd.scheduler import catchup, dispatch, views
 from reporthubd.scheduler.clock import Clock, SystemClock
@@ -32,7 +34,7 @@ from reporthubd.scheduler.recovery import Recovery
 from reporthubd.scheduler.stats import Lateness
 from reporthubd.scheduler.timetable import Job, Timetable, utc
 from reporthubd.scheduler.views import DefinitionsReload
-from reporthubd.store import claims, definitions
+from reporthubd.store import definitions, status
 from reporthubd.store.database import Store, error_line
 from reporthubd.timeutil import utcnow
 
@@ -58,7 +60,12 @@ class Scheduler:
         clock: Clock | None = None,
         started_at: datetime | None = None,
         last_seen: datetime | None = None,
+        lifecycle: Lifecycle | None = None,
+        liveness: Liveness | None = None,
     ) -> None:
+        """`lifecycle` makes every state change (the daemon's, shared with the engine);
+        `liveness` is the node's one liveness rule (lifecycle.nodes). Both default to the
+        scheduler's own, for tests that drive a scheduler alone."""
         self._store = store
         self.settings = settings
         self.node_id = node_id
@@ -70,12 +77,17 @@ class Scheduler:
         self.last_reload: DefinitionsReload | None = None
         self.config_names: dict[int, str] = {}
         self.timetable = Timetable()
+        self.lifecycle = lifecycle or Lifecycle(store, node_id=node_id)
+        self.liveness = liveness or Liveness(
+            settings.scheduler, now=self.clock.now, started_at=self.started_at.timestamp()
+        )
         self._recovery = Recovery(
             store=store,
             config=settings.scheduler,
             node_id=node_id,
             started_at=self.started_at,
-            clock=self.clock,
+            liveness=self.liveness,
+            lifecycle=self.lifecycle,
             submit=self._submit,
         )
         self._dispatch = dispatch.Dispatcher(
@@ -85,6 +97,7 @@ class Scheduler:
             node_id=node_id,
             submit=submit,
             store_failed=self._recovery.store_failed,
+            lifecycle=self.lifecycle,
         )
         self._wake = asyncio.Event()
         self._dispatching = asyncio.Lock()
@@ -94,7 +107,7 @@ class Scheduler:
         self._stopped = False
         # Status is polled by dashboards: concurrent requests share one store query per second.
         self._active_counts = Recent(
-            lambda: claims.count_active(self.store), max_age_seconds=STATUS_MAX_AGE_SECONDS
+            lambda: status.count_active(self.store), max_age_seconds=STATUS_MAX_AGE_SECONDS
         )
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -208,6 +221,7 @@ class Scheduler:
         self.settings = settings
         self._dispatch.config = settings.scheduler
         self._recovery.config = settings.scheduler
+        self.liveness.settings = settings.scheduler
 
     @property
     def store(self) -> Store:
@@ -219,6 +233,8 @@ class Scheduler:
         self._store = store
         self._dispatch.store = store
         self._recovery.store = store
+        self.lifecycle.store = store
+        self.lifecycle.ownership.store = store
 
     def _apply(
         self, found: definitions.Definitions, now: float, *, source: str = "start"
@@ -322,14 +338,12 @@ class Scheduler:
                 else f"schedule {schedule_id} is not loaded (missing or inactive)"
             )
         logical = scheduled_for or utc(self.clock.now())
-        execution_id = await claims.insert_rerun(
-            self.store,
+        execution_id = await self.lifecycle.create(
             config_id=job.schedule.config_id,
+            trigger_type=domain.TriggerType.MANUAL,
             schedule_id=schedule_id,
             scheduled_for=logical,
-            trigger_type=domain.TriggerType.MANUAL,
-            node_id=self.node_id,
-            parameters=parameters or None,
+            parameters=parameters,
         )
         log.info(
             "schedule triggered",
@@ -441,7 +455,7 @@ class Scheduler:
         """Every loaded or disabled schedule, by id, with its newest execution (unknown when
         the store cannot be read: the schedules are still listed)."""
         try:
-            latest = await claims.latest_runs(self.store)
+            latest = await status.latest_runs(self.store)
         except Exception as exc:
             log.warning("reading the last runs failed", error=error_line(exc))
             latest = {}

@@ -1,11 +1,13 @@
 """The lost-execution sweep: runs no live node owns are marked FAILED ("node lost") and, where
 configured, run again (trigger_type recovery); queued runs of a stopped node are adopted.
 
-Whether this node may judge other nodes at all depends on its own contact with the store: after
-an outage every node's heartbeat is stale at once, healthy or not, so other nodes' runs are
+Whether this node may judge other nodes at all is the one liveness rule of
+lifecycle/nodes.py (`Liveness`): after an outage, or a gap in this node's own life (a freeze),
+every other node's heartbeat may look stale at once, healthy or not, so other nodes' runs are
 judged only once this node has been in continuous contact for `node_lost_after_seconds` (since
-its start or its last failed store call, which every part of the scheduler reports through
-`store_failed`). This node's own leftovers from before its start are always judged.
+its start, its last failed store call, which every part of the scheduler reports through
+`store_failed`, or its last gap). This node's own leftovers from before its start are always
+judged. The state changes themselves are the lifecycle's (`mark_lost`, `adopt`).
 
 The sweep runs once at start (before the loop) and then every `heartbeat_interval_seconds` as
 its own supervised task (`run`); a failed sweep is logged and retried at the next interval.
@@ -15,12 +17,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
 from reporthubd import domain, logs
 from reporthubd.config import SchedulerSettings
-from reporthubd.scheduler.clock import Clock
-from reporthubd.store import claims
+from reporthubd.lifecycle.executions import Lifecycle
+from reporthubd.lifecycle.nodes import Liveness
+from reporthubd.store import lost as lost_runs
 from reporthubd.store.database import Store, error_line
 from reporthubd.timeutil import utcnow
 
@@ -38,19 +41,19 @@ class Recovery:
         config: SchedulerSettings,
         node_id: str,
         started_at: datetime,
-        clock: Clock,
+        liveness: Liveness,
+        lifecycle: Lifecycle,
         submit: Callable[[str], Awaitable[None]],
     ) -> None:
         self.store = store
         self.config = config
         self.node_id = node_id
         self.started_at = started_at
-        self.clock = clock
+        self.liveness = liveness
+        self.lifecycle = lifecycle
         self.submit = submit
         self.recovered_count = 0
         self.adopted_count = 0
-        # Start of this node's continuous contact with the store (see judges_others).
-        self._contact_since = started_at.timestamp()
         self._adopted: dict[str, None] = {}  # ids submitted by _adopt, oldest first
 
     async def run(self) -> None:
@@ -63,16 +66,12 @@ class Recovery:
                 log.warning("lost-execution sweep failed", error=error_line(exc))
 
     def store_failed(self) -> None:
-        """A store call of this node failed (now): other nodes' heartbeats are not judged until
-        this node's contact with the store has been continuous for node_lost_after_seconds."""
-        self._contact_since = max(self._contact_since, self.clock.now())
+        """A store call of this node failed (now): see Liveness.contact_failed."""
+        self.liveness.contact_failed()
 
     def judges_others(self) -> bool:
-        """After a store outage every node's heartbeat is stale at once, healthy or not: only
-        once this node has been in contact with the store for node_lost_after_seconds (since
-        its start or its last failed store call) have the live nodes had time to heartbeat."""
-        contact = self.clock.now() - self._contact_since
-        return contact >= self.config.node_lost_after_seconds
+        """Whether other nodes' heartbeats are judged now: see Liveness.judges_others."""
+        return self.liveness.judges_others()
 
     async def sweep(self) -> int:
         """Mark executions no live node owns FAILED ("node lost") and, if configured, run them
@@ -92,9 +91,8 @@ class Recovery:
             # its finished runs still show RUNNING. Judge nothing until the journal is flushed.
             return 0
         judge_others = self.judges_others()
-        now = utcnow()
-        cutoff = datetime.fromtimestamp(now.timestamp() - config.node_lost_after_seconds, UTC)
-        lost = await claims.find_lost(
+        cutoff = self.liveness.cutoff(utcnow())
+        lost = await lost_runs.find_lost(
             self.store,
             cutoff=cutoff,
             node_id=self.node_id,
@@ -107,11 +105,9 @@ class Recovery:
                 done += await self._adopt(execution, cutoff, judge_others)
                 continue
             reason = _lost_reason(execution, self.node_id)
-            marked, recovered = await claims.fail_lost(
-                self.store,
+            marked, recovered = await self.lifecycle.mark_lost(
                 execution,
                 cutoff=cutoff,
-                node_id=self.node_id,
                 started_at=self.started_at,
                 reason=reason,
                 recover=config.recover_lost_executions,
@@ -132,20 +128,15 @@ class Recovery:
         return done
 
     async def _adopt(
-        self, execution: claims.LostExecution, cutoff: datetime, judge_others: bool
+        self, execution: lost_runs.LostExecution, cutoff: datetime, judge_others: bool
     ) -> int:
         """A queued run no live node owns (its node stopped, or this node's previous process
         claimed it) never started: this node takes it over and runs it, same row, still
         PENDING. Each is submitted once per process (a queued one is listed again meanwhile)."""
         if execution.id in self._adopted:
             return 0
-        adopted = await claims.adopt_pending(
-            self.store,
-            execution,
-            cutoff=cutoff,
-            node_id=self.node_id,
-            started_at=self.started_at,
-            judge_others=judge_others,
+        adopted = await self.lifecycle.adopt(
+            execution, cutoff=cutoff, started_at=self.started_at, judge_others=judge_others
         )
         if not adopted:
             return 0  # another node took it first
@@ -158,7 +149,7 @@ class Recovery:
         return 1
 
 
-def _lost_reason(execution: claims.LostExecution, own_node: str) -> str:
+def _lost_reason(execution: lost_runs.LostExecution, own_node: str) -> str:
     if execution.node_id == own_node:
         return f"node lost: node {own_node} restarted before the run ended"
     if execution.status is domain.ExecutionStatus.PENDING:

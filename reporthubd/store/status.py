@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -179,3 +181,53 @@ async def search_executions(
         rows = (await conn.execute(page)).all()
         total = int(await conn.scalar(count) or 0)
     return executions.valid_records(rows), total
+
+
+async def count_active(store: Store) -> dict[str, dict[str, int]]:
+    """PENDING and RUNNING executions per node: {node_id: {status: count}}."""
+    query = (
+        sa.select(E.c.node_id, E.c.status, sa.func.count())
+        .where(
+            E.c.status.in_(
+                [domain.ExecutionStatus.PENDING.value, domain.ExecutionStatus.RUNNING.value]
+            )
+        )
+        .group_by(E.c.node_id, E.c.status)
+    )
+    async with store.engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    counts: dict[str, dict[str, int]] = {}
+    for node, status, count in rows:
+        counts.setdefault(node or "", {})[status] = int(count)
+    return counts
+
+
+async def latest_runs(store: Store, schedule_ids: Iterable[int] | None = None) -> dict[int, Any]:
+    """Per schedule, its newest execution row (highest scheduled_for, then attempt): for the
+    jobs view. Returns {schedule_id: row with id, scheduled_for, status, trigger_type}."""
+    newest = (
+        sa.select(E.c.schedule_id, sa.func.max(E.c.scheduled_for).label("latest"))
+        .where(E.c.schedule_id.is_not(None))
+        .group_by(E.c.schedule_id)
+    )
+    if schedule_ids is not None:
+        newest = newest.where(E.c.schedule_id.in_(list(schedule_ids)))
+    sub = newest.subquery()
+    query = (
+        sa.select(
+            E.c.schedule_id,
+            E.c.id,
+            E.c.scheduled_for,
+            E.c.status,
+            E.c.trigger_type,
+            E.c.attempt,
+        )
+        .join(
+            sub,
+            sa.and_(E.c.schedule_id == sub.c.schedule_id, E.c.scheduled_for == sub.c.latest),
+        )
+        .order_by(E.c.attempt)
+    )
+    async with store.engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    return {int(row.schedule_id): row for row in rows}  # highest attempt wins (ordered)

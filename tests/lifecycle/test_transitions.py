@@ -18,6 +18,7 @@ from reporthubd import domain
 from reporthubd.lifecycle.events import Events, LifecycleEvent
 from reporthubd.lifecycle.executions import Lifecycle, TransitionRefused, check
 from reporthubd.store import claims, executions, nodes
+from reporthubd.store import lost as lost_runs
 from reporthubd.store.database import Store
 from reporthubd.timeutil import utcnow
 from tests.engine.conftest import add_config, add_datasource, add_schedule
@@ -74,8 +75,8 @@ async def _status(store: Store, execution_id: str) -> S:
     return found.status
 
 
-def _lost(execution: domain.Execution) -> claims.LostExecution:
-    return claims.LostExecution(
+def _lost(execution: domain.Execution) -> lost_runs.LostExecution:
+    return lost_runs.LostExecution(
         id=execution.id,
         config_id=execution.config_id,
         schedule_id=execution.schedule_id,
