@@ -71,6 +71,13 @@ class StoreSettings(_Section):
     """How long one of the daemon's own store statements waits for a row lock before it fails
     (MySQL/MariaDB innodb_lock_wait_timeout, PostgreSQL lock_timeout): a node frozen while it
     holds a lock (a paused VM) cannot stall the other nodes' heartbeats and recoveries longer."""
+    idle_transaction_timeout_seconds: Annotated[int, Field(ge=1, le=3600)] = 10
+    """The store server ends one of the daemon's own sessions whose write transaction has been
+    idle this long (MariaDB idle_write_transaction_timeout, PostgreSQL
+    idle_in_transaction_session_timeout), releasing its row locks: a node frozen in the middle of
+    a transaction (a paused VM) cannot keep the other nodes from recovering its runs. The daemon
+    never leaves a transaction open across a wait, so only a frozen node is ever cut off.
+    (MySQL has no such setting: there a frozen node's locks last until its connection drops.)"""
     auto_upgrade: bool | None = None
     """Run pending migrations at start. Unset: on for SQLite stores, off for server stores."""
     journal_path: str = ""

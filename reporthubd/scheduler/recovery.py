@@ -24,7 +24,7 @@ from reporthubd.config import SchedulerSettings
 from reporthubd.lifecycle.executions import Lifecycle
 from reporthubd.lifecycle.nodes import Liveness
 from reporthubd.store import lost as lost_runs
-from reporthubd.store.database import Store, error_line
+from reporthubd.store.database import Store, error_line, lock_wait_timed_out
 from reporthubd.timeutil import utcnow
 
 log = logs.get(__name__)
@@ -101,18 +101,31 @@ class Recovery:
         )
         done = 0
         for execution in lost:
-            if execution.status is domain.ExecutionStatus.PENDING:
-                done += await self._adopt(execution, cutoff, judge_others)
+            try:
+                if execution.status is domain.ExecutionStatus.PENDING:
+                    done += await self._adopt(execution, cutoff, judge_others)
+                    continue
+                reason = _lost_reason(execution, self.node_id)
+                marked, recovered = await self.lifecycle.mark_lost(
+                    execution,
+                    cutoff=cutoff,
+                    started_at=self.started_at,
+                    reason=reason,
+                    recover=config.recover_lost_executions,
+                    judge_others=judge_others,
+                )
+            except Exception as exc:
+                if not lock_wait_timed_out(exc):
+                    raise
+                # Its row is locked by a session that does not let go (a frozen node in the
+                # middle of a transaction, until the server ends it): a conflict, not an
+                # outage; the next sweep tries again.
+                log.warning(
+                    "lost execution locked by another session; retried at the next sweep",
+                    execution_id=execution.id,
+                    lost_node=execution.node_id,
+                )
                 continue
-            reason = _lost_reason(execution, self.node_id)
-            marked, recovered = await self.lifecycle.mark_lost(
-                execution,
-                cutoff=cutoff,
-                started_at=self.started_at,
-                reason=reason,
-                recover=config.recover_lost_executions,
-                judge_others=judge_others,
-            )
             if not marked:
                 continue  # another node judged it first
             done += 1

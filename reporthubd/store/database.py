@@ -102,6 +102,9 @@ class Store:
                     "timezone": "UTC",
                     "application_name": "reporthubd",
                     "lock_timeout": f"{int(self.settings.lock_wait_timeout_seconds * 1000)}",
+                    "idle_in_transaction_session_timeout": (
+                        f"{int(self.settings.idle_transaction_timeout_seconds * 1000)}"
+                    ),
                 },
             }
             kwargs |= {"pool_size": self.settings.pool_size, "pool_use_lifo": True}
@@ -116,6 +119,11 @@ class Store:
             sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         else:
             _ping_when_idle(engine)
+        if self.settings.backend == "mysql":
+            idle = int(self.settings.idle_transaction_timeout_seconds)
+            sa.event.listen(
+                engine.sync_engine, "connect", lambda conn, _record: _mariadb_idle(conn, idle)
+            )
         self._engine = engine
 
     async def stop(self) -> None:
@@ -189,6 +197,29 @@ def _reset_unless_clean(engine: AsyncEngine) -> None:
         dialect.do_rollback(dbapi_connection)
 
     sa.event.listen(engine.sync_engine.pool, "reset", reset)
+
+
+def _mariadb_idle(dbapi_connection: Any, seconds: int) -> None:
+    """MariaDB ends a session whose write transaction sits idle `seconds` (a frozen node's);
+    MySQL has no such variable, and refuses it: nothing to do there."""
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"SET SESSION idle_write_transaction_timeout = {int(seconds)}")
+    except Exception as exc:  # MySQL: "Unknown system variable"
+        log.debug("store has no idle_write_transaction_timeout", error=error_line(exc))
+    finally:
+        cursor.close()
+    dbapi_connection.commit()
+
+
+def lock_wait_timed_out(exc: BaseException) -> bool:
+    """Whether a store error is a lock wait that ran out (another session holds the row): a
+    conflict, not an outage."""
+    orig = getattr(exc, "orig", None) or exc
+    code = getattr(orig, "args", (None,))[0] if getattr(orig, "args", None) else None
+    if code == 1205:  # MySQL/MariaDB ER_LOCK_WAIT_TIMEOUT
+        return True
+    return getattr(orig, "sqlstate", None) == "55P03" or "LockNotAvailable" in type(orig).__name__
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
