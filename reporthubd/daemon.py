@@ -28,7 +28,7 @@ from reporthubd.control.auth import TokenFileError
 from reporthubd.control.server import ControlServer
 from reporthubd.engine import Engine
 from reporthubd.engine.ledger import DeliveryLedger
-from reporthubd.lifecycle.events import with_metrics
+from reporthubd.lifecycle.events import RecentTransitions, with_metrics
 from reporthubd.lifecycle.executions import Lifecycle
 from reporthubd.lifecycle.nodes import Liveness, Node
 from reporthubd.scheduler.loop import Scheduler
@@ -135,6 +135,8 @@ class Daemon:
         self.deliveries: DeliveryLedger | None = None
         self.scheduler: Scheduler | None = None
         self.events = with_metrics()
+        self.transitions = RecentTransitions()
+        self.events.subscribe(self.transitions)
         self.lifecycle: Lifecycle | None = None
         self.node: Node | None = None
         self.journal: Journal | None = None

@@ -18,6 +18,7 @@ from aiohttp import web
 from reporthubd.config import Settings
 from reporthubd.engine.engine import Engine
 from reporthubd.engine.ledger import DeliveryLedger
+from reporthubd.lifecycle.events import RecentTransitions
 from reporthubd.scheduler.loop import Scheduler
 from reporthubd.store.database import Store
 
@@ -39,6 +40,11 @@ class Runtime(Protocol):
     @property
     def draining(self) -> bool:
         """True once the daemon is stopping: /readyz answers 503."""
+        ...
+
+    @property
+    def transitions(self) -> RecentTransitions:
+        """This node's latest execution state changes (a lifecycle subscriber)."""
         ...
 
     @property

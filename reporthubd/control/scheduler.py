@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
-from reporthubd.control import envelope
+from reporthubd.control import envelope, runtime
 from reporthubd.control.params import path_id
 from reporthubd.scheduler import views
-
-if TYPE_CHECKING:
-    from reporthubd.scheduler.loop import Scheduler
 
 MAX_NEXT = 1000
 
@@ -26,31 +23,22 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/schedules/{schedule_id}/next", next_fires)
 
 
-def _scheduler(request: web.Request) -> Scheduler:
-    from reporthubd.control.runtime import RUNTIME_KEY
-
-    scheduler = getattr(request.app[RUNTIME_KEY], "scheduler", None)
-    if scheduler is None:
-        raise web.HTTPServiceUnavailable(reason="scheduler not running")
-    return scheduler  # type: ignore[no-any-return]
-
-
 def _schedule_id(request: web.Request) -> int:
     return path_id(request, "schedule_id")
 
 
 async def status(request: web.Request) -> web.Response:
-    snapshot = await _scheduler(request).snapshot()
+    snapshot = await runtime.scheduler(request).snapshot()
     return envelope.success("scheduler status", views.status(snapshot))
 
 
 async def jobs(request: web.Request) -> web.Response:
-    found = views.jobs(await _scheduler(request).job_snapshots())
+    found = views.jobs(await runtime.scheduler(request).job_snapshots())
     return envelope.success(f"{len(found)} schedules", {"jobs": found})
 
 
 async def reload(request: web.Request) -> web.Response:
-    report = await _scheduler(request).reload(source="api")
+    report = await runtime.scheduler(request).reload(source="api")
     data = {
         "at": report.at.isoformat(),
         "ok": report.ok,
@@ -77,7 +65,7 @@ async def _body(request: web.Request) -> dict[str, Any]:
 
 
 async def trigger(request: web.Request) -> web.Response:
-    scheduler = _scheduler(request)
+    scheduler = runtime.scheduler(request)
     schedule_id = _schedule_id(request)
     body = await _body(request)
     scheduled_for = None
@@ -106,7 +94,7 @@ async def trigger(request: web.Request) -> web.Response:
 
 
 async def next_fires(request: web.Request) -> web.Response:
-    scheduler = _scheduler(request)
+    scheduler = runtime.scheduler(request)
     schedule_id = _schedule_id(request)
     raw = request.query.get("n", "10")
     if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_NEXT:

@@ -67,6 +67,14 @@ RETRY_COLUMNS = [
     ("Last error", True),
 ]
 INVALID_COLUMNS = [("Table", False), ("Id", False), ("Problem", False)]
+TRANSITION_COLUMNS = [
+    ("When", False),
+    ("Report", False),
+    ("Change", False),
+    ("Why", True),
+    ("Execution", True),
+]
+RECENT_TRANSITIONS = 20
 
 
 def _progress(engine: Engine | None, execution_id: str, stored_rows: int | None) -> str:
@@ -183,6 +191,19 @@ async def status_page(request: web.Request) -> web.Response:
         ]
         for r in retries
     ]
+    transition_rows = [
+        [
+            escape(_t(event.at)),
+            escape(names.get(event.config_id, str(event.config_id))),
+            escape(
+                f"{event.transition.value}: {event.old.value if event.old else 'new'} → "
+                f"{event.new.value}"
+            ),
+            _error_text(event.reason),
+            f"<code>{escape(event.execution_id)}</code>",
+        ]
+        for event in daemon.transitions.latest(RECENT_TRANSITIONS)
+    ]
     uptime = now - daemon.started_at
     body = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -197,6 +218,8 @@ up {escape(str(uptime).split(".")[0])} · {escape(_t(now))}{queue}</p>
 {_table(SCHEDULE_COLUMNS, schedule_rows, "No active schedules.")}
 <h2>Running and queued</h2>
 {_table(ACTIVE_COLUMNS, active_rows, "Nothing running.")}
+<h2>Recent state changes (this node)</h2>
+{_table(TRANSITION_COLUMNS, transition_rows, "No state change since this node started.")}
 <h2>Recent failures (24 h)</h2>
 {_table(FAILURE_COLUMNS, failure_rows, "No failures in the last 24 hours.")}
 <h2>Delivery retries pending</h2>

@@ -13,6 +13,7 @@ the others, nor the transition, which has already happened.
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
@@ -89,3 +90,18 @@ def with_metrics() -> Events:
     events = Events()
     events.subscribe(metrics.count_transition)
     return events
+
+
+class RecentTransitions:
+    """A subscriber keeping this node's latest transitions, newest first: what the status page
+    shows under "Recent state changes"."""
+
+    def __init__(self, limit: int = 50) -> None:
+        self._events: collections.deque[LifecycleEvent] = collections.deque(maxlen=limit)
+
+    def __call__(self, event: LifecycleEvent) -> None:
+        self._events.appendleft(event)
+
+    def latest(self, count: int | None = None) -> list[LifecycleEvent]:
+        events = list(self._events)
+        return events if count is None else events[:count]

@@ -33,6 +33,12 @@ from reporthubd.timeutil import utcnow
 log = logs.get(__name__)
 
 
+def heartbeat_cutoff(settings: SchedulerSettings, now: datetime | None = None) -> datetime:
+    """The one liveness rule's line: a heartbeat older than this belongs to a lost node (or
+    run). The recovery sweep, the delivery ledger's orphan settling and the daemon all use it."""
+    return (now or utcnow()) - timedelta(seconds=settings.node_lost_after_seconds)
+
+
 class Liveness:
     """Whether this node may judge others, and when a heartbeat is stale. `now` is wall time
     in seconds (injectable for tests); gaps are measured on the monotonic clock, between the
@@ -59,7 +65,7 @@ class Liveness:
 
     def cutoff(self, now: datetime | None = None) -> datetime:
         """Heartbeats older than this belong to lost nodes (and runs)."""
-        return (now or utcnow()) - timedelta(seconds=self.lost_after)
+        return heartbeat_cutoff(self.settings, now)
 
     def contact_failed(self) -> None:
         """A store call of this node failed (now): judge nobody for a while."""

@@ -26,6 +26,7 @@ from reporthubd.engine.ledger.context import LedgerContext
 from reporthubd.engine.ledger.jobs import job_for
 from reporthubd.engine.ledger.outcomes import final_status
 from reporthubd.engine.ledger.rounds import Rounds, wants_link
+from reporthubd.lifecycle.nodes import heartbeat_cutoff
 from reporthubd.store import delivery_logs, executions
 from reporthubd.timeutil import utcnow
 
@@ -57,7 +58,7 @@ async def settle_orphans(context: LedgerContext) -> list[str]:
     node_lost_after_seconds`, or this node's own while this process is not delivering for them
     (a previous process of this node, or a settle that failed: this node's heartbeats keep those
     fresh for ever). Returns the ids settled."""
-    stale_before = utcnow() - timedelta(seconds=context.settings.scheduler.node_lost_after_seconds)
+    stale_before = heartbeat_cutoff(context.settings.scheduler)
     settled = []
     for execution_id in await delivery_logs.unsettled_executions(
         context.store, stale_before=stale_before, own_node=context.node_id
