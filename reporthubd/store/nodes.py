@@ -1,15 +1,19 @@
 """The node registry (report_nodes) and the run-ownership writes a node's fencing rests on.
 
-Each statement here is one short transaction by primary key: nothing holds a row lock across an
-await, so a node frozen in the middle of its work (SIGSTOP, a paused VM) cannot stall the
-others' heartbeats or their recovery runs.
+Each write here is one statement by primary key, sent in autocommit mode: it is its own
+transaction, committed by the server in the same round trip, so no transaction of a heartbeat is
+ever open on the server while the node waits. A node frozen between two round trips (SIGSTOP, a
+paused VM) holds no lock that would stall the other nodes' heartbeats or their recovery runs. (A
+heartbeat sent as UPDATE, then COMMIT, once left a frozen node's transaction holding the RUNNING
+range of the status index: the others' heartbeats and status changes waited on it.)
 """
 
 from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from reporthubd import __version__, domain
 from reporthubd.store import schema
@@ -27,6 +32,14 @@ _n = schema.nodes
 _RUNNING = domain.ExecutionStatus.RUNNING.value
 # Ids per statement of a heartbeat of many held runs.
 _CHUNK = 500
+
+
+@asynccontextmanager
+async def _autocommit(store: Store) -> AsyncIterator[AsyncConnection]:
+    """A pooled connection on which each statement commits as it runs (the isolation level is
+    put back when the connection returns to the pool)."""
+    async with store.engine.connect() as conn:
+        yield await conn.execution_options(isolation_level="AUTOCOMMIT")
 
 
 async def register_node(store: Store, node_id: str, *, now: datetime) -> None:
@@ -69,7 +82,7 @@ async def last_heartbeat(store: Store) -> datetime | None:
 
 async def beat_node(store: Store, node_id: str, *, now: datetime) -> None:
     """Refresh the node's own row (its liveness for the others' sweeps)."""
-    async with store.engine.begin() as conn:
+    async with _autocommit(store) as conn:
         await conn.execute(sa.update(_n).where(_n.c.node_id == node_id).values(heartbeat_at=now))
 
 
@@ -89,7 +102,7 @@ async def beat_runs(
     lost: set[str] = set()
     for start in range(0, len(execution_ids), _CHUNK):
         chunk = list(execution_ids[start : start + _CHUNK])
-        async with store.engine.begin() as conn:
+        async with _autocommit(store) as conn:
             result = await conn.execute(
                 sa.update(_e)
                 .where(_e.c.id.in_(chunk), _e.c.node_id == node_id, _e.c.status == _RUNNING)
@@ -97,7 +110,7 @@ async def beat_runs(
             )
             if result.rowcount == len(chunk):
                 continue
-            # Which ones: a plain read, not a locking one, after the update's locks are ours.
+            # Which ones: a plain read (the update has committed; nothing is locked now).
             owned = (
                 await conn.execute(
                     sa.select(_e.c.id).where(
@@ -113,7 +126,7 @@ async def beat_run(store: Store, node_id: str, execution_id: str, *, now: dateti
     """The fencing check before a side effect: one conditional write by primary key that
     refreshes the run's heartbeat while it is still this node's and RUNNING. Returns whether
     it is."""
-    async with store.engine.begin() as conn:
+    async with _autocommit(store) as conn:
         result = await conn.execute(
             sa.update(_e)
             .where(_e.c.id == execution_id, _e.c.node_id == node_id, _e.c.status == _RUNNING)
