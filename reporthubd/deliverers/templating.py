@@ -46,7 +46,7 @@ def run_variables(
 ) -> dict[str, Any]:
     """The template variables of one run (what the engine puts into `DeliveryJob.variables`)."""
     logical = scheduled_for or started_at or datetime.now(UTC)
-    stem, ext = _split_name(file_name or "")
+    stem, ext = split_file_name(file_name or "")
     variables: dict[str, Any] = {
         str(key): value for key, value in parameters.items() if str(key).isidentifier()
     }
@@ -99,7 +99,8 @@ def attempt_variables(attempt: Attempt) -> dict[str, Any]:
     return variables
 
 
-def _split_name(name: str) -> tuple[str, str]:
+def split_file_name(name: str) -> tuple[str, str]:
+    """A file name as (stem, extension): `report.csv.gz` is (`report`, `csv.gz`)."""
     if "." not in name.lstrip("."):
         return name, ""
     stem, _, ext = name.rpartition(".")

@@ -31,6 +31,7 @@ from reporthubd import domain, logs, metrics, templates
 from reporthubd.config import Settings
 from reporthubd.connectors import base as connectors
 from reporthubd.connectors import params
+from reporthubd.deliverers import templating
 from reporthubd.deliverers.base import (
     DeliveryJob,
     DeliveryReport,
@@ -336,7 +337,13 @@ class Run:
         config = self.config
         deliveries = self.defs.deliveries if self.deliver else ()
         variables = {k: v for k, v in variables.items() if not callable(v) and not _is_undefined(v)}
-        variables |= {"row_count": written.rows, "file_name": file_name}
+        stem, ext = templating.split_file_name(file_name)
+        variables |= {
+            "row_count": written.rows,
+            "file_name": file_name,
+            "file_stem": stem,
+            "file_ext": ext,
+        }
         if written.rows == 0 and config.empty_result_policy is domain.EmptyResultPolicy.SKIP:
             await self._discard()
             if deliveries:

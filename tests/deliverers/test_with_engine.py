@@ -107,3 +107,60 @@ async def test_engine_run_delivers_retries_and_settles(sqlite_store: Store, tmp_
     metadata, data = hit.multipart_file()
     assert data == landed.read_bytes()
     assert metadata["row_count"] == 500
+
+
+async def test_delivery_templates_see_the_file_stem_and_extension(
+    sqlite_store: Store, tmp_path: Path
+) -> None:
+    """`file_stem` and `file_ext` (documented for every delivery template) are in the variables
+    the engine hands to the ledger, not only in jobs built by hand."""
+    source = tmp_path / "source.db"
+    with sqlite3.connect(source) as db:
+        db.execute("CREATE TABLE t (n INTEGER)")
+        db.execute("INSERT INTO t VALUES (1)")
+    share = tmp_path / "share"
+    share.mkdir()
+    async with sqlite_store.engine.begin() as conn:
+        ds = (
+            await conn.execute(
+                sa.insert(schema.datasources).values(
+                    name="src", type="sqlite", connection_config={"path": str(source)}
+                )
+            )
+        ).inserted_primary_key[0]
+        config_id = (
+            await conn.execute(
+                sa.insert(schema.configs).values(
+                    name="numbers",
+                    datasource_id=ds,
+                    query_text="SELECT n FROM t",
+                    output_format="csv",
+                    file_name_template="numbers_{{ today }}",
+                )
+            )
+        ).inserted_primary_key[0]
+        await conn.execute(
+            sa.insert(schema.deliveries).values(
+                config_id=config_id,
+                name="share",
+                method="file_share",
+                delivery_config={"path": str(share), "sub_path": "{{ file_ext }}/{{ file_stem }}"},
+            )
+        )
+    settings = settings_for(sqlite_store, workspace=str(tmp_path / "workspace"))
+    ledger = DeliveryLedger(settings, sqlite_store, node_id="engine-test")
+    engine = Engine(settings, sqlite_store, node_id="engine-test", deliveries=ledger)
+    await engine.start()
+    try:
+        execution_id = await engine.create_and_submit(
+            config_id, trigger_type=domain.TriggerType.MANUAL
+        )
+        task = engine.task(execution_id)
+        assert task is not None
+        await task
+    finally:
+        await engine.stop()
+    execution = await executions.get_execution(sqlite_store, execution_id)
+    assert execution is not None and execution.status is ES.COMPLETED, execution
+    stem = f"numbers_{datetime.now(UTC).date().isoformat()}"
+    assert (share / "csv" / stem / f"{stem}.csv").read_text().splitlines() == ["n", "1"]
