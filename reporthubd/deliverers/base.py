@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol, cast
 
 from reporthubd import domain, plugins
+from reporthubd.config import Settings
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -122,7 +123,7 @@ class DeliveryError(Exception):
 
 
 class Deliverer(abc.ABC):
-    def __init__(self, delivery: domain.Delivery, settings: Any) -> None:
+    def __init__(self, delivery: domain.Delivery, settings: Settings) -> None:
         self.delivery = delivery
         self.settings = settings
 

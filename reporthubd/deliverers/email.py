@@ -42,7 +42,7 @@ from typing import Any
 import aiosmtplib
 
 from reporthubd import domain, secrets
-from reporthubd.config import is_loopback
+from reporthubd.config import Settings, is_loopback
 from reporthubd.deliverers import templating
 from reporthubd.deliverers.base import (
     Attempt,
@@ -98,7 +98,7 @@ class Oversize(Exception):
     """The file stays over the attachment limit even zipped."""
 
 
-def server_settings(delivery: domain.Delivery, settings: Any) -> Server:
+def server_settings(delivery: domain.Delivery, settings: Settings) -> Server:
     smtp = settings.smtp
     options = Options(delivery.delivery_config, "delivery_config")
     override = Options(options.mapping("smtp"), "delivery_config.smtp")
