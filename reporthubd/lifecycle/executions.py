@@ -293,20 +293,15 @@ class Lifecycle:
         )
         if not marked:
             return False, None
-        at = utcnow()
-        self.events.publish(
-            LifecycleEvent(
-                execution_id=lost.id,
-                config_id=lost.config_id,
-                schedule_id=lost.schedule_id,
-                transition=T.MARKED_LOST,
-                old=lost.status,
-                new=Status.FAILED,
-                reason=reason,
-                node_id=self.node_id,
-                at=at,
-                scheduled_for=lost.scheduled_for,
-            )
+        self._publish(
+            lost.id,
+            lost.config_id,
+            lost.schedule_id,
+            T.MARKED_LOST,
+            lost.status,
+            Status.FAILED,
+            reason,
+            scheduled_for=lost.scheduled_for,
         )
         if recovered is not None:
             self._publish(
@@ -342,19 +337,15 @@ class Lifecycle:
             judge_others=judge_others,
         )
         if adopted and lost.node_id != self.node_id:
-            self.events.publish(
-                LifecycleEvent(
-                    execution_id=lost.id,
-                    config_id=lost.config_id,
-                    schedule_id=lost.schedule_id,
-                    transition=T.ADOPTED,
-                    old=Status.PENDING,
-                    new=Status.PENDING,
-                    reason=f"from node {lost.node_id}",
-                    node_id=self.node_id,
-                    at=utcnow(),
-                    scheduled_for=lost.scheduled_for,
-                )
+            self._publish(
+                lost.id,
+                lost.config_id,
+                lost.schedule_id,
+                T.ADOPTED,
+                Status.PENDING,
+                Status.PENDING,
+                f"from node {lost.node_id}",
+                scheduled_for=lost.scheduled_for,
             )
         return adopted
 
