@@ -370,6 +370,10 @@ class Daemon:
             os._exit(1)
         log.info("stop requested", signal=name)
         assert self._stop_requested is not None
+        # Refuse new work from this moment (the drain itself starts when the loop gets to it).
+        self.draining = True
+        if self.engine is not None:
+            self.engine.close_intake()
         self._stop_requested.set()
 
     def _remove_signal_handlers(self, loop: asyncio.AbstractEventLoop) -> None:

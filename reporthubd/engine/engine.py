@@ -100,6 +100,7 @@ class Engine:
         # Queued runs a drain stopped: left PENDING for another node (or the next start) to adopt.
         self._handed_over: set[str] = set()
         self._accepting = False
+        self._intake_open = True
         self._deliver: dict[str, bool] = {}
         # Each run enters the pool's line only after the run submitted before it has (its
         # definitions are loaded concurrently), so slots go strictly in submission order.
@@ -131,6 +132,12 @@ class Engine:
     async def stop(self) -> None:
         """Cancel whatever still runs (statuses recorded), then return."""
         await self.drain(0)
+
+    def close_intake(self) -> None:
+        """Refuse new runs from now on (create_and_submit raises EngineStopped): a stop was
+        requested. Claims the scheduler makes until it stops are still submitted (then left
+        PENDING by the drain), and what was submitted goes on."""
+        self._intake_open = False
 
     async def drain(self, grace_seconds: float) -> None:
         """Stop intake; let running and queued work finish within the grace period; cancel the
@@ -191,7 +198,7 @@ class Engine:
         """Insert a PENDING execution for `config_id` (the trigger's parameter overrides kept in
         its `parameters` column) and submit it. Raises UnknownConfig for a config that does not
         exist."""
-        if not self._accepting:
+        if not (self._accepting and self._intake_open):
             raise EngineStopped("the engine is not accepting work (stopped or draining)")
         try:
             config = await executions.get_config(self.store, config_id)

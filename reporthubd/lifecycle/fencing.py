@@ -13,8 +13,11 @@ this node is frozen), and this node learns it only from the store. So:
   held run the same way and tells the holders of the runs that were lost (`on_lost`), so that a
   run is stopped even between side effects.
 
-The check and the act are two steps: a node frozen between them (microseconds, in-process) still
-acts once when it wakes. Webhooks carry an Idempotency-Key for that case; for the other methods it
+While the store cannot be reached at all, `confirm` lets the run go on (a store outage must not
+lose finished work: its records wait in the journal); a node cut off from the store while the
+others still reach it (a partition) may then deliver a run they recovered. The check and the act
+are two steps: a node frozen between them (microseconds, in-process) still acts once when it
+wakes. Webhooks carry an Idempotency-Key for that case; for the other methods it
 is the remaining window, documented in docs/operators.md.
 """
 
@@ -25,8 +28,9 @@ from dataclasses import dataclass
 
 from reporthubd import logs
 from reporthubd.domain import OwnershipLost
+from reporthubd.store import journal
 from reporthubd.store import nodes as node_rows
-from reporthubd.store.database import Store
+from reporthubd.store.database import Store, error_line
 from reporthubd.timeutil import utcnow
 
 log = logs.get(__name__)
@@ -80,7 +84,22 @@ class Ownership:
         write, which also refreshes its heartbeat). `what` names the side effect, for the log."""
         if execution_id in self._lost:
             raise OwnershipLost(f"{LOST_REASON}: {what} not done")
-        if await node_rows.beat_run(self.store, self.node_id, execution_id, now=utcnow()):
+        try:
+            owned = await node_rows.beat_run(self.store, self.node_id, execution_id, now=utcnow())
+        except Exception as exc:
+            if not journal.unreachable(exc):
+                raise
+            # A store outage: the run goes on to its end and its records wait in the journal
+            # (docs/operators.md, "Store outages"). Nobody can mark it lost meanwhile unless the
+            # outage is this node's alone (a partition): the window named in the docs.
+            log.warning(
+                "ownership not confirmed: store unreachable; going on",
+                execution_id=execution_id,
+                side_effect=what,
+                error=error_line(exc),
+            )
+            return
+        if owned:
             return
         self._lose(execution_id, what)
         raise OwnershipLost(f"{LOST_REASON}: {what} not done")
