@@ -18,7 +18,7 @@ from pathlib import Path
 
 from reporthubd import __version__, logs
 from reporthubd.commands import EXIT_OK, EXIT_USAGE
-from reporthubd.config import ConfigError, load_settings, resolve_config_path
+from reporthubd.config import ConfigError, load, resolve_config_path
 from reporthubd.scheduler import next_cli
 
 
@@ -96,11 +96,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return demo.main(Path(args.dir), listen=args.listen)
     try:
         path = resolve_config_path(args.config)
-        settings = load_settings(path)
+        loaded = load(path)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return EXIT_USAGE
+    settings = loaded.settings
     logs.configure(settings.logging)
+    for notice in loaded.notices:
+        logs.get("reporthubd.config").warning("configuration notice", notice=notice)
     # The chosen command's module only (see the module docstring).
     if args.command == "run":
         from reporthubd.daemon import Daemon
@@ -109,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check":
         from reporthubd.commands import check
 
-        return asyncio.run(check.main(settings, path))
+        return asyncio.run(check.main(loaded, path))
     if args.command == "db":
         from reporthubd.commands import db
 

@@ -8,6 +8,13 @@ Environment overrides: `REPORTHUBD_<SECTION>_<KEY>` (upper case) overrides `<sec
 e.g. `REPORTHUBD_STORE_URL` or `REPORTHUBD_EXECUTION_MAX_CONCURRENT_EXECUTIONS`. The value is
 read as a TOML value when it parses as one (`10`, `true`, `"text"`, `{env = "X"}`), otherwise as
 a plain string. Section names hold no underscore, so the split is unambiguous.
+
+The seed's deployment variables (`DB_HOST`, `EXECUTION_API_PORT`, ...: reporthubd/seed_env.py)
+are read too, from the environment or a `.env` file. Precedence, highest first: `REPORTHUBD_*`
+variables, the TOML file, the seed's names, the built-in defaults. `load` says where each
+effective value came from (`reporthubd check` prints it); a seed value an explicit layer
+overrides with another is a notice, and for the store a conflict (a problem naming both sources).
+`.env` lines count as environment lines that an exported variable overrides.
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from reporthubd import seed_env
 
 ENV_PREFIX = "REPORTHUBD_"
 DEFAULT_CONFIG_PATH = Path("/etc/reporthubd/config.toml")
@@ -189,8 +198,12 @@ class ControlSettings(_Section):
 
     listen: str = "127.0.0.1:8000"
     """host:port (IPv6 as [::1]:8000)."""
+    extra_listen: list[str] = Field(default_factory=list)
+    """More host:port addresses serving the same API, with the same tokens (the seed's
+    SCHEDULER_API_PORT becomes one)."""
     token_file: str | None = None
-    """One bearer token per line; required when `listen` is not a loopback address."""
+    """One bearer token per line; required when `listen` or an `extra_listen` address is not a
+    loopback address."""
     open_health: bool = True
     """Serve /healthz, /readyz and /metrics without a token."""
     unix_socket: str | None = None
@@ -204,12 +217,34 @@ class ControlSettings(_Section):
         parse_listen(value)
         return value
 
+    @field_validator("extra_listen")
+    @classmethod
+    def _valid_extra_listen(cls, value: list[str]) -> list[str]:
+        for address in value:
+            parse_listen(address)
+        return value
+
+    @property
+    def addresses(self) -> list[str]:
+        """Every TCP address served: `listen` first."""
+        return [self.listen, *self.extra_listen]
+
     @model_validator(mode="after")
     def _token_beyond_loopback(self) -> ControlSettings:
         host, _ = parse_listen(self.listen)
         if not is_loopback(host) and not self.token_file:
             raise ValueError(
                 f"token_file is required when listen ({self.listen}) is not a loopback address"
+            )
+        for address in self.extra_listen:
+            if not is_loopback(parse_listen(address)[0]) and not self.token_file:
+                raise ValueError(
+                    f"token_file is required when extra_listen ({address}) is not a loopback "
+                    "address"
+                )
+        if len(set(self.addresses)) != len(self.addresses):
+            raise ValueError(
+                f"an address is given twice in listen and extra_listen: {', '.join(self.addresses)}"
             )
         return self
 
@@ -326,8 +361,35 @@ def resolve_config_path(explicit: str | None) -> Path | None:
     return None
 
 
-def load_settings(path: Path | None, environ: Mapping[str, str] | None = None) -> Settings:
+def load_settings(
+    path: Path | None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    env_file: Path | Literal["auto"] | None = "auto",
+) -> Settings:
     """Read, merge and validate; raise ConfigError listing every problem found."""
+    return load(path, environ, env_file=env_file).settings
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoadedSettings:
+    settings: Settings
+    sources: Mapping[str, str]
+    """Where each setting's effective value came from, by `section.key`: `default`, the TOML
+    file and line, or the variables (and their `.env` file)."""
+    notices: tuple[str, ...]
+    """What deserves a word but stops nothing: an unknown DB_* variable, a seed value that an
+    explicit setting overrides."""
+
+
+def load(
+    path: Path | None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    env_file: Path | Literal["auto"] | None = "auto",
+) -> LoadedSettings:
+    """Read every layer, merge and validate; raise ConfigError listing every problem found.
+    `env_file` "auto": the one `seed_env.env_file` finds; None: no `.env` file."""
     environ = os.environ if environ is None else environ
     problems: list[Problem] = []
     text = ""
@@ -342,17 +404,55 @@ def load_settings(path: Path | None, environ: Mapping[str, str] | None = None) -
             ) from None
         data, syntax_problems = _parse_tolerantly(text)
         problems += syntax_problems
-    env_keys: dict[tuple[str, str], str] = {}
-    problems += _apply_environment(data, environ, env_keys)
+    from_file = {
+        (section, key)
+        for section, values in data.items()
+        if isinstance(values, dict)
+        for key in values
+    }
+    dotenv = seed_env.env_file(environ) if env_file == "auto" else env_file
+    variables, findings = seed_env.gather(environ, dotenv)
+    origins: dict[tuple[str, str], str] = {}
+    problems += _apply_environment(data, variables, origins)
+    explicit = {
+        f"{section}.{key}": seed_env.Explicit(
+            value=data[section][key],
+            source=origins.get((section, key)) or _file_place(source, text, section, key),
+        )
+        for section, key in from_file | set(origins)
+    }
+    seed = seed_env.layer(variables)
+    outcome = seed_env.reconcile(seed, explicit)
+    findings += seed.problems + outcome.problems
+    problems += [Problem(where=f.where, message=f.message, line=f.line) for f in findings]
+    for value in outcome.fills:
+        section, key = value.section_key
+        target = data.setdefault(section, {})
+        if isinstance(target, dict):
+            target[key] = value.value
+            origins[(section, key)] = value.label
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
-        problems += _describe(exc, text, env_keys)
+        problems += _describe(exc, text, origins)
         settings = None
     if problems or settings is None:
         problems.sort(key=lambda p: (p.line is None, p.line or 0))
         raise ConfigError(source, problems)
-    return settings
+    sources = {
+        f"{section}.{key}": origins.get((section, key))
+        or (_file_place(source, text, section, key) if (section, key) in from_file else "default")
+        for section, model in SECTIONS.items()
+        for key in model.model_fields
+    }
+    return LoadedSettings(
+        settings=settings, sources=sources, notices=tuple(seed.notices + outcome.notices)
+    )
+
+
+def _file_place(source: str, text: str, section: str, key: str) -> str:
+    line = _locate(text, [section, key])
+    return f"{source} line {line}" if line else source
 
 
 _LINE_RE = re.compile(r"\(at line (\d+), column \d+\)")
@@ -383,19 +483,23 @@ def _parse_tolerantly(text: str) -> tuple[dict[str, Any], list[Problem]]:
 
 
 def _apply_environment(
-    data: dict[str, Any], environ: Mapping[str, str], env_keys: dict[tuple[str, str], str]
+    data: dict[str, Any],
+    variables: Mapping[str, seed_env.Variable],
+    env_keys: dict[tuple[str, str], str],
 ) -> list[Problem]:
     problems: list[Problem] = []
-    for name, raw in sorted(environ.items()):
+    for name, variable in sorted(variables.items()):
         if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
             continue
+        raw = variable.value
+        label = seed_env.describe([variable])
         rest = name[len(ENV_PREFIX) :].lower()
         section, _, key = rest.partition("_")
         if section not in SECTIONS:
             continue
         if key not in SECTIONS[section].model_fields:
             problems.append(
-                Problem(where=f"environment {name}", message=f"unknown key {section}.{key}")
+                Problem(where=f"environment {label}", message=f"unknown key {section}.{key}")
             )
             continue
         try:
@@ -405,7 +509,7 @@ def _apply_environment(
         target = data.setdefault(section, {})
         if isinstance(target, dict):
             target[key] = value
-            env_keys[(section, key)] = name
+            env_keys[(section, key)] = label
     return problems
 
 

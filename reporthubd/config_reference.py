@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic.fields import FieldInfo
 
+from reporthubd import seed_env
 from reporthubd.config import ENV_PREFIX, SECTIONS
 
 HEADER = f"""\
@@ -25,6 +26,11 @@ HEADER = f"""\
 # e.g. {ENV_PREFIX}STORE_URL or {ENV_PREFIX}EXECUTION_MAX_CONCURRENT_EXECUTIONS. The value is read
 # as a TOML value when it parses as one (10, true, "text", {{env = "X"}}), else as a plain string.
 # Secrets (passwords) may be inline, {{env = "NAME"}} or {{file = "/path"}}.
+#
+# The two-service design's variables (DB_HOST, DB_PORT, DB_USER, DB_PASSWORD, DB_NAME,
+# EXECUTION_API_PORT, SCHEDULER_API_PORT, ...) are read too, from the environment or from
+# ./.env (${seed_env.ENV_FILE_VARIABLE} names another file; empty: none), under this file and
+# {ENV_PREFIX}* variables: see docs/configuration.md. `reporthubd check` shows each value's source.
 """
 
 
@@ -84,6 +90,7 @@ def render_markdown() -> str:
         'Secrets may be inline, `{env = "NAME"}` or `{file = "/path"}`.',
         "",
     ]
+    out += seed_mapping_markdown()
     for section, model in SECTIONS.items():
         out += [f"## [{section}]", "", (model.__doc__ or "").strip(), ""]
         out += ["| key | default | meaning |", "|---|---|---|"]
@@ -94,6 +101,30 @@ def render_markdown() -> str:
             out.append(f"| `{section}.{name}` | {shown} | {meaning} |")
         out.append("")
     return "\n".join(out).rstrip() + "\n"
+
+
+def seed_mapping_markdown() -> list[str]:
+    """The compatibility mapping of reporthubd/seed_env.py, as a section of the reference."""
+    out = [
+        "## The two-service design's variables",
+        "",
+        "Read from the environment or from a `.env` file (python-dotenv; `.env` in the working "
+        f"directory, or the file `${seed_env.ENV_FILE_VARIABLE}` names; an empty value reads "
+        "none). An exported variable wins over the file's line. Precedence, highest first: "
+        f"`{ENV_PREFIX}*` variables, the TOML file, these names, the defaults. A store given "
+        "both here and explicitly must name the same database, or loading fails naming both "
+        "sources; any other setting given both ways takes the explicit value, with a notice. "
+        "An unknown `DB_*` variable is a notice. `reporthubd check` prints each setting's "
+        "source.",
+        "",
+        "| variables | setting | value |",
+        "|---|---|---|",
+    ]
+    for mapped in seed_env.MAPPING:
+        names = ", ".join(f"`{name}`" for name in mapped.names)
+        out.append(f"| {names} | `{mapped.setting}` | {mapped.rule} |")
+    out.append("")
+    return out
 
 
 if __name__ == "__main__":

@@ -1,18 +1,50 @@
 """`reporthubd check`: the configuration, the store and every active definition row, in one
-readable report on standard output. Exit 0 only when all three are well."""
+readable report on standard output. Exit 0 only when all three are well.
+
+The configuration part lists every effective setting with the place its value came from (a
+default, the TOML file and line, a REPORTHUBD_* or seed variable and its `.env` file), secrets
+masked, then the loader's notices. A conflict between sources never gets here: loading fails
+with both sources named (exit 2)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
-from reporthubd import bootstrap
+from reporthubd import bootstrap, secrets
 from reporthubd.commands import EXIT_OK, EXIT_PROBLEM
-from reporthubd.config import Settings
+from reporthubd.config import LoadedSettings
 from reporthubd.store.definitions import load_definitions
 
 
-async def main(settings: Settings, path: Path | None) -> int:
+def _shown(key: str, value: Any) -> str:
+    """A setting's value as a TOML value, a secret masked and a URL without its password."""
+    if value is None:
+        return "(unset)"
+    if secrets.is_secret_key(key):
+        return json.dumps(secrets.MASK)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(secrets.redact_text(value), ensure_ascii=False)
+    return json.dumps(value if isinstance(value, int | float | list) else str(value))
+
+
+def print_sources(loaded: LoadedSettings) -> None:
+    print("settings (value  # where it came from):")
+    for section, model in loaded.settings:
+        for key, value in model:
+            source = loaded.sources[f"{section}.{key}"]
+            print(f"  {section}.{key} = {_shown(key, value)}  # {source}")
+    for notice in loaded.notices:
+        print(f"  notice: {notice}")
+
+
+async def main(loaded: LoadedSettings, path: Path | None) -> int:
+    settings = loaded.settings
     print(f"config: {path or '(built-in defaults and environment)'}: ok")
+    print_sources(loaded)
     try:
         async with bootstrap.open_store(settings) as opened:
             print(f"store: {opened.store.location}: schema {opened.revision} (up to date)")

@@ -202,5 +202,7 @@ async def cancel(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/execute/{config_id}", execute)
+    # The seed's scheduled flow calls the execution engine under this prefix (an alias).
+    app.router.add_post("/execution_engine/api/execute/{config_id}", execute)
     app.router.add_get("/api/execution/{execution_id}", get_execution)
     app.router.add_post("/api/execution/{execution_id}/cancel", cancel)

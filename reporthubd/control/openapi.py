@@ -114,6 +114,22 @@ EXECUTION = {
 
 def spec() -> dict[str, Any]:
     execution_id = _id_param("execution_id", "string")
+    execute: dict[str, Any] = {
+        "summary": "Run a report now",
+        "parameters": [_id_param("config_id")],
+        "requestBody": {
+            "required": False,
+            "content": {JSON: {"schema": _ref("ExecuteRequest")}},
+        },
+        "responses": {
+            "202": _ok("accepted; poll GET /api/execution/{id}", _ref("ExecutionStarted")),
+            "200": _ok("finished within `wait` seconds", EXECUTION),
+            "400": _error("bad input"),
+            "404": _error("unknown or inactive report config"),
+            "503": _error("the daemon is draining"),
+            **PROTECTED,
+        },
+    }
     paths: dict[str, Any] = {
         "/healthz": {
             "get": {
@@ -148,22 +164,13 @@ def spec() -> dict[str, Any]:
                 "responses": {"200": _answer("OpenAPI 3.1", {"type": "object"}), **PROTECTED},
             }
         },
-        "/api/execute/{config_id}": {
+        "/api/execute/{config_id}": {"post": execute},
+        # The seed's scheduler called the execution engine under this prefix; kept as an alias.
+        "/execution_engine/api/execute/{config_id}": {
             "post": {
-                "summary": "Run a report now",
-                "parameters": [_id_param("config_id")],
-                "requestBody": {
-                    "required": False,
-                    "content": {JSON: {"schema": _ref("ExecuteRequest")}},
-                },
-                "responses": {
-                    "202": _ok("accepted; poll GET /api/execution/{id}", _ref("ExecutionStarted")),
-                    "200": _ok("finished within `wait` seconds", EXECUTION),
-                    "400": _error("bad input"),
-                    "404": _error("unknown or inactive report config"),
-                    "503": _error("the daemon is draining"),
-                    **PROTECTED,
-                },
+                **execute,
+                "summary": "Run a report now (the seed's path: the same as "
+                "POST /api/execute/{config_id})",
             }
         },
         "/api/execution/{execution_id}": {

@@ -1,4 +1,11 @@
-"""Starting and stopping the control plane's listeners (TCP, and optionally a Unix socket)."""
+"""Starting and stopping the control plane's listeners: every TCP address of `control.listen`
+and `control.extra_listen`, and optionally a Unix socket.
+
+Every listener serves the same application through one runner: the same routes, the same token
+gate, the same envelope. (The seed's two ports, an execution API and a scheduler API, thus both
+answer the whole API: one process has one authority, and a client of either side keeps working
+whichever port it was pointed at.) An address that cannot be bound stops the start.
+"""
 
 from __future__ import annotations
 
@@ -65,25 +72,33 @@ class ControlServer:
         self.settings = settings
         self.runtime = runtime
         self._runner: web.AppRunner | None = None
-        self.port: int | None = None
+        self.ports: list[int] = []
+        """The bound TCP ports, in the order of `settings.addresses` (port 0 resolved)."""
         self.gate = TokenGate(open_paths=HEALTH_PATHS if settings.open_health else frozenset())
 
     async def start(self) -> None:
         if self.settings.token_file:
             self.gate.replace(await asyncio.to_thread(read_tokens, self.settings.token_file))
-        host, port = parse_listen(self.settings.listen)
         app = build_app(self.runtime, max_body_bytes=self.settings.max_body_bytes, gate=self.gate)
         self._runner = _Runner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, reuse_address=True)
-        await site.start()
-        sockets = getattr(site._server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else port
-        log.info("control plane listening", host=host, port=self.port, auth=self.gate.enabled)
+        for address in self.settings.addresses:
+            host, port = parse_listen(address)
+            site = web.TCPSite(self._runner, host, port, reuse_address=True)
+            await site.start()
+            sockets = getattr(site._server, "sockets", None) or []
+            bound = sockets[0].getsockname()[1] if sockets else port
+            self.ports.append(bound)
+            log.info("control plane listening", host=host, port=bound, auth=self.gate.enabled)
         if self.settings.unix_socket:
             unix = web.UnixSite(self._runner, self.settings.unix_socket)
             await unix.start()
             log.info("control plane listening", unix_socket=self.settings.unix_socket)
+
+    @property
+    def port(self) -> int | None:
+        """The port of `control.listen`, once bound."""
+        return self.ports[0] if self.ports else None
 
     async def reload(self, settings: Settings) -> str:
         """Re-read the token file (rotation). A bad file keeps the old tokens and raises."""
@@ -96,3 +111,4 @@ class ControlServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+            self.ports = []
