@@ -8,7 +8,7 @@ gauges that describe current state are read from the components at scrape time, 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -100,11 +100,25 @@ class Transitioned(Protocol):
     def new(self) -> str: ...
 
 
+_TRANSITION_COUNTERS: dict[tuple[str, str], tuple[Any, Any | None]] = {}
+
+
 def count_transition(event: Transitioned) -> None:
-    """The lifecycle subscriber that keeps the execution counters."""
-    TRANSITIONS.labels(event.transition, event.new).inc()
-    if event.new not in ("PENDING", "RUNNING"):
-        EXECUTIONS.labels(event.new).inc()
+    """The lifecycle subscriber that keeps the execution counters. It runs for every claim of
+    a minute boundary's thousands: each (transition, status) pair's labelled counters are
+    looked up once (prometheus-client's labels() takes a lock and builds a key each call)."""
+    key = (event.transition, event.new)
+    counters = _TRANSITION_COUNTERS.get(key)
+    if counters is None:
+        final = event.new not in ("PENDING", "RUNNING")
+        counters = (
+            TRANSITIONS.labels(event.transition, event.new),
+            EXECUTIONS.labels(event.new) if final else None,
+        )
+        _TRANSITION_COUNTERS[key] = counters
+    counters[0].inc()
+    if counters[1] is not None:
+        counters[1].inc()
 
 
 def observe_gauges(readers: dict[Gauge, Callable[[], float]]) -> None:
