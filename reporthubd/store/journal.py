@@ -68,20 +68,49 @@ def operation(name: str) -> Callable[[Operation], Operation]:
     return register
 
 
+# The MySQL client's "no connection" codes (CR_CONNECTION_ERROR, CR_CONN_HOST_ERROR,
+# CR_SERVER_GONE_ERROR, CR_SERVER_LOST, CR_SERVER_LOST_EXTENDED), as pymysql raises them.
+_MYSQL_CONNECTION_LOST = frozenset({2002, 2003, 2006, 2013, 2055})
+
+
 def unreachable(exc: BaseException) -> bool:
-    """Whether `exc` means the store did not answer (worth waiting out), not that it refused."""
+    """Whether `exc` means the store did not answer (worth waiting out), not that it refused.
+
+    Besides SQLAlchemy's wrapped errors this knows the driver's own, raw: a call that goes to
+    the driver connection outside SQLAlchemy's error wrapping (setting AUTOCOMMIT on a pooled
+    connection, a hot path sent on the driver connection) raises pymysql's OperationalError
+    or InterfaceError as is, with the socket's error as its cause."""
     if isinstance(exc, sa.exc.IntegrityError | sa.exc.ProgrammingError | sa.exc.DataError):
         return False
-    return isinstance(
+    if isinstance(
         exc,
         OSError
+        | EOFError  # asyncio.IncompleteReadError: the server closed the socket mid-packet
         | TimeoutError
         | StoreUnavailable
         | sa.exc.OperationalError
         | sa.exc.InterfaceError
         | sa.exc.TimeoutError
         | sa.exc.DisconnectionError,
-    ) or bool(getattr(exc, "connection_invalidated", False))
+    ) or bool(getattr(exc, "connection_invalidated", False)):
+        return True
+    if _driver_connection_lost(exc):
+        return True
+    cause = exc.__cause__
+    return cause is not None and cause is not exc and _driver_connection_lost(cause, deep=True)
+
+
+def _driver_connection_lost(exc: BaseException, *, deep: bool = False) -> bool:
+    """A raw driver error that says the connection is gone (pymysql/aiomysql), or, `deep`, a
+    socket error under one."""
+    if deep and isinstance(exc, OSError | EOFError | TimeoutError):
+        return True
+    if not type(exc).__module__.startswith("pymysql"):
+        return False
+    if type(exc).__name__ == "InterfaceError":  # "(0, 'Not connected')": the socket is closed
+        return True
+    code = exc.args[0] if exc.args else None
+    return type(exc).__name__ == "OperationalError" and code in _MYSQL_CONNECTION_LOST
 
 
 def conflict(exc: BaseException) -> bool:
