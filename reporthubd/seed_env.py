@@ -169,6 +169,12 @@ class Outcome:
     notices: list[str] = field(default_factory=list)
 
 
+def seed_names(environ: Mapping[str, str]) -> list[str]:
+    """The seed's variables present in `environ`: the mapped names and every `DB_*`."""
+    mapped = {name for row in MAPPING for name in row.names}
+    return sorted(name for name in environ if name in mapped or name.startswith("DB_"))
+
+
 def describe(variables: Iterable[Variable]) -> str:
     """`DB_HOST, DB_USER in /srv/app/.env`; exported variables by their name alone."""
     groups: dict[str, list[str]] = {}

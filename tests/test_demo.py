@@ -58,20 +58,29 @@ def _command() -> list[str]:
 class Demo:
     """One `reporthubd demo` process; stdout and stderr go to files in the test's folder."""
 
-    def __init__(self, folder: Path, port: int, run: int) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        port: int,
+        run: int,
+        *,
+        cwd: Path | None = None,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.out_path = folder.parent / f"demo-{run}.out"
         self.err_path = folder.parent / f"demo-{run}.err"
         env = {
             k: v
             for k, v in os.environ.items()
             if not k.startswith("REPORTHUBD_") and k != "NOTIFY_SOCKET"
-        }
+        } | (extra_env or {})
         with self.out_path.open("wb") as out, self.err_path.open("wb") as err:
             self.proc = subprocess.Popen(
                 [*_command(), "demo", "--dir", str(folder), "--listen", f"127.0.0.1:{port}"],
                 stdout=out,
                 stderr=err,
                 env=env,
+                cwd=cwd,
             )
 
     @property
@@ -344,3 +353,23 @@ def test_the_packaged_catalog_is_valid_with_absolute_paths(tmp_path: Path) -> No
             assert delivery.config["path"] == str(tmp_path / "reports")
     zones = {s.timezone for r in parsed.reports for s in r.schedules}
     assert len(zones) >= 4
+
+
+def test_a_seed_deployment_around_the_demo_is_left_alone(tmp_path: Path, demos: list[Demo]) -> None:
+    """A seed `.env` in the working directory and DB_* in the environment configure `run`, not
+    the demo: it starts on its own SQLite store and says what it left alone."""
+    here = tmp_path / "deployment"
+    here.mkdir()
+    (here / ".env").write_text(
+        "DB_HOST=127.0.0.1\nDB_PORT=3306\nDB_USER=reporthub\nDB_PASSWORD=not-for-the-demo\n"
+        "DB_NAME=report_hub\nEXECUTION_API_PORT=8000\n",
+        encoding="utf-8",
+    )
+    folder = tmp_path / "demo"
+    demo = Demo(folder, servers.free_port(), 1, cwd=here, extra_env={"DB_NAME": "elsewhere"})
+    demos.append(demo)
+    out = demo.wait_ready()
+    assert f"leaving the seed's deployment settings alone ({here / '.env'}, DB_NAME)" in out
+    assert (folder / "store.db").is_file()
+    assert "not-for-the-demo" not in out + demo.err_path.read_text(encoding="utf-8")
+    assert demo.interrupt() == 0

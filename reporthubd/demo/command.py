@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from reporthubd import domain, logs
+from reporthubd import domain, logs, seed_env
 from reporthubd.commands import EXIT_PROBLEM, EXIT_USAGE
 from reporthubd.config import ConfigError, Settings, load_settings, parse_listen
 from reporthubd.daemon import Daemon
@@ -82,6 +82,7 @@ def _main(folder: Path, requested_listen: str | None) -> int:
         return EXIT_USAGE
     # The daemon re-reads its config on reload: the address stays the one chosen here.
     os.environ["REPORTHUBD_CONTROL_LISTEN"] = listen
+    _leave_the_seed_deployment_alone()
     try:
         settings = load_settings(config_path)
     except ConfigError as exc:
@@ -132,3 +133,17 @@ async def _run(
     code = await run
     print("reporthubd demo: stopped", flush=True)
     return code
+
+
+def _leave_the_seed_deployment_alone() -> None:
+    """The demo runs on its own embedded store and address: a seed deployment's `.env` in the
+    working directory, or its DB_* variables in the environment, configure `reporthubd run`,
+    not the demo (read as usual, they would name a second store and stop it)."""
+    dotenv = seed_env.env_file(os.environ)
+    ignored = seed_env.seed_names(os.environ)
+    os.environ[seed_env.ENV_FILE_VARIABLE] = ""
+    for name in ignored:
+        del os.environ[name]
+    if dotenv is not None or ignored:
+        what = ", ".join(([str(dotenv)] if dotenv else []) + ignored)
+        print(f"reporthubd demo: leaving the seed's deployment settings alone ({what})")
