@@ -6,6 +6,7 @@ when they are present (engine queue, scheduler's disabled schedules); every valu
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, tzinfo
 from html import escape
 
@@ -93,6 +94,35 @@ def _t(value: datetime | None, zone: tzinfo = UTC) -> str:
     if value is None:
         return "—"
     return value.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def _ms(value: object) -> str:
+    if not isinstance(value, int | float):
+        return "—"
+    return f"{value:,.0f} ms" if value < 10_000 else f"{value / 1000:,.0f} s"
+
+
+def _lateness(on_time: Mapping[str, object], catch_up: Mapping[str, object]) -> str:
+    """The scheduler's line: on-time fire lateness, and catch-up fires after downtime apart
+    (one restart would otherwise make an on-time scheduler look minutes late)."""
+    line = (
+        f"fire lateness (on time) p50 {_ms(on_time.get('p50_ms'))} · "
+        f"p99 {_ms(on_time.get('p99_ms'))} · {on_time.get('fires', 0)} fires"
+    )
+    if catch_up.get("fires"):
+        line += (
+            f" · caught up after downtime: {catch_up.get('fires')} fires, "
+            f"p50 {_ms(catch_up.get('p50_ms'))} late, max {_ms(catch_up.get('max_ms'))}"
+        )
+    return f'<p class="meta" id="lateness">{escape(line)}</p>'
+
+
+async def _scheduler_line(request: web.Request) -> str:
+    scheduler = runtime(request).scheduler
+    if scheduler is None:
+        return ""
+    snapshot = await scheduler.snapshot()
+    return _lateness(snapshot.fire_lateness, snapshot.catch_up_lateness)
 
 
 def _table(headers: list[tuple[str, bool]], rows: list[list[str]], empty: str) -> str:
@@ -205,6 +235,7 @@ async def status_page(request: web.Request) -> web.Response:
         for event in daemon.transitions.latest(RECENT_TRANSITIONS)
     ]
     uptime = now - daemon.started_at
+    scheduler_line = await _scheduler_line(request)
     body = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -214,6 +245,7 @@ async def status_page(request: web.Request) -> web.Response:
 <h1>reporthubd</h1>
 <p class="meta">node <b>{escape(daemon.node_id)}</b> · version {escape(__version__)} ·
 up {escape(str(uptime).split(".")[0])} · {escape(_t(now))}{queue}</p>
+{scheduler_line}
 <h2>Schedules</h2>
 {_table(SCHEDULE_COLUMNS, schedule_rows, "No active schedules.")}
 <h2>Running and queued</h2>

@@ -34,7 +34,9 @@ class Claimer(Protocol):
     """What catch-up needs of dispatch: hand this node's claims on, and the rows that write
     `last_run_at` / `next_run_at` after them."""
 
-    async def submit_claimed(self, ours: Iterable[claims.Claimed], committed: datetime) -> None: ...
+    async def submit_claimed(
+        self, ours: Iterable[claims.Claimed], committed: datetime, on_time_from: float | None = None
+    ) -> None: ...
 
     def records(self, claimed: Iterable[claims.FireClaim]) -> list[schedules.Run]: ...
 
@@ -172,20 +174,21 @@ async def catch_up(
         async for chunk in missed(jobs, timeline.fires, base, now, reason, config):
             pending += chunk
             if len(pending) >= CLAIM_SLICE:
-                decided += await _claim_caught_up(store, claimer, pending, node_id)
+                decided += await _claim_caught_up(store, claimer, pending, node_id, now)
                 pending = []
-    decided += await _claim_caught_up(store, claimer, pending, node_id)
+    decided += await _claim_caught_up(store, claimer, pending, node_id, now)
     if decided:
         log.info("scheduler caught up", decided=decided, node_id=node_id)
     return decided
 
 
 async def _claim_caught_up(
-    store: Store, claimer: Claimer, batch: list[claims.FireClaim], node_id: str
+    store: Store, claimer: Claimer, batch: list[claims.FireClaim], node_id: str, now: float
 ) -> int:
     if not batch:
         return 0
     ours, committed = await claims.claim_fires(store, batch, node_id=node_id)
-    await claimer.submit_claimed(ours, committed)
+    # every fire due before the start was missed while no scheduler ran: catch-up lateness
+    await claimer.submit_claimed(ours, committed, now)
     await schedules.record_runs(store, claimer.records(c.claim for c in ours))
     return len(batch)

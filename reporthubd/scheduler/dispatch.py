@@ -25,8 +25,7 @@ from datetime import datetime
 from reporthubd import logs, metrics
 from reporthubd.config import SchedulerSettings
 from reporthubd.lifecycle.executions import Lifecycle
-from reporthubd.scheduler import catchup, misfire
-from reporthubd.scheduler.stats import Lateness
+from reporthubd.scheduler import catchup, misfire, stats
 from reporthubd.scheduler.timetable import Timeline, Timetable, utc
 from reporthubd.store import claims, schedules
 from reporthubd.store.database import Store, error_line
@@ -102,7 +101,8 @@ class Dispatcher:
         self.node_id = node_id
         self.submit = submit
         self.store_failed = store_failed
-        self.lateness = Lateness()
+        self.lateness = stats.on_time()
+        self.catch_up_lateness = stats.catch_up()
         self.claimed_count = 0
         self.skipped_count = 0
         self.store_down_since: float | None = None
@@ -211,7 +211,8 @@ class Dispatcher:
         # after all its claims, so that they do not hold up its later slices.
         together = len(slices) == 1 and not ready
         try:
-            ours = await self._claim(slices, self.records(batch) if together else ())
+            on_time_from = now - misfire.ON_TIME_SECONDS
+            ours = await self._claim(slices, self.records(batch) if together else (), on_time_from)
         except Exception as exc:
             self.store_failed()
             if self.store_down_since is None:
@@ -242,13 +243,15 @@ class Dispatcher:
         self,
         slices: list[claims.PreparedClaims | list[claims.FireClaim]],
         then_record: Sequence[schedules.Run] = (),
+        on_time_from: float | None = None,
     ) -> list[claims.Claimed]:
         """Claim `slices` (prepared or not), one transaction each, and submit each slice's
         claims as it commits. The first slice goes alone, so its fires start while later ones
         are still being written; then `_parallel()` slices are written at once (the store, not
         this process, is the bottleneck). `then_record` is written after the first slice's
         commit, in its round trip. Raises if any slice failed: the fires stay due, and the
-        retry is exact because the unique key refuses what did commit."""
+        retry is exact because the unique key refuses what did commit. `on_time_from`: see
+        submit_claimed."""
         ours: list[claims.Claimed] = []
         gate = asyncio.Semaphore(self._parallel())
 
@@ -269,7 +272,7 @@ class Dispatcher:
                     for claim, execution_id in zip(part.claims, part.ids, strict=True):
                         self._uncertain[(claim.schedule_id, claim.scheduled_for)] = execution_id
                     raise
-            await self.submit_claimed(claimed, committed)
+            await self.submit_claimed(claimed, committed, on_time_from)
             ours.extend(claimed)
 
         if slices:
@@ -284,10 +287,21 @@ class Dispatcher:
 
     # -- handing claims on ---------------------------------------------------------------------
 
-    async def submit_claimed(self, ours: Iterable[claims.Claimed], committed: datetime) -> None:
+    async def submit_claimed(
+        self,
+        ours: Iterable[claims.Claimed],
+        committed: datetime,
+        on_time_from: float | None = None,
+    ) -> None:
         """Count and submit this node's claims (SKIPPED ones are only counted); each job
-        remembers its latest claimed fire."""
+        remembers its latest claimed fire. A fire due before `on_time_from` is a catch-up fire,
+        whose lateness is counted apart from the on-time fires' (stats.py): dispatch passes
+        `misfire.ON_TIME_SECONDS` before the instant it decided the fires (the misfire rules'
+        window), the start's catch-up the start itself (every fire due before it was missed
+        while no scheduler ran). Default: the on-time window before the commit."""
         commit_ts = committed.timestamp()
+        if on_time_from is None:
+            on_time_from = commit_ts - misfire.ON_TIME_SECONDS
         ours = list(ours)
         self.lifecycle.claimed(ours)
         for claimed in ours:
@@ -301,8 +315,13 @@ class Dispatcher:
                 metrics.MISSED_FIRES.labels(policy).inc()
                 continue
             self.claimed_count += 1
-            self.lateness.add(commit_ts - fire_ts)
-            metrics.FIRE_LATENESS.observe(max(0.0, commit_ts - fire_ts))
+            late = commit_ts - fire_ts
+            if fire_ts >= on_time_from:
+                self.lateness.add(late)
+                metrics.FIRE_LATENESS.observe(max(0.0, late))
+            else:
+                self.catch_up_lateness.add(late)
+                metrics.CATCH_UP_LATENESS.observe(max(0.0, late))
             await self.submit_one(claimed.execution_id)
 
     async def submit_one(self, execution_id: str) -> None:

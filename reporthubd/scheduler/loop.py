@@ -431,6 +431,7 @@ class Scheduler:
             next_fire=timetable.next_fire(),
             last_reload=self.last_reload,
             fire_lateness=self.lateness.summary(),
+            catch_up_lateness=self._dispatch.catch_up_lateness.summary(),
             claimed=self.claimed_count,
             skipped=self.skipped_count,
             recovered=self.recovered_count,

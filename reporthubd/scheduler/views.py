@@ -9,7 +9,7 @@ in meanwhile. The functions that turn snapshots into JSON are pure.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -45,6 +45,7 @@ class SchedulerSnapshot:
     """The next fire instant and how many schedules fire at it."""
     last_reload: DefinitionsReload | None
     fire_lateness: Mapping[str, float | int | None]
+    """Fires claimed while due (stats.on_time): the scheduler's own promptness."""
     claimed: int
     skipped: int
     recovered: int
@@ -54,6 +55,8 @@ class SchedulerSnapshot:
     """PENDING and RUNNING executions per node, as the store showed them (at most 1 s old)."""
     store_error: str | None
     """Why `active` is empty: the store could not be read."""
+    catch_up_lateness: Mapping[str, float | int | None] = field(default_factory=dict)
+    """Fires decided after their on-time window and run late by policy (stats.catch_up)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -99,6 +102,7 @@ def status(snapshot: SchedulerSnapshot) -> dict[str, Any]:
             else None
         ),
         "fire_lateness": dict(snapshot.fire_lateness),
+        "catch_up_lateness": dict(snapshot.catch_up_lateness),
         "claimed": snapshot.claimed,
         "skipped": snapshot.skipped,
         "recovered": snapshot.recovered,
