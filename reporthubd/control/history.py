@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import codecs
 import urllib.parse
 from datetime import datetime
 from pathlib import Path
@@ -119,8 +120,42 @@ async def download_file(request: web.Request) -> web.StreamResponse:
         return envelope.error(
             "not found", f"the file of execution {execution_id} is no longer retained", status=404
         )
-    disposition = content_disposition(execution.file_name or path.name)
-    return web.FileResponse(path, headers={"Content-Disposition": disposition})
+    name = execution.file_name or path.name
+    media_type = await asyncio.to_thread(file_media_type, path, name)
+    return web.FileResponse(
+        path, headers={"Content-Disposition": content_disposition(name), "Content-Type": media_type}
+    )
+
+
+_UTF8_BOM = b"\xef\xbb\xbf"
+_SNIFF_BYTES = 64 * 1024
+_MEDIA_TYPES = {
+    ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    ".pdf": "application/pdf",
+    ".json": "application/json",
+    ".jsonl": "application/x-ndjson",
+    ".gz": "application/gzip",
+    ".zip": "application/zip",
+}
+
+
+def file_media_type(path: Path, name: str) -> str:
+    """The Content-Type of a produced file, one of openapi.DOWNLOAD_TYPES. A CSV is declared
+    `charset=utf-8` when it is UTF-8 (with its BOM, or when its first 64 KiB decode as UTF-8);
+    written in another encoding (csv option `encoding`), it is `text/csv` without a charset
+    rather than a wrong one."""
+    suffix = Path(name).suffix.lower()
+    if suffix != ".csv":
+        return _MEDIA_TYPES.get(suffix, "application/octet-stream")
+    with path.open("rb") as file:
+        head = file.read(_SNIFF_BYTES)
+    if head.startswith(_UTF8_BOM):
+        return "text/csv; charset=utf-8"
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError:
+        return "text/csv"
+    return "text/csv; charset=utf-8"
 
 
 def content_disposition(name: str) -> str:

@@ -66,6 +66,77 @@ PROTECTED = {
     "403": _error("the token is not valid"),
 }
 
+# Media types of the files GET /api/execution/{id}/file answers with (its Content-Type header
+# names the one of the file served): the four formats, JSON Lines, compressed CSV, and
+# octet-stream for a file of no known kind. Octet-stream comes first: a generated client reads
+# the body as the first type it knows says (openapi-python-client: bytes, not text for CSV).
+CSV_UTF8 = "text/csv; charset=utf-8"
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+DOWNLOAD_TYPES = (
+    "application/octet-stream",
+    XLSX,
+    CSV_UTF8,
+    "application/pdf",
+    JSON,
+    "application/x-ndjson",
+    "application/gzip",
+    "application/zip",
+)
+
+# operationId and tag of every operation: what a generated client names its functions and
+# modules after. An operation missing here is named from its method and path (`_name`).
+TAGS = {
+    "daemon": "Liveness, readiness, metrics, the status page and this description",
+    "executions": "Run reports, read the history, cancel, download the file",
+    "deliveries": "Redeliver and test deliveries",
+    "datasources": "Test datasources",
+    "scheduler": "The scheduler's state and reload",
+    "schedules": "One schedule: trigger, next fires, pause and resume",
+}
+OPERATIONS: dict[tuple[str, str], tuple[str, str]] = {
+    ("get", "/"): ("status_page", "daemon"),
+    ("get", "/healthz"): ("health", "daemon"),
+    ("get", "/readyz"): ("readiness", "daemon"),
+    ("get", "/metrics"): ("metrics", "daemon"),
+    ("get", "/api/openapi.json"): ("openapi_description", "daemon"),
+    ("post", "/api/execute/{config_id}"): ("execute_report", "executions"),
+    ("post", "/execution_engine/api/execute/{config_id}"): (
+        "execute_report_seed_path",
+        "executions",
+    ),
+    ("get", "/api/execution/{execution_id}"): ("get_execution", "executions"),
+    ("get", "/api/executions"): ("list_executions", "executions"),
+    ("post", "/api/execution/{execution_id}/cancel"): ("cancel_execution", "executions"),
+    ("get", "/api/execution/{execution_id}/file"): ("download_execution_file", "executions"),
+    ("post", "/api/execution/{execution_id}/redeliver"): ("redeliver_execution", "deliveries"),
+    ("post", "/api/test-delivery/{delivery_id}"): ("test_delivery", "deliveries"),
+    ("post", "/api/test-datasource/{datasource_id}"): ("test_datasource", "datasources"),
+    ("get", "/api/scheduler/status"): ("scheduler_status", "scheduler"),
+    ("get", "/api/scheduler/jobs"): ("scheduler_jobs", "scheduler"),
+    ("post", "/api/scheduler/reload"): ("reload_scheduler", "scheduler"),
+    ("post", "/api/scheduler/trigger/{schedule_id}"): ("trigger_schedule", "schedules"),
+    ("get", "/api/schedules/{schedule_id}/next"): ("next_fires", "schedules"),
+    ("post", "/api/schedules/{schedule_id}/pause"): ("pause_schedule", "schedules"),
+    ("post", "/api/schedules/{schedule_id}/resume"): ("resume_schedule", "schedules"),
+}
+
+
+def _name(paths: dict[str, Any]) -> dict[str, Any]:
+    """Give every operation of `paths` its operationId and tag (OPERATIONS; else derived from
+    the method and path: `post_api_things_id_go`, tagged with the path's first word after
+    /api). Returns `paths`."""
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            words = [w.strip("{}").replace("-", "_").replace(".", "_") for w in path.split("/")]
+            words = [w for w in words if w]
+            derived = "_".join([method, *words])
+            tag = words[1] if len(words) > 1 and words[0] == "api" else "daemon"
+            name, tag = OPERATIONS.get((method, path), (derived, tag))
+            operation.setdefault("operationId", name)
+            operation.setdefault("tags", [tag])
+    return paths
+
+
 EXECUTION = {
     "type": "object",
     "required": ["id", "config_id", "status", "trigger_type"],
@@ -131,6 +202,18 @@ def spec() -> dict[str, Any]:
         },
     }
     paths: dict[str, Any] = {
+        "/": {
+            "get": {
+                "summary": "The status page: schedules, runs, failures, retries (HTML)",
+                "responses": {
+                    "200": {
+                        "description": "a server-rendered page",
+                        "content": {"text/html; charset=utf-8": {"schema": {"type": "string"}}},
+                    },
+                    **PROTECTED,
+                },
+            }
+        },
         "/healthz": {
             "get": {
                 "summary": "The process is alive",
@@ -283,8 +366,23 @@ def spec() -> dict[str, Any]:
                 "parameters": [execution_id],
                 "responses": {
                     "200": {
-                        "description": "the file",
-                        "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+                        "description": (
+                            "the file, as its report's format wrote it: CSV (UTF-8, with a BOM "
+                            "when the report asks for one; `text/csv` without a charset when it "
+                            "was written in another encoding), Excel, PDF, JSON or JSON Lines, "
+                            "gzip or zip for a compressed CSV"
+                        ),
+                        "headers": {
+                            "Content-Disposition": {
+                                "description": "attachment; the file name, also as RFC 5987 "
+                                "`filename*`",
+                                "schema": {"type": "string"},
+                            }
+                        },
+                        "content": {
+                            media: {"schema": {"type": "string", "format": "binary"}}
+                            for media in DOWNLOAD_TYPES
+                        },
                     },
                     "404": _error("unknown execution, no file, or no longer retained"),
                     "422": _error("the execution row, written by another service, is not valid"),
@@ -405,7 +503,8 @@ def spec() -> dict[str, Any]:
         },
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
-        "paths": paths,
+        "tags": [{"name": name, "description": text} for name, text in TAGS.items()],
+        "paths": _name(paths),
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
