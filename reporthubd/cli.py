@@ -16,9 +16,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from reporthubd import __version__, logs
+from reporthubd import __version__
 from reporthubd.commands import EXIT_OK, EXIT_USAGE
-from reporthubd.config import ConfigError, load, resolve_config_path
 from reporthubd.scheduler import next_cli
 
 
@@ -94,6 +93,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from reporthubd.demo import command as demo
 
         return demo.main(Path(args.dir), listen=args.listen)
+    from reporthubd import logs
+    from reporthubd.config import ConfigError, load, resolve_config_path
+
     try:
         path = resolve_config_path(args.config)
         loaded = load(path)

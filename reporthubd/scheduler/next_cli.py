@@ -16,11 +16,16 @@ import json
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from reporthubd import domain
-from reporthubd.config import ConfigError, Settings, load_settings, resolve_config_path
-from reporthubd.cron import CronError, FireTimes, parse_cron
+if TYPE_CHECKING:
+    from reporthubd.config import Settings
+    from reporthubd.cron import FireTimes
+
+# The settings, cron and domain modules are imported in main(): the command line imports this
+# module to build its parser, and `reporthubd version` and `--help` need neither pydantic nor
+# croniter (tests/test_import_budget.py).
 
 EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
 
@@ -39,6 +44,9 @@ def add_parser(
 
 
 def main(args: argparse.Namespace) -> int:
+    from reporthubd.config import ConfigError, Settings, load_settings, resolve_config_path
+    from reporthubd.cron import CronError, FireTimes, parse_cron
+
     if (args.schedule_id is None) == (args.cron is None):
         print("give either SCHEDULE_ID or --cron EXPR", file=sys.stderr)
         return EXIT_USAGE
@@ -84,7 +92,8 @@ def main(args: argparse.Namespace) -> int:
 
 async def _stored(settings: Settings, schedule_id: int) -> FireTimes | str:
     # Imported here: `next --cron` and the rest of the command line never load the store.
-    from reporthubd import bootstrap
+    from reporthubd import bootstrap, domain
+    from reporthubd.cron import FireTimes, parse_cron
     from reporthubd.store import schedules
 
     try:

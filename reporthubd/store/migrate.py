@@ -2,27 +2,35 @@
 
 Our version table is `reporthubd_alembic_version`, so other services sharing the database may
 use Alembic for their own tables without clashing.
+
+Alembic (with Mako and every dialect's DDL, about 100 ms and 7 MB) is imported only to upgrade.
+Checking a store's revision, which every command and the daemon do at start, reads the version
+table with one SELECT and the revision graph from the migration files' `revision` and
+`down_revision` assignments, parsed with `ast` (no migration module is imported);
+tests/test_import_budget.py checks that graph against Alembic's own.
 """
 
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
+import sqlalchemy as sa
 from sqlalchemy import Connection
 
 if TYPE_CHECKING:
+    from alembic.config import Config
+
     from reporthubd.store.database import Store
 
 VERSION_TABLE = "reporthubd_alembic_version"
 
 
 def alembic_config() -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option(
         "script_location", str(resources.files("reporthubd.store").joinpath("migrations"))
@@ -30,16 +38,37 @@ def alembic_config() -> Config:
     return cfg
 
 
+def revision_graph() -> dict[str, str | None]:
+    """Each migration's revision and the one it revises (None for the first), read from the
+    module-level assignments of the files in migrations/versions/."""
+    graph: dict[str, str | None] = {}
+    versions = resources.files("reporthubd.store").joinpath("migrations", "versions")
+    for entry in versions.iterdir():
+        if not entry.name.endswith(".py"):
+            continue
+        values: dict[str, object] = {}
+        for node in ast.parse(entry.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.Assign) and len(node.targets) == 1:
+                target = node.targets[0]
+                if isinstance(target, ast.Name) and target.id in ("revision", "down_revision"):
+                    values[target.id] = ast.literal_eval(node.value)
+        revision, down = values.get("revision"), values.get("down_revision")
+        if not isinstance(revision, str) or not (down is None or isinstance(down, str)):
+            raise RuntimeError(f"migration {entry.name}: no plain revision / down_revision")
+        graph[revision] = down
+    return graph
+
+
 def head_revision() -> str:
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    assert head is not None
-    return head
+    graph = revision_graph()
+    heads = sorted(set(graph) - {down for down in graph.values() if down is not None})
+    if len(heads) != 1:
+        raise RuntimeError(f"the store's migrations have {len(heads)} heads: {heads}")
+    return heads[0]
 
 
 def known_revisions() -> set[str]:
-    return {
-        script.revision for script in ScriptDirectory.from_config(alembic_config()).walk_revisions()
-    }
+    return set(revision_graph())
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,8 +100,13 @@ class SchemaState:
 
 
 def _current(connection: Connection) -> str | None:
-    context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
-    return context.get_current_revision()
+    if not sa.inspect(connection).has_table(VERSION_TABLE):
+        return None
+    version = sa.table(VERSION_TABLE, sa.column("version_num"))
+    rows = connection.execute(sa.select(version.c.version_num)).all()
+    if len(rows) > 1:
+        raise RuntimeError(f"{VERSION_TABLE} holds {len(rows)} revisions (branches)")
+    return str(rows[0][0]) if rows else None
 
 
 async def schema_state(store: Store) -> SchemaState:
@@ -84,6 +118,8 @@ async def schema_state(store: Store) -> SchemaState:
 
 
 def _upgrade(connection: Connection, target: str) -> None:
+    from alembic import command
+
     cfg = alembic_config()
     cfg.attributes["connection"] = connection
     command.upgrade(cfg, target)

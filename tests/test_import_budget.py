@@ -1,0 +1,146 @@
+"""The commands that serve nothing import only what they use (issue 16).
+
+Each command runs in a fresh interpreter (`reporthubd.cli.main` called by `python -c`, which then
+reports `sys.modules`), so what an earlier test imported cannot hide or add anything. Two checks:
+
+- a fixed budget of modules per command, `BUDGETS`: today's count (bench/imports.py prints it)
+  plus room for small additions; a new module-level import of a big library breaks it;
+- named heavy libraries absent: no driver, no HTTP stack, no output-format or delivery library,
+  no Alembic (a store at its schema is checked without it), and for `version` and `next --cron`
+  not even SQLAlchemy or pydantic's settings.
+
+Measured when the budgets were set (interpreter alone: 73 modules; asyncio: 151; SQLAlchemy's
+asyncio layer with aiosqlite: 357): version 173, next --cron 296, check on a SQLite store 622.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import reporthubd
+from reporthubd.store import migrate
+
+PACKAGE_PARENT = Path(reporthubd.__file__).resolve().parent.parent
+
+BUDGETS = {"version": 200, "next --cron": 350, "check": 700}
+"""The most modules (`len(sys.modules)`, the interpreter's own included) each command may load."""
+
+DRIVERS_AND_PLUGINS = (
+    "aiohttp",
+    "asyncpg",
+    "aiomysql",
+    "pymysql",
+    "oracledb",
+    "pymongo",
+    "motor",
+    "snowflake",
+    "google.cloud.bigquery",
+    "openpyxl",
+    "xlsxwriter",
+    "reportlab",
+    "boto3",
+    "botocore",
+    "aiobotocore",
+    "asyncssh",
+    "paramiko",
+    "aiosmtplib",
+    "pandas",
+    "alembic",
+    "mako",
+    "jinja2",
+)
+"""Absent from every command here."""
+
+NO_STORE = ("sqlalchemy", "aiosqlite", "structlog")
+"""Absent also from `version` and `next --cron`, which open no store."""
+
+_RUNNER = """
+import json, sys
+from reporthubd import cli
+try:
+    rc = cli.main(sys.argv[1:])
+except SystemExit as exc:
+    rc = exc.code
+print("\\n" + json.dumps({"rc": rc, "modules": sorted(sys.modules)}))
+"""
+
+
+def _run(argv: list[str], cwd: Path) -> tuple[int, set[str]]:
+    done = subprocess.run(
+        [sys.executable, "-c", _RUNNER, *argv],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(cwd),
+            "REPORTHUBD_ENV_FILE": "",
+            "PYTHONPATH": str(PACKAGE_PARENT),  # the tree under test, not another checkout's
+        },
+        timeout=120,
+        check=False,
+    )
+    assert done.stdout.strip(), done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    return int(report["rc"]), set(report["modules"])
+
+
+def _loaded(modules: set[str], names: tuple[str, ...]) -> list[str]:
+    return sorted(n for n in names if n in modules or any(m.startswith(n + ".") for m in modules))
+
+
+@pytest.fixture(scope="module")
+def sqlite_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("budget")
+    config = directory / "config.toml"
+    config.write_text(
+        f'[store]\nurl = "sqlite:///{directory / "store.db"}"\n\n'
+        f'[execution]\nworkspace = "{directory / "workspace"}"\n',
+        encoding="utf-8",
+    )
+    rc, _ = _run(["db", "upgrade", "-c", str(config)], directory)
+    assert rc == 0
+    return config
+
+
+def test_version_imports_almost_nothing(tmp_path: Path) -> None:
+    rc, modules = _run(["version"], tmp_path)
+    assert rc == 0
+    assert len(modules) <= BUDGETS["version"], len(modules)
+    assert _loaded(modules, DRIVERS_AND_PLUGINS + NO_STORE) == []
+    assert _loaded(modules, ("pydantic", "croniter")) == []
+
+
+def test_next_cron_imports_no_store_and_no_server(tmp_path: Path) -> None:
+    rc, modules = _run(
+        ["next", "--cron", "0 6 * * 1-5", "--tz", "Europe/Paris", "-n", "3"], tmp_path
+    )
+    assert rc == 0
+    assert len(modules) <= BUDGETS["next --cron"], len(modules)
+    assert _loaded(modules, DRIVERS_AND_PLUGINS + NO_STORE) == []
+
+
+def test_check_on_a_sqlite_store_imports_only_its_driver(sqlite_config: Path) -> None:
+    rc, modules = _run(["check", "-c", str(sqlite_config)], sqlite_config.parent)
+    assert rc == 0
+    assert len(modules) <= BUDGETS["check"], len(modules)
+    assert _loaded(modules, DRIVERS_AND_PLUGINS) == []
+    assert "aiosqlite" in modules  # the one driver it does use
+    assert "sqlalchemy.dialects.postgresql" not in modules
+
+
+def test_the_revision_graph_read_without_alembic_is_alembics() -> None:
+    """migrate reads revisions from the migration files' source; Alembic must agree."""
+    from alembic.script import ScriptDirectory
+
+    scripts = ScriptDirectory.from_config(migrate.alembic_config())
+    assert migrate.head_revision() == scripts.get_current_head()
+    assert migrate.known_revisions() == {s.revision for s in scripts.walk_revisions()}
+    assert migrate.revision_graph() == {
+        s.revision: s.down_revision for s in scripts.walk_revisions()
+    }
