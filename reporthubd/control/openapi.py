@@ -183,6 +183,74 @@ EXECUTION = {
 }
 
 
+_MS = {"type": ["number", "null"]}
+LATENESS = {
+    "type": "object",
+    "description": "Claim committed minus due time, in ms, since the scheduler started",
+    "required": ["fires", "p50_ms", "p99_ms", "max_ms"],
+    "properties": {"fires": {"type": "integer"}, "p50_ms": _MS, "p99_ms": _MS, "max_ms": _MS},
+}
+_NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
+SCHEDULER_STATUS = {
+    "type": "object",
+    "required": [
+        "node_id",
+        "started_at",
+        "uptime_seconds",
+        "schedules_loaded",
+        "fire_lateness",
+        "catch_up_lateness",
+        "executions",
+    ],
+    "properties": {
+        "node_id": {"type": "string"},
+        "started_at": {"type": "string", "format": "date-time"},
+        "uptime_seconds": {"type": "number"},
+        "schedules_loaded": {"type": "integer"},
+        "timelines": {"type": "integer"},
+        "schedules_disabled": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["schedule_id", "reason"],
+                "properties": {"schedule_id": {"type": "integer"}, "reason": {"type": "string"}},
+            },
+        },
+        "next_fire": {
+            "type": ["object", "null"],
+            "properties": {
+                "at": {"type": "string", "format": "date-time"},
+                "schedules": {"type": "integer"},
+            },
+        },
+        "last_reload": {"type": ["object", "null"]},
+        "fire_lateness": {
+            **_ref("Lateness"),
+            "description": "Fires claimed while due: the scheduler's own promptness",
+        },
+        "catch_up_lateness": {
+            **_ref("Lateness"),
+            "description": "Fires due before the scheduler started, or decided more than 5 s "
+            "late (store down, loop blocked), run late by their misfire policy",
+        },
+        "claimed": {"type": "integer"},
+        "skipped": {"type": "integer"},
+        "recovered": {"type": "integer"},
+        "adopted": {"type": "integer"},
+        "store_down_since": _NULLABLE_TIME,
+        "executions": {
+            "type": "object",
+            "properties": {
+                "running": {"type": "integer"},
+                "queued": {"type": "integer"},
+                "all_nodes": {"type": "object"},
+                "store_error": {"type": ["string", "null"]},
+            },
+        },
+    },
+}
+
+
 def spec() -> dict[str, Any]:
     execution_id = _id_param("execution_id", "string")
     execute: dict[str, Any] = {
@@ -420,7 +488,11 @@ def spec() -> dict[str, Any]:
         "/api/scheduler/status": {
             "get": {
                 "summary": "Node, uptime, schedules loaded and disabled, lateness, queue",
-                "responses": {"200": _ok("status"), "503": _error("not running"), **PROTECTED},
+                "responses": {
+                    "200": _ok("status", _ref("SchedulerStatus")),
+                    "503": _error("not running"),
+                    **PROTECTED,
+                },
             }
         },
         "/api/scheduler/jobs": {
@@ -526,6 +598,8 @@ def spec() -> dict[str, Any]:
                         "wait": {"type": "number", "minimum": 0, "maximum": 3600},
                     },
                 },
+                "Lateness": LATENESS,
+                "SchedulerStatus": SCHEDULER_STATUS,
                 "ExecutionStarted": {
                     "type": "object",
                     "required": ["execution_id", "config_id", "status"],
