@@ -140,10 +140,10 @@ _MEDIA_TYPES = {
 
 
 def file_media_type(path: Path, name: str) -> str:
-    """The Content-Type of a produced file, one of openapi.DOWNLOAD_TYPES. A CSV is declared
-    `charset=utf-8` when it is UTF-8 (with its BOM, or when its first 64 KiB decode as UTF-8);
-    written in another encoding (csv option `encoding`), it is `text/csv` without a charset
-    rather than a wrong one."""
+    """The Content-Type of a produced file, one of openapi_schemas.DOWNLOAD_TYPES. A CSV is
+    declared `charset=utf-8` when it is UTF-8 (with its BOM, or when its first 64 KiB decode as
+    UTF-8); written in another encoding (csv option `encoding`), it is `text/csv` without a
+    charset rather than a wrong one."""
     suffix = Path(name).suffix.lower()
     if suffix != ".csv":
         return _MEDIA_TYPES.get(suffix, "application/octet-stream")

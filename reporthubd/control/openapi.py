@@ -11,6 +11,17 @@ import json
 from typing import Any
 
 from reporthubd import __version__
+from reporthubd.control.openapi_schemas import (
+    DOWNLOAD_TYPES,
+    EXECUTION,
+    JOB,
+    LATENESS,
+    NEXT_FIRES,
+    RELOADED,
+    SCHEDULER_STATUS,
+    TAGS,
+    name_operations,
+)
 from reporthubd.control.params import MAX_ID
 
 JSON = "application/json"
@@ -64,190 +75,6 @@ def _id_param(name: str, kind: str = "integer") -> dict[str, Any]:
 PROTECTED = {
     "401": _error("no bearer token (when tokens are configured)"),
     "403": _error("the token is not valid"),
-}
-
-# Media types of the files GET /api/execution/{id}/file answers with (its Content-Type header
-# names the one of the file served): the four formats, JSON Lines, compressed CSV, and
-# octet-stream for a file of no known kind. Octet-stream comes first: a generated client reads
-# the body as the first type it knows says (openapi-python-client: bytes, not text for CSV).
-CSV_UTF8 = "text/csv; charset=utf-8"
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-DOWNLOAD_TYPES = (
-    "application/octet-stream",
-    XLSX,
-    CSV_UTF8,
-    "application/pdf",
-    JSON,
-    "application/x-ndjson",
-    "application/gzip",
-    "application/zip",
-)
-
-# operationId and tag of every operation: what a generated client names its functions and
-# modules after. An operation missing here is named from its method and path (`_name`).
-TAGS = {
-    "daemon": "Liveness, readiness, metrics, the status page and this description",
-    "executions": "Run reports, read the history, cancel, download the file",
-    "deliveries": "Redeliver and test deliveries",
-    "datasources": "Test datasources",
-    "scheduler": "The scheduler's state and reload",
-    "schedules": "One schedule: trigger, next fires, pause and resume",
-}
-OPERATIONS: dict[tuple[str, str], tuple[str, str]] = {
-    ("get", "/"): ("status_page", "daemon"),
-    ("get", "/healthz"): ("health", "daemon"),
-    ("get", "/readyz"): ("readiness", "daemon"),
-    ("get", "/metrics"): ("metrics", "daemon"),
-    ("get", "/api/openapi.json"): ("openapi_description", "daemon"),
-    ("post", "/api/execute/{config_id}"): ("execute_report", "executions"),
-    ("post", "/execution_engine/api/execute/{config_id}"): (
-        "execute_report_seed_path",
-        "executions",
-    ),
-    ("get", "/api/execution/{execution_id}"): ("get_execution", "executions"),
-    ("get", "/api/executions"): ("list_executions", "executions"),
-    ("post", "/api/execution/{execution_id}/cancel"): ("cancel_execution", "executions"),
-    ("get", "/api/execution/{execution_id}/file"): ("download_execution_file", "executions"),
-    ("post", "/api/execution/{execution_id}/redeliver"): ("redeliver_execution", "deliveries"),
-    ("post", "/api/test-delivery/{delivery_id}"): ("test_delivery", "deliveries"),
-    ("post", "/api/test-datasource/{datasource_id}"): ("test_datasource", "datasources"),
-    ("get", "/api/scheduler/status"): ("scheduler_status", "scheduler"),
-    ("get", "/api/scheduler/jobs"): ("scheduler_jobs", "scheduler"),
-    ("post", "/api/scheduler/reload"): ("reload_scheduler", "scheduler"),
-    ("post", "/api/scheduler/trigger/{schedule_id}"): ("trigger_schedule", "schedules"),
-    ("get", "/api/schedules/{schedule_id}/next"): ("next_fires", "schedules"),
-    ("post", "/api/schedules/{schedule_id}/pause"): ("pause_schedule", "schedules"),
-    ("post", "/api/schedules/{schedule_id}/resume"): ("resume_schedule", "schedules"),
-}
-
-
-def _name(paths: dict[str, Any]) -> dict[str, Any]:
-    """Give every operation of `paths` its operationId and tag (OPERATIONS; else derived from
-    the method and path: `post_api_things_id_go`, tagged with the path's first word after
-    /api). Returns `paths`."""
-    for path, operations in paths.items():
-        for method, operation in operations.items():
-            words = [w.strip("{}").replace("-", "_").replace(".", "_") for w in path.split("/")]
-            words = [w for w in words if w]
-            derived = "_".join([method, *words])
-            tag = words[1] if len(words) > 1 and words[0] == "api" else "daemon"
-            name, tag = OPERATIONS.get((method, path), (derived, tag))
-            operation.setdefault("operationId", name)
-            operation.setdefault("tags", [tag])
-    return paths
-
-
-EXECUTION = {
-    "type": "object",
-    "required": ["id", "config_id", "status", "trigger_type"],
-    "properties": {
-        "id": {"type": "string"},
-        "config_id": {"type": "integer"},
-        "schedule_id": {"type": ["integer", "null"]},
-        "trigger_type": {"enum": ["schedule", "manual", "retry", "recovery"]},
-        "scheduled_for": {"type": ["string", "null"], "format": "date-time"},
-        "status": {
-            "enum": [
-                "PENDING",
-                "RUNNING",
-                "COMPLETED",
-                "PARTIAL",
-                "FAILED",
-                "TIMEOUT",
-                "CANCELLED",
-                "SKIPPED",
-            ]
-        },
-        "parameters": {"type": "object"},
-        "node_id": {"type": ["string", "null"]},
-        "started_at": {"type": ["string", "null"], "format": "date-time"},
-        "finished_at": {"type": ["string", "null"], "format": "date-time"},
-        "row_count": {"type": ["integer", "null"]},
-        "file_name": {"type": ["string", "null"]},
-        "file_size": {"type": ["integer", "null"]},
-        "file_sha256": {"type": ["string", "null"]},
-        "error_message": {"type": ["string", "null"]},
-        "deliveries": {
-            "type": "array",
-            "description": "GET /api/execution/{id} only: the delivery ledger",
-            "items": {
-                "type": "object",
-                "required": ["delivery_id", "attempts"],
-                "properties": {
-                    "delivery_id": {"type": "integer"},
-                    "attempts": {"type": "array", "items": {"type": "object"}},
-                },
-            },
-        },
-    },
-}
-
-
-_MS = {"type": ["number", "null"]}
-LATENESS = {
-    "type": "object",
-    "description": "Claim committed minus due time, in ms, since the scheduler started",
-    "required": ["fires", "p50_ms", "p99_ms", "max_ms"],
-    "properties": {"fires": {"type": "integer"}, "p50_ms": _MS, "p99_ms": _MS, "max_ms": _MS},
-}
-_NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
-SCHEDULER_STATUS = {
-    "type": "object",
-    "required": [
-        "node_id",
-        "started_at",
-        "uptime_seconds",
-        "schedules_loaded",
-        "fire_lateness",
-        "catch_up_lateness",
-        "executions",
-    ],
-    "properties": {
-        "node_id": {"type": "string"},
-        "started_at": {"type": "string", "format": "date-time"},
-        "uptime_seconds": {"type": "number"},
-        "schedules_loaded": {"type": "integer"},
-        "timelines": {"type": "integer"},
-        "schedules_disabled": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["schedule_id", "reason"],
-                "properties": {"schedule_id": {"type": "integer"}, "reason": {"type": "string"}},
-            },
-        },
-        "next_fire": {
-            "type": ["object", "null"],
-            "properties": {
-                "at": {"type": "string", "format": "date-time"},
-                "schedules": {"type": "integer"},
-            },
-        },
-        "last_reload": {"type": ["object", "null"]},
-        "fire_lateness": {
-            **_ref("Lateness"),
-            "description": "Fires claimed while due: the scheduler's own promptness",
-        },
-        "catch_up_lateness": {
-            **_ref("Lateness"),
-            "description": "Fires due before the scheduler started, or decided more than 5 s "
-            "late (store down, loop blocked), run late by their misfire policy",
-        },
-        "claimed": {"type": "integer"},
-        "skipped": {"type": "integer"},
-        "recovered": {"type": "integer"},
-        "adopted": {"type": "integer"},
-        "store_down_since": _NULLABLE_TIME,
-        "executions": {
-            "type": "object",
-            "properties": {
-                "running": {"type": "integer"},
-                "queued": {"type": "integer"},
-                "all_nodes": {"type": "object"},
-                "store_error": {"type": ["string", "null"]},
-            },
-        },
-    },
 }
 
 
@@ -498,14 +325,25 @@ def spec() -> dict[str, Any]:
         "/api/scheduler/jobs": {
             "get": {
                 "summary": "One entry per schedule",
-                "responses": {"200": _ok("jobs"), "503": _error("not running"), **PROTECTED},
+                "responses": {
+                    "200": _ok(
+                        "jobs",
+                        {
+                            "type": "object",
+                            "required": ["jobs"],
+                            "properties": {"jobs": {"type": "array", "items": _ref("Job")}},
+                        },
+                    ),
+                    "503": _error("not running"),
+                    **PROTECTED,
+                },
             }
         },
         "/api/scheduler/reload": {
             "post": {
                 "summary": "Re-read the schedules from the store",
                 "responses": {
-                    "200": _ok("reloaded"),
+                    "200": _ok("reloaded", RELOADED),
                     "503": _error("reload failed; the previous schedules are kept"),
                     **PROTECTED,
                 },
@@ -530,7 +368,17 @@ def spec() -> dict[str, Any]:
                     },
                 },
                 "responses": {
-                    "202": _ok("triggered"),
+                    "202": _ok(
+                        "triggered",
+                        {
+                            "type": "object",
+                            "required": ["execution_id", "schedule_id"],
+                            "properties": {
+                                "execution_id": {"type": "string"},
+                                "schedule_id": {"type": "integer"},
+                            },
+                        },
+                    ),
                     "400": _error("bad input"),
                     "404": _error("unknown or disabled schedule"),
                     "503": _error("not running"),
@@ -550,7 +398,7 @@ def spec() -> dict[str, Any]:
                     },
                 ],
                 "responses": {
-                    "200": _ok("fires"),
+                    "200": _ok("fires", NEXT_FIRES),
                     "400": _error("bad input"),
                     "404": _error("unknown schedule"),
                     "409": _error("the schedule is disabled (the reason is given)"),
@@ -576,7 +424,7 @@ def spec() -> dict[str, Any]:
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
         "tags": [{"name": name, "description": text} for name, text in TAGS.items()],
-        "paths": _name(paths),
+        "paths": name_operations(paths),
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
@@ -599,6 +447,7 @@ def spec() -> dict[str, Any]:
                     },
                 },
                 "Lateness": LATENESS,
+                "Job": JOB,
                 "SchedulerStatus": SCHEDULER_STATUS,
                 "ExecutionStarted": {
                     "type": "object",

@@ -19,7 +19,7 @@ from typing import Any, cast
 import pytest
 from openapi_spec_validator import validate
 
-from reporthubd.control import openapi
+from reporthubd.control import openapi, openapi_schemas
 from reporthubd.control.app import build_app
 from reporthubd.control.runtime import Runtime
 from tests.daemon_process import DaemonProcess, NotifySocket, call, write_config
@@ -30,10 +30,15 @@ METHODS = {"get", "put", "post", "delete", "patch", "options", "head", "trace"}
 
 # name -> (output_format, format_options as TOML, query, Content-Type of the download)
 REPORTS = {
-    "csv_bom": ("csv", '{ encoding = "utf-8-bom" }', "SELECT 'café' AS word", openapi.CSV_UTF8),
-    "csv_plain": ("csv", "{}", "SELECT 'café' AS word", openapi.CSV_UTF8),
+    "csv_bom": (
+        "csv",
+        '{ encoding = "utf-8-bom" }',
+        "SELECT 'café' AS word",
+        openapi_schemas.CSV_UTF8,
+    ),
+    "csv_plain": ("csv", "{}", "SELECT 'café' AS word", openapi_schemas.CSV_UTF8),
     "csv_latin": ("csv", '{ encoding = "latin-1" }', "SELECT 'café' AS word", "text/csv"),
-    "sheet": ("excel", "{}", "SELECT n FROM numbers", openapi.XLSX),
+    "sheet": ("excel", "{}", "SELECT n FROM numbers", openapi_schemas.XLSX),
     "paper": ("pdf", "{}", "SELECT n FROM numbers", "application/pdf"),
     "data": ("json", "{}", "SELECT n FROM numbers", "application/json"),
 }
@@ -76,7 +81,12 @@ def test_downloads_declare_concrete_content_types() -> None:
     file = openapi.spec()["paths"]["/api/execution/{execution_id}/file"]["get"]
     content = file["responses"]["200"]["content"]
     assert "*/*" not in content
-    for media in (openapi.CSV_UTF8, openapi.XLSX, "application/pdf", "application/json"):
+    for media in (
+        openapi_schemas.CSV_UTF8,
+        openapi_schemas.XLSX,
+        "application/pdf",
+        "application/json",
+    ):
         assert media in content, media
 
 
