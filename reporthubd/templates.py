@@ -38,11 +38,16 @@ import calendar
 import re
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import jinja2
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+if TYPE_CHECKING:
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+# Jinja2 is imported on the first template evaluated, not with this module: the daemon and the
+# command line import the engine at start, and an idle daemon (or `reporthubd check`) renders
+# nothing (tests/test_import_budget.py).
 
 _SINGLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\}\}).)*)\}\}\s*$", re.DOTALL)
 _UNITS = ("day", "week", "month", "quarter", "year")
@@ -131,7 +136,11 @@ def _in_zone(value: Any, zone: str) -> Any:
     raise TypeError("in_zone needs an aware datetime")
 
 
+@cache
 def _environment() -> ImmutableSandboxedEnvironment:
+    import jinja2
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
     env = ImmutableSandboxedEnvironment(
         undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False
     )
@@ -139,9 +148,6 @@ def _environment() -> ImmutableSandboxedEnvironment:
         fmt=_fmt, date=_to_date, iso=_iso, utc=_utc, in_zone=_in_zone, add_months=_add_months
     )
     return env
-
-
-_ENV = _environment()
 
 
 def time_variables(
@@ -152,6 +158,8 @@ def time_variables(
     window_end: datetime | None = None,
 ) -> dict[str, Any]:
     """The variables and functions of the module docstring, for one logical time."""
+    import jinja2
+
     if logical_time.tzinfo is None:
         raise ValueError("logical_time must be aware")
     now = logical_time.astimezone(zone)
@@ -211,15 +219,19 @@ def _bound(fn: Any, unit: str) -> Any:
 
 def evaluate(template: str, variables: Mapping[str, Any], *, what: str) -> Any:
     """Evaluate one template: a single `{{ expression }}` keeps its type, else text."""
+    import jinja2
+
     try:
         match = _SINGLE_EXPRESSION.match(template)
         if match:
-            expression = _ENV.compile_expression(match.group("expr"), undefined_to_none=False)
+            expression = _environment().compile_expression(
+                match.group("expr"), undefined_to_none=False
+            )
             value = expression(**variables)
             if isinstance(value, jinja2.Undefined):
                 str(value)  # raises with the undefined name
             return value
-        return _ENV.from_string(template).render(**variables)
+        return _environment().from_string(template).render(**variables)
     except jinja2.TemplateError as exc:
         raise TemplateError(f"{what}: template {template!r} failed: {exc}") from None
     except (ArithmeticError, LookupError, TypeError, ValueError, OverflowError) as exc:
@@ -229,8 +241,10 @@ def evaluate(template: str, variables: Mapping[str, Any], *, what: str) -> Any:
 
 
 def render_text(template: str, variables: Mapping[str, Any], *, what: str) -> str:
+    import jinja2
+
     try:
-        return _ENV.from_string(template).render(**variables)
+        return _environment().from_string(template).render(**variables)
     except jinja2.TemplateError as exc:
         raise TemplateError(f"{what}: template {template!r} failed: {exc}") from None
     except (ArithmeticError, LookupError, TypeError, ValueError, OverflowError) as exc:

@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from reporthubd import domain, logs
@@ -272,9 +271,14 @@ async def _insert_ignoring_taken(
         _row(claim, execution_id, node_id, now)
         for claim, execution_id in zip(claims, ids, strict=True)
     ]
+    # The store's own dialect only: a SQLite daemon never loads SQLAlchemy's PostgreSQL dialect.
     if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
         pg = postgresql.insert(_e).values(rows).on_conflict_do_nothing().returning(_e.c.id)
         return set((await conn.execute(pg)).scalars())
+    from sqlalchemy.dialects import sqlite
+
     lite = sqlite.insert(_e).values(rows).on_conflict_do_nothing().returning(_e.c.id)
     return set((await conn.execute(lite)).scalars())
 

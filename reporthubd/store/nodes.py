@@ -18,9 +18,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.mysql import insert as mysql_insert
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from reporthubd import __version__, domain
@@ -54,13 +51,19 @@ async def register_node(store: Store, node_id: str, *, now: datetime) -> None:
     }
     # One upsert statement: an UPDATE-then-INSERT pair deadlocked on MariaDB when two nodes
     # registered in the same instant (gap locks on the primary key).
+    # Only the store's own dialect is imported (a SQLite daemon loads no PostgreSQL dialect).
     upsert: Any
     if store.dialect == "mysql":
+        from sqlalchemy.dialects.mysql import insert as mysql_insert
+
         upsert = mysql_insert(_n).values(node_id=node_id, **values)
         upsert = upsert.on_duplicate_key_update(**values)
     else:
-        insert = postgresql_insert if store.dialect == "postgresql" else sqlite_insert
-        upsert = insert(_n).values(node_id=node_id, **values)
+        if store.dialect == "postgresql":
+            from sqlalchemy.dialects import postgresql as dialect
+        else:
+            from sqlalchemy.dialects import sqlite as dialect  # type: ignore[no-redef]
+        upsert = dialect.insert(_n).values(node_id=node_id, **values)
         upsert = upsert.on_conflict_do_update(index_elements=["node_id"], set_=values)
     async with store.engine.begin() as conn:
         await conn.execute(upsert)
