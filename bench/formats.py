@@ -12,6 +12,8 @@ date, two short texts, numeric(12,2), int, bool, a ~30-character note, a text NU
   CSV writer as the baseline (when reporthubd.formats.csv exists).
 - pdf (10,000 rows): reporthubd PDFWriter, reportlab platypus with one Table (repeatRows=1), and
   direct canvas drawing with Helvetica (the anchors' `canvas_direct`).
+- xlsx_formats (200,000 rows): reporthubd ExcelWriter unformatted and with column formats
+  (`FORMATTED`: number formats, labels, a highlight, totals) in the same run.
 - lag: four Excel exports of --lag-rows rows each, concurrently in one event loop, while a ticker
   (10 ms sleeps) measures event-loop lag (p50/p99/max) — rendered in worker threads (reporthubd)
   and, as the baseline, rendered on the loop itself. The batches are made before the clock starts
@@ -63,6 +65,25 @@ SUITES: dict[str, list[str]] = {
     "json": ["reporthubd_csv", "reporthubd_json", "reporthubd_jsonl", "gen_only"],
     "pdf": ["reporthubd_pdf", "platypus_table", "canvas_direct", "gen_only"],
     "lag": ["lag_threaded", "lag_on_loop"],
+    "xlsx_formats": ["reporthubd_excel", "reporthubd_excel_formatted", "gen_only"],
+}
+# Column formats on every typed column (issue 19): currency, integer, percent, dates, labels, a
+# highlight and totals; the suite compares it with the unformatted writer in the same run.
+FORMATTED: dict[str, Any] = {
+    "locale": "de_DE",
+    "columns": {
+        "id": {"label": "ID", "kind": "integer"},
+        "created_at": {"kind": "datetime"},
+        "sale_date": {"kind": "date", "total": "min"},
+        "customer_name": {"label": "Customer", "total": "count"},
+        "amount": {
+            "kind": "currency",
+            "currency": "EUR",
+            "total": "sum",
+            "highlight": {"op": "gt", "value": 90000, "fill": "#E2F0D9"},
+        },
+        "quantity": {"kind": "integer", "total": "avg"},
+    },
 }
 
 
@@ -139,6 +160,10 @@ async def _reporthubd(fmt: str, options: dict[str, Any], n: int, out: Path) -> N
 
 def w_reporthubd_excel(n: int, out: Path) -> None:
     asyncio.run(_reporthubd("excel", {}, n, out))
+
+
+def w_reporthubd_excel_formatted(n: int, out: Path) -> None:
+    asyncio.run(_reporthubd("excel", FORMATTED, n, out))
 
 
 def w_reporthubd_json(n: int, out: Path) -> None:
@@ -386,7 +411,9 @@ def have_csv() -> bool:
 
 def run_suite(suite: str, n: int, rounds: int, outdir: Path) -> None:
     methods = [m for m in SUITES[suite] if m != "reporthubd_csv" or have_csv()]
-    ext = {"xlsx": "xlsx", "json": "out", "pdf": "pdf", "lag": "xlsx"}[suite]
+    ext = {"xlsx": "xlsx", "json": "out", "pdf": "pdf", "lag": "xlsx", "xlsx_formats": "xlsx"}[
+        suite
+    ]
     results: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
     for r in range(rounds):
         for m in methods:
@@ -452,6 +479,7 @@ def main() -> None:
     args = parser.parse_args()
     rows = {
         "xlsx": args.xlsx_rows,
+        "xlsx_formats": args.xlsx_rows,
         "json": args.json_rows,
         "pdf": args.pdf_rows,
         "lag": args.lag_rows,

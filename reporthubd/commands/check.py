@@ -9,12 +9,14 @@ with both sources named (exit 2)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from reporthubd import bootstrap, secrets
+from reporthubd import bootstrap, domain, secrets
 from reporthubd.commands import EXIT_OK, EXIT_PROBLEM
 from reporthubd.config import LoadedSettings
+from reporthubd.formats import base as formats
 from reporthubd.store.definitions import load_definitions
 
 
@@ -41,6 +43,21 @@ def print_sources(loaded: LoadedSettings) -> None:
         print(f"  notice: {notice}")
 
 
+def format_problems(configs: Iterable[domain.ReportConfig]) -> list[domain.RowError]:
+    """Each config whose format_options its writer refuses (column formats included)."""
+    problems = []
+    for config in configs:
+        try:
+            formats.check_options(config.output_format.value, config.format_options)
+        except formats.FormatError as exc:
+            problems.append(
+                domain.RowError(
+                    table="report_configs", row_id=config.id, problems=(f"{config.name!r}: {exc}",)
+                )
+            )
+    return problems
+
+
 async def main(loaded: LoadedSettings, path: Path | None) -> int:
     settings = loaded.settings
     print(f"config: {path or '(built-in defaults and environment)'}: ok")
@@ -60,9 +77,10 @@ async def main(loaded: LoadedSettings, path: Path | None) -> int:
     )
     for warning in found.warnings:
         print(f"  warning: {warning}")
-    if found.errors:
-        print(f"problems: {len(found.errors)} invalid active rows")
-        for error in sorted(found.errors, key=lambda e: (e.table, str(e.row_id))):
+    errors = [*found.errors, *format_problems(found.configs.values())]
+    if errors:
+        print(f"problems: {len(errors)} invalid active rows")
+        for error in sorted(errors, key=lambda e: (e.table, str(e.row_id))):
             print(f"  - {error}")
         return EXIT_PROBLEM
     print("all well")

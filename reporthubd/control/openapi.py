@@ -23,6 +23,7 @@ from reporthubd.control.openapi_schemas import (
     name_operations,
 )
 from reporthubd.control.params import MAX_ID
+from reporthubd.formats.columns import COLUMNS_SCHEMA
 
 JSON = "application/json"
 ID = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
@@ -476,6 +477,7 @@ def spec() -> dict[str, Any]:
                 "Lateness": LATENESS,
                 "Job": JOB,
                 "SchedulerStatus": SCHEDULER_STATUS,
+                "ColumnFormats": COLUMNS_SCHEMA,
                 "ExecutionStarted": {
                     "type": "object",
                     "required": ["execution_id", "config_id", "status"],

@@ -117,3 +117,14 @@ def writer_class(name: str) -> type[FormatWriter]:
     if cls is None:
         raise FormatError(f"unknown output format {name!r}")
     return cast(type[FormatWriter], cls)
+
+
+def check_options(name: str, options: Mapping[str, Any]) -> None:
+    """Validate a report's `format_options` for its output format as a run would (the writer's
+    constructor reads every option, the column formats included, without I/O); FormatError
+    names the bad option. What needs the result's columns (an unknown column name) is checked
+    when the writer opens."""
+    opts = dict(options)
+    opts.pop("truncate", None)  # the engine's own option (engine.pipeline)
+    context = RenderContext(report_name="check", execution_id="check")
+    writer_class(name)(opts, context)

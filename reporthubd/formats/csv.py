@@ -32,6 +32,8 @@ from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
 from reporthubd.connectors.base import Column, ColumnKind, Row, ServerCSV
+from reporthubd.formats import columns as colfmt
+from reporthubd.formats import localize
 from reporthubd.formats.base import FormatError, FormatWriter, RenderContext, WrittenFile
 from reporthubd.formats.csvoptions import QUOTING, CSVOptions
 
@@ -129,6 +131,10 @@ class CSVWriter(FormatWriter):
     def __init__(self, options: Any, context: RenderContext) -> None:
         super().__init__(options, context)
         self.csv = CSVOptions.parse(dict(options) if options is not None else None)
+        # Column formats are for readers of PDF and Excel: CSV keeps raw values, but a bad spec
+        # is refused here as in every format.
+        colfmt.parse("csv", (options or {}).get("columns"))
+        localize.parse_locale("csv", (options or {}).get("locale"))
         self._path: Path | None = None
         self._sink: _Sink | None = None
         self._archive: zipfile.ZipFile | None = None

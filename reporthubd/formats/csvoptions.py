@@ -39,6 +39,9 @@ from reporthubd.formats.base import FormatError
 
 KNOWN_OPTIONS = frozenset(
     {
+        # Column formats and their locale: validated (formats.csv), values stay raw.
+        "columns",
+        "locale",
         "delimiter",
         "quote_char",
         "quoting",

@@ -24,7 +24,8 @@ from typing import IO, Any, ClassVar
 import orjson
 
 from reporthubd.connectors.base import Column, ColumnKind, Row
-from reporthubd.formats import values
+from reporthubd.formats import columns as colfmt
+from reporthubd.formats import localize, values
 from reporthubd.formats.base import RenderContext
 from reporthubd.formats.options import Options
 from reporthubd.formats.threaded import ThreadedWriter, truncation_note
@@ -100,6 +101,10 @@ class JSONWriter(ThreadedWriter):
         opts = Options("json", options)
         self.layout = opts.choice("layout", ("array", "lines"), "array")
         self.decimals = opts.choice("decimals", ("string", "number"), "string")
+        # Column formats are for readers of PDF and Excel: JSON keeps raw values, but a bad
+        # spec is refused here as in every format.
+        colfmt.parse("json", opts.value("columns"))
+        localize.parse_locale("json", opts.value("locale"))
         opts.reject_unknown()
         self._default = _default(
             _decimal_number if self.decimals == "number" else values.decimal_text

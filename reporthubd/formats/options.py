@@ -25,6 +25,10 @@ class Options:
         self._read.add(key)
         return self.raw.get(key)
 
+    def value(self, key: str) -> Any:
+        """The raw value of a key another module parses (e.g. `columns`), marked as read."""
+        return self._get(key)
+
     def choice(self, key: str, choices: Collection[str], default: str) -> str:
         value = self._get(key)
         if value is None:

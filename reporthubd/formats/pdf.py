@@ -17,9 +17,15 @@ joining: legible letter by letter, not typeset (digits are unaffected).
 A PDF is for reading, not for bulk data: past `max_rows` (default 50,000) the writer fails with
 an error that says so, rather than producing a 1,000-page document.
 
+Column formats (`columns`, formats.columns) turn values into the `locale`'s text through Babel
+(formats.localize: `1.234,56 €` for de_DE, `$1,234.56` for en_US), timestamps with a zone shown in
+`timezone`; they also give labels, widths, alignment, hidden columns, highlighted cells (fill and
+text colour) and a bold totals row after the last row, accumulated while the rows stream.
+
 format_options: title (default: the report name), orientation ("auto": landscape past 6
 columns; "portrait"; "landscape"), page_size ("A4" or "letter"), font_size (5 to 14, default 7),
-max_rows (1 to 1,000,000, default 50,000), max_lines_per_cell (1 to 50, default 4).
+max_rows (1 to 1,000,000, default 50,000), max_lines_per_cell (1 to 50, default 4), columns,
+locale (default en_US), timezone (IANA name, default UTC).
 """
 
 from __future__ import annotations
@@ -30,7 +36,8 @@ from pathlib import Path
 from typing import Any, ClassVar, Final
 
 from reporthubd.connectors.base import Column, Row
-from reporthubd.formats import pdffonts, values
+from reporthubd.formats import columns as colfmt
+from reporthubd.formats import localize, pdffonts, values
 from reporthubd.formats.base import FormatError, RenderContext
 from reporthubd.formats.options import Options
 from reporthubd.formats.threaded import ThreadedWriter, truncation_note
@@ -59,6 +66,9 @@ class PDFWriter(ThreadedWriter):
         self.font_size = opts.number("font_size", 7, minimum=5, maximum=14)
         self.max_rows = opts.integer("max_rows", DEFAULT_MAX_ROWS, minimum=1, maximum=1_000_000)
         self.max_lines = opts.integer("max_lines_per_cell", 4, minimum=1, maximum=50)
+        self.spec = colfmt.parse("pdf", opts.value("columns"))
+        self.locale = localize.parse_locale("pdf", opts.value("locale"))
+        self.zone = opts.zone("timezone", "UTC")
         opts.reject_unknown()
 
     def accept_batch(self, rows: Sequence[Row]) -> None:
@@ -91,13 +101,33 @@ class PDFWriter(ThreadedWriter):
         self._foot = pdffonts.FontFamily(pdffonts.REGULAR, 6.5)
         self._leading = fs * 1.22
         self._ascent = fs * 0.82
-        self._texts = [values.text_function(c.kind) for c in columns]
-        self._right = [values.is_right_aligned(c.kind) for c in columns]
+        bound = self.spec.bind("pdf", columns)
+        self._totals = colfmt.Totals(bound)
+        self._shown = [i for i, f in enumerate(bound) if f is None or not f.hidden]
+        self._project = len(self._shown) < len(columns)
+        self._formats = [bound[i] for i in self._shown]
+        self._labels = [f.header() if f else columns[i].name for i, f in self._enumerate(bound)]
+        self._texts = [
+            localize.text_function(f, self.locale, self.zone)
+            if f
+            else values.text_function(columns[i].kind)
+            for i, f in self._enumerate(bound)
+        ]
+        self._right = [
+            f.alignment() if f else ("right" if values.is_right_aligned(columns[i].kind) else "")
+            for i, f in self._enumerate(bound)
+        ]
+        self._paints = [f for f in self._formats if f is not None and f.highlight]
         self._widths: list[float] | None = None
         self._page = 0
         self._y = 0.0
         self._row_index = 0
         self._meta_lines = self._metadata_lines()
+
+    def _enumerate(
+        self, bound: Sequence[colfmt.ColumnFormat | None]
+    ) -> list[tuple[int, colfmt.ColumnFormat | None]]:
+        return [(i, bound[i]) for i in self._shown]
 
     def _metadata_lines(self) -> list[str]:
         generated = self.context.generated_at or dt.datetime.now(dt.UTC)
@@ -116,6 +146,11 @@ class PDFWriter(ThreadedWriter):
         return lines
 
     def render_batch(self, rows: Sequence[Row]) -> None:
+        if self._totals:
+            self._totals.add(rows)
+        if self._project:
+            shown = self._shown
+            rows = [tuple(row[i] for i in shown) for row in rows]
         if self._widths is None:
             self._widths = self._layout_columns(rows[:SAMPLE_ROWS])
             self._start_page()
@@ -124,7 +159,14 @@ class PDFWriter(ThreadedWriter):
         inner = [w - 2 * PAD_X for w in widths]
         max_lines, leading = self.max_lines, self._leading
         bottom = MARGIN + 14
+        formats = self._formats
         for row in rows:
+            paints = None
+            if self._paints:
+                paints = [
+                    f.paint(v) if f is not None and f.highlight else None
+                    for f, v in zip(formats, row, strict=True)
+                ]
             cells: list[list[str]] = []
             nlines = 1
             for c, value in enumerate(row):
@@ -138,9 +180,37 @@ class PDFWriter(ThreadedWriter):
             if self._y - height < bottom:
                 self._end_page()
                 self._start_page()
-            self._draw_row(cells, right, height)
+            self._draw_row(cells, right, height, paints)
             self._y -= height
             self._row_index += 1
+
+    def _draw_totals(self) -> None:
+        """The totals row: each total in its column's text (a count as an integer), bold."""
+        assert self._widths is not None
+        totals = self._totals.values(len(self._columns))
+        count = localize.text_function(
+            colfmt.ColumnFormat(name="", kind=colfmt.Kind.INTEGER), self.locale, self.zone
+        )
+        cells: list[list[str]] = []
+        for c, i in enumerate(self._shown):
+            value, fmt = totals[i], self._formats[c]
+            if value is None:
+                cells.append(["Total"] if c == 0 else [])
+                continue
+            text = (
+                count(value) if fmt is not None and fmt.total == "count" else self._texts[c](value)
+            )
+            cells.append(self._head.wrap(text, self._widths[c] - 2 * PAD_X, self.max_lines))
+        height = max((len(x) for x in cells), default=1) * self._leading + 2 * PAD_Y
+        if self._y - height < MARGIN + 14:
+            self._end_page()
+            self._start_page()
+        c = self._canvas
+        c.setLineWidth(0.8)
+        c.setStrokeGray(0.2)
+        c.line(MARGIN, self._y, MARGIN + sum(self._widths), self._y)
+        self._draw_cells(self._head, cells, self._right, height)
+        self._y -= height
 
     def render_truncated(self, max_rows: int) -> None:
         if self._widths is None:
@@ -159,6 +229,8 @@ class PDFWriter(ThreadedWriter):
             self._widths = self._layout_columns(())
             self._start_page()
             self._draw_text(self._body, MARGIN + PAD_X, self._y - 12, "(no rows)")
+        elif self._totals:
+            self._draw_totals()
         self._end_page()
         c = self._canvas
         c.beginForm(TOTAL_PAGES_FORM)
@@ -173,13 +245,17 @@ class PDFWriter(ThreadedWriter):
 
     def _layout_columns(self, sample: Sequence[Row]) -> list[float]:
         available = self._page_w - 2 * MARGIN
-        n = len(self._columns)
+        n = len(self._labels)
         if n == 0:
             return []
         natural: list[float] = []
         cap = available * 0.45
-        for c, column in enumerate(self._columns):
-            head = max((self._head.width(w) for w in column.name.split()), default=0.0)
+        for c, label in enumerate(self._labels):
+            fmt = self._formats[c]
+            if fmt is not None and fmt.width is not None:
+                natural.append(fmt.width * self.font_size * 0.55 + 2 * PAD_X)
+                continue
+            head = max((self._head.width(w) for w in label.split()), default=0.0)
             longest = 0.0
             for row in sample:
                 value = row[c]
@@ -244,8 +320,8 @@ class PDFWriter(ThreadedWriter):
         assert self._widths is not None
         c = self._canvas
         cells = [
-            self._head.wrap(col.name, w - 2 * PAD_X, max_lines=3)
-            for col, w in zip(self._columns, self._widths, strict=True)
+            self._head.wrap(label, w - 2 * PAD_X, max_lines=3)
+            for label, w in zip(self._labels, self._widths, strict=True)
         ]
         nlines = max((len(x) for x in cells), default=1)
         height = nlines * self._leading + 2 * PAD_Y
@@ -260,7 +336,13 @@ class PDFWriter(ThreadedWriter):
         self._row_index = 0
         return top - height
 
-    def _draw_row(self, cells: list[list[str]], right: list[bool], height: float) -> None:
+    def _draw_row(
+        self,
+        cells: list[list[str]],
+        right: list[str],
+        height: float,
+        paints: list[colfmt.Highlight | None] | None = None,
+    ) -> None:
         c = self._canvas
         assert self._widths is not None
         width = sum(self._widths)
@@ -268,13 +350,26 @@ class PDFWriter(ThreadedWriter):
             c.setFillGray(ZEBRA_BG)
             c.rect(MARGIN, self._y - height, width, height, stroke=0, fill=1)
             c.setFillGray(0)
-        self._draw_cells(self._body, cells, right, height)
+        if paints:
+            x = MARGIN
+            for w, paint in zip(self._widths, paints, strict=True):
+                if paint is not None and paint.fill:
+                    c.setFillColor(paint.fill)
+                    c.rect(x, self._y - height, w, height, stroke=0, fill=1)
+                    c.setFillGray(0)
+                x += w
+        self._draw_cells(self._body, cells, right, height, paints)
         c.setLineWidth(0.25)
         c.setStrokeGray(RULE_GRAY)
         c.line(MARGIN, self._y - height, MARGIN + width, self._y - height)
 
     def _draw_cells(
-        self, family: Any, cells: list[list[str]], right: list[bool], height: float
+        self,
+        family: Any,
+        cells: list[list[str]],
+        align: list[str],
+        height: float,
+        paints: list[colfmt.Highlight | None] | None = None,
     ) -> None:
         assert self._widths is not None
         x = MARGIN
@@ -283,12 +378,19 @@ class PDFWriter(ThreadedWriter):
         for c, lines in enumerate(cells):
             w = self._widths[c]
             y = top
+            paint = paints[c] if paints else None
+            if paint is not None and paint.color:
+                self._canvas.setFillColor(paint.color)
             for line in lines:
-                if right[c]:
+                if align[c] == "right":
                     self._draw_text(family, x + w - PAD_X - family.width(line), y, line)
+                elif align[c] == "center":
+                    self._draw_text(family, x + (w - family.width(line)) / 2, y, line)
                 else:
                     self._draw_text(family, x + PAD_X, y, line)
                 y -= leading
+            if paint is not None and paint.color:
+                self._canvas.setFillGray(0)
             x += w
 
     def _end_page(self) -> None:

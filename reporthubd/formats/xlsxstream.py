@@ -21,6 +21,7 @@ import shutil
 import tempfile
 import zipfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Final
 from xml.sax.saxutils import escape, quoteattr
@@ -48,6 +49,23 @@ PLAIN_TEXT: Final = re.compile(
 )
 """Text that needs no escaping and no xml:space: no markup characters, no `_` (Excel's _xHHHH_),
 no characters XML cannot carry, no leading or trailing whitespace."""
+
+
+@dataclass(frozen=True)
+class CellStyle:
+    """A cell format beyond the built-in ones: a number format, bold, a horizontal alignment."""
+
+    number_format: str | None = None
+    bold: bool = False
+    align: str | None = None
+
+
+@dataclass(frozen=True)
+class Highlight:
+    """A differential format for conditional formatting: text colour and fill, `RRGGBB`."""
+
+    color: str | None = None
+    fill: str | None = None
 
 
 def column_letter(index: int) -> str:
@@ -96,14 +114,25 @@ class Workbook:
     """Sheets are written one after another: `add_sheet`, rows, `add_sheet`..., `close`."""
 
     def __init__(
-        self, path: Path, decimal_formats: Sequence[str], *, tmpdir: Path, compresslevel: int = 6
+        self,
+        path: Path,
+        decimal_formats: Sequence[str | CellStyle],
+        *,
+        tmpdir: Path,
+        compresslevel: int = 6,
+        highlights: Sequence[Highlight] = (),
     ) -> None:
+        """`decimal_formats` are the styles FIRST_DECIMAL_STYLE, +1...: a number format code or
+        a CellStyle; `highlights` the differential formats of conditional formatting."""
         self._tmpdir = tmpdir
         self._head = ""
         self._zip = zipfile.ZipFile(
             path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=compresslevel
         )
-        self._decimal_formats = list(decimal_formats)
+        self._decimal_formats = [
+            CellStyle(number_format=f) if isinstance(f, str) else f for f in decimal_formats
+        ]
+        self._highlights = list(highlights)
         self._sheets: list[tuple[str, str | None]] = []  # (name, autofilter ref)
         self._out: IO[bytes] | None = None
         self._closed = False
@@ -111,7 +140,14 @@ class Workbook:
     def decimal_style(self, index: int) -> int:
         return FIRST_DECIMAL_STYLE + index
 
-    def add_sheet(self, name: str, widths: Sequence[float], *, freeze_header: bool) -> None:
+    def add_sheet(
+        self,
+        name: str,
+        widths: Sequence[float],
+        *,
+        freeze_header: bool,
+        hidden: Sequence[bool] = (),
+    ) -> None:
         """Start a sheet. Its rows go to a temporary file first: the sheet's XML must begin
         with its dimension (the used range), known only at its end."""
         self._end_sheet(None, None)
@@ -125,7 +161,8 @@ class Workbook:
             else ""
         )
         cols = "".join(
-            f'<col min="{i}" max="{i}" width="{w:.2f}" customWidth="1"/>'
+            f'<col min="{i}" max="{i}" width="{w:.2f}" customWidth="1"'
+            + (' hidden="1"/>' if i <= len(hidden) and hidden[i - 1] else "/>")
             for i, w in enumerate(widths, start=1)
         )
         self._head = (
@@ -140,10 +177,13 @@ class Workbook:
         assert self._out is not None
         self._out.write(xml.encode("utf-8"))
 
-    def end_sheet(self, dimension: str, autofilter: str | None) -> None:
-        self._end_sheet(dimension, autofilter)
+    def end_sheet(self, dimension: str, autofilter: str | None, conditional: str = "") -> None:
+        """`conditional`: the sheet's <conditionalFormatting> elements (see `highlights`)."""
+        self._end_sheet(dimension, autofilter, conditional)
 
-    def _end_sheet(self, dimension: str | None, autofilter: str | None) -> None:
+    def _end_sheet(
+        self, dimension: str | None, autofilter: str | None, conditional: str = ""
+    ) -> None:
         body = self._out
         if body is None:
             return
@@ -154,6 +194,7 @@ class Workbook:
             tail += f'<autoFilter ref="{autofilter}"/>'
             name, _ = self._sheets[-1]
             self._sheets[-1] = (name, autofilter)
+        tail += conditional
         tail += (
             '<pageMargins left="0.7" right="0.7" top="0.75" bottom="0.75" header="0.3" '
             'footer="0.3"/></worksheet>'
@@ -298,7 +339,16 @@ class Workbook:
         )
 
     def _styles(self) -> str:
-        formats = ["yyyy-mm-dd", "yyyy-mm-dd hh:mm:ss", "hh:mm:ss", *self._decimal_formats]
+        styles = [
+            CellStyle("yyyy-mm-dd"),
+            CellStyle("yyyy-mm-dd hh:mm:ss"),
+            CellStyle("hh:mm:ss"),
+            *self._decimal_formats,
+        ]
+        formats: list[str] = []
+        for style in styles:
+            if style.number_format is not None and style.number_format not in formats:
+                formats.append(style.number_format)
         num_fmts = "".join(
             f'<numFmt numFmtId="{164 + i}" formatCode={quoteattr(code)}/>'
             for i, code in enumerate(formats)
@@ -306,11 +356,8 @@ class Workbook:
         xfs = [
             '<xf numFmtId="0" fontId="0" fillId="0" borderId="0" xfId="0"/>',
             '<xf numFmtId="0" fontId="1" fillId="0" borderId="0" xfId="0" applyFont="1"/>',
-        ] + [
-            f'<xf numFmtId="{164 + i}" fontId="0" fillId="0" borderId="0" xfId="0" '
-            'applyNumberFormat="1"/>'
-            for i in range(len(formats))
-        ]
+        ] + [_xf(style, formats) for style in styles]
+        dxfs = "".join(_dxf(h) for h in self._highlights)
         font = '<sz val="11"/><name val="Calibri"/><family val="2"/>'
         return (
             f'{XML_DECL}<styleSheet xmlns="{MAIN_NS}">'
@@ -323,9 +370,32 @@ class Workbook:
             '<xf numFmtId="0" fontId="0" fillId="0" borderId="0"/></cellStyleXfs>'
             f'<cellXfs count="{len(xfs)}">{"".join(xfs)}</cellXfs>'
             '<cellStyles count="1"><cellStyle name="Normal" xfId="0" builtinId="0"/></cellStyles>'
-            '<dxfs count="0"/><tableStyles count="0" defaultTableStyle="TableStyleMedium9" '
+            f'<dxfs count="{len(self._highlights)}">{dxfs}</dxfs>'
+            '<tableStyles count="0" defaultTableStyle="TableStyleMedium9" '
             'defaultPivotStyle="PivotStyleLight16"/></styleSheet>'
         )
+
+
+def _xf(style: CellStyle, formats: list[str]) -> str:
+    fmt = 0 if style.number_format is None else 164 + formats.index(style.number_format)
+    attrs = f'numFmtId="{fmt}" fontId="{1 if style.bold else 0}" fillId="0" borderId="0" xfId="0"'
+    if fmt:
+        attrs += ' applyNumberFormat="1"'
+    if style.bold:
+        attrs += ' applyFont="1"'
+    if style.align is None:
+        return f"<xf {attrs}/>"
+    return f'<xf {attrs} applyAlignment="1"><alignment horizontal="{style.align}"/></xf>'
+
+
+def _dxf(highlight: Highlight) -> str:
+    font = f'<font><color rgb="FF{highlight.color}"/></font>' if highlight.color else ""
+    fill = (
+        f'<fill><patternFill><bgColor rgb="FF{highlight.fill}"/></patternFill></fill>'
+        if highlight.fill
+        else ""
+    )
+    return f"<dxf>{font}{fill}</dxf>"
 
 
 def _sheet_ref(name: str) -> str:

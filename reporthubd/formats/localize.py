@@ -1,0 +1,191 @@
+"""Locale-aware text and number formats for column formats, from CLDR through Babel.
+
+One pattern per column, built once from the locale's own CLDR patterns (its currency, percent
+and decimal patterns, so `de_DE` puts the euro sign after the number and `en_IN` groups by
+lakh), then applied per cell (PDF, HTML) or turned into an Excel number format code (Excel
+draws the separators of the reader's own locale; the pattern decides digits, grouping, the
+currency symbol and its place).
+
+| kind | de_DE | en_US | Excel code (en_US) |
+|---|---|---|---|
+| number, 2 decimals | 1.234,56 | 1,234.56 | `#,##0.00` |
+| integer | 1.234 | 1,234 | `#,##0` |
+| currency EUR | 1.234,56 € | €1,234.56 | `"€"#,##0.00` |
+| percent, 1 decimal (0.125) | 12,5 % | 12.5% | `#,##0.0%` |
+| date (medium) | 31.12.2026 | Dec 31, 2026 | `yyyy-mm-dd` |
+| datetime (medium) | 31.12.2026, 23:30:00 | Dec 31, 2026, 11:30:00 PM | `yyyy-mm-dd hh:mm:ss` |
+| duration | 26:03:04 | 26:03:04 | `[h]:mm:ss` |
+
+Timestamps with a zone are shown in the report's time zone; naive ones as they are. Excel dates
+stay ISO: a workbook travels between locales, and an ISO date reads the same in all of them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any, Final
+from zoneinfo import ZoneInfo
+
+import babel
+import babel.dates
+import babel.numbers
+
+from reporthubd.formats import values
+from reporthubd.formats.base import FormatError
+from reporthubd.formats.columns import UNITS, ColumnFormat, Kind
+
+DEFAULT_LOCALE: Final = "en_US"
+_NUMBER_PART: Final = re.compile(r"[#0,.]+")
+_EXCEL_PLAIN: Final = frozenset("$-+/():!^&'~{}<>= ")
+
+
+def parse_locale(fmt: str, name: Any) -> babel.Locale:
+    """`format_options.locale` (`de_DE`, `de-DE`, `en`) → Babel's Locale, or FormatError."""
+    if name is None:
+        name = DEFAULT_LOCALE
+    if not isinstance(name, str) or not name:
+        raise FormatError(f"{fmt} format option 'locale' must be a locale name such as 'de_DE'")
+    try:
+        return babel.Locale.parse(name.replace("-", "_"))
+    except (babel.UnknownLocaleError, ValueError, TypeError):
+        raise FormatError(f"{fmt} format option 'locale': unknown locale {name!r}") from None
+
+
+def _decimals(spec: ColumnFormat) -> int:
+    if spec.decimals is not None:
+        return spec.decimals
+    if spec.kind is Kind.CURRENCY and spec.currency:
+        return int(babel.numbers.get_currency_precision(spec.currency))
+    if spec.kind is Kind.PERCENT:
+        return 1
+    if spec.kind is Kind.INTEGER:
+        return 0
+    return 2
+
+
+def number_pattern(spec: ColumnFormat, locale: babel.Locale) -> str:
+    """The CLDR pattern of a numeric column: the locale's pattern for its kind with the spec's
+    decimals and grouping (only the positive part: the minus sign is the locale's)."""
+    if spec.kind is Kind.CURRENCY:
+        base = locale.currency_formats["standard"].pattern
+    elif spec.kind is Kind.PERCENT:
+        base = locale.percent_formats[None].pattern
+    else:
+        base = locale.decimal_formats[None].pattern
+    base = base.split(";")[0]
+    found = _NUMBER_PART.search(base)
+    integer = found.group().split(".")[0] if found else "#,##0"
+    if not spec.grouping:
+        integer = "0"
+    decimals = _decimals(spec)
+    digits = integer + ("." + "0" * decimals if decimals else "")
+    if found is None:
+        return digits
+    return str(base[: found.start()]) + digits + str(base[found.end() :])
+
+
+def excel_number_format(spec: ColumnFormat, locale: babel.Locale) -> str:
+    """The Excel number format code of a column format (see the module docstring)."""
+    if spec.kind is Kind.DATE:
+        return "yyyy-mm-dd"
+    if spec.kind is Kind.DATETIME:
+        return "yyyy-mm-dd hh:mm:ss"
+    if spec.kind is Kind.DURATION:
+        return "[h]:mm:ss"
+    if spec.kind is Kind.TEXT:
+        return "@"
+    pattern = number_pattern(spec, locale)
+    symbol = ""
+    if spec.kind is Kind.CURRENCY and spec.currency:
+        symbol = babel.numbers.get_currency_symbol(spec.currency, locale)
+    code = []
+    for ch in pattern:
+        if ch in "#0,.%":
+            code.append(ch)
+        elif ch == "¤":
+            code.append('"' + symbol.replace('"', "") + '"')
+        elif ch in _EXCEL_PLAIN:
+            code.append(ch)
+        elif ch == "\xa0" or ch == "\u202f":
+            code.append(" ")
+        else:
+            code.append("\\" + ch)
+    return "".join(code)
+
+
+def duration_seconds(spec: ColumnFormat, value: Any) -> float | None:
+    """A duration value as seconds: a number counted in `unit`, a timedelta, a time of day."""
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, dt.time):
+        return value.hour * 3600 + value.minute * 60 + value.second + value.microsecond / 1e6
+    if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
+        return float(value) * UNITS[spec.unit]
+    return None
+
+
+def duration_text(seconds: float) -> str:
+    sign = "-" if seconds < 0 else ""
+    whole = round(abs(seconds))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{sign}{hours}:{minutes:02d}:{secs:02d}"
+
+
+def text_function(spec: ColumnFormat, locale: babel.Locale, zone: ZoneInfo) -> Callable[[Any], str]:
+    """value → the text a reader sees for one column (PDF and HTML cells, totals)."""
+    kind = spec.kind
+    if kind in (Kind.NUMBER, Kind.INTEGER, Kind.CURRENCY, Kind.PERCENT):
+        pattern = babel.numbers.parse_pattern(number_pattern(spec, locale))
+        currency = spec.currency if kind is Kind.CURRENCY else None
+
+        def number(value: Any) -> str:
+            if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+                return values.text(value)
+            if isinstance(value, float) and value - value != 0.0:
+                return values.float_text(value)
+            if isinstance(value, Decimal) and not value.is_finite():
+                return values.decimal_text(value)
+            return str(pattern.apply(value, locale, currency=currency, currency_digits=False))
+
+        return number
+    if kind is Kind.DATE:
+        style = spec.style
+
+        def date(value: Any) -> str:
+            if isinstance(value, dt.datetime):
+                if value.tzinfo is not None:
+                    value = value.astimezone(zone)
+                value = value.date()
+            if isinstance(value, dt.date):
+                return str(babel.dates.format_date(value, style, locale=locale))
+            return values.text(value)
+
+        return date
+    if kind is Kind.DATETIME:
+        style = spec.style
+
+        def timestamp(value: Any) -> str:
+            if isinstance(value, dt.datetime):
+                if value.tzinfo is None:  # shown as it is: Babel takes a naive time as UTC
+                    value = value.replace(tzinfo=dt.UTC)
+                    shown: dt.tzinfo = dt.UTC
+                else:
+                    shown = zone
+                return str(babel.dates.format_datetime(value, style, tzinfo=shown, locale=locale))
+            if isinstance(value, dt.date):
+                return str(babel.dates.format_date(value, style, locale=locale))
+            return values.text(value)
+
+        return timestamp
+    if kind is Kind.DURATION:
+
+        def duration(value: Any) -> str:
+            seconds = duration_seconds(spec, value)
+            return values.text(value) if seconds is None else duration_text(seconds)
+
+        return duration
+    return values.text
