@@ -24,7 +24,8 @@ key is optional:
   stream.
 
 A percent is a fraction: 0.125 reads 12.5 %. Values keep their types: Excel gets numbers with a
-number format, PDF gets the locale's text (formats.localize), CSV and JSON stay raw.
+number format, PDF gets the locale's text (formats.localize), CSV and JSON stay raw unless
+`formatted: true` asks for that text there too (labels as names, hidden columns left out).
 
 `parse` checks the spec alone (no result columns needed, so `reporthubd check` can run it);
 `bind` matches it to the result's columns at `open` and refuses an unknown column or a kind
@@ -255,7 +256,8 @@ COLUMN_FORMAT_SCHEMA: Final = {
 COLUMNS_SCHEMA: Final = {
     "description": "format_options.columns: column name → format, or a list of formats with "
     "a name each. Applied by Excel (number formats) and PDF (the locale's text); CSV and JSON "
-    "stay raw. Beside it: format_options.locale (e.g. de_DE) and timezone.",
+    "stay raw unless format_options.formatted is true. Beside it: format_options.locale (e.g. "
+    "de_DE) and timezone.",
     "anyOf": [
         {"type": "object", "additionalProperties": COLUMN_FORMAT_SCHEMA},
         {

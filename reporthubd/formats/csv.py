@@ -131,10 +131,15 @@ class CSVWriter(FormatWriter):
     def __init__(self, options: Any, context: RenderContext) -> None:
         super().__init__(options, context)
         self.csv = CSVOptions.parse(dict(options) if options is not None else None)
-        # Column formats are for readers of PDF and Excel: CSV keeps raw values, but a bad spec
-        # is refused here as in every format.
-        colfmt.parse("csv", (options or {}).get("columns"))
-        localize.parse_locale("csv", (options or {}).get("locale"))
+        # Column formats: raw values unless `formatted` asks for the locale's text (a bad spec
+        # is refused either way, as in every format).
+        raw = options or {}
+        self.spec = colfmt.parse("csv", raw.get("columns"))
+        self.locale = localize.parse_locale("csv", raw.get("locale"))
+        self.formatted = raw.get("formatted", False)
+        if not isinstance(self.formatted, bool):
+            raise FormatError("csv format option 'formatted' must be true or false")
+        self._text_rows: localize.TextRows | None = None
         self._path: Path | None = None
         self._sink: _Sink | None = None
         self._archive: zipfile.ZipFile | None = None
@@ -160,12 +165,19 @@ class CSVWriter(FormatWriter):
 
     def server_csv(self) -> ServerCSV | None:
         """The rendering a database may do for us, or None when the options need Python."""
+        if self.formatted and self.spec:
+            return None
         return self.csv.server_csv()
 
     # -- lifecycle ------------------------------------------------------------------------------
 
     async def open(self, path: Path, columns: Sequence[Column]) -> None:
         self._path = path
+        if self.formatted and self.spec:
+            bound = self.spec.bind("csv", columns)
+            zone = self.csv.timezone or ZoneInfo("UTC")
+            self._text_rows = localize.TextRows(columns, bound, self.locale, zone)
+            columns = self._text_rows.columns
         self._converters = self._column_converters(columns)
         await asyncio.to_thread(self._open_sync, path, [c.name for c in columns])
 
@@ -252,6 +264,8 @@ class CSVWriter(FormatWriter):
         return list(zip(*columns, strict=True))
 
     def _write_sync(self, rows: Sequence[Row]) -> None:
+        if self._text_rows is not None:
+            rows = self._text_rows.apply(rows)
         self._guarded(self._writer.writerows, self._convert(rows))
 
     def _guarded(self, fn: Callable[[Any], Any], arg: Any) -> None:

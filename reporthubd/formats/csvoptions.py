@@ -21,6 +21,8 @@ Options (all optional):
 | compression_level | 6 | 1-9 |
 | truncate | `false` | engine option: past `max_rows`, cut the result instead of failing |
 | truncated_note | see below | the last line written when the result was cut |
+| columns, locale | none, `en_US` | column formats (formats.columns), validated |
+| formatted | `false` | `true`: the locale's text of formatted columns, hidden ones left out |
 
 `truncated_note` defaults to `DEFAULT_TRUNCATED_NOTE`; `{max_rows}` in it is replaced.
 """
@@ -39,9 +41,10 @@ from reporthubd.formats.base import FormatError
 
 KNOWN_OPTIONS = frozenset(
     {
-        # Column formats and their locale: validated (formats.csv), values stay raw.
+        # Column formats, their locale and `formatted` (raw values unless true): formats.csv.
         "columns",
         "locale",
+        "formatted",
         "delimiter",
         "quote_char",
         "quoting",

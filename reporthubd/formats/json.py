@@ -8,7 +8,9 @@ strings (a timestamp with a zone carries its offset, one without has none); bina
 JSON columns are nested JSON. Floats that JSON cannot hold (NaN, infinities) become null.
 
 format_options: layout ("array", the default, or "lines" for JSON Lines), decimals ("string" or
-"number").
+"number"); column formats (formats.columns): columns, locale, timezone, and formatted (default
+false: raw values; true: formatted columns as the locale's text keyed by their labels, hidden
+columns left out).
 """
 
 from __future__ import annotations
@@ -101,10 +103,13 @@ class JSONWriter(ThreadedWriter):
         opts = Options("json", options)
         self.layout = opts.choice("layout", ("array", "lines"), "array")
         self.decimals = opts.choice("decimals", ("string", "number"), "string")
-        # Column formats are for readers of PDF and Excel: JSON keeps raw values, but a bad
-        # spec is refused here as in every format.
-        colfmt.parse("json", opts.value("columns"))
-        localize.parse_locale("json", opts.value("locale"))
+        # Column formats: raw values unless `formatted` asks for the locale's text (a bad spec
+        # is refused either way, as in every format).
+        self.spec = colfmt.parse("json", opts.value("columns"))
+        self.locale = localize.parse_locale("json", opts.value("locale"))
+        self.zone = opts.zone("timezone", "UTC")
+        self.formatted = opts.boolean("formatted", False)
+        self._text_rows: localize.TextRows | None = None
         opts.reject_unknown()
         self._default = _default(
             _decimal_number if self.decimals == "number" else values.decimal_text
@@ -120,6 +125,10 @@ class JSONWriter(ThreadedWriter):
         return "application/x-ndjson" if self.layout == "lines" else "application/json"
 
     def render_open(self, path: Path, columns: Sequence[Column]) -> None:
+        if self.formatted and self.spec:
+            bound = self.spec.bind("json", columns)
+            self._text_rows = localize.TextRows(columns, bound, self.locale, self.zone)
+            columns = self._text_rows.columns
         self._names = unique_names(columns)
         # A JSON column that a driver hands over as text is nested as JSON, not quoted.
         self._json_columns = [i for i, c in enumerate(columns) if c.kind is ColumnKind.JSON]
@@ -137,6 +146,8 @@ class JSONWriter(ThreadedWriter):
             return orjson.dumps(_widen(obj), default=self._default, option=_OPTS)
 
     def render_batch(self, rows: Sequence[Row]) -> None:
+        if self._text_rows is not None:
+            rows = self._text_rows.apply(rows)
         names = self._names
         if self._json_columns:
             rows = [_parse_json_text(row, self._json_columns) for row in rows]

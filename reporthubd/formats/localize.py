@@ -16,7 +16,8 @@ currency symbol and its place).
 | datetime (medium) | 31.12.2026, 23:30:00 | Dec 31, 2026, 11:30:00 PM | `yyyy-mm-dd hh:mm:ss` |
 | duration | 26:03:04 | 26:03:04 | `[h]:mm:ss` |
 
-Timestamps with a zone are shown in the report's time zone; naive ones as they are. Excel dates
+Timestamps with a zone are shown in the report's time zone; naive ones as they are. CSV and JSON
+stay raw unless `formatted: true` asks for this text there too (`TextRows`). Excel dates
 stay ISO: a workbook travels between locales, and an ISO date reads the same in all of them.
 """
 
@@ -24,7 +25,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any, Final
 from zoneinfo import ZoneInfo
@@ -33,6 +35,7 @@ import babel
 import babel.dates
 import babel.numbers
 
+from reporthubd.connectors.base import Column, ColumnKind, Row
 from reporthubd.formats import values
 from reporthubd.formats.base import FormatError
 from reporthubd.formats.columns import UNITS, ColumnFormat, Kind
@@ -189,3 +192,42 @@ def text_function(spec: ColumnFormat, locale: babel.Locale, zone: ZoneInfo) -> C
 
         return duration
     return values.text
+
+
+class TextRows:
+    """Rows as a reader sees them, for CSV and JSON with `formatted: true`: each formatted
+    column as the locale's text, hidden columns left out, labels as the names."""
+
+    def __init__(
+        self,
+        columns: Sequence[Column],
+        bound: Sequence[ColumnFormat | None],
+        locale: babel.Locale,
+        zone: ZoneInfo,
+    ) -> None:
+        self.shown = [i for i, f in enumerate(bound) if f is None or not f.hidden]
+        self.columns = [
+            replace(columns[i], name=f.header(), kind=ColumnKind.TEXT, scale=None)
+            if (f := bound[i]) is not None
+            else columns[i]
+            for i in self.shown
+        ]
+        """The written columns: a formatted one is text under its label."""
+        self._texts = [
+            (pos, text_function(f, locale, zone))
+            for pos, i in enumerate(self.shown)
+            if (f := bound[i]) is not None
+        ]
+        self._project = len(self.shown) < len(columns)
+
+    def apply(self, rows: Sequence[Row]) -> list[Row]:
+        shown, texts = self.shown, self._texts
+        out = []
+        for row in rows:
+            cells = [row[i] for i in shown] if self._project else list(row)
+            for pos, fn in texts:
+                value = cells[pos]
+                if value is not None:
+                    cells[pos] = fn(value)
+            out.append(tuple(cells))
+        return out

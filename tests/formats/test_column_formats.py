@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import shutil
 import sqlite3
@@ -366,3 +367,27 @@ def test_the_openapi_schema_describes_the_spec() -> None:
     jsonschema.validate([{"name": "revenue", **SPEC["revenue"]}], schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"revenue": {"kind": "money"}}, schema)
+
+
+async def test_csv_and_json_formatted_when_asked(tmp_path: Path) -> None:
+    asked = {**options("de_DE"), "formatted": True}
+    written = await write_file("csv", tmp_path, COLUMNS, [ROWS], asked)
+    rows = read_csv(written.path)
+    assert rows[0] == ["Region", "Revenue", "orders", "share", "day", "closed_at", "handling"]
+    assert rows[1] == [
+        "north",
+        "1.234,56\xa0€",  # CLDR's no-break space
+        "1.234",
+        "12,5\xa0%",
+        "31.12.2026",
+        "31.12.2026, 23:30:00",
+        "26:03:04",
+    ]
+    assert make_writer("csv", asked).server_csv() is None  # the database cannot render it
+    assert make_writer("csv", {"columns": SPEC, "locale": "de_DE"}).server_csv() is not None
+    json_opts = {"columns": SPEC, "locale": "en_US", "formatted": True}
+    written = await write_file("json", tmp_path, COLUMNS, [ROWS], json_opts)
+    first = json.loads(written.path.read_text(encoding="utf-8"))[1]
+    assert first["Revenue"] == "-€50.00"
+    assert first["orders"] == "7" and first["day"] == "Jan 2, 2026"
+    assert "secret" not in first
