@@ -391,3 +391,29 @@ async def test_csv_and_json_formatted_when_asked(tmp_path: Path) -> None:
     assert first["Revenue"] == "-€50.00"
     assert first["orders"] == "7" and first["day"] == "Jan 2, 2026"
     assert "secret" not in first
+
+
+async def test_excel_sheets_each_get_the_highlight_and_the_last_the_totals(tmp_path: Path) -> None:
+    import openpyxl
+
+    rows = [(f"r{i}", Decimal(i) - 2, i) for i in range(5)]
+    cols = COLUMNS[:3]
+    spec = {
+        "rows_per_sheet": 2,
+        "columns": {
+            "revenue": {"total": "sum", "highlight": {"op": "lt", "value": 0, "color": "#FF0000"}},
+            "orders": {"total": "max"},
+        },
+    }
+    written = await write_file("excel", tmp_path, cols, [rows[:3], rows[3:]], spec)
+    book = openpyxl.load_workbook(written.path)
+    assert book.sheetnames == ["Report", "Report (2)", "Report (3)"]
+    refs = [[str(cf.sqref) for cf in sheet.conditional_formatting] for sheet in book.worksheets]
+    assert refs == [["B2:B3"], ["B2:B3"], ["B2"]]
+    last = book.worksheets[-1]
+    assert [c.value for c in last[3]] == ["Total", 0, 4]
+    assert last["B2"].number_format == "#,##0.00"  # numeric(12,2): 2 decimals by default
+    empty = await write_file("excel", tmp_path, cols, [], spec)
+    sheet = openpyxl.load_workbook(empty.path).active
+    assert sheet is not None
+    assert [c.value for c in sheet[2]] == ["Total", None, None]
