@@ -262,6 +262,18 @@ def _daemon_rss(kind: str, settle: float) -> tuple[float, dict[str, object]]:
         return rss, info
 
 
+_LIBRARIES = (
+    "sqlalchemy.ext.asyncio",
+    "aiohttp.web",
+    "pydantic",
+    "structlog",  # with rich when it is installed (a test dependency here)
+    "croniter",
+    "prometheus_client",
+    "dotenv",
+)
+"""The third-party libraries an idle daemon loads besides its store's driver."""
+
+
 def suite_rss(stores: list[str], settle: float) -> None:
     floors = [
         ("floor: asyncio (sleeping)", ["asyncio"]),
@@ -272,17 +284,19 @@ def suite_rss(stores: list[str], settle: float) -> None:
             "floor: + aiohttp.web (MariaDB)",
             ["sqlalchemy.ext.asyncio", "aiomysql", "aiohttp.web"],
         ),
+        ("floor: every library the daemon imports (SQLite)", [*_LIBRARIES, "aiosqlite"]),
+        ("floor: every library the daemon imports (MariaDB)", [*_LIBRARIES, "aiomysql"]),
     ]
     print(f"idle RSS: {settle:.0f} s after start (floors: 3 s after their imports)")
-    print(f"| {'process':<44} | {'RSS MB':>6} | {'modules':>7} | heavy modules loaded |")
-    print(f"|{'-' * 46}|{'-' * 8}|{'-' * 9}|----------------------|")
+    print(f"| {'process':<50} | {'RSS MB':>6} | {'modules':>7} | heavy modules loaded |")
+    print(f"|{'-' * 52}|{'-' * 8}|{'-' * 9}|----------------------|")
     for label, modules in floors:
-        print(f"| {label:<44} | {_sleeper_rss(modules, settle):6.1f} | {'':>7} | |")
+        print(f"| {label:<50} | {_sleeper_rss(modules, settle):6.1f} | {'':>7} | |")
     for kind in stores:
         rss, info = _daemon_rss(kind, settle)
         heavy = ", ".join(str(h) for h in info.get("heavy", [])) or "-"  # type: ignore[attr-defined]
         print(
-            f"| {'reporthubd run, empty ' + kind + ' store':<44} | {rss:6.1f} | "
+            f"| {'reporthubd run, empty ' + kind + ' store':<50} | {rss:6.1f} | "
             f"{info.get('modules', '?')!s:>7} | {heavy} |"
         )
 

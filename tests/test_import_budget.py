@@ -144,3 +144,59 @@ def test_the_revision_graph_read_without_alembic_is_alembics() -> None:
     assert migrate.revision_graph() == {
         s.revision: s.down_revision for s in scripts.walk_revisions()
     }
+
+
+_DAEMON_IMPORT = """
+import json, sys
+import reporthubd.daemon
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def _plugin_modules() -> set[str]:
+    """Every module a registry names: the connectors, formats and deliverers themselves."""
+    from reporthubd.connectors import base as connectors
+    from reporthubd.deliverers import base as deliverers
+    from reporthubd.formats import base as formats
+
+    registries = (connectors.REGISTRY, formats.REGISTRY, deliverers.REGISTRY)
+    return {target.partition(":")[0] for registry in registries for target in registry.values()}
+
+
+def test_the_daemon_imports_no_plugin_and_no_unused_dialect(tmp_path: Path) -> None:
+    """A daemon at start loads the control plane, the scheduler and the engine it serves, but no
+    connector, format or deliverer (they load when a report uses them), no Alembic (only an
+    upgrade needs it) and no Jinja2 (loaded by the first template)."""
+    done = subprocess.run(
+        [sys.executable, "-c", _DAEMON_IMPORT],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(PACKAGE_PARENT)},
+        timeout=120,
+        check=True,
+    )
+    modules = set(json.loads(done.stdout))
+    assert len(_plugin_modules()) >= 15
+    assert sorted(_plugin_modules() & modules) == []
+    heavy = [n for n in DRIVERS_AND_PLUGINS if n != "aiohttp"]
+    assert _loaded(modules, (*heavy, "sqlalchemy.dialects.postgresql")) == []
+    assert "aiohttp.web" in modules  # the control plane it serves
+
+
+def test_lazy_registries_still_name_unknown_kinds_and_missing_libraries() -> None:
+    from reporthubd import plugins
+    from reporthubd.connectors.base import ConnectorError, connector_class
+    from reporthubd.deliverers.base import DeliveryError, deliverer_class
+    from reporthubd.formats.base import FormatError, writer_class
+
+    with pytest.raises(ConnectorError, match="no connector for datasource type 'nosuch'"):
+        connector_class("nosuch")
+    with pytest.raises(FormatError, match="unknown output format 'nosuch'"):
+        writer_class("nosuch")
+    with pytest.raises(DeliveryError, match="unknown delivery method 'nosuch'"):
+        deliverer_class("nosuch")
+    with pytest.raises(plugins.MissingLibrary) as missing:
+        plugins.load({"x": "reporthubd_no_such_driver.module:Plugin"}, "x")
+    assert missing.value.name == "reporthubd_no_such_driver"
+    assert connector_class("sqlite").__name__ == "SQLiteConnector"
