@@ -1,4 +1,5 @@
-"""Command line: `reporthubd run | check | db | execute | next | apply | export | version | demo`.
+"""Command line: `reporthubd run | check | db | execute | next | pause | resume | apply | export |
+version | demo`.
 
 This module parses the command line and loads the settings; each subcommand lives in its own
 module (`reporthubd.commands`, `reporthubd.daemon`, `reporthubd.demo`, `scheduler.next_cli`),
@@ -63,6 +64,18 @@ def _parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="print the final execution record as JSON"
     )
     next_cli.add_parser(sub, with_config)
+    pause = with_config(
+        sub.add_parser("pause", help="pause a schedule: its fires are recorded SKIPPED, with why")
+    )
+    pause.add_argument("schedule_id", type=int, help="report_schedules.id")
+    pause.add_argument("--reason", required=True, help="why it is paused (shown on every skip)")
+    resume = with_config(
+        sub.add_parser("resume", help="resume a paused schedule (no catch-up of the pause)")
+    )
+    resume.add_argument("schedule_id", type=int, help="report_schedules.id")
+    for p in (pause, resume):
+        p.add_argument("--by", help="who does it (default: USER@HOST)")
+        p.add_argument("--json", action="store_true", help="print the pause state as JSON")
     apply = with_config(sub.add_parser("apply", help="upsert the definitions of a catalog file"))
     apply.add_argument("file", help="catalog TOML file (see examples/catalog.toml)")
     apply.add_argument("--dry-run", action="store_true", help="show the changes, write nothing")
@@ -125,6 +138,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from reporthubd.commands import execute
 
         return asyncio.run(execute.main(args, settings))
+    if args.command in ("pause", "resume"):
+        from reporthubd.commands import pause
+
+        return asyncio.run(pause.main(args, settings))
     from reporthubd.commands import catalog
 
     return asyncio.run(catalog.main(args, settings))

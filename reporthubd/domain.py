@@ -297,6 +297,13 @@ class Schedule:
     last_run_at: datetime | None = None
     next_run_at: datetime | None = None
     updated_at: datetime | None = None
+    paused_at: datetime | None = None
+    """Set while the schedule is paused (its fires are recorded SKIPPED), with who and why."""
+    paused_by: str | None = None
+    paused_reason: str | None = None
+    resumed_at: datetime | None = None
+    """The latest resumption: fires before it that were missed are never caught up."""
+    resumed_by: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

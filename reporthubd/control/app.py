@@ -14,6 +14,7 @@ from reporthubd.control import deliveries, envelope, openapi
 from reporthubd.control import executions as executions_routes
 from reporthubd.control import history as history_routes
 from reporthubd.control import scheduler as scheduler_routes
+from reporthubd.control import schedules as schedule_routes
 from reporthubd.control.auth import TokenGate
 from reporthubd.control.runtime import RUNTIME_KEY, Runtime, runtime
 from reporthubd.control.status_page import status_page
@@ -115,4 +116,5 @@ def build_app(
     app.router.add_post("/api/execution/{execution_id}/redeliver", deliveries.redeliver)
     app.router.add_post("/api/test-delivery/{delivery_id}", deliveries.test_delivery)
     scheduler_routes.add_routes(app)
+    schedule_routes.add_routes(app)
     return app

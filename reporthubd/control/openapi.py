@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from reporthubd import __version__
+from reporthubd.control import openapi_schedules
 from reporthubd.control.openapi_schemas import (
     DOWNLOAD_TYPES,
     EXECUTION,
@@ -452,7 +453,7 @@ def spec() -> dict[str, Any]:
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
         "tags": [{"name": name, "description": text} for name, text in TAGS.items()],
-        "paths": name_operations(paths),
+        "paths": name_operations(paths | openapi_schedules.PATHS),
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
@@ -478,6 +479,7 @@ def spec() -> dict[str, Any]:
                 "Job": JOB,
                 "SchedulerStatus": SCHEDULER_STATUS,
                 "ColumnFormats": COLUMNS_SCHEMA,
+                **openapi_schedules.SCHEMAS,
                 "ExecutionStarted": {
                     "type": "object",
                     "required": ["execution_id", "config_id", "status"],

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from reporthubd.control import openapi_schedules
+
 JSON = "application/json"
 
 
@@ -173,6 +175,7 @@ JOB = {
         "parameters": {"type": "object"},
         "next_fire": _NULLABLE_TIME,
         "next_fire_local": _NULLABLE_TIME,
+        "paused": openapi_schedules.JOB_PAUSED,
     },
 }
 RELOADED = {

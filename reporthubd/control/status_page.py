@@ -16,6 +16,7 @@ from reporthubd import __version__
 from reporthubd.control.runtime import runtime
 from reporthubd.cron import CronError, next_fires, parse_cron
 from reporthubd.engine.engine import Engine
+from reporthubd.scheduler import pausing
 from reporthubd.store import status as history
 from reporthubd.store.definitions import load_definitions
 from reporthubd.timeutil import utcnow
@@ -166,12 +167,15 @@ async def status_page(request: web.Request) -> web.Response:
             for m in reversed(strips.get(sched.config_id, []))
         )
         last = strips.get(sched.config_id, [])
+        next_cell = escape(_t(upcoming[0], sched.timezone)) if upcoming else "—"
+        if sched.paused_at is not None:  # its fires are recorded SKIPPED, with this reason
+            next_cell = f'<span class="paused">{escape(pausing.reason(sched))}</span>'
         schedule_rows.append(
             [
                 escape(names.get(sched.config_id, str(sched.config_id))),
                 f"<code>{escape(sched.cron_expression)}</code>",
                 escape(str(sched.timezone)),
-                escape(_t(upcoming[0], sched.timezone)) if upcoming else "—",
+                next_cell,
                 escape(last[0].status) if last else "—",
                 f'<div class="strip">{strip}</div>',
             ]

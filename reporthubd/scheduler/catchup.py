@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 from collections.abc import AsyncIterator, Iterable
 from datetime import datetime
 from typing import Protocol
@@ -19,7 +20,7 @@ from typing import Protocol
 from reporthubd import domain, logs
 from reporthubd.config import SchedulerSettings
 from reporthubd.cron import FireTimes
-from reporthubd.scheduler import misfire
+from reporthubd.scheduler import misfire, pausing
 from reporthubd.scheduler.timetable import Job, Timeline, TimelineKey, Timetable, utc
 from reporthubd.store import claims, schedules
 from reporthubd.store.database import Store
@@ -54,11 +55,67 @@ async def missed(
     reason: str,
     config: SchedulerSettings,
 ) -> AsyncIterator[list[claims.FireClaim]]:
-    """Claims for every fire of `times` in (after, now], for each of `jobs`, by policy.
-    Fires beyond a job's grace are SKIPPED whatever the policy; the fires within it go
-    through `misfire.decide`. Each job writes at most `skipped_rows_limit` SKIPPED rows
-    one by one, plus one that summarises the older rest (misfire.SkippedRecords), so a
-    long outage of a per-second schedule stays in bounded memory and rows."""
+    """Claims for every fire of `times` in (after, now], for each of `jobs`, by policy; the
+    fires of a paused or just resumed schedule as pausing.py says (`_missed_paused`)."""
+    plain, held = pausing.split(jobs, after)
+    if plain:
+        async for chunk in _by_policy(plain, times, after, now, reason, config):
+            yield chunk
+    for job in held:
+        async for chunk in _missed_paused(job, times, after, now, reason, config):
+            yield chunk
+
+
+async def _missed_paused(
+    job: Job,
+    times: FireTimes,
+    after: int,
+    now: float,
+    reason: str,
+    config: SchedulerSettings,
+) -> AsyncIterator[list[claims.FireClaim]]:
+    """A paused or resumed schedule's missed fires in (after, now]: those before its
+    resumption SKIPPED (not caught up), those from its pause on SKIPPED "paused by ...", the
+    rest by policy."""
+    schedule, limit = job.schedule, config.skipped_rows_limit
+    low = after
+    resumed = pausing.resumed_after(schedule, after)
+    if resumed is not None:
+        why = pausing.before_resume(reason, resumed)
+        yield await pausing.skipped(
+            schedule, times, after=low, before=resumed, now=now, why=why, limit=limit
+        )
+        low = max(low, math.ceil(resumed) - 1)
+    paused = pausing.paused_ts(schedule)
+    async for chunk in _by_policy([job], times, low, now, reason, config, until=paused):
+        yield chunk
+    if paused is not None:
+        yield await pausing.skipped(
+            schedule,
+            times,
+            after=max(low, math.ceil(paused) - 1),
+            before=now + 1,
+            now=now,
+            why=pausing.reason(schedule),
+            limit=limit,
+        )
+
+
+async def _by_policy(
+    jobs: Iterable[Job],
+    times: FireTimes,
+    after: int,
+    now: float,
+    reason: str,
+    config: SchedulerSettings,
+    *,
+    until: float | None = None,
+) -> AsyncIterator[list[claims.FireClaim]]:
+    """Claims for every fire of `times` in (after, now] (and before `until`), for each of
+    `jobs`, by policy. Fires beyond a job's grace are SKIPPED whatever the policy; the fires
+    within it go through `misfire.decide`. Each job writes at most `skipped_rows_limit`
+    SKIPPED rows one by one, plus one that summarises the older rest (misfire.SkippedRecords),
+    so a long outage of a per-second schedule stays in bounded memory and rows."""
     limit = config.skipped_rows_limit
     members = [(job, _grace(job.schedule, config)) for job in jobs]
     beyond = {grace: misfire.SkippedRecords(limit, missed_because=reason) for _, grace in members}
@@ -69,7 +126,7 @@ async def missed(
     ts: float = after
     for count in itertools.count(1):
         fire = times.next_ts(ts)
-        if fire is None or fire > now:
+        if fire is None or fire > now or (until is not None and fire >= until):
             break
         ts = fire
         late = now - fire

@@ -25,7 +25,7 @@ from datetime import datetime
 from reporthubd import logs, metrics
 from reporthubd.config import SchedulerSettings
 from reporthubd.lifecycle.executions import Lifecycle
-from reporthubd.scheduler import catchup, misfire, stats
+from reporthubd.scheduler import catchup, misfire, pausing, stats
 from reporthubd.scheduler.timetable import Timeline, Timetable, utc
 from reporthubd.store import claims, schedules
 from reporthubd.store.database import Store, error_line
@@ -134,7 +134,14 @@ class Dispatcher:
         fire = utc(due)
         batch = [
             claims.FireClaim(
-                schedule_id=job.schedule.id, config_id=job.schedule.config_id, scheduled_for=fire
+                schedule_id=job.schedule.id,
+                config_id=job.schedule.config_id,
+                scheduled_for=fire,
+                skipped_reason=(
+                    None
+                    if job.schedule.paused_at is None
+                    else pausing.skip_reason(job.schedule, due)
+                ),
             )
             for timeline in self.timetable.due_at(due)
             for job in timeline.members.values()
@@ -189,6 +196,11 @@ class Dispatcher:
                         schedule_id=job.schedule.id,
                         config_id=job.schedule.config_id,
                         scheduled_for=fire,
+                        skipped_reason=(
+                            None
+                            if job.schedule.paused_at is None
+                            else pausing.skip_reason(job.schedule, first)
+                        ),
                     )
                     for job in timeline.members.values()
                 ]

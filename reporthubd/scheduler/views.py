@@ -15,7 +15,7 @@ from typing import Any
 
 from reporthubd import domain
 from reporthubd.cron import FireTimes, parse_cron
-from reporthubd.scheduler import misfire
+from reporthubd.scheduler import misfire, pausing
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -149,8 +149,22 @@ def _job(snapshot: JobSnapshot) -> dict[str, Any]:
             "parameters": dict(s.parameters),
             "next_fire": nxt.isoformat() if nxt is not None else None,
             "next_fire_local": nxt.astimezone(s.timezone).isoformat() if nxt is not None else None,
+            "paused": pause_state(s),
         }
     return entry
+
+
+def pause_state(s: domain.Schedule) -> dict[str, Any] | None:
+    """A paused schedule's who, why and since when (its fires are recorded SKIPPED), with
+    the reason its fires carry; None while it runs."""
+    if s.paused_at is None:
+        return None
+    return {
+        "since": s.paused_at.isoformat(),
+        "by": s.paused_by,
+        "reason": s.paused_reason,
+        "skip_reason": pausing.reason(s),
+    }
 
 
 def next_fires(schedule: domain.Schedule, after: datetime, count: int) -> list[dict[str, str]]:

@@ -155,6 +155,11 @@ def schedule(row: Mapping[str, Any], *, default_timezone: str) -> domain.Schedul
         last_run_at=row.get("last_run_at"),
         next_run_at=row.get("next_run_at"),
         updated_at=row.get("updated_at"),
+        paused_at=row.get("paused_at"),
+        paused_by=row.get("paused_by"),
+        paused_reason=row.get("paused_reason"),
+        resumed_at=row.get("resumed_at"),
+        resumed_by=row.get("resumed_by"),
     )
 
 

@@ -87,6 +87,12 @@ schedules = sa.Table(
     sa.Column("next_run_at", UTCDateTime(), nullable=True),
     created_at(),
     updated_at(),
+    # paused (revision 0006): all three NULL while the schedule runs
+    sa.Column("paused_at", UTCDateTime(), nullable=True),
+    sa.Column("paused_by", sa.String(255), nullable=True),
+    sa.Column("paused_reason", sa.String(1000), nullable=True),
+    sa.Column("resumed_at", UTCDateTime(), nullable=True),
+    sa.Column("resumed_by", sa.String(255), nullable=True),
 )
 
 deliveries = sa.Table(
