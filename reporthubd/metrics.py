@@ -67,6 +67,11 @@ MISSED_FIRES = Counter(
     ["policy"],
     registry=REGISTRY,
 )
+PAUSED_FIRES = Counter(
+    "reporthubd_paused_fires",
+    "Fires of paused schedules, recorded as SKIPPED (not counted as missed).",
+    registry=REGISTRY,
+)
 
 RETRIES_PENDING = Gauge(
     "reporthubd_delivery_retries_pending", "Delivery retries waiting.", registry=REGISTRY

@@ -323,6 +323,9 @@ class Dispatcher:
                 job.last_fire = int(fire_ts)
             if claimed.skipped:
                 self.skipped_count += 1
+                if pausing.is_pause_skip(claimed.claim.skipped_reason):
+                    metrics.PAUSED_FIRES.inc()  # not missed: nobody wanted it run
+                    continue
                 policy = job.schedule.misfire_policy.value if job is not None else "unknown"
                 metrics.MISSED_FIRES.labels(policy).inc()
                 continue

@@ -35,13 +35,21 @@ class Fires(Protocol):
 YIELD_EVERY = 10_000
 
 
+PREFIX = "paused by "
+
+
 def reason(schedule: domain.Schedule) -> str:
     """The SKIPPED reason of a paused schedule's fires."""
     since = misfire.iso(schedule.paused_at.timestamp()) if schedule.paused_at else "?"
     return (
-        f"paused by {schedule.paused_by or 'unknown'} since {since}: "
+        f"{PREFIX}{schedule.paused_by or 'unknown'} since {since}: "
         f"{schedule.paused_reason or 'no reason given'}"
     )
+
+
+def is_pause_skip(reason: str | None) -> bool:
+    """A SKIPPED reason written because the schedule was paused (not a missed fire)."""
+    return reason is not None and reason.startswith(PREFIX)
 
 
 def skip_reason(schedule: domain.Schedule, fire_ts: float) -> str | None:

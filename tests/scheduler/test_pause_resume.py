@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from reporthubd import domain
+from reporthubd import domain, metrics
 from reporthubd.daemon import Supervisor
 from reporthubd.scheduler import pausing
 from reporthubd.scheduler.loop import Scheduler
@@ -75,6 +75,8 @@ async def test_a_paused_schedule_records_its_fires_skipped_and_resumes_without_c
     other = await add_schedule(store, config_id, "* * * * *")
     clock = FakeClock(utc("2026-05-04 10:00:30"))
     a, b = Submitted([]), Submitted([])
+    paused_before = metrics.REGISTRY.get_sample_value("reporthubd_paused_fires_total") or 0.0
+    missed_before = _missed()
     async with (
         running(store, clock, a, node_id="node-a") as scheduler,
         running(store, clock, b, node_id="node-b") as second,
@@ -121,11 +123,22 @@ async def test_a_paused_schedule_records_its_fires_skipped_and_resumes_without_c
         "10:04": "PENDING",
     }
     assert len(a.ids) + len(b.ids) == 2 + 4  # the paused fires were handed to no engine
+    paused_after = metrics.REGISTRY.get_sample_value("reporthubd_paused_fires_total") or 0.0
+    assert paused_after - paused_before == 2  # counted once each, and not as missed fires
+    assert _missed() == missed_before
     # a restart catches nothing up: every fire is decided
     clock = FakeClock(utc("2026-05-04 10:04:30"))
     async with running(store, clock, Submitted([])):
         pass
     assert len(await history(store, schedule_id)) == 4
+
+
+def _missed() -> float:
+    samples = [
+        metrics.REGISTRY.get_sample_value("reporthubd_missed_fires_total", {"policy": policy})
+        for policy in ("run_once", "run_all", "skip")
+    ]
+    return sum(value or 0.0 for value in samples)
 
 
 async def test_fires_missed_while_down_and_paused_are_skipped_as_paused_not_run(
