@@ -337,3 +337,34 @@ class CalendarFires:
         while found := self.step(ts):
             yield from found
             ts = found[0].actual
+
+    def describe(self, after: datetime, count: int) -> list[dict[str, str]]:
+        """The next `count` fires claimed after `after`, in that order, as `reporthubd next
+        --json` and GET /api/schedules/{id}/next show them: "utc" and "local" (the logical
+        fire), "status" (run, skipped, shifted), "reason" (the closed day's), and for a
+        shifted fire "runs_utc" / "runs_local"."""
+
+        def text(ts: int, local: bool = False) -> str:
+            moment = datetime.fromtimestamp(ts, UTC)
+            if local:
+                return moment.astimezone(self.zone).isoformat()
+            return moment.isoformat().replace("+00:00", "Z")
+
+        out: list[dict[str, str]] = []
+        if count < 1:
+            return out
+        for fire in self.iter_after(after):
+            status = "skipped" if fire.skipped_reason else "run"
+            if fire.shift_reason:
+                status = "shifted"
+            entry = {"utc": text(fire.logical), "local": text(fire.logical, True), "status": status}
+            if fire.shift_reason:
+                entry["runs_utc"] = text(fire.actual)
+                entry["runs_local"] = text(fire.actual, True)
+            reason = fire.skipped_reason or fire.shift_reason
+            if reason:
+                entry["reason"] = reason.split("; ")[0]
+            out.append(entry)
+            if len(out) >= count:
+                break
+        return out

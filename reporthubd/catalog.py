@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from reporthubd import domain, secrets
+from reporthubd import calendars, domain, secrets
 from reporthubd.config import Problem
 from reporthubd.cron import CronError, parse_cron
 
@@ -48,9 +48,42 @@ class DatasourceSpec(_Spec):
         return domain.DatasourceType(value) if isinstance(value, str) else value
 
 
+class CalendarSpec(_Spec):
+    """A business calendar (reporthubd/calendars.py): `added` closes days (date = name),
+    `removed` opens them, over the country's and subdivision's public holidays."""
+
+    name: str = Field(min_length=1, max_length=255)
+    country: str | None = None
+    subdivision: str | None = None
+    added: dict[str, str] = Field(default_factory=dict)
+    removed: list[str] = Field(default_factory=list)
+    is_active: bool = True
+
+    @model_validator(mode="after")
+    def _valid(self) -> CalendarSpec:
+        self.build()
+        return self
+
+    def build(self) -> calendars.Calendar:
+        try:
+            return calendars.build(
+                name=self.name,
+                country=self.country,
+                subdivision=self.subdivision,
+                added=calendars.parse_added(self.added),
+                removed=calendars.parse_removed(self.removed),
+            )
+        except calendars.CalendarError as exc:
+            raise ValueError(str(exc)) from None
+
+
 class ScheduleSpec(_Spec):
     cron: str
     timezone: str | None = None
+    calendar: str | None = None
+    """A calendar's name (in this file's `[[calendars]]` or already in the store)."""
+    calendar_policy: calendars.CalendarPolicy | None = None
+    """With `calendar`: skip, next_business_day (the default) or previous_business_day."""
     parameters: dict[str, Any] = Field(default_factory=dict)
     misfire_policy: domain.MisfirePolicy = domain.MisfirePolicy.RUN_ONCE
     misfire_grace_seconds: int | None = Field(default=None, ge=0)
@@ -62,6 +95,22 @@ class ScheduleSpec(_Spec):
     @classmethod
     def _policy(cls, value: Any) -> Any:
         return domain.MisfirePolicy(value) if isinstance(value, str) else value
+
+    @field_validator("calendar_policy", mode="before")
+    @classmethod
+    def _calendar_policy(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return calendars.parse_policy(value)
+            except calendars.CalendarError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _policy_needs_calendar(self) -> ScheduleSpec:
+        if self.calendar_policy is not None and self.calendar is None:
+            raise ValueError("calendar_policy: set without a calendar")
+        return self
 
     @field_validator("cron")
     @classmethod
@@ -163,11 +212,13 @@ class ReportSpec(_Spec):
 
 
 class Catalog(_Spec):
+    calendars: list[CalendarSpec] = Field(default_factory=list)
     datasources: list[DatasourceSpec] = Field(default_factory=list)
     reports: list[ReportSpec] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _unique_names(self) -> Catalog:
+        _no_duplicates([c.name for c in self.calendars], "calendar name")
         _no_duplicates([d.name for d in self.datasources], "datasource name")
         _no_duplicates([r.name for r in self.reports], "report name")
         return self
@@ -343,6 +394,18 @@ def _table(header: str, values: Mapping[str, Any]) -> list[str]:
 def render(catalog: Catalog) -> str:
     """The catalog as TOML, in the same format `parse` reads."""
     out = ["# reporthubd catalog: datasources, reports, schedules, deliveries, recipients.", ""]
+    for cal in catalog.calendars:
+        out += _table(
+            "[[calendars]]",
+            {
+                "name": cal.name,
+                "country": cal.country,
+                "subdivision": cal.subdivision,
+                "added": cal.added,
+                "removed": cal.removed,
+                "is_active": None if cal.is_active else False,
+            },
+        )
     for ds in catalog.datasources:
         out += _table(
             "[[datasources]]",
@@ -380,6 +443,10 @@ def render(catalog: Catalog) -> str:
                 {
                     "cron": sched.cron,
                     "timezone": sched.timezone,
+                    "calendar": sched.calendar,
+                    "calendar_policy": sched.calendar_policy.value
+                    if sched.calendar_policy is not None
+                    else None,
                     "parameters": sched.parameters,
                     "misfire_policy": None
                     if sched.misfire_policy is domain.MisfirePolicy.RUN_ONCE

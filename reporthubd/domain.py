@@ -14,6 +14,8 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from reporthubd import calendars
+
 
 class DatasourceType(enum.StrEnum):
     MYSQL = "mysql"
@@ -297,6 +299,11 @@ class Schedule:
     last_run_at: datetime | None = None
     next_run_at: datetime | None = None
     updated_at: datetime | None = None
+    calendar_name: str | None = None
+    """The business calendar it follows (report_calendars.name), with `calendar_policy`."""
+    calendar_policy: calendars.CalendarPolicy | None = None
+    calendar: calendars.Calendar | None = None
+    """`calendar_name` resolved by the store (None: no calendar, or not resolved yet)."""
     paused_at: datetime | None = None
     """Set while the schedule is paused (its fires are recorded SKIPPED), with who and why."""
     paused_by: str | None = None
@@ -351,6 +358,10 @@ class Execution:
     created_at: datetime | None = None
     recovers_id: str | None = None
     """For a recovery run: the run it stands in for (the first of the chain)."""
+    shifted_to: datetime | None = None
+    """A fire its business calendar moved: the instant it was claimed to run at (its
+    `scheduled_for` stays the logical fire)."""
+    shift_reason: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -169,6 +169,11 @@ JOB = {
         "cron_expression": {"type": "string"},
         "timezone": {"type": "string"},
         "misfire_policy": {"type": "string"},
+        "calendar": {
+            "type": ["string", "null"],
+            "description": "The business calendar it follows (report_calendars.name)",
+        },
+        "calendar_policy": {"enum": ["skip", "next_business_day", "previous_business_day", None]},
         "misfire_grace_seconds": {"type": ["integer", "null"]},
         "start_at": _NULLABLE_TIME,
         "end_at": _NULLABLE_TIME,
@@ -201,6 +206,17 @@ NEXT_FIRES = {
                 "properties": {
                     "utc": {"type": "string", "format": "date-time"},
                     "local": {"type": "string", "format": "date-time"},
+                    "status": {
+                        "enum": ["run", "skipped", "shifted"],
+                        "description": "A schedule with a business calendar only: what its "
+                        "calendar does with this fire (utc/local stay the logical fire)",
+                    },
+                    "reason": {
+                        "type": "string",
+                        "description": "Skipped or shifted: 'holiday: <name>, <calendar>'",
+                    },
+                    "runs_utc": {"type": "string", "format": "date-time"},
+                    "runs_local": {"type": "string", "format": "date-time"},
                 },
             },
         },

@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from reporthubd import cron, domain, templates
+from reporthubd import calendars, cron, domain, templates
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,6 +49,56 @@ def time_base(
     return TimeBase(
         logical_time=logical, zone=zone, window_start=window_start, window_end=window_end
     )
+
+
+WEEKDAYS = calendars.build(name="weekdays")
+"""The business days of a run whose schedule names no calendar: Monday to Friday."""
+
+
+def business_day_variables(
+    schedule: domain.Schedule | None, logical_time: datetime, zone: ZoneInfo
+) -> dict[str, Any]:
+    """Template helpers that know the schedule's business calendar (Monday to Friday without
+    one), over local days of the run's logical time:
+
+    - `prev_business_day(at=today, n=1)`: the n-th business day before `at` (a date);
+    - `next_business_day(at=today, n=1)`: the n-th business day after `at`;
+    - `business_days_between(start, end)`: business days in [start, end), negative when end
+      is before start;
+    - `is_business_day(at=today)`; `business_calendar`: the calendar's name."""
+    calendar = schedule.calendar if schedule is not None and schedule.calendar else WEEKDAYS
+    today = logical_time.astimezone(zone).date()
+
+    def day_of(value: Any) -> date:
+        if isinstance(value, datetime):
+            return value.astimezone(zone).date() if value.tzinfo else value.date()
+        if isinstance(value, date):
+            return value
+        if isinstance(value, str):
+            return date.fromisoformat(value)
+        raise TypeError("a business-day helper needs a date, datetime or ISO text")
+
+    def step(at: Any, n: int, forward: bool) -> date:
+        if int(n) < 1:
+            raise ValueError("n must be 1 or more")
+        day = day_of(at if at is not None else today)
+        for _ in range(int(n)):
+            day = (
+                calendar.next_business_day(day) if forward else calendar.previous_business_day(day)
+            )
+        return day
+
+    return {
+        "prev_business_day": lambda at=None, n=1: step(at, n, False),
+        "next_business_day": lambda at=None, n=1: step(at, n, True),
+        "business_days_between": lambda start, end: calendar.business_days_between(
+            day_of(start), day_of(end)
+        ),
+        "is_business_day": lambda at=None: calendar.is_business_day(
+            day_of(at if at is not None else today)
+        ),
+        "business_calendar": calendar.name,
+    }
 
 
 def merge(*layers: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -208,6 +208,9 @@ class Run:
             window_start=base.window_start,
             window_end=base.window_end,
         )
+        variables.update(
+            parameters.business_day_variables(self.defs.schedule, base.logical_time, base.zone)
+        )
         merged = parameters.merge(
             config.parameters,
             self.defs.schedule.parameters if self.defs.schedule else None,

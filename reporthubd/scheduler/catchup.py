@@ -18,9 +18,10 @@ from datetime import datetime
 from typing import Protocol
 
 from reporthubd import domain, logs
+from reporthubd.calendars import CalendarFires
 from reporthubd.config import SchedulerSettings
 from reporthubd.cron import FireTimes
-from reporthubd.scheduler import misfire, pausing
+from reporthubd.scheduler import calendar_claims, misfire, pausing
 from reporthubd.scheduler.timetable import Job, Timeline, TimelineKey, Timetable, utc
 from reporthubd.store import claims, schedules
 from reporthubd.store.database import Store
@@ -49,7 +50,7 @@ def _grace(schedule: domain.Schedule, config: SchedulerSettings) -> float:
 
 async def missed(
     jobs: Iterable[Job],
-    times: FireTimes,
+    times: FireTimes | CalendarFires,
     after: int,
     now: float,
     reason: str,
@@ -68,7 +69,7 @@ async def missed(
 
 async def _missed_paused(
     job: Job,
-    times: FireTimes,
+    times: FireTimes | CalendarFires,
     after: int,
     now: float,
     reason: str,
@@ -78,12 +79,13 @@ async def _missed_paused(
     resumption SKIPPED (not caught up), those from its pause on SKIPPED "paused by ...", the
     rest by policy."""
     schedule, limit = job.schedule, config.skipped_rows_limit
+    cron = times.inner if isinstance(times, CalendarFires) else times  # logical fires
     low = after
     resumed = pausing.resumed_after(schedule, after)
     if resumed is not None:
         why = pausing.before_resume(reason, resumed)
         yield await pausing.skipped(
-            schedule, times, after=low, before=resumed, now=now, why=why, limit=limit
+            schedule, cron, after=low, before=resumed, now=now, why=why, limit=limit
         )
         low = max(low, math.ceil(resumed) - 1)
     paused = pausing.paused_ts(schedule)
@@ -92,7 +94,7 @@ async def _missed_paused(
     if paused is not None:
         yield await pausing.skipped(
             schedule,
-            times,
+            cron,
             after=max(low, math.ceil(paused) - 1),
             before=now + 1,
             now=now,
@@ -103,7 +105,7 @@ async def _missed_paused(
 
 async def _by_policy(
     jobs: Iterable[Job],
-    times: FireTimes,
+    times: FireTimes | CalendarFires,
     after: int,
     now: float,
     reason: str,
@@ -154,26 +156,36 @@ async def _by_policy(
         records = beyond[grace].copy()
         for fire, why in decision.skipped:
             records.add(fire, why)
-        chunk += [
-            claims.FireClaim(
-                schedule_id=schedule.id,
-                config_id=schedule.config_id,
-                scheduled_for=utc(fire),
-                skipped_reason=why,
-            )
-            for fire, why in records.records()
-        ]
-        chunk += [
-            claims.FireClaim(
-                schedule_id=schedule.id, config_id=schedule.config_id, scheduled_for=utc(fire)
-            )
-            for fire in decision.run
-        ]
+        if isinstance(times, CalendarFires):  # the instants carry logical fires
+            chunk += calendar_claims.missed_claims(schedule, times, records.records(), decision.run)
+        else:
+            chunk += _plain_claims(schedule, records.records(), decision.run)
         if len(chunk) >= CLAIM_SLICE:
             yield chunk
             chunk = []
     if chunk:
         yield chunk
+
+
+def _plain_claims(
+    schedule: domain.Schedule, skipped: Iterable[tuple[int, str]], run: Iterable[int]
+) -> list[claims.FireClaim]:
+    chunk = [
+        claims.FireClaim(
+            schedule_id=schedule.id,
+            config_id=schedule.config_id,
+            scheduled_for=utc(fire),
+            skipped_reason=why,
+        )
+        for fire, why in skipped
+    ]
+    chunk += [
+        claims.FireClaim(
+            schedule_id=schedule.id, config_id=schedule.config_id, scheduled_for=utc(fire)
+        )
+        for fire in run
+    ]
+    return chunk
 
 
 def missed_reason(first_due: float, now: float, store_down_since: float | None) -> str:

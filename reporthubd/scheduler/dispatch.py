@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from reporthubd import logs, metrics
+from reporthubd.calendars import CalendarFires
 from reporthubd.config import SchedulerSettings
 from reporthubd.lifecycle.executions import Lifecycle
-from reporthubd.scheduler import catchup, misfire, pausing, stats
+from reporthubd.scheduler import calendar_claims, catchup, misfire, pausing, stats
 from reporthubd.scheduler.timetable import Timeline, Timetable, utc
 from reporthubd.store import claims, schedules
 from reporthubd.store.database import Store, error_line
@@ -144,6 +145,7 @@ class Dispatcher:
                 ),
             )
             for timeline in self.timetable.due_at(due)
+            if not isinstance(timeline.fires, CalendarFires)  # claimed as they come
             for job in timeline.members.values()
         ]
         batch.sort(key=_fire_key)
@@ -186,7 +188,13 @@ class Dispatcher:
         for timeline in due:
             assert timeline.next_ts is not None
             first = timeline.next_ts
-            if first == ready_for:
+            calendar = isinstance(timeline.fires, CalendarFires)
+            if first == ready_for and not calendar:
+                handled.append((timeline, first))
+                continue
+            if calendar and now - first <= misfire.ON_TIME_SECONDS:
+                # its logical fires are not `first` (calendar_claims)
+                batch += calendar_claims.claims_at(timeline, first, pausing.skip_reason)
                 handled.append((timeline, first))
                 continue
             if now - first <= misfire.ON_TIME_SECONDS:
@@ -315,6 +323,8 @@ class Dispatcher:
         if on_time_from is None:
             on_time_from = commit_ts - misfire.ON_TIME_SECONDS
         ours = list(ours)
+        if any(claimed.claim.shift is not None for claimed in ours):
+            await claims.record_shifts(self.store, ours)  # moved by a calendar: rare
         self.lifecycle.claimed(ours)
         for claimed in ours:
             job = self.jobs.get(claimed.claim.schedule_id)

@@ -5,7 +5,10 @@ in the store, so a report author can check a schedule before saving it.
     reporthubd next --cron EXPR [--tz ZONE] [--after ISO_TIME] [-n 10] [--json]
 
 One fire per line: the UTC instant (ISO 8601) first, then the local time in the schedule's zone.
-With --json, a JSON list of {"utc": ..., "local": ...}.
+With --json, a JSON list of {"utc": ..., "local": ...}. A stored schedule with a business
+calendar marks each fire its calendar decides: "SKIPPED (holiday: ...)", or "SHIFTED -> <local
+time it runs> (holiday: ...)"; in JSON, "status" (run, skipped, shifted), "reason", and for a
+shifted fire "runs_utc" / "runs_local".
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 if TYPE_CHECKING:
+    from reporthubd.calendars import CalendarFires
     from reporthubd.config import Settings
     from reporthubd.cron import FireTimes
 
@@ -79,7 +83,7 @@ def main(args: argparse.Namespace) -> int:
         except (ZoneInfoNotFoundError, ValueError):
             print(f"unknown IANA time zone {args.tz!r}", file=sys.stderr)
             return EXIT_PROBLEM
-        times = FireTimes(spec, zone)
+        times: FireTimes | CalendarFires = FireTimes(spec, zone)
     else:
         found = asyncio.run(_stored(settings, args.schedule_id))
         if isinstance(found, str):
@@ -90,10 +94,9 @@ def main(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def _stored(settings: Settings, schedule_id: int) -> FireTimes | str:
+async def _stored(settings: Settings, schedule_id: int) -> FireTimes | CalendarFires | str:
     # Imported here: `next --cron` and the rest of the command line never load the store.
     from reporthubd import bootstrap, domain
-    from reporthubd.cron import FireTimes, parse_cron
     from reporthubd.store import schedules
 
     try:
@@ -107,15 +110,17 @@ async def _stored(settings: Settings, schedule_id: int) -> FireTimes | str:
         return f"schedule {schedule_id} not found"
     if isinstance(found, domain.RowError):
         return f"schedule {schedule_id} is invalid (disabled): {'; '.join(found.problems)}"
-    return FireTimes(
-        parse_cron(found.cron_expression),
-        found.timezone,
-        start_at=found.start_at,
-        end_at=found.end_at,
-    )
+    from reporthubd.scheduler import timetable
+
+    return timetable.fire_times(found)  # moved or skipped by its business calendar, if any
 
 
-def _print(times: FireTimes, after: datetime, n: int, *, as_json: bool) -> None:
+def _print(times: FireTimes | CalendarFires, after: datetime, n: int, *, as_json: bool) -> None:
+    from reporthubd.calendars import CalendarFires
+
+    if isinstance(times, CalendarFires):
+        _print_calendar(times, after, n, as_json=as_json)
+        return
     fires = []
     for fire in times.iter_after(after):
         fires.append(
@@ -131,3 +136,21 @@ def _print(times: FireTimes, after: datetime, n: int, *, as_json: bool) -> None:
         return
     for fire_text in fires:
         print(f"{fire_text['utc']}  {fire_text['local']} {times.zone.key}")
+
+
+def _print_calendar(times: CalendarFires, after: datetime, n: int, *, as_json: bool) -> None:
+    """The fires of a schedule with a business calendar, in the order they are claimed: each
+    logical fire, SKIPPED or SHIFTED with the reason, and where a shifted fire runs."""
+
+    zone = times.zone
+    fires = times.describe(after, n)
+    if as_json:
+        print(json.dumps(fires))
+        return
+    for entry in fires:
+        line = f"{entry['utc']}  {entry['local']} {zone.key}"
+        if entry["status"] == "skipped":
+            line += f"  SKIPPED ({entry['reason']})"
+        elif entry["status"] == "shifted":
+            line += f"  SHIFTED -> {entry['runs_local']} ({entry['reason']})"
+        print(line)

@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from reporthubd import domain
+from reporthubd.calendars import CalendarFires
 from reporthubd.cron import FireTimes, parse_cron
 
-TimelineKey = tuple[str, str, float | None, float | None]
-"""(normalised cron fields, zone name, start_at, end_at as Unix seconds)."""
+TimelineKey = tuple[str, str, float | None, float | None, str | None]
+"""(normalised cron fields, zone name, start_at, end_at as Unix seconds, calendar and policy)."""
 
 
 class Timeline:
@@ -32,7 +33,9 @@ class Timeline:
 
     __slots__ = ("fires", "key", "members", "next_ts", "token")
 
-    def __init__(self, key: TimelineKey, fires: FireTimes, next_ts: int | None) -> None:
+    def __init__(
+        self, key: TimelineKey, fires: FireTimes | CalendarFires, next_ts: int | None
+    ) -> None:
         self.key = key
         self.fires = fires
         self.members: dict[int, Job] = {}
@@ -71,7 +74,38 @@ def timeline_key(schedule: domain.Schedule) -> TimelineKey:
         schedule.timezone.key,
         schedule.start_at.timestamp() if schedule.start_at else None,
         schedule.end_at.timestamp() if schedule.end_at else None,
+        calendar_key(schedule),
     )
+
+
+def calendar_key(schedule: domain.Schedule) -> str | None:
+    """The calendar's whole definition and the policy: an edited calendar is a new timeline."""
+    calendar, policy = schedule.calendar, schedule.calendar_policy
+    if calendar is None or policy is None:
+        return None
+    return "|".join(
+        (
+            policy.value,
+            calendar.name,
+            calendar.country or "",
+            calendar.subdivision or "",
+            ",".join(f"{d}={n}" for d, n in sorted(calendar.added.items())),
+            ",".join(str(d) for d in sorted(calendar.removed)),
+        )
+    )
+
+
+def fire_times(schedule: domain.Schedule) -> FireTimes | CalendarFires:
+    """The instants at which `schedule` claims fires: its cron's, moved by its calendar."""
+    fires = FireTimes(
+        parse_cron(schedule.cron_expression),
+        schedule.timezone,
+        start_at=schedule.start_at,
+        end_at=schedule.end_at,
+    )
+    if schedule.calendar is None or schedule.calendar_policy is None:
+        return fires
+    return CalendarFires(fires, schedule.calendar, schedule.calendar_policy)
 
 
 def utc(ts: float) -> datetime:
@@ -148,12 +182,7 @@ class Timetable:
     def _timeline(self, key: TimelineKey, schedule: domain.Schedule, horizon: float) -> Timeline:
         timeline = self.timelines.get(key)
         if timeline is None:
-            fires = FireTimes(
-                parse_cron(schedule.cron_expression),
-                schedule.timezone,
-                start_at=schedule.start_at,
-                end_at=schedule.end_at,
-            )
+            fires = fire_times(schedule)
             timeline = Timeline(key, fires, fires.next_ts(horizon))
             self.timelines[key] = timeline
             self.push(timeline)

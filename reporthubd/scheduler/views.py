@@ -14,8 +14,9 @@ from datetime import datetime
 from typing import Any
 
 from reporthubd import domain
+from reporthubd.calendars import CalendarFires
 from reporthubd.cron import FireTimes, parse_cron
-from reporthubd.scheduler import misfire, pausing
+from reporthubd.scheduler import misfire, pausing, timetable
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -144,6 +145,8 @@ def _job(snapshot: JobSnapshot) -> dict[str, Any]:
             "timezone": s.timezone.key,
             "misfire_policy": s.misfire_policy.value,
             "misfire_grace_seconds": s.misfire_grace_seconds,
+            "calendar": s.calendar_name,
+            "calendar_policy": s.calendar_policy.value if s.calendar_policy else None,
             "start_at": s.start_at.isoformat() if s.start_at else None,
             "end_at": s.end_at.isoformat() if s.end_at else None,
             "parameters": dict(s.parameters),
@@ -169,7 +172,11 @@ def pause_state(s: domain.Schedule) -> dict[str, Any] | None:
 
 def next_fires(schedule: domain.Schedule, after: datetime, count: int) -> list[dict[str, str]]:
     """GET /api/schedules/{id}/next: the schedule's next `count` fires after `after`, in UTC
-    and in the schedule's zone."""
+    and in the schedule's zone. A schedule with a business calendar: each fire's status,
+    reason and, for a shifted fire, where it runs (CalendarFires.describe)."""
+    moved = timetable.fire_times(schedule)
+    if isinstance(moved, CalendarFires):
+        return moved.describe(after, count)
     times = FireTimes(
         parse_cron(schedule.cron_expression),
         schedule.timezone,

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from reporthubd import catalog as cat
 from reporthubd import domain
+from reporthubd.calendars import CalendarPolicy
 from reporthubd.config import Problem
 from reporthubd.store import schema
 from reporthubd.store.database import Store
@@ -65,8 +66,48 @@ async def _apply(
         for i, r in enumerate(catalog.reports)
         if r.datasource not in file_ds and r.datasource not in stored_ds
     ]
+    stored_cal = {row["name"]: row for row in await _rows(conn, schema.calendars)}
+    known_cal = {c.name for c in catalog.calendars} | set(stored_cal)
+    problems += [
+        Problem(
+            where=f"reports[{i}].schedules[{j}].calendar",
+            message=f"unknown calendar name {sched.calendar!r} (in neither [[calendars]] nor "
+            "the store)",
+        )
+        for i, r in enumerate(catalog.reports)
+        for j, sched in enumerate(r.schedules)
+        if sched.calendar is not None and sched.calendar not in known_cal
+    ]
     if problems:
         raise cat.CatalogError("catalog", problems)
+
+    # Calendars, by name (never pruned: a schedule outside the file may follow one)
+    for cal in catalog.calendars:
+        old_cal = stored_cal.get(cal.name)
+        cal_values: dict[str, Any] = {
+            "country": cal.country,
+            "subdivision": cal.subdivision,
+            "added_dates": cal.added,
+            "removed_dates": cal.removed,
+            "is_active": cal.is_active,
+        }
+        if old_cal is not None:
+            old_cal = {
+                **old_cal,
+                "added_dates": old_cal["added_dates"] or {},
+                "removed_dates": old_cal["removed_dates"] or [],
+            }
+        await _upsert(
+            conn,
+            schema.calendars,
+            old_cal,
+            {"name": cal.name, **cal_values},
+            cal_values,
+            now,
+            changes,
+            "calendar",
+            cal.name,
+        )
 
     # Datasources
     ds_ids: dict[str, int] = {name: row["id"] for name, row in stored_ds.items()}
@@ -148,6 +189,12 @@ async def _apply(
                 None,
             )
             values = {
+                "calendar_name": sched.calendar,
+                "calendar_policy": (
+                    None
+                    if sched.calendar is None
+                    else (sched.calendar_policy or CalendarPolicy.NEXT_BUSINESS_DAY).value
+                ),
                 "parameters": sched.parameters,
                 "misfire_policy": sched.misfire_policy.value,
                 "misfire_grace_seconds": sched.misfire_grace_seconds,
@@ -340,6 +387,7 @@ async def export(store: Store) -> tuple[cat.Catalog, list[domain.RowError]]:
         sched_rows = await _rows(conn, schema.schedules)
         deliv_rows = await _rows(conn, schema.deliveries)
         recip_rows = await _rows(conn, schema.recipients)
+        cal_rows = await _rows(conn, schema.calendars)
 
     def spec(
         model: type[cat._Spec], table: str, row: Mapping[str, Any], data: dict[str, Any]
@@ -361,6 +409,27 @@ async def export(store: Store) -> tuple[cat.Catalog, list[domain.RowError]]:
                 domain.RowError(table=table, row_id=row["id"], problems=(str(exc).splitlines()[0],))
             )
             return None
+
+    calendar_specs = [
+        c
+        for c in (
+            spec(
+                cat.CalendarSpec,
+                "report_calendars",
+                row,
+                {
+                    "name": row["name"],
+                    "country": row["country"],
+                    "subdivision": row["subdivision"],
+                    "added": row["added_dates"] if row["added_dates"] is not None else {},
+                    "removed": row["removed_dates"] if row["removed_dates"] is not None else [],
+                    "is_active": bool(row["is_active"]),
+                },
+            )
+            for row in cal_rows
+        )
+        if c is not None
+    ]
 
     datasources = []
     ds_names: dict[int, str] = {}
@@ -418,6 +487,8 @@ async def export(store: Store) -> tuple[cat.Catalog, list[domain.RowError]]:
                     {
                         "cron": srow["cron_expression"],
                         "timezone": srow["timezone"],
+                        "calendar": srow["calendar_name"],
+                        "calendar_policy": srow["calendar_policy"],
                         "parameters": srow["parameters"] if srow["parameters"] is not None else {},
                         "misfire_policy": srow["misfire_policy"],
                         "misfire_grace_seconds": srow["misfire_grace_seconds"],
@@ -478,4 +549,5 @@ async def export(store: Store) -> tuple[cat.Catalog, list[domain.RowError]]:
         )
         if item is not None:
             reports.append(item)
-    return cat.Catalog(datasources=datasources, reports=reports), errors
+    catalog = cat.Catalog(calendars=calendar_specs, datasources=datasources, reports=reports)
+    return catalog, errors

@@ -41,6 +41,9 @@ class FireClaim:
     config_id: int
     scheduled_for: datetime
     skipped_reason: str | None = None
+    shift: tuple[datetime, str] | None = None
+    """A fire its business calendar moved: the instant it runs at, and why (written beside the
+    claimed row by `record_shifts`; the claim key keeps the logical `scheduled_for`)."""
 
 
 FireKey = tuple[int, datetime]
@@ -451,3 +454,20 @@ async def insert_rerun(
             continue  # another node took that attempt at the same moment: take the next
         return execution_id
     raise RuntimeError(f"could not insert a run for schedule {schedule_id} at {scheduled_for}")
+
+
+async def record_shifts(store: Store, shifted: Sequence[Claimed]) -> None:
+    """Write `shifted_to` and `shift_reason` on the rows this node just claimed for fires its
+    calendar moved (rare: a few a year per schedule, so one UPDATE each)."""
+    todo = [c for c in shifted if c.claim.shift is not None]
+    if not todo:
+        return
+    async with store.engine.begin() as conn:
+        for claimed in todo:
+            assert claimed.claim.shift is not None
+            shifted_to, reason = claimed.claim.shift
+            await conn.execute(
+                sa.update(_e)
+                .where(_e.c.id == claimed.execution_id)
+                .values(shifted_to=shifted_to, shift_reason=reason[:1000])
+            )

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
-from reporthubd import domain
+from reporthubd import calendars, domain
 from reporthubd.store import rows, schema
 from reporthubd.store.database import Store
 
@@ -26,6 +26,7 @@ class Definitions:
     configs: dict[int, domain.ReportConfig] = field(default_factory=dict)
     schedules: dict[int, domain.Schedule] = field(default_factory=dict)
     deliveries: dict[int, domain.Delivery] = field(default_factory=dict)
+    calendars_by_name: dict[str, calendars.Calendar] = field(default_factory=dict)
     errors: tuple[domain.RowError, ...] = ()
     warnings: tuple[domain.RowError, ...] = ()
 
@@ -112,15 +113,22 @@ async def load_definitions(
             table, row_id, f"config_id: report config {config_id} is missing, inactive or invalid"
         )
 
+    calendar_rows = [rows.calendar(r) for r in await read(schema.calendars)]
+    calendars_by_name = {c.name: c for c in _valid(calendar_rows, errors)}
+
     schedules: dict[int, domain.Schedule] = {}
     schedule_rows = [
         rows.schedule(r, default_timezone=default_timezone) for r in await read(schema.schedules)
     ]
     for sched in _valid(schedule_rows, errors):
-        if sched.config_id in configs:
-            schedules[sched.id] = sched
-        else:
+        if sched.config_id not in configs:
             errors.append(config_missing("report_schedules", sched.id, sched.config_id))
+            continue
+        resolved = with_calendar(sched, calendars_by_name)
+        if isinstance(resolved, domain.RowError):
+            errors.append(resolved)
+        else:
+            schedules[sched.id] = resolved
 
     recipients: dict[int, list[domain.Recipient]] = {}
     for person in _valid([rows.recipient(r) for r in await read(schema.recipients)], errors):
@@ -141,9 +149,33 @@ async def load_definitions(
         configs=configs,
         schedules=schedules,
         deliveries=deliveries,
+        calendars_by_name=calendars_by_name,
         errors=tuple(errors),
         warnings=tuple(warnings),
     )
+
+
+def with_calendar(
+    schedule: domain.Schedule, known: dict[str, calendars.Calendar]
+) -> domain.Schedule | domain.RowError:
+    """`schedule` with its calendar resolved, or a RowError naming `calendar_name`."""
+    if schedule.calendar_name is None:
+        return schedule
+    found = known.get(schedule.calendar_name)
+    if found is None:
+        return _refused(
+            "report_schedules",
+            schedule.id,
+            f"calendar_name: unknown calendar {schedule.calendar_name!r} "
+            "(missing, inactive or invalid in report_calendars)",
+        )
+    return replace(schedule, calendar=found)
+
+
+async def load_calendars(store: Store) -> dict[str, calendars.Calendar]:
+    """The active, valid calendars by name."""
+    found = [rows.calendar(r) for r in await _select_all(store, schema.calendars, True)]
+    return {c.name: c for c in found if isinstance(c, calendars.Calendar)}
 
 
 async def fingerprint(store: Store) -> Fingerprint:
@@ -152,7 +184,7 @@ async def fingerprint(store: Store) -> Fingerprint:
     async with store.engine.connect() as conn:
         found = {row.name: row for row in (await conn.execute(_fingerprint_query())).all()}
     parts = []
-    for table in schema.DEFINITION_TABLES:
+    for table in schema.WATCHED_TABLES:
         row = found[table.name]
         latest = row.latest
         if isinstance(latest, str):
@@ -168,7 +200,7 @@ def _fingerprint_query() -> sa.CompoundSelect[Any]:
     """One SELECT per definition table, as one UNION ALL, built once (the watcher runs it every
     reload interval)."""
     selects = []
-    for table in schema.DEFINITION_TABLES:
+    for table in schema.WATCHED_TABLES:
         newest = sa.func.max(table.c.updated_at) if "updated_at" in table.c else sa.null()
         active = sa.func.sum(sa.case((table.c.is_active == sa.true(), 1), else_=0))
         selects.append(

@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from reporthubd import domain, logs
+from reporthubd import calendars, domain, logs
 from reporthubd.ids import new_id
 from reporthubd.store import journal, rows, schema
 from reporthubd.store.database import Store
@@ -58,6 +58,8 @@ def execution_record(row: Any) -> domain.Execution:
         error_message=row.error_message,
         created_at=row.created_at,
         recovers_id=getattr(row, "recovers_id", None),
+        shifted_to=getattr(row, "shifted_to", None),
+        shift_reason=getattr(row, "shift_reason", None),
     )
 
 
@@ -217,6 +219,31 @@ async def get_config(store: Store, config_id: int) -> domain.ReportConfig | None
     return record
 
 
+async def _with_calendar(conn: Any, schedule: domain.Schedule) -> domain.Schedule:
+    """The schedule with its business calendar (templates' business-day helpers use it)."""
+    if schedule.calendar_name is None:
+        return schedule
+    table = schema.calendars
+    row = (
+        (
+            await conn.execute(
+                sa.select(table).where(
+                    table.c.name == schedule.calendar_name, table.c.is_active == sa.true()
+                )
+            )
+        )
+        .mappings()
+        .first()
+    )
+    found = rows.calendar(dict(row)) if row is not None else None
+    if not isinstance(found, calendars.Calendar):
+        raise DefinitionProblem(
+            f"schedule {schedule.id}: calendar_name: calendar {schedule.calendar_name!r} "
+            + ("is invalid: " + "; ".join(found.problems) if found else "is missing or inactive")
+        )
+    return replace(schedule, calendar=found)
+
+
 async def load_run_definitions(
     store: Store, config_id: int, schedule_id: int | None, *, default_timezone: str
 ) -> RunDefinitions:
@@ -244,7 +271,7 @@ async def load_run_definitions(
                 parsed = rows.schedule(schedule_row, default_timezone=default_timezone)
                 if isinstance(parsed, domain.RowError):
                     raise DefinitionProblem(str(parsed))
-                schedule = parsed
+                schedule = await _with_calendar(conn, parsed)
         delivery_rows = (
             (
                 await conn.execute(

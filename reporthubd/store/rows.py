@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from reporthubd import domain, secrets
+from reporthubd import calendars, domain, secrets
 from reporthubd.cron import CronError, parse_cron
 from reporthubd.store.types import MalformedJSON
 
@@ -138,6 +138,16 @@ def schedule(row: Mapping[str, Any], *, default_timezone: str) -> domain.Schedul
     end_at: datetime | None = row.get("end_at")
     if start_at and end_at and end_at <= start_at:
         p.add("end_at: must be after start_at")
+    calendar_name = row.get("calendar_name") or None
+    calendar_policy = None
+    if calendar_name is not None:
+        # no policy with a calendar: a closed day moves the fire on (the common wish)
+        raw_policy = row.get("calendar_policy") or calendars.CalendarPolicy.NEXT_BUSINESS_DAY
+        calendar_policy = p.choice(
+            calendars.CalendarPolicy, {"calendar_policy": raw_policy}, "calendar_policy"
+        )
+    elif row.get("calendar_policy"):
+        p.add("calendar_policy: set without a calendar_name")
     if p.items or zone is None or policy is None:
         return _error("report_schedules", row, p)
     return domain.Schedule(
@@ -155,6 +165,8 @@ def schedule(row: Mapping[str, Any], *, default_timezone: str) -> domain.Schedul
         last_run_at=row.get("last_run_at"),
         next_run_at=row.get("next_run_at"),
         updated_at=row.get("updated_at"),
+        calendar_name=calendar_name,
+        calendar_policy=calendar_policy,
         paused_at=row.get("paused_at"),
         paused_by=row.get("paused_by"),
         paused_reason=row.get("paused_reason"),
@@ -217,3 +229,23 @@ def unknown_key_warnings(
         keys = _unknown_keys(record.delivery_config, domain.DELIVERY_KEYS[record.method])
         column = "delivery_config"
     return [f"{column}: unknown key {key!r}" for key in keys]
+
+
+def calendar(row: Mapping[str, Any]) -> calendars.Calendar | domain.RowError:
+    """A report_calendars row, validated by calendars.build (a RowError names the key)."""
+    try:
+        return calendars.build(
+            name=str(row.get("name") or ""),
+            country=row.get("country") or None,
+            subdivision=row.get("subdivision") or None,
+            added=calendars.parse_added(_plain(row.get("added_dates")), "added_dates"),
+            removed=calendars.parse_removed(_plain(row.get("removed_dates")), "removed_dates"),
+        )
+    except calendars.CalendarError as exc:
+        return domain.RowError(table="report_calendars", row_id=row.get("id"), problems=(str(exc),))
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, MalformedJSON):
+        raise calendars.CalendarError(f"malformed JSON ({value.error})")
+    return value

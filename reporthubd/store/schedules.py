@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from reporthubd import domain
-from reporthubd.store import rows, schema
+from reporthubd.store import definitions, rows, schema
 from reporthubd.store.database import Store, driver_of, mark_clean, mysql_time
 
 _s = schema.schedules
@@ -107,4 +107,7 @@ async def get_schedule(
         row = (await conn.execute(sa.select(_s).where(_s.c.id == schedule_id))).mappings().first()
     if row is None:
         return None
-    return rows.schedule(dict(row), default_timezone=default_timezone)
+    found = rows.schedule(dict(row), default_timezone=default_timezone)
+    if isinstance(found, domain.Schedule) and found.calendar_name is not None:
+        return definitions.with_calendar(found, await definitions.load_calendars(store))
+    return found

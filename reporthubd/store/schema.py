@@ -93,6 +93,9 @@ schedules = sa.Table(
     sa.Column("paused_reason", sa.String(1000), nullable=True),
     sa.Column("resumed_at", UTCDateTime(), nullable=True),
     sa.Column("resumed_by", sa.String(255), nullable=True),
+    # business calendar (revision 0007): report_calendars.name, and what a closed day does
+    sa.Column("calendar_name", sa.String(255), nullable=True),
+    sa.Column("calendar_policy", sa.String(32), nullable=True),
 )
 
 deliveries = sa.Table(
@@ -148,6 +151,10 @@ executions = sa.Table(
     # Added by revision 0005: for a recovery run, the id of the run it stands in for (the first
     # of the chain): deliveries use it to name the logical run (webhook Idempotency-Key).
     sa.Column("recovers_id", sa.String(36), nullable=True),
+    # Added by revision 0007: a fire its calendar moved keeps its scheduled_for; here the
+    # instant it was moved to, and why.
+    sa.Column("shifted_to", UTCDateTime(), nullable=True),
+    sa.Column("shift_reason", sa.String(1000), nullable=True),
     sa.UniqueConstraint(
         "schedule_id", "scheduled_for", "attempt", name="uq_report_executions_fire_attempt"
     ),
@@ -201,10 +208,28 @@ nodes = sa.Table(
     sa.Column("stopped_at", UTCDateTime(), nullable=True),
 )
 
+calendars = sa.Table(
+    "report_calendars",
+    metadata,
+    id_column(),
+    sa.Column("name", sa.String(255), nullable=False, unique=True),
+    sa.Column("country", sa.String(8), nullable=True),
+    sa.Column("subdivision", sa.String(16), nullable=True),
+    sa.Column("added_dates", JSONDocument(), nullable=True),
+    sa.Column("removed_dates", JSONDocument(), nullable=True),
+    is_active(),
+    created_at(),
+    updated_at(),
+)
+
 DEFINITION_TABLES = (datasources, configs, schedules, deliveries, recipients)
+WATCHED_TABLES = (*DEFINITION_TABLES, calendars)
+"""What the definitions watcher fingerprints: an edited calendar reloads its schedules too."""
 
 __all__ = [
     "DEFINITION_TABLES",
+    "WATCHED_TABLES",
+    "calendars",
     "configs",
     "datasources",
     "deliveries",

@@ -9,8 +9,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from reporthubd import calendars
+from reporthubd import calendars, domain, templates
 from reporthubd.cron import FireTimes, parse_cron
+from reporthubd.engine import parameters
+from reporthubd.scheduler import views
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -168,3 +170,76 @@ def test_bad_policy_and_dates_name_the_key() -> None:
         calendars.parse_added({"2027-02-30": "x"})
     with pytest.raises(calendars.CalendarError, match=r"removed\[0\]: not a date"):
         calendars.parse_removed(["soon"])
+
+
+def test_template_helpers_know_the_schedules_calendar() -> None:
+    berlin = calendars.build(name="de-berlin", country="DE", subdivision="BE")
+    schedule = domain.Schedule(
+        id=1,
+        config_id=1,
+        cron_expression="0 9 * * 1-5",
+        timezone=BERLIN,
+        timezone_name="Europe/Berlin",
+        parameters={},
+        misfire_policy=domain.MisfirePolicy.RUN_ONCE,
+        misfire_grace_seconds=None,
+        start_at=None,
+        end_at=None,
+        calendar_name="de-berlin",
+        calendar_policy=calendars.CalendarPolicy.NEXT_BUSINESS_DAY,
+        calendar=berlin,
+    )
+    # the logical time of Easter Tuesday's run, 09:00 Berlin
+    logical = datetime(2027, 3, 30, 7, tzinfo=UTC)
+    variables = templates.time_variables(logical, BERLIN)
+    variables.update(parameters.business_day_variables(schedule, logical, BERLIN))
+
+    def run(text: str) -> object:
+        return templates.evaluate(text, variables, what="test")
+
+    assert run("{{ prev_business_day() }}") == date(2027, 3, 25)  # over Easter
+    assert run("{{ prev_business_day(n=2) }}") == date(2027, 3, 24)
+    assert run("{{ next_business_day(parse_date('2027-05-05')) }}") == date(2027, 5, 7)
+    # [1 March, 30 March): 21 weekdays less 8 March, Good Friday and Easter Monday
+    assert run("{{ business_days_between(start_of_month() | date, today) }}") == 18
+    assert run("{{ is_business_day(date(2027, 3, 8)) }}") is False
+    assert run("{{ business_calendar }}") == "de-berlin"
+    # without a calendar: Monday to Friday
+    plain = templates.time_variables(logical, BERLIN)
+    plain.update(parameters.business_day_variables(None, logical, BERLIN))
+    assert templates.evaluate("{{ prev_business_day() }}", plain, what="t") == date(2027, 3, 29)
+    with pytest.raises(templates.TemplateError, match="n must be 1 or more"):
+        run("{{ next_business_day(n=0) }}")
+
+
+def test_the_api_view_of_next_fires_marks_the_calendar() -> None:
+    berlin = calendars.build(name="de-berlin", country="DE", subdivision="BE")
+    schedule = domain.Schedule(
+        id=1,
+        config_id=1,
+        cron_expression="0 9 * * 1-5",
+        timezone=BERLIN,
+        timezone_name="Europe/Berlin",
+        parameters={},
+        misfire_policy=domain.MisfirePolicy.RUN_ONCE,
+        misfire_grace_seconds=None,
+        start_at=None,
+        end_at=None,
+        calendar_name="de-berlin",
+        calendar_policy=calendars.CalendarPolicy.PREVIOUS_BUSINESS_DAY,
+        calendar=berlin,
+    )
+    fires = views.next_fires(schedule, datetime(2027, 5, 12, 12, tzinfo=UTC), 3)
+    # Pentecost Monday (17 May) runs on Friday 14 May at 09:00, beside Friday's own fire
+    assert fires == [
+        {"utc": "2027-05-13T07:00:00Z", "local": "2027-05-13T09:00:00+02:00", "status": "run"},
+        {"utc": "2027-05-14T07:00:00Z", "local": "2027-05-14T09:00:00+02:00", "status": "run"},
+        {
+            "utc": "2027-05-17T07:00:00Z",
+            "local": "2027-05-17T09:00:00+02:00",
+            "status": "shifted",
+            "runs_utc": "2027-05-14T07:00:00Z",
+            "runs_local": "2027-05-14T09:00:00+02:00",
+            "reason": "holiday: Pentecost Monday, de-berlin",
+        },
+    ]
