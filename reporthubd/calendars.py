@@ -47,6 +47,15 @@ class CalendarPolicy(enum.StrEnum):
     PREVIOUS_BUSINESS_DAY = "previous_business_day"
 
 
+SKIP_PREFIXES = ("holiday: ", "weekend: ")
+"""How the reason of a fire its calendar skipped begins."""
+
+
+def is_calendar_skip(reason: str | None) -> bool:
+    """Whether a SKIPPED reason is a calendar's (a closed day), not a missed fire's."""
+    return reason is not None and reason.startswith(SKIP_PREFIXES)
+
+
 class CalendarError(ValueError):
     """A calendar definition that cannot be used; the message names the key."""
 

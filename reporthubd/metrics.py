@@ -72,6 +72,12 @@ PAUSED_FIRES = Counter(
     "Fires of paused schedules, recorded as SKIPPED (not counted as missed).",
     registry=REGISTRY,
 )
+CALENDAR_SKIPPED_FIRES = Counter(
+    "reporthubd_calendar_skipped_fires",
+    "Fires on a closed day of their business calendar (policy skip), recorded as SKIPPED "
+    "(not counted as missed).",
+    registry=REGISTRY,
+)
 
 RETRIES_PENDING = Gauge(
     "reporthubd_delivery_retries_pending", "Delivery retries waiting.", registry=REGISTRY

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from reporthubd import logs, metrics
+from reporthubd import calendars, logs, metrics
 from reporthubd.calendars import CalendarFires
 from reporthubd.config import SchedulerSettings
 from reporthubd.lifecycle.executions import Lifecycle
@@ -335,6 +335,9 @@ class Dispatcher:
                 self.skipped_count += 1
                 if pausing.is_pause_skip(claimed.claim.skipped_reason):
                     metrics.PAUSED_FIRES.inc()  # not missed: nobody wanted it run
+                    continue
+                if calendars.is_calendar_skip(claimed.claim.skipped_reason):
+                    metrics.CALENDAR_SKIPPED_FIRES.inc()  # a closed day: not missed either
                     continue
                 policy = job.schedule.misfire_policy.value if job is not None else "unknown"
                 metrics.MISSED_FIRES.labels(policy).inc()

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import sqlalchemy as sa
 
-from reporthubd import cli
+from reporthubd import cli, metrics
 from reporthubd.config import StoreSettings
 from reporthubd.store import migrate, schema
 from reporthubd.store.database import Store
@@ -145,8 +145,17 @@ async def test_next_business_day_through_2027_in_berlin(store: Store) -> None:
     assert last == at_nine(date(2027, 12, 31))
 
 
+def _sample(name: str, **labels: str) -> float:
+    return metrics.REGISTRY.get_sample_value(name, labels) or 0.0
+
+
 async def test_skip_through_2027_in_berlin(store: Store) -> None:
+    calendar_skips = _sample("reporthubd_calendar_skipped_fires_total")
+    missed = _sample("reporthubd_missed_fires_total", policy="run_once")
     _, rows, handed_at = await run_2027(store, "skip")
+    # a closed day is no missed fire: the alert on missed fires stays quiet
+    assert _sample("reporthubd_calendar_skipped_fires_total") == calendar_skips + 6
+    assert _sample("reporthubd_missed_fires_total", policy="run_once") == missed
     assert [r.scheduled_for for r in rows] == [at_nine(d) for d in weekdays_2027()]
     skipped = {r.scheduled_for: r for r in rows if r.status == "SKIPPED"}
     assert sorted(skipped) == [at_nine(d) for d in sorted(WEEKDAY_HOLIDAYS)]
