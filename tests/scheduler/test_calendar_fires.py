@@ -227,3 +227,66 @@ async def test_next_marks_skipped_and_shifted_fires(
         },
         {"utc": "2027-03-30T07:00:00Z", "local": "2027-03-30T09:00:00+02:00", "status": "run"},
     ]
+
+
+async def _easter_schedule(store: Store, policy: str = "next_business_day") -> int:
+    await add_calendar(store)
+    config_id = await seed_config(store)
+    return await add_schedule(
+        store,
+        config_id,
+        "0 9 * * 1-5",
+        timezone="Europe/Berlin",
+        calendar_name="de-berlin",
+        calendar_policy=policy,
+    )
+
+
+async def test_two_nodes_claim_each_shifted_fire_once(store: Store) -> None:
+    schedule_id = await _easter_schedule(store)
+    clock = FakeClock(datetime(2027, 3, 24, 12, tzinfo=UTC))
+    a, b = Submitted([]), Submitted([])
+    async with (
+        running(store, clock, a, node_id="node-a"),
+        running(store, clock, b, node_id="node-b"),
+    ):
+        # the instants something is claimed at: no fire on Good Friday or Easter Monday
+        for day in (date(2027, 3, 25), date(2027, 3, 30), date(2027, 3, 31), date(2027, 4, 1)):
+            clock.set(at_nine(day) + timedelta(seconds=0.2))
+            await clock.idle()
+            await clock.idle()
+    rows = await executions(store, schedule_id)
+    # Thu 25, Fri 26 (moved), Mon 29 (moved), Tue 30, Wed 31, Thu 1 April: once each
+    assert [r.scheduled_for for r in rows] == [
+        at_nine(date(2027, 3, d)) for d in (25, 26, 29, 30, 31)
+    ] + [at_nine(date(2027, 4, 1))]
+    assert len(a.ids) + len(b.ids) == 6
+    assert set(a.ids).isdisjoint(b.ids)
+    assert [r.shifted_to for r in rows if r.shifted_to] == [at_nine(date(2027, 3, 30))] * 2
+
+
+async def test_a_restart_over_a_shifted_fire_claims_it_on_its_business_day(store: Store) -> None:
+    schedule_id = await _easter_schedule(store)
+    clock = FakeClock(datetime(2027, 3, 25, 7, 30, tzinfo=UTC))  # 09:00 CET is 08:00 UTC
+    submitted = Submitted([])
+    async with running(store, clock, submitted):
+        clock.set(at_nine(date(2027, 3, 25)) + timedelta(seconds=0.2))
+        await clock.idle()
+    # down over Good Friday and Easter Monday; back on Tuesday before 09:00
+    clock = FakeClock(datetime(2027, 3, 30, 6, tzinfo=UTC))
+    async with running(store, clock, submitted) as scheduler:
+        assert await executions(store, schedule_id) != []  # Thursday's only, so far
+        assert len(await executions(store, schedule_id)) == 1
+        assert scheduler.timetable.peek() == int(at_nine(date(2027, 3, 30)).timestamp())
+        clock.set(at_nine(date(2027, 3, 30)) + timedelta(seconds=0.2))
+        await clock.idle()
+    rows = await executions(store, schedule_id)
+    assert [(r.scheduled_for, r.shifted_to, r.status) for r in rows] == [
+        (at_nine(date(2027, 3, 25)), None, "PENDING"),
+        (at_nine(date(2027, 3, 26)), at_nine(date(2027, 3, 30)), "PENDING"),
+        (at_nine(date(2027, 3, 29)), at_nine(date(2027, 3, 30)), "PENDING"),
+        (at_nine(date(2027, 3, 30)), None, "PENDING"),
+    ]
+    # (Thursday's run, still PENDING when the first process stopped, is handed on again by
+    # the restarted process: its own queued runs are recovered, calendar or not)
+    assert len(set(submitted.ids)) == 4
