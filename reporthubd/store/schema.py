@@ -222,6 +222,33 @@ calendars = sa.Table(
     updated_at(),
 )
 
+notices = sa.Table(
+    # revision 0008: one notice to one target about one incident; the row is its claim
+    "report_notices",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("incident_key", sa.String(255), nullable=False),
+    sa.Column("event", sa.String(32), nullable=False),
+    sa.Column("target", sa.String(512), nullable=False),
+    sa.Column("sequence", sa.Integer(), nullable=False, server_default=sa.text("0")),
+    sa.Column("config_id", sa.BigInteger(), nullable=True),
+    sa.Column("schedule_id", sa.BigInteger(), nullable=True),
+    sa.Column("execution_id", sa.String(36), nullable=True),
+    sa.Column("message", sa.Text(), nullable=True),
+    sa.Column("status", sa.String(16), nullable=False, server_default=sa.text("'PENDING'")),
+    sa.Column("attempt", sa.Integer(), nullable=False, server_default=sa.text("0")),
+    sa.Column("node_id", sa.String(64), nullable=True),
+    sa.Column("lease_until", UTCDateTime(), nullable=True),
+    sa.Column("next_attempt_at", UTCDateTime(), nullable=True),
+    sa.Column("error_message", sa.Text(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False, server_default=utcnow()),
+    sa.Column("sent_at", UTCDateTime(), nullable=True),
+    sa.UniqueConstraint(
+        "incident_key", "event", "target", "sequence", name="uq_report_notices_once"
+    ),
+    sa.Index("ix_report_notices_due", "status", "next_attempt_at"),
+)
+
 DEFINITION_TABLES = (datasources, configs, schedules, deliveries, recipients)
 WATCHED_TABLES = (*DEFINITION_TABLES, calendars)
 """What the definitions watcher fingerprints: an edited calendar reloads its schedules too."""
@@ -237,6 +264,7 @@ __all__ = [
     "executions",
     "metadata",
     "nodes",
+    "notices",
     "recipients",
     "schedules",
     "utcnow",
