@@ -24,7 +24,7 @@ from reporthubd.control.openapi_schemas import (
     name_operations,
 )
 from reporthubd.control.params import MAX_ID
-from reporthubd.formats.columns import COLUMNS_SCHEMA
+from reporthubd.formats.columns import openapi_components as column_format_components
 
 JSON = "application/json"
 ID = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
@@ -478,7 +478,7 @@ def spec() -> dict[str, Any]:
                 "Lateness": LATENESS,
                 "Job": JOB,
                 "SchedulerStatus": SCHEDULER_STATUS,
-                "ColumnFormats": COLUMNS_SCHEMA,
+                **column_format_components(_ref),
                 **openapi_schedules.SCHEMAS,
                 "ExecutionStarted": {
                     "type": "object",

@@ -37,7 +37,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from functools import cache
@@ -267,6 +267,31 @@ COLUMNS_SCHEMA: Final = {
     ],
 }
 """The spec as JSON Schema (control/openapi.py serves it as the ColumnFormats component)."""
+
+
+def openapi_components(ref: Callable[[str], dict[str, str]]) -> dict[str, Any]:
+    """The spec as OpenAPI components (ColumnFormats, ColumnFormat, ColumnHighlight), joined
+    by `ref(name)`: client generators handle named schemas where they give up on inline ones
+    nested in a union."""
+    highlight = ref("ColumnHighlight")
+    column = {
+        **COLUMN_FORMAT_SCHEMA,
+        "properties": {
+            **_FORMAT_PROPERTIES,
+            "highlight": {"anyOf": [highlight, {"type": "array", "items": highlight}]},
+        },
+    }
+    return {
+        "ColumnFormats": {
+            "description": COLUMNS_SCHEMA["description"],
+            "anyOf": [
+                {"type": "object", "additionalProperties": ref("ColumnFormat")},
+                {"type": "array", "items": ref("ColumnFormat")},
+            ],
+        },
+        "ColumnFormat": column,
+        "ColumnHighlight": _HIGHLIGHT_SCHEMA,
+    }
 
 
 # -- parsing ------------------------------------------------------------------------------------
