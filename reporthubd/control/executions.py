@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import asdict
 from datetime import datetime
 from enum import Enum
@@ -22,7 +21,7 @@ from aiohttp import web
 
 from reporthubd import domain
 from reporthubd.control import envelope
-from reporthubd.control.params import path_id
+from reporthubd.control.params import json_object, path_id
 from reporthubd.control.runtime import engine as running_engine
 from reporthubd.control.runtime import runtime
 from reporthubd.engine.engine import EngineStopped, UnknownConfig
@@ -30,18 +29,6 @@ from reporthubd.store import delivery_logs, executions
 from reporthubd.store.database import Store
 
 MAX_WAIT = 3600
-
-
-async def _body(request: web.Request) -> dict[str, Any]:
-    if not request.can_read_body:
-        return {}
-    try:
-        body = await request.json(loads=json.loads)
-    except ValueError:
-        raise web.HTTPBadRequest(reason="the body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise web.HTTPBadRequest(reason="the body must be a JSON object")
-    return body
 
 
 def execution_data(execution: domain.Execution) -> dict[str, Any]:
@@ -58,7 +45,7 @@ def execution_data(execution: domain.Execution) -> dict[str, Any]:
 async def execute(request: web.Request) -> web.Response:
     engine = running_engine(request)
     config_id = path_id(request, "config_id")
-    body = await _body(request)
+    body = await json_object(request)
     parameters = body.get("parameters")
     if parameters is None:
         parameters = {}
@@ -174,7 +161,7 @@ async def get_execution(request: web.Request) -> web.Response:
 async def cancel(request: web.Request) -> web.Response:
     engine = running_engine(request)
     execution_id = request.match_info["execution_id"]
-    body = await _body(request)
+    body = await json_object(request)
     reason = body.get("reason") or "cancelled through the control plane"
     if not isinstance(reason, str):
         return envelope.error("bad request", '"reason" must be a string', status=400)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
-from typing import Any
 
 from aiohttp import web
 
 from reporthubd.control import envelope, runtime
-from reporthubd.control.params import path_id
+from reporthubd.control.params import json_object, path_id
 from reporthubd.scheduler import views
 
 MAX_NEXT = 1000
@@ -52,22 +50,10 @@ async def reload(request: web.Request) -> web.Response:
     return envelope.success(report.message, data)
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
-    if not request.can_read_body:
-        return {}
-    try:
-        body = json.loads(await request.text() or "{}")
-    except ValueError as exc:
-        raise web.HTTPBadRequest(reason="bad body", text=f"body is not JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise web.HTTPBadRequest(reason="bad body", text="body must be a JSON object")
-    return body
-
-
 async def trigger(request: web.Request) -> web.Response:
     scheduler = runtime.scheduler(request)
     schedule_id = _schedule_id(request)
-    body = await _body(request)
+    body = await json_object(request)
     scheduled_for = None
     if body.get("scheduled_for") is not None:
         try:

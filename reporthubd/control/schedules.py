@@ -9,13 +9,12 @@ the health checks.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
 
 from reporthubd.control import envelope, runtime
-from reporthubd.control.params import path_id
+from reporthubd.control.params import json_object, path_id
 from reporthubd.store import pauses
 
 DEFAULT_BY = "api"
@@ -24,23 +23,6 @@ DEFAULT_BY = "api"
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/schedules/{schedule_id}/pause", pause)
     app.router.add_post("/api/schedules/{schedule_id}/resume", resume)
-
-
-async def _body(request: web.Request) -> dict[str, Any]:
-    if not request.can_read_body:
-        return {}
-    try:
-        body = json.loads(await request.text() or "{}")
-    except ValueError as exc:
-        raise web.HTTPBadRequest(reason="bad body", text=f"body is not JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise web.HTTPBadRequest(reason="bad body", text="body must be a JSON object")
-    unknown = sorted(set(body) - {"by", "reason"})
-    if unknown:
-        raise web.HTTPBadRequest(
-            reason="bad body", text=f"{unknown[0]}: unknown key (expected 'by', 'reason')"
-        )
-    return body
 
 
 def _by(body: dict[str, Any]) -> str:
@@ -56,7 +38,7 @@ async def _reload(request: web.Request) -> None:
 
 async def pause(request: web.Request) -> web.Response:
     schedule_id = path_id(request, "schedule_id")
-    body = await _body(request)
+    body = await json_object(request, known=("by", "reason"))
     try:
         by = _by(body)
         reason = pauses.checked_text(
@@ -78,7 +60,7 @@ async def pause(request: web.Request) -> web.Response:
 
 async def resume(request: web.Request) -> web.Response:
     schedule_id = path_id(request, "schedule_id")
-    body = await _body(request)
+    body = await json_object(request, known=("by", "reason"))
     try:
         by = _by(body)
         found = await pauses.resume(runtime.runtime(request).store, schedule_id, by=by)
