@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -12,6 +14,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from reporthubd.config import Settings
+from reporthubd.daemon import Supervisor
+from reporthubd.scheduler.loop import Scheduler
 from reporthubd.store import schema
 from reporthubd.store.database import Store
 
@@ -136,3 +140,31 @@ class FakeClock:
 
     async def idle(self) -> None:
         await asyncio.wait_for(self._idle.wait(), timeout=30)
+
+
+@asynccontextmanager
+async def running(
+    store: Store, clock: FakeClock, submitted: Submitted, node_id: str = "node-a", **config: object
+) -> AsyncIterator[Scheduler]:
+    tasks = Supervisor()
+    scheduler = Scheduler(
+        store=store,
+        settings=settings(**config),
+        node_id=node_id,
+        submit=submitted,
+        clock=clock,
+        started_at=datetime.fromtimestamp(clock.now(), UTC),
+    )
+    await scheduler.start(tasks)
+    await clock.idle()
+    try:
+        yield scheduler
+    finally:
+        await scheduler.stop()
+        await tasks.stop()
+        assert tasks.failure is None
+
+
+async def advance_to(clock: FakeClock, when: str) -> None:
+    clock.set(utc(when))
+    await clock.idle()

@@ -6,58 +6,26 @@ Nothing here sleeps."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from reporthubd import domain, metrics
-from reporthubd.daemon import Supervisor
 from reporthubd.scheduler import pausing
-from reporthubd.scheduler.loop import Scheduler
 from reporthubd.store import pauses
 from reporthubd.store.database import Store
 from tests.scheduler.helpers import (
     FakeClock,
     Submitted,
     add_schedule,
+    advance_to,
     executions,
+    running,
     seed_config,
-    settings,
     utc,
 )
 
 PAUSED = "paused by ops since 2026-05-04T10:01:30Z: warehouse maintenance"
-
-
-@asynccontextmanager
-async def running(
-    store: Store, clock: FakeClock, submitted: Submitted, node_id: str = "node-a"
-) -> AsyncIterator[Scheduler]:
-    tasks = Supervisor()
-    scheduler = Scheduler(
-        store=store,
-        settings=settings(),
-        node_id=node_id,
-        submit=submitted,
-        clock=clock,
-        started_at=datetime.fromtimestamp(clock.now(), UTC),
-    )
-    await scheduler.start(tasks)
-    await clock.idle()
-    try:
-        yield scheduler
-    finally:
-        await scheduler.stop()
-        await tasks.stop()
-        assert tasks.failure is None
-
-
-async def advance_to(clock: FakeClock, when: str) -> None:
-    clock.set(utc(when))
-    await clock.idle()
 
 
 async def history(store: Store, schedule_id: int) -> dict[str, tuple[str, str | None]]:

@@ -5,8 +5,6 @@ triggers and the recovery of lost executions. Nothing here sleeps."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,9 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from reporthubd.config import StoreSettings
-from reporthubd.daemon import Supervisor
 from reporthubd.scheduler import dispatch, timetable
-from reporthubd.scheduler.loop import Scheduler
 from reporthubd.store import nodes as node_rows
 from reporthubd.store import schema
 from reporthubd.store.database import Store
@@ -25,40 +21,13 @@ from tests.scheduler.helpers import (
     FakeClock,
     Submitted,
     add_schedule,
+    advance_to,
     executions,
+    running,
     seed_config,
-    settings,
     update_schedule,
     utc,
 )
-
-
-@asynccontextmanager
-async def running(
-    store: Store, clock: FakeClock, submitted: Submitted, node_id: str = "node-a", **config: object
-) -> AsyncIterator[Scheduler]:
-    tasks = Supervisor()
-    scheduler = Scheduler(
-        store=store,
-        settings=settings(**config),
-        node_id=node_id,
-        submit=submitted,
-        clock=clock,
-        started_at=datetime.fromtimestamp(clock.now(), UTC),
-    )
-    await scheduler.start(tasks)
-    await clock.idle()
-    try:
-        yield scheduler
-    finally:
-        await scheduler.stop()
-        await tasks.stop()
-        assert tasks.failure is None
-
-
-async def advance_to(clock: FakeClock, when: str) -> None:
-    clock.set(utc(when))
-    await clock.idle()
 
 
 def by_time(rows: list[sa.Row[object]]) -> dict[str, tuple[str, str]]:
