@@ -142,7 +142,8 @@ def _run_printed_curl(command: str) -> dict[str, Any]:
         answer: dict[str, Any] = json.loads(result.stdout)
         return answer
     url = next(arg for arg in argv if arg.startswith("http"))
-    return _post(url, {})
+    body = json.loads(argv[argv.index("-d") + 1]) if "-d" in argv else {}
+    return _post(url, body)
 
 
 def _report_files(reports: Path) -> list[Path]:
@@ -251,6 +252,14 @@ def test_demo_end_to_end_as_a_new_user(tmp_path: Path, demos: list[Demo]) -> Non
     fired = _wait_for(lambda: _finished(base, answer["data"]["execution_id"]), "the fired run")
     assert fired["status"] == "COMPLETED", fired
     assert fired["schedule_id"] == answer["data"]["schedule_id"]
+
+    # The printed pause and resume commands pause that schedule, with the reason, and resume it.
+    for verb, paused in (("pause", True), ("resume", False)):
+        printed = re.search(rf"^\s*(curl -X POST \S+/api/schedules/\d+/{verb}.*)$", banner, re.M)
+        assert printed is not None, banner
+        answer = _run_printed_curl(printed.group(1))
+        assert (answer["status"], answer["data"]["paused"]) == ("success", paused), answer
+    assert answer["data"]["resumed_by"] == "api"
 
     # A report run through the API with wait: the JSON feed holds objects.
     done = _post(f"{base}/api/execute/{ids['orders-feed']}", {"wait": 60})["data"]

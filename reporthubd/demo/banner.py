@@ -69,6 +69,10 @@ def banner(
         lines += [
             f"    curl -X POST {base}/api/scheduler/trigger/{schedule_id}",
             f"        fires schedule {schedule_id} now, with its parameters",
+            f"    curl -X POST {base}/api/schedules/{schedule_id}/pause"
+            + """ -d '{"reason": "trying"}'""",
+            f"    curl -X POST {base}/api/schedules/{schedule_id}/resume",
+            "        pauses it (its fires are recorded SKIPPED, with who and why), then resumes it",
         ]
     lines += [
         f"    curl {base}/api/scheduler/jobs",
