@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from reporthubd import calendars, logs, metrics
+from reporthubd import calendars, domain, logs, metrics
 from reporthubd.calendars import CalendarFires
 from reporthubd.config import SchedulerSettings
 from reporthubd.lifecycle.executions import Lifecycle
@@ -73,6 +73,18 @@ def _slices(batch: list[claims.FireClaim]) -> list[list[claims.FireClaim]]:
         out.append(batch[start : start + size])
         start, size = start + size, LOOP_SLICE
     return out
+
+
+def _fire_claim(schedule: domain.Schedule, fire: datetime, fire_ts: int) -> claims.FireClaim:
+    """The claim of `schedule`'s fire at `fire` (`fire_ts`): recorded SKIPPED while paused."""
+    return claims.FireClaim(
+        schedule_id=schedule.id,
+        config_id=schedule.config_id,
+        scheduled_for=fire,
+        skipped_reason=None
+        if schedule.paused_at is None
+        else pausing.skip_reason(schedule, fire_ts),
+    )
 
 
 def _fire_key(claim: claims.FireClaim) -> tuple[int, datetime]:
@@ -134,16 +146,7 @@ class Dispatcher:
         started = time.perf_counter()
         fire = utc(due)
         batch = [
-            claims.FireClaim(
-                schedule_id=job.schedule.id,
-                config_id=job.schedule.config_id,
-                scheduled_for=fire,
-                skipped_reason=(
-                    None
-                    if job.schedule.paused_at is None
-                    else pausing.skip_reason(job.schedule, due)
-                ),
-            )
+            _fire_claim(job.schedule, fire, due)
             for timeline in self.timetable.due_at(due)
             if not isinstance(timeline.fires, CalendarFires)  # claimed as they come
             for job in timeline.members.values()
@@ -200,17 +203,7 @@ class Dispatcher:
             if now - first <= misfire.ON_TIME_SECONDS:
                 fire = utc(first)
                 batch += [
-                    claims.FireClaim(
-                        schedule_id=job.schedule.id,
-                        config_id=job.schedule.config_id,
-                        scheduled_for=fire,
-                        skipped_reason=(
-                            None
-                            if job.schedule.paused_at is None
-                            else pausing.skip_reason(job.schedule, first)
-                        ),
-                    )
-                    for job in timeline.members.values()
+                    _fire_claim(job.schedule, fire, first) for job in timeline.members.values()
                 ]
                 handled.append((timeline, first))
                 continue
