@@ -172,9 +172,9 @@ def test_bad_policy_and_dates_name_the_key() -> None:
         calendars.parse_removed(["soon"])
 
 
-def test_template_helpers_know_the_schedules_calendar() -> None:
-    berlin = calendars.build(name="de-berlin", country="DE", subdivision="BE")
-    schedule = domain.Schedule(
+def berlin_weekdays(policy: calendars.CalendarPolicy) -> domain.Schedule:
+    """`0 9 * * 1-5` Europe/Berlin on the de-berlin calendar under `policy`."""
+    return domain.Schedule(
         id=1,
         config_id=1,
         cron_expression="0 9 * * 1-5",
@@ -186,9 +186,13 @@ def test_template_helpers_know_the_schedules_calendar() -> None:
         start_at=None,
         end_at=None,
         calendar_name="de-berlin",
-        calendar_policy=calendars.CalendarPolicy.NEXT_BUSINESS_DAY,
-        calendar=berlin,
+        calendar_policy=policy,
+        calendar=calendars.build(name="de-berlin", country="DE", subdivision="BE"),
     )
+
+
+def test_template_helpers_know_the_schedules_calendar() -> None:
+    schedule = berlin_weekdays(calendars.CalendarPolicy.NEXT_BUSINESS_DAY)
     # the logical time of Easter Tuesday's run, 09:00 Berlin
     logical = datetime(2027, 3, 30, 7, tzinfo=UTC)
     variables = templates.time_variables(logical, BERLIN)
@@ -213,22 +217,7 @@ def test_template_helpers_know_the_schedules_calendar() -> None:
 
 
 def test_the_api_view_of_next_fires_marks_the_calendar() -> None:
-    berlin = calendars.build(name="de-berlin", country="DE", subdivision="BE")
-    schedule = domain.Schedule(
-        id=1,
-        config_id=1,
-        cron_expression="0 9 * * 1-5",
-        timezone=BERLIN,
-        timezone_name="Europe/Berlin",
-        parameters={},
-        misfire_policy=domain.MisfirePolicy.RUN_ONCE,
-        misfire_grace_seconds=None,
-        start_at=None,
-        end_at=None,
-        calendar_name="de-berlin",
-        calendar_policy=calendars.CalendarPolicy.PREVIOUS_BUSINESS_DAY,
-        calendar=berlin,
-    )
+    schedule = berlin_weekdays(calendars.CalendarPolicy.PREVIOUS_BUSINESS_DAY)
     fires = views.next_fires(schedule, datetime(2027, 5, 12, 12, tzinfo=UTC), 3)
     # Pentecost Monday (17 May) runs on Friday 14 May at 09:00, beside Friday's own fire
     assert fires == [
