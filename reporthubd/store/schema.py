@@ -66,6 +66,8 @@ configs = sa.Table(
     is_active(),
     created_at(),
     updated_at(),
+    # notices (revision 0009): {"owners": [...], "rules": [...]}; NULL: the configured default
+    sa.Column("notify", JSONDocument(), nullable=True),
 )
 
 schedules = sa.Table(
@@ -96,6 +98,8 @@ schedules = sa.Table(
     # business calendar (revision 0007): report_calendars.name, and what a closed day does
     sa.Column("calendar_name", sa.String(255), nullable=True),
     sa.Column("calendar_policy", sa.String(32), nullable=True),
+    # deadline (revision 0009): "07:30" on the fire's local day, or "+20s" after the fire
+    sa.Column("deadline", sa.String(64), nullable=True),
 )
 
 deliveries = sa.Table(
