@@ -253,6 +253,45 @@ notices = sa.Table(
     sa.Index("ix_report_notices_due", "status", "next_attempt_at"),
 )
 
+backfills = sa.Table(
+    # revision 0010: a requested re-run of a schedule's fires over a range, and its lease
+    "report_backfills",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("schedule_id", sa.BigInteger(), nullable=False),
+    sa.Column("config_id", sa.BigInteger(), nullable=False),
+    sa.Column("range_from", UTCDateTime(), nullable=False),
+    sa.Column("range_to", UTCDateTime(), nullable=False),
+    sa.Column("reprocess", sa.String(8), nullable=False, server_default=sa.text("'none'")),
+    sa.Column("deliver", sa.Boolean(), nullable=False, server_default=sa.true()),
+    sa.Column("concurrency", sa.Integer(), nullable=False, server_default=sa.text("1")),
+    sa.Column("status", sa.String(16), nullable=False, server_default=sa.text("'PENDING'")),
+    sa.Column("total", sa.Integer(), nullable=False, server_default=sa.text("0")),
+    sa.Column("requested_by", sa.String(255), nullable=True),
+    sa.Column("node_id", sa.String(64), nullable=True),
+    sa.Column("lease_until", UTCDateTime(), nullable=True),
+    sa.Column("error_message", sa.Text(), nullable=True),
+    sa.Column("cancelled_by", sa.String(255), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False, server_default=utcnow()),
+    sa.Column("updated_at", UTCDateTime(), nullable=False, server_default=utcnow()),
+    sa.Column("finished_at", UTCDateTime(), nullable=True),
+    sa.Index("ix_report_backfills_status", "status"),
+)
+
+backfill_fires = sa.Table(
+    # revision 0010: the fires a backfill runs, each with the attempt and execution it took
+    "report_backfill_fires",
+    metadata,
+    sa.Column("backfill_id", sa.String(36), primary_key=True),
+    sa.Column("scheduled_for", UTCDateTime(), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False, server_default=sa.text("'PENDING'")),
+    sa.Column("attempt", sa.Integer(), nullable=True),
+    sa.Column("execution_id", sa.String(36), nullable=True),
+    sa.Column("note", sa.String(1000), nullable=True),
+    sa.Column("updated_at", UTCDateTime(), nullable=True),
+    sa.Index("ix_report_backfill_fires_status", "backfill_id", "status"),
+)
+
 DEFINITION_TABLES = (datasources, configs, schedules, deliveries, recipients)
 WATCHED_TABLES = (*DEFINITION_TABLES, calendars)
 """What the definitions watcher fingerprints: an edited calendar reloads its schedules too."""
@@ -260,6 +299,8 @@ WATCHED_TABLES = (*DEFINITION_TABLES, calendars)
 __all__ = [
     "DEFINITION_TABLES",
     "WATCHED_TABLES",
+    "backfill_fires",
+    "backfills",
     "calendars",
     "configs",
     "datasources",
