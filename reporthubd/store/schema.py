@@ -226,6 +226,56 @@ calendars = sa.Table(
     updated_at(),
 )
 
+audience_drivers = sa.Table(
+    # revision 0011: a report's driver query; each of its rows is one audience of a run
+    "report_audience_drivers",
+    metadata,
+    id_column(),
+    ref("config_id", "report_configs.id"),
+    ref("datasource_id", "report_datasources.id"),
+    sa.Column(
+        "query_text",
+        sa.Text().with_variant(sa.dialects.mysql.LONGTEXT(), "mysql", "mariadb"),
+        nullable=False,
+    ),
+    sa.Column("key_column", sa.String(255), nullable=True),
+    sa.Column("recipients_column", sa.String(255), nullable=True),
+    is_active(),
+    created_at(),
+    updated_at(),
+    sa.UniqueConstraint("config_id", name="uq_report_audience_drivers_config"),
+)
+
+bursts = sa.Table(
+    # revision 0011: one data-driven run (the parent's logical id: recovers_id or id)
+    "report_bursts",
+    metadata,
+    sa.Column("burst_id", sa.String(36), primary_key=True),
+    ref("config_id", None),
+    sa.Column("audiences", sa.Integer(), nullable=True),
+    sa.Column("enumerated_at", UTCDateTime(), nullable=True),
+    sa.Column("delivered", sa.Integer(), nullable=True),
+    sa.Column("failed", sa.Integer(), nullable=True),
+    sa.Column("skipped", sa.Integer(), nullable=True),
+    sa.Column("finished_at", UTCDateTime(), nullable=True),
+    created_at(),
+)
+
+audiences = sa.Table(
+    # revision 0011: one audience of a burst; child_id is its child execution's id, drawn from
+    # (burst_id, audience_key), so inserting that execution row is the audience's claim
+    "report_audiences",
+    metadata,
+    sa.Column("child_id", sa.String(36), primary_key=True),
+    sa.Column("burst_id", sa.String(36), nullable=False),
+    sa.Column("seq", sa.Integer(), nullable=False),
+    sa.Column("audience_key", sa.String(255), nullable=False),
+    sa.Column("audience", JSONDocument(), nullable=False),
+    created_at(),
+    sa.UniqueConstraint("burst_id", "audience_key", name="uq_report_audiences_key"),
+    sa.Index("ix_report_audiences_burst_seq", "burst_id", "seq"),
+)
+
 notices = sa.Table(
     # revision 0008: one notice to one target about one incident; the row is its claim
     "report_notices",
@@ -299,6 +349,9 @@ WATCHED_TABLES = (*DEFINITION_TABLES, calendars)
 __all__ = [
     "DEFINITION_TABLES",
     "WATCHED_TABLES",
+    "audience_drivers",
+    "audiences",
+    "bursts",
     "backfill_fires",
     "backfills",
     "calendars",
