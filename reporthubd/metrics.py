@@ -78,6 +78,35 @@ CALENDAR_SKIPPED_FIRES = Counter(
     "(not counted as missed).",
     registry=REGISTRY,
 )
+NOTICES = Counter(
+    "reporthubd_notices",
+    "Notices recorded by this node, by event: each notice is recorded by one node only, so the "
+    "sum over nodes counts each notice once.",
+    ["event"],
+    registry=REGISTRY,
+)
+NOTICE_SENDS = Counter(
+    "reporthubd_notice_sends",
+    "Attempts to send a notice made by this node, by event and outcome (sent, retrying, failed).",
+    ["event", "outcome"],
+    registry=REGISTRY,
+)
+NOTICE_DELAY = Histogram(
+    "reporthubd_notice_delay_seconds",
+    "From a notice's recording to its arrival at the delivery method's server.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600),
+    registry=REGISTRY,
+)
+LATE_RUNS = Counter(
+    "reporthubd_late_runs",
+    "Schedule fires not COMPLETED by their schedule's deadline (one per fire across nodes).",
+    registry=REGISTRY,
+)
+SUSPENDED_SCHEDULES = Counter(
+    "reporthubd_schedules_suspended",
+    "Schedules this node paused after their rule's suspend_after consecutive failures.",
+    registry=REGISTRY,
+)
 
 RETRIES_PENDING = Gauge(
     "reporthubd_delivery_retries_pending", "Delivery retries waiting.", registry=REGISTRY
