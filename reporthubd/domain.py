@@ -65,6 +65,8 @@ class TriggerType(enum.StrEnum):
     MANUAL = "manual"
     RETRY = "retry"
     RECOVERY = "recovery"
+    AUDIENCE = "audience"
+    """One audience's child run of a data-driven run (report_audiences)."""
 
 
 class ExecutionStatus(enum.StrEnum):

@@ -93,7 +93,7 @@ EXECUTION = {
         "id": {"type": "string"},
         "config_id": {"type": "integer"},
         "schedule_id": {"type": ["integer", "null"]},
-        "trigger_type": {"enum": ["schedule", "manual", "retry", "recovery"]},
+        "trigger_type": {"enum": ["schedule", "manual", "retry", "recovery", "audience"]},
         "scheduled_for": {"type": ["string", "null"], "format": "date-time"},
         "status": {
             "enum": [
