@@ -41,6 +41,9 @@ class DeliveryMethod(enum.StrEnum):
     S3 = "s3"
     WEBHOOK = "webhook"
     FILE_SHARE = "file_share"
+    SLACK = "slack"
+    TEAMS = "teams"
+    GOOGLE_CHAT = "google_chat"
 
 
 class MisfirePolicy(enum.StrEnum):
@@ -250,8 +253,22 @@ DELIVERY_KEYS: Mapping[DeliveryMethod, frozenset[str]] = {
     ),
     DeliveryMethod.WEBHOOK: frozenset(
         {"url", "method", "headers", "mode", "secret", "timeout_seconds", "verify_tls"}
+        | {"body", "content_type", "signature"}
     ),
     DeliveryMethod.FILE_SHARE: frozenset({"path", "sub_path", "overwrite", "file_mode"}),
+    # Chat deliveries (reporthubd/deliverers/chat.py has the keys they share).
+    DeliveryMethod.SLACK: frozenset(
+        {"token", "channel", "base_url", "max_file_mb", "oversize", "rate_limit_retries"}
+        | {"max_wait_seconds", "title", "text", "preview_rows", "link_url", "timeout_seconds"}
+    ),
+    DeliveryMethod.TEAMS: frozenset(
+        {"url", "title", "text", "preview_rows", "link_url", "require_link", "timeout_seconds"}
+        | {"verify_tls"}
+    ),
+    DeliveryMethod.GOOGLE_CHAT: frozenset(
+        {"url", "title", "text", "preview_rows", "link_url", "require_link", "timeout_seconds"}
+        | {"verify_tls", "thread_key"}
+    ),
 }
 
 

@@ -141,6 +141,9 @@ REGISTRY: dict[str, str] = {
     "s3": "reporthubd.deliverers.s3:S3Deliverer",
     "webhook": "reporthubd.deliverers.webhook:WebhookDeliverer",
     "file_share": "reporthubd.deliverers.file_share:FileShareDeliverer",
+    "slack": "reporthubd.deliverers.slack:SlackDeliverer",
+    "teams": "reporthubd.deliverers.teams:TeamsDeliverer",
+    "google_chat": "reporthubd.deliverers.google_chat:GoogleChatDeliverer",
 }
 
 

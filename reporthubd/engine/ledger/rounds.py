@@ -58,11 +58,23 @@ def recipient_group(recipients: Sequence[RecipientRef]) -> str:
 
 
 def wants_link(delivery: domain.Delivery) -> bool:
-    """Whether the delivery carries the round's S3 download link (`download_url`)."""
+    """Whether the delivery carries the round's S3 download link (`download_url`): webhooks,
+    chat deliveries (their fallback for a file too big for the channel, and the link of a
+    Teams or Google Chat card), and emails that send a link for oversize files."""
     return (
         delivery.method is domain.DeliveryMethod.EMAIL
         and delivery.delivery_config.get("oversize") == "link"
-    ) or delivery.method is domain.DeliveryMethod.WEBHOOK
+    ) or delivery.method in LINK_METHODS
+
+
+LINK_METHODS = frozenset(
+    {
+        domain.DeliveryMethod.WEBHOOK,
+        domain.DeliveryMethod.SLACK,
+        domain.DeliveryMethod.TEAMS,
+        domain.DeliveryMethod.GOOGLE_CHAT,
+    }
+)
 
 
 class Rounds:

@@ -1,0 +1,259 @@
+"""What the chat deliveries (slack, teams, google_chat) share: their common options, the run's
+summary and preview rows, the download link, posting a JSON message to a chat webhook, and the
+check of a chat delivery's configuration that `reporthubd check`, `apply` and the API run.
+
+Common delivery_config keys:
+- `title` (template, default `Report {report_name}`), `text` (template, an optional line under it);
+- `preview_rows` (default 5, at most 20; 0: none): the header and first rows of a CSV report;
+- `link_url` (template): the link a message carries when the run has no S3 download link (for
+  example the report's page in a portal); `timeout_seconds` (default 30).
+
+The download link: a chat message links to the file through the presigned URL of an S3 delivery
+of the same execution (`presign_seconds` set on that delivery; the ledger starts chat deliveries
+once the round's S3 uploads are done, and a retry reuses the URL an earlier upload recorded), or
+else `link_url`. Slack uploads the file and uses the link only when the file is over its
+`max_file_mb`; a Teams or Google Chat webhook cannot carry a file at all, so its card always
+links to it when there is a link (`require_link: true` makes a missing link a failure).
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import aiohttp
+
+from reporthubd import domain, secrets
+from reporthubd.deliverers import templating
+from reporthubd.deliverers.base import Attempt, AttemptResult, DeliveryError, ProducedFile
+from reporthubd.deliverers.common import (
+    Options,
+    describe,
+    ok,
+    permanent,
+    retryable,
+    url_target,
+)
+from reporthubd.deliverers.webhook import retry_after
+
+DEFAULT_TITLE = "Report {report_name}"
+MAX_PREVIEW_ROWS = 20
+MAX_PREVIEW_COLUMNS = 12
+MAX_CELL = 80
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True, kw_only=True)
+class Message:
+    """What every chat message says about one run, already rendered."""
+
+    title: str
+    text: str | None
+    summary: list[tuple[str, str]]
+    preview: list[list[str]] | None
+    """Header row first; None when the report has no preview (not CSV, or preview_rows 0)."""
+    link: str | None
+    file_name: str | None
+    row_count: int | None
+
+
+def chat_options(delivery: domain.Delivery) -> Options:
+    return Options(delivery.delivery_config, "delivery_config")
+
+
+def webhook_url(options: Options) -> str:
+    """A chat webhook URL carries its credential (Teams' `sig`, Google Chat's `key` and
+    `token`): it is read like a secret (inline or a reference) and remembered for redaction."""
+    if options.config.get("url") in (None, ""):
+        raise DeliveryError(
+            "delivery_config.url: required (the channel's incoming webhook URL; it holds the "
+            'credential, so prefer {"env": NAME} or {"file": PATH})'
+        )
+    url = options.secret("url") or ""
+    if not url.startswith(("https://", "http://")):
+        raise DeliveryError("delivery_config.url: must start with https:// (or http://)")
+    return url
+
+
+def preview_rows(options: Options) -> int:
+    rows = options.integer("preview_rows", 5)
+    if not 0 <= rows <= MAX_PREVIEW_ROWS:
+        raise DeliveryError(f"delivery_config.preview_rows: must be 0 to {MAX_PREVIEW_ROWS}")
+    return rows
+
+
+def build_message(attempt: Attempt, options: Options) -> Message:
+    """The rendered title, text, summary and link of the run (the preview is read separately,
+    off the event loop, by `read_preview`)."""
+    variables = templating.attempt_variables(attempt)
+    title = templating.render(
+        options.text("title", DEFAULT_TITLE) or DEFAULT_TITLE, variables, what="title"
+    )
+    text_template = options.text("text")
+    text = templating.render(text_template, variables, what="text") if text_template else None
+    file = attempt.job.file
+    return Message(
+        title=" ".join(title.split()),
+        text=text,
+        summary=summary(variables, attempt),
+        preview=None,
+        link=download_link(options, variables),
+        file_name=file.name if file else None,
+        row_count=file.row_count if file else None,
+    )
+
+
+def download_link(options: Options, variables: Mapping[str, Any]) -> str | None:
+    """The run's S3 presigned URL, else the rendered `link_url`, else None."""
+    url = variables.get("download_url")
+    if isinstance(url, str) and url:
+        return url
+    template = options.text("link_url")
+    if not template:
+        return None
+    rendered = templating.render(template, variables, what="link_url").strip()
+    if not rendered.startswith(("https://", "http://")):
+        raise DeliveryError(f"link_url: {rendered!r} is not an http(s) URL")
+    return rendered
+
+
+def summary(variables: Mapping[str, Any], attempt: Attempt) -> list[tuple[str, str]]:
+    """(label, value) lines: report, period, rows, file, parameters, execution."""
+    lines = [("Report", attempt.job.config.name)]
+    start, end = variables.get("window_start"), variables.get("window_end")
+    scheduled = variables.get("scheduled_for")
+    if isinstance(start, datetime) and isinstance(end, datetime):
+        lines.append(("Period", f"{start.isoformat()} – {end.isoformat()}"))
+    elif isinstance(scheduled, datetime):
+        lines.append(("Scheduled for", scheduled.isoformat()))
+    file = attempt.job.file
+    if file is not None:
+        lines.append(("Rows", str(file.row_count)))
+        lines.append(("File", f"{file.name} ({human_size(file.size)})"))
+    parameters = variables.get("parameters") or {}
+    if parameters:
+        lines.append(("Parameters", ", ".join(f"{k}={v}" for k, v in parameters.items())))
+    lines.append(("Execution", attempt.job.execution_id))
+    return lines
+
+
+def human_size(size: int) -> str:
+    if size < 1024:
+        return f"{size} B"
+    if size < MB:
+        return f"{size / 1024:.1f} KB"
+    return f"{size / MB:.1f} MB"
+
+
+def read_preview(
+    file: ProducedFile, rows: int, config: domain.ReportConfig
+) -> list[list[str]] | None:
+    """The header and first `rows` rows of a CSV report (cells and columns cut to what a chat
+    message shows); None for other formats or an unreadable file. Reads only those lines."""
+    name = file.name.lower()
+    if rows <= 0 or not name.endswith((".csv", ".csv.gz")):
+        return None
+    delimiter = str(config.format_options.get("delimiter", ",") or ",")[:1]
+    opener: Any = gzip.open if name.endswith(".gz") else open
+    try:
+        with opener(file.path, "rt", encoding="utf-8-sig", newline="") as handle:
+            found: list[list[str]] = []
+            for line in csv.reader(handle, delimiter=delimiter):
+                found.append([_cell(cell) for cell in line[:MAX_PREVIEW_COLUMNS]])
+                if len(found) > rows:
+                    break
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+    return found or None
+
+
+def _cell(value: str) -> str:
+    value = " ".join(value.split())
+    return value if len(value) <= MAX_CELL else value[: MAX_CELL - 1] + "…"
+
+
+async def post_json(
+    url: str, document: Mapping[str, Any], *, limit: float, verify: bool = True
+) -> AttemptResult:
+    """POST one JSON message to a chat webhook. 2xx delivered; 429 and 5xx retried (honouring
+    Retry-After); connection failures and timeouts retried; anything else fails for good."""
+    target = url_target(url)
+    client_timeout = aiohttp.ClientTimeout(total=None, connect=limit, sock_read=limit)
+    body = json.dumps(document, ensure_ascii=False, default=str).encode()
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=client_timeout) as session,
+            session.post(
+                url,
+                data=body,
+                headers={"Content-Type": "application/json; charset=utf-8"},
+                allow_redirects=False,
+                ssl=verify,
+            ) as response,
+        ):
+            text = (await response.content.read(500)).decode("utf-8", "replace")
+            status = response.status
+            after = retry_after(response.headers.get("Retry-After"))
+    except TimeoutError as exc:
+        return retryable(target, f"timed out after {limit:g}s ({describe(exc)})")
+    except aiohttp.ClientSSLError as exc:
+        return permanent(target, f"TLS verification failed: {describe(exc)}")
+    except (aiohttp.ClientError, OSError) as exc:
+        return retryable(target, f"connection failed: {describe(exc)}")
+    snippet = secrets.redact_text(" ".join(text.split())[:200])
+    if 200 <= status < 300:
+        return ok(target, status=status, bytes=len(body))
+    reason = f"HTTP {status}" + (f": {snippet}" if snippet else "")
+    if status == 429 or status >= 500:
+        return retryable(target, reason, retry_after=after, status=status)
+    return permanent(target, reason, status=status)
+
+
+def config_problems(method: domain.DeliveryMethod, config: Mapping[str, Any]) -> list[str]:
+    """What is wrong with a chat delivery's configuration, each naming its key (for `check`,
+    `apply` and the API); secrets are not resolved here, only their presence and form."""
+    problems: list[str] = []
+    options = Options(config, "delivery_config")
+
+    def missing(key: str, what: str) -> None:
+        if config.get(key) in (None, ""):
+            problems.append(f"delivery_config.{key} is required ({what})")
+        elif not (isinstance(config[key], str) or secrets.is_reference(config[key])):
+            problems.append(
+                f'delivery_config.{key}: must be a string, {{"env": NAME}} or {{"file": PATH}}'
+            )
+
+    if method is domain.DeliveryMethod.SLACK:
+        missing("token", "a Slack bot token with files:write and chat:write")
+        if not isinstance(config.get("channel"), str) or not config.get("channel"):
+            problems.append("delivery_config.channel: required (a Slack channel ID, e.g. C0123)")
+        oversize = config.get("oversize", "link")
+        if oversize not in ("link", "fail"):
+            problems.append("delivery_config.oversize: must be link or fail")
+    elif method in (domain.DeliveryMethod.TEAMS, domain.DeliveryMethod.GOOGLE_CHAT):
+        missing("url", "the channel's incoming webhook URL, which holds its token")
+        url = config.get("url")
+        if isinstance(url, str) and url and not url.startswith(("https://", "http://")):
+            problems.append("delivery_config.url: must start with https:// (or http://)")
+    else:
+        return problems
+    for key, check in (
+        ("preview_rows", lambda: preview_rows(options)),
+        ("timeout_seconds", lambda: options.number("timeout_seconds", 30.0)),
+        ("max_file_mb", lambda: options.number("max_file_mb", 1.0)),
+        ("require_link", lambda: options.flag("require_link", False)),
+        ("title", lambda: options.text("title")),
+        ("text", lambda: options.text("text")),
+        ("link_url", lambda: options.text("link_url")),
+    ):
+        if key in config:
+            try:
+                check()
+            except DeliveryError as exc:
+                problems.append(str(exc))
+    return problems

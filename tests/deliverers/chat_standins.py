@@ -1,0 +1,225 @@
+"""Stand-ins for the chat services, which cannot be reached from here (../shared/TESTING.md):
+
+- `SlackStandIn`: a local aiohttp app answering the Slack Web API methods the slack delivery
+  uses, with Slack's documented JSON (`{"ok": true, ...}`, `{"ok": false, "error": ...}` with
+  HTTP 200, a 429 `ratelimited` with `Retry-After`). The official `slack_sdk` client builds the
+  requests, so their shape is the real one; this app only records and answers them.
+- `ChatWebhookStandIn`: an HTTP receiver for the Teams (Workflows) and Google Chat webhooks that
+  records each JSON message; the tests check the card itself (Teams: Microsoft's Adaptive Cards
+  parser, `adaptive_card_problems`).
+
+A STAND-IN, not the service: it checks what the documentation promises (the token, a known
+upload, the upload's length), nothing more."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from tests import servers
+
+PEERS = Path(__file__).resolve().parent.parent / "peers"
+VALIDATOR = PEERS / "validate_adaptive_card.js"
+
+
+@dataclass
+class SlackCall:
+    method: str
+    params: dict[str, Any]
+    headers: dict[str, str]
+    at: float
+
+
+@dataclass
+class Upload:
+    file_id: str
+    filename: str
+    length: int
+    data: bytes = b""
+    completed: bool = False
+    channel: str | None = None
+    thread_ts: str | None = None
+
+
+@dataclass
+class SlackStandIn:
+    """Slack Web API stand-in on 127.0.0.1 (`base_url` for `AsyncWebClient`)."""
+
+    token: str = "xoxb-test-token-0001"
+    port: int = field(default_factory=servers.free_port)
+    calls: list[SlackCall] = field(default_factory=list)
+    uploads: dict[str, Upload] = field(default_factory=dict)
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    rate_limited: dict[str, list[int]] = field(default_factory=dict)
+    """method → Retry-After seconds of the next answers: each call pops one and answers 429."""
+    _runner: web.AppRunner | None = None
+    _ids: Any = field(default_factory=lambda: itertools.count(1))
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api/"
+
+    def calls_of(self, method: str) -> list[SlackCall]:
+        return [c for c in self.calls if c.method == method]
+
+    async def _params(self, request: web.Request) -> dict[str, Any]:
+        params: dict[str, Any] = dict(request.query)
+        if request.content_type == "application/json":
+            params |= await request.json()
+        elif request.can_read_body:
+            params |= dict(await request.post())
+        return params
+
+    async def api(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        params = await self._params(request)
+        self.calls.append(SlackCall(method, params, dict(request.headers), time.monotonic()))
+        waits = self.rate_limited.get(method)
+        if waits:
+            return web.json_response(
+                {"ok": False, "error": "ratelimited"},
+                status=429,
+                headers={"Retry-After": str(waits.pop(0))},
+            )
+        if request.headers.get("Authorization") != f"Bearer {self.token}":
+            return web.json_response({"ok": False, "error": "invalid_auth"})
+        handler = {
+            "auth.test": self._auth_test,
+            "files.getUploadURLExternal": self._get_upload_url,
+            "files.completeUploadExternal": self._complete_upload,
+            "chat.postMessage": self._post_message,
+        }.get(method)
+        if handler is None:
+            return web.json_response({"ok": False, "error": "unknown_method"})
+        return web.json_response(handler(params))
+
+    def _auth_test(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "url": "https://stand-in.slack.com/", "team": "T", "user": "bot"}
+
+    def _get_upload_url(self, params: dict[str, Any]) -> dict[str, Any]:
+        if not params.get("filename") or not str(params.get("length", "")).isdigit():
+            return {"ok": False, "error": "invalid_arguments"}
+        file_id = f"F{next(self._ids):08d}"
+        self.uploads[file_id] = Upload(file_id, params["filename"], int(params["length"]))
+        return {
+            "ok": True,
+            "upload_url": f"http://127.0.0.1:{self.port}/upload/v1/{file_id}",
+            "file_id": file_id,
+        }
+
+    async def upload(self, request: web.Request) -> web.Response:
+        upload = self.uploads.get(request.match_info["file_id"])
+        if upload is None:
+            return web.Response(status=404, text="unknown upload")
+        upload.data = await request.read()
+        if len(upload.data) != upload.length:
+            return web.Response(status=400, text="length mismatch")
+        return web.Response(text=f"OK - {len(upload.data)}")
+
+    def _complete_upload(self, params: dict[str, Any]) -> dict[str, Any]:
+        files = params.get("files")
+        items = json.loads(files) if isinstance(files, str) else files
+        done = []
+        for item in items or []:
+            upload = self.uploads.get(item.get("id"))
+            if upload is None or len(upload.data) != upload.length:
+                return {"ok": False, "error": "file_not_found"}
+            upload.completed = True
+            upload.channel = params.get("channel_id")
+            upload.thread_ts = params.get("thread_ts")
+            done.append({"id": upload.file_id, "title": item.get("title") or upload.filename})
+        return {"ok": True, "files": done}
+
+    def _post_message(self, params: dict[str, Any]) -> dict[str, Any]:
+        if not params.get("channel"):
+            return {"ok": False, "error": "channel_not_found"}
+        ts = f"{1_700_000_000 + len(self.messages)}.000100"
+        self.messages.append(params | {"ts": ts})
+        return {"ok": True, "channel": params["channel"], "ts": ts, "message": {"ts": ts}}
+
+    async def start(self) -> None:
+        app = web.Application(client_max_size=200 * 1024 * 1024)
+        app.router.add_post("/api/{method}", self.api)
+        app.router.add_post("/upload/v1/{file_id}", self.upload)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True).start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+
+@dataclass
+class ChatWebhookStandIn:
+    """A Teams Workflows / Google Chat incoming-webhook stand-in: records JSON messages,
+    answers 200, or the scripted `answers` (status, headers) first."""
+
+    port: int = field(default_factory=servers.free_port)
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    queries: list[dict[str, str]] = field(default_factory=list)
+    answers: list[tuple[int, dict[str, str]]] = field(default_factory=list)
+    _runner: web.AppRunner | None = None
+
+    def url(self, path: str = "/hook", query: str = "sig=stand-in-signature-secret") -> str:
+        return f"http://127.0.0.1:{self.port}{path}?{query}"
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        if self.answers:
+            status, headers = self.answers.pop(0)
+            return web.Response(status=status, headers=headers, text=f"scripted {status}")
+        if not request.content_type.startswith("application/json"):
+            return web.Response(status=415, text="JSON only")
+        self.messages.append(json.loads(body))
+        self.queries.append(dict(request.query))
+        return web.Response(status=202 if "workflows" in request.path else 200, text="{}")
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/{tail:.*}", self.handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True).start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+
+def adaptive_card_validator() -> list[str]:
+    """The command that runs Microsoft's Adaptive Cards parser (npm `adaptivecards`, installed
+    into tests/peers by scripts/install-test-deps.d/node-peers.sh); skips when it is missing."""
+    node = shutil.which("node")
+    if node is None:
+        servers.unavailable("node missing: apt-get install -y nodejs")
+    if not (PEERS / "node_modules" / "adaptivecards").is_dir():
+        servers.unavailable(
+            "npm adaptivecards missing: bash scripts/install-test-deps.d/node-peers.sh"
+        )
+    return [node, str(VALIDATOR)]
+
+
+def adaptive_card_problems(message: dict[str, Any]) -> dict[str, Any]:
+    """Run the Teams message through the validator: {"errors": [...], "card": parsed JSON}."""
+    done = subprocess.run(
+        adaptive_card_validator(),
+        input=json.dumps(message).encode(),
+        capture_output=True,
+        check=False,
+        timeout=60,
+    )
+    if done.returncode not in (0, 1):
+        raise RuntimeError(f"validator crashed: {done.stderr.decode()[:2000]}")
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
