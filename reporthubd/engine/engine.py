@@ -34,10 +34,12 @@ from typing import Any, TypeVar
 from reporthubd import domain, logs, metrics
 from reporthubd.config import Settings
 from reporthubd.deliverers.base import DeliveryRunner, NoDeliveries
+from reporthubd.engine import audiences, fanout
 from reporthubd.engine.pipeline import Run, RunContext
 from reporthubd.engine.pool import Pool
 from reporthubd.engine.streaming import Progress
 from reporthubd.lifecycle.executions import Lifecycle
+from reporthubd.store import audiences as audience_rows
 from reporthubd.store import executions, journal
 from reporthubd.store.database import Store
 from reporthubd.timeutil import utcnow
@@ -110,6 +112,7 @@ class Engine:
         # at a time, not all at once: at once, they emptied the store's connection pool and
         # waited out its 30 s timeout. The pool's own size leaves its overflow to the rest.
         self._store_steps = asyncio.Semaphore(settings.store.pool_size)
+        self._fanout = fanout.FanOut(host=self, pool=self._pool)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -330,6 +333,24 @@ class Engine:
                 return
             for problem in definitions.problems:
                 bound.warning("invalid delivery row left out", problem=problem)
+            role = await self._store_step(
+                "load audience", lambda: audience_rows.role(self.store, execution), fields
+            )
+            if role.driver is not None and role.audience is None:
+                await before.wait()
+                await self._fanout.run_parent(
+                    execution,
+                    definitions,
+                    role.driver,
+                    progress,
+                    seq=seq,
+                    deliver=self._deliver.get(execution_id, True),
+                    on_queued=mine.set,
+                    cancel_reason=self.cancel_reason,
+                )
+                return
+            if role.audience is not None:  # one audience's child: its recipients, overrides
+                definitions = audiences.for_audience(definitions, role.audience)
             source = definitions.datasource
             await before.wait()
             async with self._pool.slot(
