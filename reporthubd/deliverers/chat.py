@@ -80,6 +80,12 @@ def webhook_url(options: Options) -> str:
     return url
 
 
+def target_hint(options: Options, default: str) -> str:
+    """The ledger's target when the settings are unusable: the URL without its query."""
+    url = options.config.get("url")
+    return url_target(url) if isinstance(url, str) and url else default
+
+
 def preview_rows(options: Options) -> int:
     rows = options.integer("preview_rows", 5)
     if not 0 <= rows <= MAX_PREVIEW_ROWS:

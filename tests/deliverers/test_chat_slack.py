@@ -153,9 +153,7 @@ async def test_a_file_over_max_file_mb_goes_as_the_runs_presigned_s3_link(
     settings = settings_for(sqlite_store)
     specs = [
         DeliverySpec(method="slack", config=_config(slack, max_file_mb=1)),
-        DeliverySpec(
-            method="s3", config=s3_server.delivery_config(bucket, presign_seconds=600)
-        ),
+        DeliverySpec(method="s3", config=s3_server.delivery_config(bucket, presign_seconds=600)),
     ]
     report = await seed_report(sqlite_store, settings, produced, specs)
     result = await report.ledger.run(await report.job())
