@@ -76,6 +76,13 @@ def _parser() -> argparse.ArgumentParser:
     for p in (pause, resume):
         p.add_argument("--by", help="who does it (default: USER@HOST)")
         p.add_argument("--json", action="store_true", help="print the pause state as JSON")
+    audiences = with_config(
+        sub.add_parser("audiences", help="dry run of a data-driven report: its audiences")
+    )
+    audiences.add_argument("config_id", type=int, help="report_configs.id")
+    audiences.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    audiences.add_argument("--limit", type=int, default=None, help="list at most N audiences")
+    audiences.add_argument("--json", action="store_true", help="print the listing as JSON")
     apply = with_config(sub.add_parser("apply", help="upsert the definitions of a catalog file"))
     apply.add_argument("file", help="catalog TOML file (see examples/catalog.toml)")
     apply.add_argument("--dry-run", action="store_true", help="show the changes, write nothing")
@@ -138,6 +145,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from reporthubd.commands import execute
 
         return asyncio.run(execute.main(args, settings))
+    if args.command == "audiences":
+        from reporthubd.commands import audiences as audience_command
+
+        return asyncio.run(audience_command.main(args, settings))
     if args.command in ("pause", "resume"):
         from reporthubd.commands import pause
 

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from reporthubd import logs, metrics
 from reporthubd.control import datasources as datasources_routes
+from reporthubd.control import audiences as audience_routes
 from reporthubd.control import deliveries, envelope, openapi
 from reporthubd.control import executions as executions_routes
 from reporthubd.control import history as history_routes
@@ -108,6 +109,7 @@ def build_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     executions_routes.add_routes(app)
+    audience_routes.add_routes(app)
     app.router.add_get("/metrics", prometheus)
     app.router.add_get("/api/openapi.json", openapi_document)
     app.router.add_get("/", status_page)

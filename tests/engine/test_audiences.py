@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from reporthubd.domain import TriggerType
-from reporthubd.engine import Engine
+from reporthubd.engine import Engine, dryrun
 from reporthubd.engine.ledger import DeliveryLedger
 from reporthubd.store import audiences as audience_rows
 from reporthubd.store import executions, schema
@@ -240,3 +240,43 @@ async def test_a_report_without_a_driver_runs_as_before(
     assert run.status.value == "COMPLETED" and run.row_count == BRANCHES
     assert await audience_rows.get_burst(engine_store, run.id) is None
     assert (await executions.get_execution(engine_store, run.id)) is not None
+
+
+async def test_the_dry_run_lists_what_a_run_sends(
+    tmp_path: Path, engine: Engine, engine_store: Store, data: Path, receiver: WebhookReceiver
+) -> None:
+    ds = await add_datasource(engine_store, "sqlite", {"path": str(data)})
+    config = await add_config(
+        engine_store,
+        ds,
+        "SELECT branch, amount FROM sales WHERE branch = :branch AND amount >= :floor",
+        parameters={"floor": 0},
+    )
+    await add_driver(engine_store, config, ds, "SELECT code AS branch FROM branches")
+    await add_webhook(engine_store, config, receiver.url)
+    settings = engine_settings(tmp_path)
+
+    listing = await dryrun.dry_run(engine_store, settings, config, parameters={"floor": "5"})
+    async with engine_store.engine.connect() as conn:
+        written = (
+            await conn.execute(sa.select(sa.func.count()).select_from(schema.executions))
+        ).scalar()
+    assert written == 0  # nothing run
+    parent = await run_to_end(engine, config, parameters={"floor": "5"})
+
+    assert parent.status.value == "COMPLETED", parent.error_message
+    assert len(listing.audiences) == BRANCHES
+    assert {e["targets"][0].split(":")[0] for e in listing.audiences} == {"webhook"}
+    sent = sorted(
+        (
+            hit.multipart_file()[0]["parameters"]["branch"],
+            hit.multipart_file()[0]["parameters"]["floor"],
+        )
+        for hit in receiver.hits
+    )
+    listed = sorted(
+        (e["parameters"]["branch"], e["parameters"]["floor"]) for e in listing.audiences
+    )
+    assert sent == listed
+    with pytest.raises(dryrun.NoDriver):
+        await dryrun.dry_run(engine_store, settings, config + 1000)
