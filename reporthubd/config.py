@@ -33,6 +33,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from reporthubd import seed_env
+from reporthubd.notify.settings import NotificationSettings
 
 ENV_PREFIX = "REPORTHUBD_"
 DEFAULT_CONFIG_PATH = Path("/etc/reporthubd/config.toml")
@@ -291,6 +292,7 @@ class Settings(_Section):
     control: ControlSettings = Field(default_factory=ControlSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    notifications: NotificationSettings = Field(default_factory=NotificationSettings)
 
 
 SECTIONS: dict[str, type[_Section]] = {

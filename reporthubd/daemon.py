@@ -31,6 +31,7 @@ from reporthubd.engine.ledger import DeliveryLedger
 from reporthubd.lifecycle.events import RecentTransitions, with_metrics
 from reporthubd.lifecycle.executions import Lifecycle
 from reporthubd.lifecycle.nodes import Liveness, Node
+from reporthubd.notify.service import NoticeService
 from reporthubd.scheduler.loop import Scheduler
 from reporthubd.store.database import Store
 from reporthubd.store.definitions import load_definitions
@@ -140,6 +141,7 @@ class Daemon:
         self.lifecycle: Lifecycle | None = None
         self.node: Node | None = None
         self.journal: Journal | None = None
+        self.notices: NoticeService | None = None
 
     # -- what the control plane sees (control.runtime.Runtime) ---------------------------------
 
@@ -268,6 +270,12 @@ class Daemon:
         stack.push_async_callback(self.engine.stop)
         tasks.spawn("engine-janitor", self.engine.janitor_loop())
         self.add_reload_hook(self.engine.on_reload)
+        # Notices (issue 17): subscribed before the scheduler claims its first fire.
+        self.notices = NoticeService(
+            self.settings, store, node_id=self.node_id, started_at=self.started_at
+        )
+        self.notices.start(self.events, tasks)
+        self.add_reload_hook(self.notices.on_reload)
 
         # The scheduler starts after the engine and stops first (in _drain).
         self.scheduler = Scheduler(

@@ -2,9 +2,10 @@
 and the incident policy. Pure: no store, no clock.
 
 A rule names the events it sends (`failed`, `timeout`, `partial`, `missed`, `retries_exhausted`,
-`recovered`, `late`), the targets (`email:ADDRESS` or `delivery:ID`, a report_deliveries row whose
-method carries the notice), an optional reminder interval and an optional "suspend after N
-consecutive failures". `parse_rule` refuses bad input naming the key.
+`recovered`, `late`), the targets (`email:ADDRESS`, `delivery:ID`, a report_deliveries row whose
+method carries the notice, or `owners`, the report's owners), an optional reminder interval
+and an optional "suspend after N consecutive failures". `parse_rule` refuses bad input naming
+the key.
 
 Notices go once per incident, not once per failed run. An incident opens at the first bad run
 after a good one (or none) and closes at the next good run: `step` says, for one run's outcome,
@@ -34,6 +35,8 @@ class Event(StrEnum):
 BAD = frozenset({Event.FAILED, Event.TIMEOUT, Event.PARTIAL})
 """Run outcomes that open (or continue) an incident."""
 RULE_KEYS = frozenset({"events", "notify", "remind_every_minutes", "suspend_after"})
+OWNERS = "owners"
+"""The target naming the report's owners (report_configs.notify.owners), one email each."""
 
 
 class RuleError(ValueError):
@@ -56,7 +59,11 @@ def _target(value: object, key: str) -> str:
         return f"email:{rest.strip()}"
     if kind == "delivery" and rest.isascii() and rest.isdigit() and int(rest) > 0:
         return f"delivery:{int(rest)}"
-    raise RuleError(f"{key}: unknown target {value!r} (expected 'email:ADDRESS' or 'delivery:ID')")
+    if value == OWNERS:
+        return OWNERS
+    raise RuleError(
+        f"{key}: unknown target {value!r} (expected 'email:ADDRESS', 'delivery:ID' or 'owners')"
+    )
 
 
 def _positive(raw: Mapping[str, Any], name: str, where: str) -> int | None:

@@ -146,6 +146,16 @@ def _held(notice: Notice, node_id: str) -> sa.ColumnElement[bool]:
     )
 
 
+async def extend_lease(store: Store, notice: Notice, *, node_id: str, until: datetime) -> bool:
+    """Hold `notice` until `until`, if this node still holds it at its attempt (the fence a
+    sender checks right before the delivery method's commit point); False when it does not."""
+    async with store.engine.begin() as conn:
+        done = await conn.execute(
+            sa.update(_n).where(_held(notice, node_id)).values(lease_until=until)
+        )
+    return done.rowcount == 1
+
+
 async def mark_sent(store: Store, notice: Notice, *, node_id: str, at: datetime) -> bool:
     """SENT, if this node still holds `notice` at its attempt; False when it does not."""
     async with store.engine.begin() as conn:

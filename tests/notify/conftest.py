@@ -1,0 +1,8 @@
+"""The reliability layer's fixtures: a migrated store per test (SQLite unless
+REPORTHUB_RELIABILITY_STORE names a server) and the check that no daemon log shows a crash."""
+
+from tests.reliability.conftest import (  # noqa: F401  (fixtures)
+    no_crash_in_daemon_logs,
+    rstore,
+    rstore_url,
+)
