@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import calendar
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -138,11 +138,20 @@ def _in_zone(value: Any, zone: str) -> Any:
 
 @cache
 def _environment() -> ImmutableSandboxedEnvironment:
+    return sandbox()
+
+
+def sandbox(*, finalize: Callable[[Any], Any] | None = None) -> ImmutableSandboxedEnvironment:
+    """A new sandboxed environment with this module's filters; `finalize` post-processes each
+    `{{ expression }}` (the webhook body JSON-escapes with it)."""
     import jinja2
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     env = ImmutableSandboxedEnvironment(
-        undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=False,
+        finalize=finalize,
     )
     env.filters.update(
         fmt=_fmt, date=_to_date, iso=_iso, utc=_utc, in_zone=_in_zone, add_months=_add_months

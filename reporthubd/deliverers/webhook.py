@@ -8,6 +8,13 @@ delivery_config keys:
   as the `file` part beside a `metadata` JSON part.
 - `secret`: when set, every request is signed (below). `timeout_seconds` (default 60) bounds
   connecting and each read; `verify_tls` (default true).
+- `body` (json mode): a Jinja template of the request body, rendered in the shared sandbox with
+  every value JSON-escaped (json_body.py), e.g. `{"text": "{{ report_name }}: {{ row_count }}
+  rows", "link": "{{ download_url }}"}`; `content_type` (default `application/json`; a JSON type
+  must render to valid JSON).
+- `signature`: `reporthub` (the default: the scheme below), `standard` (the Standard Webhooks
+  headers `webhook-id`, `webhook-timestamp`, `webhook-signature`, standard_webhooks.py; the
+  `secret` must be `whsec_<base64>`) or `both`.
 
 Every request carries `Idempotency-Key: <execution_id>:<delivery_id>` (the same on every retry,
 and a run that recovers a lost one after a crash sends the lost run's execution id: a receiver
@@ -54,7 +61,7 @@ from typing import Any
 import aiohttp
 
 from reporthubd import secrets
-from reporthubd.deliverers import templating
+from reporthubd.deliverers import json_body, standard_webhooks, templating
 from reporthubd.deliverers.base import Attempt, AttemptResult, Deliverer, DeliveryError
 from reporthubd.deliverers.common import (
     CHUNK,
@@ -68,6 +75,7 @@ from reporthubd.deliverers.common import (
 )
 
 SIGNATURE_HEADER = "X-Reporthub-Signature"
+SIGNATURE_SCHEMES = frozenset({"reporthub", "standard", "both"})
 TIMESTAMP_HEADER = "X-Reporthub-Timestamp"
 
 
@@ -153,14 +161,35 @@ class WebhookDeliverer(Deliverer):
             mode,
         )
 
+    def _body_settings(self, mode: str, secret: str | None) -> tuple[str | None, str, str]:
+        """The body template, its content type and the signature scheme, checked."""
+        options = Options(self.delivery.delivery_config, "delivery_config")
+        body = options.text("body")
+        if body is not None and mode != "json":
+            raise DeliveryError("delivery_config.body: only with mode json")
+        content_type = options.text("content_type", "application/json") or "application/json"
+        scheme = options.text("signature", "reporthub") or "reporthub"
+        if scheme not in SIGNATURE_SCHEMES:
+            raise DeliveryError("delivery_config.signature: must be reporthub, standard or both")
+        if scheme != "reporthub":
+            if secret is None:
+                raise DeliveryError(f"delivery_config.secret is required for signature {scheme!r}")
+            standard_webhooks.key(secret)  # a malformed whsec_ secret fails here, naming it
+        return body, content_type, scheme
+
     async def deliver(self, attempt: Attempt) -> AttemptResult:
         try:
             url, method, headers, secret, timeout, verify, mode = self._request_settings()
+            template, body_type, scheme = self._body_settings(mode, secret)
         except DeliveryError as exc:
             return permanent(
                 url_target(str(self.delivery.delivery_config.get("url", ""))), str(exc)
             )
         document = metadata(attempt)
+        run = attempt.job.run_key or attempt.job.execution_id
+        message_id = f"{run}:{attempt.delivery.id}"
+        own = scheme in {"reporthub", "both"}
+        standard = secret if scheme in {"standard", "both"} else None
         if mode == "multipart":
             if attempt.job.file is None:
                 return permanent(url_target(url), "no file to send in multipart mode")
@@ -174,15 +203,39 @@ class WebhookDeliverer(Deliverer):
                 yield tail
 
             signature = (
-                await asyncio.to_thread(_sign_file, secret, head, attempt, tail) if secret else None
+                await asyncio.to_thread(_sign_file, secret, head, attempt, tail)
+                if secret and own
+                else None
             )
             payload: Any = body()
             headers = {**headers, "Content-Type": content_type, "Content-Length": str(size)}
+            if standard:
+                path = attempt.job.file.path
+                headers |= await asyncio.to_thread(
+                    standard_webhooks.headers,
+                    standard,
+                    message_id,
+                    standard_webhooks.file_parts(head, path, tail),
+                )
         else:
-            raw = json.dumps(document, default=str).encode()
-            signature = _signed(secret, [raw]) if secret else None
+            if template is not None:
+                variables = templating.attempt_variables(attempt) | {
+                    "metadata": document,
+                    "file": document.get("file"),
+                    "download_url": document.get("download_url"),
+                }
+                try:
+                    raw = json_body.render(template, variables, json_type=_is_json(body_type))
+                except DeliveryError as exc:
+                    return permanent(url_target(url), str(exc))
+            else:
+                raw = json.dumps(document, default=str).encode()
+                body_type = "application/json"
+            signature = _signed(secret, [raw]) if secret and own else None
             payload = raw
-            headers = {**headers, "Content-Type": "application/json"}
+            headers = {**headers, "Content-Type": body_type}
+            if standard:
+                headers |= standard_webhooks.headers(standard, message_id, [raw])
         return await self._send(
             url,
             method,
@@ -259,7 +312,8 @@ class WebhookDeliverer(Deliverer):
 
     async def test(self) -> AttemptResult:
         try:
-            url, method, headers, secret, timeout, verify, _ = self._request_settings()
+            url, method, headers, secret, timeout, verify, mode = self._request_settings()
+            _, _, scheme = self._body_settings(mode, secret)
         except DeliveryError as exc:
             return permanent(
                 url_target(str(self.delivery.delivery_config.get("url", ""))), str(exc)
@@ -267,11 +321,19 @@ class WebhookDeliverer(Deliverer):
         raw = json.dumps(
             {"event": "ping", "delivery_id": self.delivery.id, "config_id": self.delivery.config_id}
         ).encode()
-        signature = _signed(secret, [raw]) if secret else None
+        signature = _signed(secret, [raw]) if secret and scheme != "standard" else None
         headers = {**headers, "Content-Type": "application/json"}
+        if secret and scheme != "reporthub":
+            ping_id = f"ping-{uuid.uuid4().hex}"
+            headers |= standard_webhooks.headers(secret, ping_id, [raw])
         return await self._send(
             url, method, headers, raw, signature, timeout, verify, None, event="ping"
         )
+
+
+def _is_json(content_type: str) -> bool:
+    kind = content_type.split(";", 1)[0].strip().lower()
+    return kind == "application/json" or kind.endswith("+json")
 
 
 def _signed(secret: str | None, parts: list[bytes]) -> tuple[str, str]:
