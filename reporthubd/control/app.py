@@ -9,9 +9,10 @@ import sqlalchemy as sa
 from aiohttp import web
 
 from reporthubd import logs, metrics
-from reporthubd.control import datasources as datasources_routes
 from reporthubd.control import audiences as audience_routes
-from reporthubd.control import deliveries, envelope, openapi
+from reporthubd.control import backfills as backfill_routes
+from reporthubd.control import console, deliveries, envelope, openapi, origin
+from reporthubd.control import datasources as datasources_routes
 from reporthubd.control import executions as executions_routes
 from reporthubd.control import history as history_routes
 from reporthubd.control import scheduler as scheduler_routes
@@ -101,7 +102,7 @@ async def webhook_loop_guard(request: web.Request, handler: Handler) -> web.Stre
 def build_app(
     daemon: Runtime, *, max_body_bytes: int, gate: TokenGate | None = None
 ) -> web.Application:
-    middlewares = [envelope_errors, webhook_loop_guard] + (
+    middlewares = [envelope_errors, webhook_loop_guard, origin.refuse_cross_site] + (
         [gate.middleware] if gate is not None else []
     )
     app = web.Application(client_max_size=max_body_bytes, middlewares=middlewares)
@@ -119,4 +120,6 @@ def build_app(
     app.router.add_post("/api/test-delivery/{delivery_id}", deliveries.test_delivery)
     scheduler_routes.add_routes(app)
     schedule_routes.add_routes(app)
+    backfill_routes.add_routes(app)
+    console.add_routes(app)
     return app

@@ -22,6 +22,14 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 HEALTH_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
+def _console_shell(request: web.Request) -> bool:
+    """The console's shell and static files hold no data: a browser loads them without a
+    token, and their script sends the token on every call for data (control/console.py)."""
+    path = request.path
+    shell = path == "/console" or path.startswith("/console/")
+    return shell and request.method in ("GET", "HEAD")
+
+
 class TokenFileError(Exception):
     pass
 
@@ -68,7 +76,7 @@ class TokenGate:
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not self._tokens or request.path in self.open_paths:
+        if not self._tokens or request.path in self.open_paths or _console_shell(request):
             return await handler(request)
         header = request.headers.get("Authorization", "")
         scheme, _, presented = header.partition(" ")

@@ -41,6 +41,7 @@ TAGS = {
     "datasources": "Test datasources",
     "scheduler": "The scheduler's state and reload",
     "schedules": "One schedule: trigger, next fires, pause and resume",
+    "console": "The operator console: its shell, page fragments and live events",
 }
 OPERATIONS: dict[tuple[str, str], tuple[str, str]] = {
     ("get", "/"): ("status_page", "daemon"),
