@@ -1,5 +1,5 @@
-"""Command line: `reporthubd run | check | db | execute | next | pause | resume | apply | export |
-version | demo`.
+"""Command line: `reporthubd run | check | db | execute | next | pause | resume | backfill |
+backfill-cancel | apply | export | version | demo`.
 
 This module parses the command line and loads the settings; each subcommand lives in its own
 module (`reporthubd.commands`, `reporthubd.daemon`, `reporthubd.demo`, `scheduler.next_cli`),
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from reporthubd import __version__
-from reporthubd.commands import EXIT_OK, EXIT_USAGE
+from reporthubd.commands import EXIT_OK, EXIT_USAGE, backfill_args
 from reporthubd.scheduler import next_cli
 
 
@@ -76,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     for p in (pause, resume):
         p.add_argument("--by", help="who does it (default: USER@HOST)")
         p.add_argument("--json", action="store_true", help="print the pause state as JSON")
+    backfill_args.add_parsers(sub, with_config)
     audiences = with_config(
         sub.add_parser("audiences", help="dry run of a data-driven report: its audiences")
     )
@@ -153,6 +154,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from reporthubd.commands import pause
 
         return asyncio.run(pause.main(args, settings))
+    if args.command in ("backfill", "backfill-cancel"):
+        from reporthubd.commands import backfill
+
+        return asyncio.run(backfill.main(args, settings))
     from reporthubd.commands import catalog
 
     return asyncio.run(catalog.main(args, settings))

@@ -146,6 +146,8 @@ class SchedulerSettings(_Section):
     recover_lost_executions: bool = True
     """Run a lost execution again (trigger_type recovery, next attempt): a schedule's run for the
     same fire (scheduled_for), a manual run with the same parameters."""
+    backfill_max_days: Annotated[float, Field(gt=0)] = 366.0
+    """A backfill's range (--from to --to) may span at most this many days."""
 
     @field_validator("timezone")
     @classmethod

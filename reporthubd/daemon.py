@@ -32,6 +32,7 @@ from reporthubd.lifecycle.events import RecentTransitions, with_metrics
 from reporthubd.lifecycle.executions import Lifecycle
 from reporthubd.lifecycle.nodes import Liveness, Node
 from reporthubd.notify.service import NoticeService
+from reporthubd.scheduler.backfill_runner import BackfillRunner
 from reporthubd.scheduler.loop import Scheduler
 from reporthubd.store.database import Store
 from reporthubd.store.definitions import load_definitions
@@ -135,6 +136,7 @@ class Daemon:
         self.engine: Engine | None = None
         self.deliveries: DeliveryLedger | None = None
         self.scheduler: Scheduler | None = None
+        self.backfills: BackfillRunner | None = None
         self.events = with_metrics()
         self.transitions = RecentTransitions()
         self.events.subscribe(self.transitions)
@@ -291,6 +293,14 @@ class Daemon:
         stack.push_async_callback(self.scheduler.stop)
         await self.scheduler.start(tasks)
         self.add_reload_hook(self.scheduler.on_reload)
+        self.backfills = BackfillRunner(
+            store=store,
+            settings=self.settings,
+            node_id=self.node_id,
+            lifecycle=self.lifecycle,
+            submit=self.engine.submit,
+        )
+        self.backfills.start(tasks)
 
         self.control = ControlServer(self.settings.control, self)
         stack.push_async_callback(self.control.stop)

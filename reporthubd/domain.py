@@ -68,6 +68,7 @@ class TriggerType(enum.StrEnum):
     MANUAL = "manual"
     RETRY = "retry"
     RECOVERY = "recovery"
+    BACKFILL = "backfill"
     AUDIENCE = "audience"
     """One audience's child run of a data-driven run (report_audiences)."""
 

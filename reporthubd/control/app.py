@@ -10,6 +10,7 @@ from aiohttp import web
 
 from reporthubd import logs, metrics
 from reporthubd.control import audiences as audience_routes
+from reporthubd.control import backfills as backfill_routes
 from reporthubd.control import console, deliveries, envelope, openapi, origin
 from reporthubd.control import datasources as datasources_routes
 from reporthubd.control import executions as executions_routes
@@ -119,5 +120,6 @@ def build_app(
     app.router.add_post("/api/test-delivery/{delivery_id}", deliveries.test_delivery)
     scheduler_routes.add_routes(app)
     schedule_routes.add_routes(app)
+    backfill_routes.add_routes(app)
     console.add_routes(app)
     return app

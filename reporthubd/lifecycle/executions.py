@@ -148,6 +148,29 @@ class Lifecycle:
                 )
             )
 
+    def inserted(
+        self,
+        execution_id: str,
+        *,
+        config_id: int,
+        schedule_id: int | None,
+        scheduled_for: datetime | None,
+        trigger_type: domain.TriggerType,
+    ) -> None:
+        """Publish a PENDING run another part inserted in a transaction of its own (a backfill
+        claims a fire and records it in one transaction: store/backfills.py)."""
+        self._publish(
+            execution_id,
+            config_id,
+            schedule_id,
+            T.CREATED,
+            None,
+            Status.PENDING,
+            None,
+            trigger_type=trigger_type,
+            scheduled_for=scheduled_for,
+        )
+
     # -- a run of this node ----------------------------------------------------------------------
 
     async def start(self, execution: domain.Execution) -> bool:
