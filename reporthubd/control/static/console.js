@@ -108,11 +108,35 @@
     const answer = await response.json();
     say(answer.message || "done");
     const data = answer.data || {};
+    if (form.dataset.after === "backfill") { watchBackfill(form, data.backfill_id || data.id); return; }
     if (form.dataset.after === "run" && data.execution_id) {
       history.pushState(null, "", "/console/runs/" + encodeURIComponent(data.execution_id));
     }
     await load();
-    if (form.dataset.after === "backfill") say("Backfill started: " + (answer.message || ""));
+  }
+
+  // A backfill's progress: its record, read once a second until it has finished.
+  async function watchBackfill(form, id) {
+    const box = form.querySelector(".backfill-progress");
+    if (!id) { box.textContent = "Nothing to run in that range."; return; }
+    const bar = document.createElement("progress");
+    const text = document.createElement("span");
+    bar.setAttribute("aria-label", "backfill " + id);
+    box.replaceChildren(bar, text);
+    for (;;) {
+      let state;
+      try {
+        const response = await fetch("/api/backfills/" + encodeURIComponent(id), { headers: headers(), credentials: "omit" });
+        if (!response.ok) { text.textContent = await answerText(response); return; }
+        state = (await response.json()).data;
+      } catch (e) { text.textContent = "The daemon cannot be reached."; return; }
+      bar.max = Math.max(state.total || 0, 1);
+      bar.value = state.done || 0;
+      text.textContent = " backfill " + id + ": " + (state.done || 0) + " of " + (state.total || 0) +
+        " fires done, " + (state.failed || 0) + " failed, " + (state.running || 0) + " running · " + state.status;
+      if (state.finished_at) { box.dataset.finished = state.status; return; }
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
   }
 
   async function download(button) {
