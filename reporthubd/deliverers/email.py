@@ -7,7 +7,10 @@ hosts only) or `auto` (the default: STARTTLS required unless the host is loopbac
 used when offered).
 
 delivery_config keys: `subject` and `body` (templates, see templating.py), `from_address`,
-`reply_to`, `preview_rows` (the first N rows of a CSV shown in the body), `max_attachment_mb`
+`reply_to`, `preview_rows` (default 10: the first rows of the result, in the report's column
+formats, shown in the body; 0: none), `title`, `locale` and `timezone` (the audience's),
+`html_template` and `text_template` (sandboxed Jinja; the body and its variables:
+email_body.py), `max_attachment_mb`
 (default 20) and `oversize`: a file over the limit is zipped; if the zip is still over it, the
 attempt fails with the reason (`oversize: "fail"`, the default) or, with `oversize: "link"`, the
 mail carries the presigned download link of an S3 delivery of the same execution instead of the
@@ -23,16 +26,12 @@ can, 5xx cannot); the ledger writes one row per group.
 from __future__ import annotations
 
 import asyncio
-import csv
-import gzip
 import hashlib
-import html
 import io
 import ssl
 import zipfile
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formataddr, make_msgid
@@ -43,7 +42,7 @@ import aiosmtplib
 
 from reporthubd import domain, secrets
 from reporthubd.config import Settings, is_loopback
-from reporthubd.deliverers import templating
+from reporthubd.deliverers import email_body, templating
 from reporthubd.deliverers.base import (
     Attempt,
     AttemptResult,
@@ -151,7 +150,7 @@ class EmailDeliverer(Deliverer):
             oversize = options.text("oversize", "fail") or "fail"
             if oversize not in {"fail", "link"}:
                 raise DeliveryError("delivery_config.oversize: must be fail or link")
-            preview_rows = options.integer("preview_rows", 0)
+            preview_rows = email_body.preview_rows(options)
             variables = templating.attempt_variables(attempt)
             subject = templating.render(
                 options.text("subject", DEFAULT_SUBJECT) or DEFAULT_SUBJECT,
@@ -186,11 +185,6 @@ class EmailDeliverer(Deliverer):
         if attachment is not None:
             details["sent_as"] = "zip" if attachment.zipped else "attachment"
             details["attachment"] = attachment.name
-        preview = (
-            await asyncio.to_thread(read_preview, file, preview_rows, attempt.job.config)
-            if preview_rows > 0
-            else None
-        )
         try:
             message = await asyncio.to_thread(
                 build_message,
@@ -202,7 +196,9 @@ class EmailDeliverer(Deliverer):
                 attempt=attempt,
                 attachment=attachment,
                 link=link,
-                preview=preview,
+                preview_rows=preview_rows,
+                options=options,
+                default_zone=self.settings.scheduler.timezone,
             )
         except DeliveryError as exc:
             return permanent(target, str(exc))
@@ -391,45 +387,6 @@ def prepare_attachment(file: ProducedFile, limit: float) -> Attachment:
     )
 
 
-def read_preview(
-    file: ProducedFile, rows: int, config: domain.ReportConfig
-) -> list[list[str]] | None:
-    """The header and first rows of a CSV file (other formats have no preview)."""
-    name = file.name.lower()
-    if not (name.endswith(".csv") or name.endswith(".csv.gz")):
-        return None
-    delimiter = str(config.format_options.get("delimiter", ",") or ",")[:1]
-    opener: Any = gzip.open if name.endswith(".gz") else open
-    try:
-        with opener(file.path, "rt", encoding="utf-8-sig", newline="") as handle:
-            reader = csv.reader(handle, delimiter=delimiter)
-            found = []
-            for line in reader:
-                found.append([cell[:200] for cell in line[:30]])
-                if len(found) > rows:
-                    break
-            return found
-    except (OSError, UnicodeDecodeError, csv.Error):
-        return None
-
-
-def _summary(variables: Mapping[str, Any], attempt: Attempt) -> list[tuple[str, str]]:
-    scheduled = variables.get("scheduled_for")
-    parameters = variables.get("parameters") or {}
-    lines = [("Report", attempt.job.config.name)]
-    start, end = variables.get("window_start"), variables.get("window_end")
-    if isinstance(start, datetime) and isinstance(end, datetime):
-        lines.append(("Period", f"{start.isoformat()} – {end.isoformat()}"))
-    elif isinstance(scheduled, datetime):
-        lines.append(("Period", scheduled.isoformat()))
-    if attempt.job.file is not None:
-        lines.append(("Rows", str(attempt.job.file.row_count)))
-    if parameters:
-        lines.append(("Parameters", ", ".join(f"{k}={v}" for k, v in parameters.items())))
-    lines.append(("Execution", attempt.job.execution_id))
-    return lines
-
-
 def build_message(
     *,
     server: Server,
@@ -440,8 +397,28 @@ def build_message(
     attempt: Attempt,
     attachment: Attachment | None,
     link: str | None,
-    preview: list[list[str]] | None,
+    preview_rows: int,
+    options: Options,
+    default_zone: str = "UTC",
 ) -> EmailMessage:
+    """The whole message: headers, the text and HTML bodies (email_body.py) with the chart as
+    a CID image of the HTML part, the attachment. Blocking: call off the loop."""
+    file = attempt.job.file
+    preview = (
+        email_body.read_preview(file, preview_rows, attempt.job.config)
+        if file is not None
+        else None
+    )
+    body = email_body.compose(
+        attempt=attempt,
+        run=variables,
+        intro=intro,
+        options=options,
+        preview=preview,
+        link=link,
+        attached=attachment.name if attachment is not None else None,
+        default_zone=default_zone,
+    )
     message = EmailMessage()
     message["Subject"] = " ".join(subject.split())
     message["From"] = server.from_address
@@ -459,34 +436,19 @@ def build_message(
     message["Message-ID"] = make_msgid(domain=domain_part)
     message["X-Reporthub-Execution"] = attempt.job.execution_id
 
-    summary = _summary(variables, attempt)
-    text = [intro, ""]
-    text += [f"{label}: {value}" for label, value in summary]
-    if link:
-        text += ["", f"The file is too large to attach. Download it here: {link}"]
-    if preview:
-        text += ["", f"First {len(preview) - 1} rows:"]
-        text += [" | ".join(row) for row in preview]
-    message.set_content("\n".join(text))
-
-    rows_html = "".join(
-        f"<tr><th align='left'>{html.escape(label)}</th><td>{html.escape(value)}</td></tr>"
-        for label, value in summary
-    )
-    parts = [f"<p>{html.escape(intro)}</p>", f"<table>{rows_html}</table>"]
-    if link:
-        parts.append(
-            "<p>The file is too large to attach. "
-            f"<a href='{html.escape(link, quote=True)}'>Download it here</a>.</p>"
+    message.set_content(body.text)
+    message.add_alternative(body.html, subtype="html")
+    html_part = message.get_body(preferencelist=("html",))
+    assert html_part is not None
+    for image in body.images:
+        html_part.add_related(
+            image.data,
+            maintype="image",
+            subtype="png",
+            cid=f"<{image.cid}>",
+            filename=image.filename,
+            disposition="inline",
         )
-    if preview:
-        head, *body = preview
-        header = "".join(f"<th>{html.escape(c)}</th>" for c in head)
-        cells = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in body
-        )
-        parts.append(f"<table border='1' cellpadding='3'><tr>{header}</tr>{cells}</table>")
-    message.add_alternative("<html><body>" + "".join(parts) + "</body></html>", subtype="html")
 
     if attachment is not None:
         data = _read_checked(attachment)

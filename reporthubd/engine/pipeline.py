@@ -43,6 +43,7 @@ from reporthubd.domain import OwnershipLost
 from reporthubd.engine import naming, parameters, streaming
 from reporthubd.engine.streaming import Progress
 from reporthubd.formats import base as formats
+from reporthubd.formats import capture
 from reporthubd.lifecycle.executions import Lifecycle
 from reporthubd.store import executions
 from reporthubd.store.database import Store
@@ -236,7 +237,8 @@ class Run:
         try:
             # The first use imports the writer's library (reportlab...): off the loop.
             writer_cls = await asyncio.to_thread(formats.writer_class, config.output_format.value)
-            writer = writer_cls(options, context)
+            # The email's preview rows and the chart are captured while the rows stream.
+            writer = capture.wrap(writer_cls(options, context), options)
         except formats.FormatError as exc:
             raise RunFailed(str(exc)) from None
 

@@ -85,6 +85,12 @@ class FormatWriter(abc.ABC):
         (whole UTF-8 lines). Called only on a writer whose `server_csv()` gave one."""
         raise NotImplementedError(f"{type(self).__name__} takes rows only (server_csv is None)")
 
+    def attach_chart(self, chart: Any) -> None:
+        """Called before `close()` with the chart the result's rows made (a formats.chartdraw
+        Chart), when `format_options.chart` asks for one. A writer that can show it (the PDF)
+        keeps it; the default ignores it."""
+        return None
+
     async def note_truncated(self, max_rows: int) -> None:
         """Called before `close()` when the engine cut the result at `max_rows` (the config's
         format options asked to truncate rather than fail): the file must say so, e.g. a last
@@ -128,3 +134,6 @@ def check_options(name: str, options: Mapping[str, Any]) -> None:
     opts.pop("truncate", None)  # the engine's own option (engine.pipeline)
     context = RenderContext(report_name="check", execution_id="check")
     writer_class(name)(opts, context)
+    from reporthubd.formats import capture  # a layer above this interface
+
+    capture.parse(opts)

@@ -64,6 +64,9 @@ KNOWN_OPTIONS = frozenset(
         "compression_level",
         "truncate",
         "truncated_note",
+        # Read by formats.capture for every format (the email's preview, the chart).
+        "chart",
+        "preview_rows",
     }
 )
 QUOTING: dict[str, Literal[0, 1, 2, 3]] = {

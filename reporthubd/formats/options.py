@@ -10,6 +10,9 @@ from reporthubd.formats.base import FormatError
 
 T = TypeVar("T")
 
+CAPTURE_OPTIONS = frozenset({"chart", "preview_rows"})
+"""Keys every format accepts, read by formats.capture (the email's preview, the chart)."""
+
 
 class Options:
     """A view over one format's options that records which keys were read."""
@@ -97,6 +100,6 @@ class Options:
 
     def reject_unknown(self) -> None:
         """Call after reading every option: a misspelt key is an error, not silently ignored."""
-        unknown = sorted(set(self.raw) - self._read)
+        unknown = sorted(set(self.raw) - self._read - CAPTURE_OPTIONS)
         if unknown:
             raise FormatError(f"unknown {self.fmt} format option(s): {', '.join(unknown)}")

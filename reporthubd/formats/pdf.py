@@ -11,8 +11,13 @@ column header row, and a footer with `Page N of M`. Long text wraps inside its c
 `max_lines_per_cell` lines, then ends with `…`. Numbers are right-aligned. Values are written as
 their canonical text (formats.values). Fonts: see formats.pdffonts — CJK, Cyrillic, Arabic
 digits and emoji (monochrome) render; an unknown character shows as `[U+XXXX]`. Right-to-left
-scripts (Hebrew, Arabic letters) are drawn in logical order without bidi reordering or Arabic
-joining: legible letter by letter, not typeset (digits are unaffected).
+text (Hebrew, Arabic) is shaped per wrapped line (pdffonts.visual: arabic-reshaper joins the
+Arabic letters, python-bidi puts the line in visual order; reportlab's canvas does neither).
+
+Orientation "auto" is landscape when the columns' natural widths (labels and the first rows'
+texts) do not fit across a portrait page. `chart` (formats.charts) draws the chart above the
+table on page 1; `cover_page = true` gives a first page of its own with the title, the run, the
+parameters, the row count and the chart (formats.pdfcover).
 
 A PDF is for reading, not for bulk data: past `max_rows` (default 50,000) the writer fails with
 an error that says so, rather than producing a 1,000-page document.
@@ -22,10 +27,10 @@ Column formats (`columns`, formats.columns) turn values into the `locale`'s text
 `timezone`; they also give labels, widths, alignment, hidden columns, highlighted cells (fill and
 text colour) and a bold totals row after the last row, accumulated while the rows stream.
 
-format_options: title (default: the report name), orientation ("auto": landscape past 6
-columns; "portrait"; "landscape"), page_size ("A4" or "letter"), font_size (5 to 14, default 7),
+format_options: title (default: the report name), orientation ("auto": by the content, above;
+"portrait"; "landscape"), page_size ("A4" or "letter"), font_size (5 to 14, default 7),
 max_rows (1 to 1,000,000, default 50,000), max_lines_per_cell (1 to 50, default 4), columns,
-locale (default en_US), timezone (IANA name, default UTC).
+locale (default en_US), timezone (IANA name, default UTC), chart, cover_page (default false).
 """
 
 from __future__ import annotations
@@ -36,10 +41,11 @@ from pathlib import Path
 from typing import Any, ClassVar, Final
 
 from reporthubd.connectors.base import Column, Row
+from reporthubd.formats import charts, localize, pdfcover, pdffonts, values
 from reporthubd.formats import columns as colfmt
-from reporthubd.formats import localize, pdffonts, values
 from reporthubd.formats.base import FormatError, RenderContext
 from reporthubd.formats.options import Options
+from reporthubd.formats.pdffonts import visual
 from reporthubd.formats.threaded import ThreadedWriter, truncation_note
 
 DEFAULT_MAX_ROWS: Final = 50_000
@@ -69,7 +75,15 @@ class PDFWriter(ThreadedWriter):
         self.spec = colfmt.parse("pdf", opts.value("columns"))
         self.locale = localize.parse_locale("pdf", opts.value("locale"))
         self.zone = opts.zone("timezone", "UTC")
+        self.chart_spec = charts.parse(opts.value("chart"))
+        self.cover_page = opts.boolean("cover_page", False)
+        self.chart: Any = None
+        self.chart_position: tuple[float, float, float] | None = None
+        """Where page 1 shows the chart: x, y (PDF points) and scale."""
         opts.reject_unknown()
+
+    def attach_chart(self, chart: Any) -> None:
+        self.chart = chart
 
     def accept_batch(self, rows: Sequence[Row]) -> None:
         if self.rows_written + len(rows) > self.max_rows:
@@ -86,8 +100,9 @@ class PDFWriter(ThreadedWriter):
         from reportlab.pdfgen import canvas
 
         size = A4 if self.page_size == "A4" else letter
+        self._portrait, self._landscape = portrait(size), landscape(size)
         wide = self.orientation == "landscape" or (self.orientation == "auto" and len(columns) > 6)
-        self._page_w, self._page_h = landscape(size) if wide else portrait(size)
+        self._page_w, self._page_h = self._landscape if wide else self._portrait
         self._canvas = canvas.Canvas(str(path), pagesize=(self._page_w, self._page_h))
         self._canvas.setTitle(self.title)
         self._canvas.setAuthor("reporthubd")
@@ -152,10 +167,10 @@ class PDFWriter(ThreadedWriter):
             shown = self._shown
             rows = [tuple(row[i] for i in shown) for row in rows]
         if self._widths is None:
-            self._widths = self._layout_columns(rows[:SAMPLE_ROWS])
-            self._start_page()
+            self._begin(rows[:SAMPLE_ROWS])
         body, texts, right = self._body, self._texts, self._right
         widths = self._widths
+        assert widths is not None
         inner = [w - 2 * PAD_X for w in widths]
         max_lines, leading = self.max_lines, self._leading
         bottom = MARGIN + 14
@@ -214,8 +229,7 @@ class PDFWriter(ThreadedWriter):
 
     def render_truncated(self, max_rows: int) -> None:
         if self._widths is None:
-            self._widths = self._layout_columns(())
-            self._start_page()
+            self._begin(())
         height = self._leading * 2
         if self._y - height < MARGIN + 14:
             self._end_page()
@@ -226,8 +240,7 @@ class PDFWriter(ThreadedWriter):
 
     def render_close(self) -> None:
         if self._widths is None:  # no rows: one page with the header and "no rows"
-            self._widths = self._layout_columns(())
-            self._start_page()
+            self._begin(())
             self._draw_text(self._body, MARGIN + PAD_X, self._y - 12, "(no rows)")
         elif self._totals:
             self._draw_totals()
@@ -236,6 +249,7 @@ class PDFWriter(ThreadedWriter):
         c.beginForm(TOTAL_PAGES_FORM)
         self._draw_text(self._foot, 0, 0, str(self._page))
         c.endForm()
+        pdfcover.define_forms(self)
         c.save()
 
     def render_abort(self) -> None:
@@ -243,11 +257,22 @@ class PDFWriter(ThreadedWriter):
 
     # -- layout -----------------------------------------------------------------------------
 
-    def _layout_columns(self, sample: Sequence[Row]) -> list[float]:
-        available = self._page_w - 2 * MARGIN
-        n = len(self._labels)
-        if n == 0:
-            return []
+    def _begin(self, sample: Sequence[Row]) -> None:
+        """Before the first row: the orientation the content needs, the column widths, the
+        optional first page, the first table page."""
+        if self.orientation == "auto" and self._labels:
+            # Landscape when the columns' natural widths do not fit across a portrait page.
+            need = sum(self._natural_widths(sample, self._portrait[0] - 2 * MARGIN))
+            wide = need > self._portrait[0] - 2 * MARGIN
+            self._page_w, self._page_h = self._landscape if wide else self._portrait
+            self._canvas.setPageSize((self._page_w, self._page_h))
+            self._meta_lines = self._metadata_lines()
+        self._widths = self._layout_columns(sample)
+        if self.cover_page:
+            pdfcover.draw_cover(self)
+        self._start_page()
+
+    def _natural_widths(self, sample: Sequence[Row], available: float) -> list[float]:
         natural: list[float] = []
         cap = available * 0.45
         for c, label in enumerate(self._labels):
@@ -262,6 +287,14 @@ class PDFWriter(ThreadedWriter):
                 if value is not None:
                     longest = max(longest, self._body.width(self._texts[c](value)[:120]))
             natural.append(min(cap, max(head, longest, 12.0)) + 2 * PAD_X)
+        return natural
+
+    def _layout_columns(self, sample: Sequence[Row]) -> list[float]:
+        available = self._page_w - 2 * MARGIN
+        n = len(self._labels)
+        if n == 0:
+            return []
+        natural = self._natural_widths(sample, available)
         total = sum(natural)
         if total <= available:
             scale = available / total
@@ -304,16 +337,18 @@ class PDFWriter(ThreadedWriter):
         left, right = MARGIN, self._page_w - MARGIN
         y = top - 12
         title = self._title_font.wrap(self.title, right - left, max_lines=1)[0]
-        self._draw_text(self._title_font, left, y, title)
+        self._draw_text(self._title_font, left, y, visual(title))
         y -= 4
         for line in self._meta_lines:
             y -= 9.5
-            self._draw_text(self._meta, left, y, line)
+            self._draw_text(self._meta, left, y, visual(line))
         y -= 5
         c.setLineWidth(0.6)
         c.setStrokeGray(0.4)
         c.line(left, y, right, y)
         y -= 4
+        if self._page == 1 and not self.cover_page and self.chart_spec is not None:
+            y = pdfcover.place_chart(self, y) - 6
         self._y = self._draw_header_row(y)
 
     def _draw_header_row(self, top: float) -> float:
@@ -382,6 +417,7 @@ class PDFWriter(ThreadedWriter):
             if paint is not None and paint.color:
                 self._canvas.setFillColor(paint.color)
             for line in lines:
+                line = visual(line)
                 if align[c] == "right":
                     self._draw_text(family, x + w - PAD_X - family.width(line), y, line)
                 elif align[c] == "center":

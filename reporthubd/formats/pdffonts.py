@@ -9,6 +9,7 @@ See fonts/README.md for the files and their licences.
 
 from __future__ import annotations
 
+import re
 import threading
 import unicodedata
 from dataclasses import dataclass
@@ -226,3 +227,25 @@ def _words(text: str) -> list[str]:
     if current:
         words.append(current)
     return words
+
+
+_RTL: Final = re.compile("[\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufefc]")
+
+
+def has_rtl(text: str) -> bool:
+    """Whether `text` holds Hebrew or Arabic letters (U+0590 to U+08FF, presentation forms)."""
+    return _RTL.search(text) is not None
+
+
+def visual(line: str) -> str:
+    """One line of text as it is drawn left to right: Arabic letters joined into their
+    contextual forms (arabic-reshaper), then the Unicode bidirectional algorithm's visual order
+    (python-bidi, the Rust unicode-bidi crate). reportlab's canvas draws glyphs in the order it
+    is given and shapes nothing, so both happen here, per wrapped line (bidi runs per line).
+    Text without right-to-left letters is returned as it is."""
+    if not has_rtl(line):
+        return line
+    import arabic_reshaper
+    from bidi import get_display
+
+    return str(get_display(arabic_reshaper.reshape(line)))

@@ -58,10 +58,12 @@ async def test_email_over_implicit_tls_with_a_csv_preview_in_both_bodies(
     html = message.get_body(preferencelist=("html",))
     assert plain is not None and html is not None
     text = plain.get_content()
-    assert text.startswith("Good morning, here is daily-sales-")
+    # The title first, then the status line and the intro (the body setting).
+    assert text.startswith("daily-sales-")
+    assert "Good morning, here is daily-sales-" in text
     assert "1 | north | 10.50" in text and "2 | south | 7.25" in text
     assert "3 | east" not in text  # only the first 2 rows
-    assert "<td>north</td>" in html.get_content()
+    assert ">north</td>" in html.get_content()
     assert mail.attachments() == {"daily-sales.csv": small_file.path.read_bytes()}
 
 
