@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from reporthubd import calendars, domain, secrets
 from reporthubd.config import Problem
 from reporthubd.cron import CronError, parse_cron
+from reporthubd.deliverers import config_check
 
 MASK = secrets.MASK
 
@@ -175,6 +176,14 @@ class DeliverySpec(_Spec):
     @model_validator(mode="after")
     def _unique_recipients(self) -> DeliverySpec:
         _no_duplicates([r.email.lower() for r in self.recipients], "recipient email")
+        return self
+
+    @model_validator(mode="after")
+    def _method_settings(self) -> DeliverySpec:
+        """Chat tokens and URLs, webhook bodies and signatures (deliverers/config_check.py)."""
+        found = config_check.problems(self.method, self.config)
+        if found:
+            raise ValueError("; ".join(p.replace("delivery_config.", "config.", 1) for p in found))
         return self
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from reporthubd import bootstrap, domain, secrets
 from reporthubd.commands import EXIT_OK, EXIT_PROBLEM
 from reporthubd.config import LoadedSettings
+from reporthubd.deliverers import config_check
 from reporthubd.formats import base as formats
 from reporthubd.store.definitions import load_definitions
 
@@ -41,6 +42,16 @@ def print_sources(loaded: LoadedSettings) -> None:
             print(f"  {section}.{key} = {_shown(key, value)}  # {source}")
     for notice in loaded.notices:
         print(f"  notice: {notice}")
+
+
+def delivery_problems(deliveries: Iterable[domain.Delivery]) -> list[domain.RowError]:
+    """Each active delivery whose settings its method refuses (chat tokens and URLs, webhook
+    bodies and signatures: deliverers/config_check.py), every problem naming its key."""
+    return [
+        domain.RowError(table="report_deliveries", row_id=delivery.id, problems=tuple(found))
+        for delivery in deliveries
+        if (found := config_check.problems(delivery.method, delivery.delivery_config))
+    ]
 
 
 def format_problems(configs: Iterable[domain.ReportConfig]) -> list[domain.RowError]:
@@ -77,7 +88,11 @@ async def main(loaded: LoadedSettings, path: Path | None) -> int:
     )
     for warning in found.warnings:
         print(f"  warning: {warning}")
-    errors = [*found.errors, *format_problems(found.configs.values())]
+    errors = [
+        *found.errors,
+        *format_problems(found.configs.values()),
+        *delivery_problems(found.deliveries.values()),
+    ]
     if errors:
         print(f"problems: {len(errors)} invalid active rows")
         for error in sorted(errors, key=lambda e: (e.table, str(e.row_id))):

@@ -1,6 +1,6 @@
 """What the chat deliveries (slack, teams, google_chat) share: their common options, the run's
-summary and preview rows, the download link, posting a JSON message to a chat webhook, and the
-check of a chat delivery's configuration that `reporthubd check`, `apply` and the API run.
+summary and preview rows, the download link, and posting a JSON message to a chat webhook
+(config_check.py has the check of their settings that `reporthubd check`, `apply` and the API run).
 
 Common delivery_config keys:
 - `title` (template, default `Report {report_name}`), `text` (template, an optional line under it);
@@ -39,10 +39,10 @@ from reporthubd.deliverers.common import (
     retryable,
     url_target,
 )
+from reporthubd.deliverers.config_check import MAX_PREVIEW_ROWS
 from reporthubd.deliverers.webhook import retry_after
 
 DEFAULT_TITLE = "Report {report_name}"
-MAX_PREVIEW_ROWS = 20
 MAX_PREVIEW_COLUMNS = 12
 MAX_CELL = 80
 MB = 1024 * 1024
@@ -218,48 +218,3 @@ async def post_json(
     if status == 429 or status >= 500:
         return retryable(target, reason, retry_after=after, status=status)
     return permanent(target, reason, status=status)
-
-
-def config_problems(method: domain.DeliveryMethod, config: Mapping[str, Any]) -> list[str]:
-    """What is wrong with a chat delivery's configuration, each naming its key (for `check`,
-    `apply` and the API); secrets are not resolved here, only their presence and form."""
-    problems: list[str] = []
-    options = Options(config, "delivery_config")
-
-    def missing(key: str, what: str) -> None:
-        if config.get(key) in (None, ""):
-            problems.append(f"delivery_config.{key} is required ({what})")
-        elif not (isinstance(config[key], str) or secrets.is_reference(config[key])):
-            problems.append(
-                f'delivery_config.{key}: must be a string, {{"env": NAME}} or {{"file": PATH}}'
-            )
-
-    if method is domain.DeliveryMethod.SLACK:
-        missing("token", "a Slack bot token with files:write and chat:write")
-        if not isinstance(config.get("channel"), str) or not config.get("channel"):
-            problems.append("delivery_config.channel: required (a Slack channel ID, e.g. C0123)")
-        oversize = config.get("oversize", "link")
-        if oversize not in ("link", "fail"):
-            problems.append("delivery_config.oversize: must be link or fail")
-    elif method in (domain.DeliveryMethod.TEAMS, domain.DeliveryMethod.GOOGLE_CHAT):
-        missing("url", "the channel's incoming webhook URL, which holds its token")
-        url = config.get("url")
-        if isinstance(url, str) and url and not url.startswith(("https://", "http://")):
-            problems.append("delivery_config.url: must start with https:// (or http://)")
-    else:
-        return problems
-    for key, check in (
-        ("preview_rows", lambda: preview_rows(options)),
-        ("timeout_seconds", lambda: options.number("timeout_seconds", 30.0)),
-        ("max_file_mb", lambda: options.number("max_file_mb", 1.0)),
-        ("require_link", lambda: options.flag("require_link", False)),
-        ("title", lambda: options.text("title")),
-        ("text", lambda: options.text("text")),
-        ("link_url", lambda: options.text("link_url")),
-    ):
-        if key in config:
-            try:
-                check()
-            except DeliveryError as exc:
-                problems.append(str(exc))
-    return problems

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from reporthubd import domain
+from reporthubd.deliverers import config_check
 from reporthubd.deliverers.base import (
     AttemptResult,
     DeliveryError,
@@ -131,11 +132,13 @@ async def _redeliver_round(
 
 async def test_delivery(context: LedgerContext, delivery_id: int) -> AttemptResult:
     """The deliverer's `test()` for the delivery. Raises LedgerError (404) when there is no such
-    delivery or its row is invalid."""
+    delivery or its row is invalid, (422) when its settings are refused (naming the key)."""
     delivery = await delivery_logs.get_delivery(context.store, delivery_id)
     if not isinstance(delivery, domain.Delivery):
         problems = f" or invalid: {delivery}" if isinstance(delivery, domain.RowError) else ""
         raise LedgerError(f"delivery {delivery_id} not found{problems}", status=404)
+    if found := config_check.problems(delivery.method, delivery.delivery_config):
+        raise LedgerError(f"delivery {delivery_id}: " + "; ".join(found), status=422)
     try:
         cls = await asyncio.to_thread(deliverer_class, delivery.method.value)  # import off-loop
         deliverer = cls(delivery, context.settings)
