@@ -331,12 +331,21 @@ def spec() -> dict[str, Any]:
         "/api/test-delivery/{delivery_id}": {
             "post": {
                 "summary": "Check a delivery's target and credentials, sending no report",
+                "description": (
+                    "Methods: email, sftp, s3, webhook, file_share, slack, teams, google_chat "
+                    "(their delivery_config keys: docs/deliveries.md). Settings are checked "
+                    "first: a slack delivery without `token` or `channel`, a teams or "
+                    "google_chat one without `url`, a webhook `body` that does not parse or a "
+                    "`signature` of standard/both without a whsec_ `secret` answer 422, the "
+                    "error naming the key. Slack calls auth.test; a Teams or Google Chat "
+                    "webhook cannot be called without posting, so only its settings are checked."
+                ),
                 "parameters": [_id_param("delivery_id")],
                 "responses": {
                     "200": _ok("tested; `data.ok` says whether it worked"),
                     "400": _error("bad id"),
                     "404": _error("unknown delivery"),
-                    "422": _error("the delivery row is invalid"),
+                    "422": _error("the delivery row or its settings are invalid (names the key)"),
                     **PROTECTED,
                 },
             }
