@@ -60,6 +60,8 @@ class Message:
     link: str | None
     file_name: str | None
     row_count: int | None
+    notice: bool = False
+    """A notice about a run (notify/sender.py), not a report: no file, no preview."""
 
 
 def chat_options(delivery: domain.Delivery) -> Options:
@@ -97,6 +99,8 @@ def build_message(attempt: Attempt, options: Options) -> Message:
     """The rendered title, text, summary and link of the run (the preview is read separately,
     off the event loop, by `read_preview`)."""
     variables = templating.attempt_variables(attempt)
+    if is_notice(variables):
+        return notice_message(variables, attempt)
     title = templating.render(
         options.text("title", DEFAULT_TITLE) or DEFAULT_TITLE, variables, what="title"
     )
@@ -111,6 +115,29 @@ def build_message(attempt: Attempt, options: Options) -> Message:
         link=download_link(options, variables),
         file_name=file.name if file else None,
         row_count=file.row_count if file else None,
+    )
+
+
+def is_notice(variables: Mapping[str, Any]) -> bool:
+    """Whether the job is a notice: the notice sender (notify/sender.py) puts the notice's words
+    into the variables (`notice_subject`, `notice_text`, `notice_event`, `run_url`)."""
+    return isinstance(variables.get("notice_text"), str)
+
+
+def notice_message(variables: Mapping[str, Any], attempt: Attempt) -> Message:
+    """A notice as a chat message: its subject as title, its text, the run's link."""
+    subject = str(variables.get("notice_subject") or variables.get("notice_event") or "Notice")
+    lines = [("Report", attempt.job.config.name), ("Event", str(variables.get("notice_event")))]
+    link = variables.get("run_url")
+    return Message(
+        title=" ".join(subject.split()),
+        text=str(variables["notice_text"]),
+        summary=lines,
+        preview=None,
+        link=link if isinstance(link, str) and link.startswith(("https://", "http://")) else None,
+        file_name=None,
+        row_count=None,
+        notice=True,
     )
 
 

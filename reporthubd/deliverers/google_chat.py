@@ -58,7 +58,13 @@ def card_message(message: chat.Message, card_id: str) -> dict[str, Any]:
             }
         )
     if message.link:
-        title = f"Download {message.file_name}" if message.file_name else "Download"
+        title = (
+            "Open the run"
+            if message.notice
+            else f"Download {message.file_name}"
+            if message.file_name
+            else "Download"
+        )
         sections.append(
             {
                 "widgets": [
@@ -117,13 +123,13 @@ class GoogleChatDeliverer(Deliverer):
             )
         except DeliveryError as exc:
             return permanent(hint, str(exc))
-        if require_link and not message.link:
+        if require_link and not message.link and not message.notice:
             return permanent(
                 url_target(url),
                 "require_link is set but the run has no download link: add presign_seconds to "
                 "an S3 delivery of this report, or set link_url",
             )
-        if attempt.job.file is not None and rows:
+        if attempt.job.file is not None and rows and not message.notice:
             preview = await asyncio.to_thread(
                 chat.read_preview, attempt.job.file, rows, attempt.job.config
             )
@@ -135,7 +141,7 @@ class GoogleChatDeliverer(Deliverer):
             with_thread(url, thread_key), document, limit=timeout, verify=verify
         )
         if result.ok:
-            linked = "link" if message.link else "summary"
+            linked = "notice" if message.notice else "link" if message.link else "summary"
             return replace(result, details={**result.details, "sent_as": linked})
         return result
 

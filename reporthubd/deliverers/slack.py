@@ -180,13 +180,16 @@ class SlackDeliverer(Deliverer):
         target = settings.target
         if file is None:
             return permanent(target, "no file to deliver")
-        preview = await asyncio.to_thread(
-            chat.read_preview, file, settings.preview_rows, attempt.job.config
-        )
-        message = replace(message, preview=preview)
-        upload = file.size <= settings.max_file_bytes
+        if not message.notice:
+            preview = await asyncio.to_thread(
+                chat.read_preview, file, settings.preview_rows, attempt.job.config
+            )
+            message = replace(message, preview=preview)
+        upload = file.size <= settings.max_file_bytes and not message.notice
         details: dict[str, Any] = {"channel": settings.channel}
-        if not upload:
+        if message.notice:
+            details["sent_as"] = "notice"
+        elif not upload:
             if settings.oversize == "fail" or not message.link:
                 why = (
                     "oversize is 'fail'"
@@ -207,7 +210,7 @@ class SlackDeliverer(Deliverer):
             posted = await slack.chat_postMessage(
                 channel=settings.channel,
                 text=fallback_text(message),
-                blocks=blocks(message, oversize=not upload),
+                blocks=blocks(message, oversize=not upload and not message.notice),
                 unfurl_links=False,
             )
             details["ts"] = posted.get("ts")
@@ -377,24 +380,28 @@ def blocks(message: chat.Message, *, oversize: bool) -> list[dict[str, Any]]:
                 },
             }
         )
-    if message.link:
+    if message.link and message.notice:
+        out.append(_button("Open the run", message.link, "open_run"))
+    elif message.link:
         label = (
             f"{message.file_name} is too large for Slack: download it here"
             if oversize
             else f"Download {message.file_name}"
         )
         out.append({"type": "section", "text": {"type": "mrkdwn", "text": _escape(label)}})
-        out.append(
-            {
-                "type": "actions",
-                "elements": [
-                    {
-                        "type": "button",
-                        "text": {"type": "plain_text", "text": "Download"},
-                        "url": message.link,
-                        "action_id": "download",
-                    }
-                ],
-            }
-        )
+        out.append(_button("Download", message.link, "download"))
     return out
+
+
+def _button(text: str, url: str, action_id: str) -> dict[str, Any]:
+    return {
+        "type": "actions",
+        "elements": [
+            {
+                "type": "button",
+                "text": {"type": "plain_text", "text": text},
+                "url": url,
+                "action_id": action_id,
+            }
+        ],
+    }

@@ -79,7 +79,13 @@ def card(message: chat.Message) -> dict[str, Any]:
         "body": body,
     }
     if message.link:
-        title = f"Download {message.file_name}" if message.file_name else "Download"
+        title = (
+            "Open the run"
+            if message.notice
+            else f"Download {message.file_name}"
+            if message.file_name
+            else "Download"
+        )
         document["actions"] = [{"type": "Action.OpenUrl", "title": title, "url": message.link}]
     return document
 
@@ -124,13 +130,13 @@ class TeamsDeliverer(Deliverer):
             verify = options.flag("verify_tls", True)
         except DeliveryError as exc:
             return permanent(hint, str(exc))
-        if require_link and not message.link:
+        if require_link and not message.link and not message.notice:
             return permanent(
                 url_target(url),
                 "require_link is set but the run has no download link: add presign_seconds to "
                 "an S3 delivery of this report, or set link_url",
             )
-        if attempt.job.file is not None and rows:
+        if attempt.job.file is not None and rows and not message.notice:
             preview = await asyncio.to_thread(
                 chat.read_preview, attempt.job.file, rows, attempt.job.config
             )
@@ -139,7 +145,7 @@ class TeamsDeliverer(Deliverer):
         await attempt.confirm("posting the Teams card")
         result = await chat.post_json(url, document, limit=timeout, verify=verify)
         if result.ok:
-            linked = "link" if message.link else "summary"
+            linked = "notice" if message.notice else "link" if message.link else "summary"
             return replace(result, details={**result.details, "sent_as": linked})
         return result
 

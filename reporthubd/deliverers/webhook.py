@@ -19,7 +19,8 @@ delivery_config keys:
 Every request carries `Idempotency-Key: <execution_id>:<delivery_id>` (the same on every retry,
 and a run that recovers a lost one after a crash sends the lost run's execution id: a receiver
 that already has it can drop the repeat), `X-Reporthub-Attempt` and
-`X-Reporthub-Event` (`report.delivered`, or `ping` from a test).
+`X-Reporthub-Event` (`report.delivered`, `report.notice` for a notice, whose document carries a
+`notice` object and which ignores `body`, or `ping` from a test).
 
 Classification: 2xx delivered; 429 and 5xx retried (honouring `Retry-After`, seconds or an HTTP
 date); connection errors and timeouts retried; any other status (redirects included, which are
@@ -130,6 +131,11 @@ def metadata(attempt: Attempt, event: str = "report.delivered") -> dict[str, Any
         }
     if variables.get("download_url"):
         document["download_url"] = variables["download_url"]
+    if isinstance(variables.get("notice_text"), str):  # a notice (notify/sender.py)
+        document["event"] = "report.notice"
+        document["notice"] = {
+            key: variables.get(f"notice_{key}") for key in ("id", "event", "subject", "text")
+        } | {"incident_key": variables.get("incident_key"), "run_url": variables.get("run_url")}
     return document
 
 
@@ -186,6 +192,10 @@ class WebhookDeliverer(Deliverer):
                 url_target(str(self.delivery.delivery_config.get("url", ""))), str(exc)
             )
         document = metadata(attempt)
+        if "notice" in document:
+            # The notice sender sets `body` to the notice's text (as for email); the webhook
+            # sends its JSON document, which carries the notice, instead of that template.
+            template = None
         run = attempt.job.run_key or attempt.job.execution_id
         message_id = f"{run}:{attempt.delivery.id}"
         own = scheme in {"reporthub", "both"}
@@ -245,7 +255,7 @@ class WebhookDeliverer(Deliverer):
             timeout,
             verify,
             attempt,
-            event="report.delivered",
+            event=str(document["event"]),
         )
 
     async def _send(
