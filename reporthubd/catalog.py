@@ -28,6 +28,8 @@ from reporthubd import calendars, domain, secrets
 from reporthubd.config import Problem
 from reporthubd.cron import CronError, parse_cron
 from reporthubd.deliverers import config_check
+from reporthubd.notify import report_rules
+from reporthubd.notify_rules import RuleError
 
 MASK = secrets.MASK
 
@@ -91,6 +93,19 @@ class ScheduleSpec(_Spec):
     start_at: datetime | None = None
     end_at: datetime | None = None
     is_active: bool = True
+    deadline: str | None = None
+    """By when each fire's run must have COMPLETED: "07:30" (the schedule's zone, or
+    "07:30 Europe/Berlin") or "+20m" after the fire; past it, a `late` notice (issue 17)."""
+
+    @field_validator("deadline")
+    @classmethod
+    def _deadline(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                report_rules.parse_deadline(value, key="deadline")
+            except RuleError as exc:
+                raise ValueError(str(exc).removeprefix("deadline: ")) from None
+        return value
 
     @field_validator("misfire_policy", mode="before")
     @classmethod
@@ -202,6 +217,19 @@ class ReportSpec(_Spec):
     is_active: bool = True
     schedules: list[ScheduleSpec] = Field(default_factory=list)
     deliveries: list[DeliverySpec] = Field(default_factory=list)
+    notify: dict[str, Any] | None = None
+    """Who is told about its runs (issue 17): {owners = [...], rules = [{events, notify,
+    remind_every_minutes, suspend_after}]}; without rules, the configured default rule."""
+
+    @field_validator("notify")
+    @classmethod
+    def _notify(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            try:
+                report_rules.parse_notify(value, key="notify")
+            except RuleError as exc:
+                raise ValueError(str(exc).removeprefix("notify.")) from None
+        return value
 
     @field_validator("output_format", mode="before")
     @classmethod
@@ -444,6 +472,7 @@ def render(catalog: Catalog) -> str:
                 if report.empty_result_policy is domain.EmptyResultPolicy.DELIVER
                 else report.empty_result_policy.value,
                 "is_active": None if report.is_active else False,
+                "notify": report.notify,
             },
         )
         for sched in report.schedules:
@@ -464,6 +493,7 @@ def render(catalog: Catalog) -> str:
                     "start_at": sched.start_at,
                     "end_at": sched.end_at,
                     "is_active": None if sched.is_active else False,
+                    "deadline": sched.deadline,
                 },
             )
         for delivery in report.deliveries:

@@ -18,6 +18,7 @@ from reporthubd.commands import EXIT_OK, EXIT_PROBLEM
 from reporthubd.config import LoadedSettings
 from reporthubd.deliverers import config_check
 from reporthubd.formats import base as formats
+from reporthubd.notify import checks as notice_checks
 from reporthubd.store.definitions import load_definitions
 
 
@@ -79,6 +80,7 @@ async def main(loaded: LoadedSettings, path: Path | None) -> int:
             found = await load_definitions(
                 opened.store, default_timezone=settings.scheduler.timezone
             )
+            notice_problems = await notice_checks.problems(opened.store)
     except bootstrap.StoreRefused as exc:
         print(exc)
         return EXIT_PROBLEM
@@ -92,6 +94,7 @@ async def main(loaded: LoadedSettings, path: Path | None) -> int:
         *found.errors,
         *format_problems(found.configs.values()),
         *delivery_problems(found.deliveries.values()),
+        *notice_problems,
     ]
     if errors:
         print(f"problems: {len(errors)} invalid active rows")

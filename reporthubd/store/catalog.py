@@ -152,12 +152,14 @@ async def _apply(
             "max_rows": report.max_rows,
             "empty_result_policy": report.empty_result_policy.value,
             "is_active": report.is_active,
+            "notify": report.notify,
         }
         if old is not None:
             old = {
                 **old,
                 "parameters": _json(old["parameters"]),
                 "format_options": _json(old["format_options"]),
+                "notify": _json(old["notify"]) if old.get("notify") is not None else None,
             }
         config_id = await _upsert(
             conn,
@@ -201,6 +203,7 @@ async def _apply(
                 "start_at": sched.start_at,
                 "end_at": sched.end_at,
                 "is_active": sched.is_active,
+                "deadline": sched.deadline,
             }
             if found is not None:
                 found = {**found, "parameters": _json(found["parameters"])}
@@ -495,6 +498,7 @@ async def export(store: Store) -> tuple[cat.Catalog, list[domain.RowError]]:
                         "start_at": srow["start_at"],
                         "end_at": srow["end_at"],
                         "is_active": bool(srow["is_active"]),
+                        "deadline": srow["deadline"],
                     },
                 )
                 for srow in sched_rows
@@ -543,6 +547,7 @@ async def export(store: Store) -> tuple[cat.Catalog, list[domain.RowError]]:
                 "max_rows": row["max_rows"],
                 "empty_result_policy": row["empty_result_policy"],
                 "is_active": bool(row["is_active"]),
+                "notify": row["notify"] if isinstance(row["notify"], dict) else None,
                 "schedules": schedules,
                 "deliveries": deliveries,
             },

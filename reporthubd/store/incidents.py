@@ -167,3 +167,24 @@ async def fire(store: Store, schedule_id: int, scheduled_for: datetime) -> FireR
     except ValueError:
         return None
     return FireRow(execution_id=row.id, status=status, error_message=row.error_message)
+
+
+async def notify_objects(store: Store) -> list[tuple[int, str, Any]]:
+    """(id, name, notify) of each active report with a notify object (a malformed one as
+    {"malformed": ...}), for `reporthubd check`."""
+    c = schema.configs
+    query = (
+        sa.select(c.c.id, c.c.name, c.c.notify)
+        .where(c.c.notify.is_not(None), c.c.is_active.is_(True))
+        .order_by(c.c.id)
+    )
+    async with store.engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    found = []
+    for row in rows:
+        notify = row.notify
+        if isinstance(notify, MalformedJSON):
+            notify = {"malformed": notify.raw}
+        if notify is not None:
+            found.append((int(row.id), str(row.name), notify))
+    return found
