@@ -85,6 +85,10 @@ class FormatWriter(abc.ABC):
         (whole UTF-8 lines). Called only on a writer whose `server_csv()` gave one."""
         raise NotImplementedError(f"{type(self).__name__} takes rows only (server_csv is None)")
 
+    chart_placement: tuple[float, float, float] | None = None
+    """Where the writer drew the attached chart: x, y of its lower left corner and its scale, in
+    the file's units (PDF points from the page's lower left); None where it drew none."""
+
     def attach_chart(self, chart: Any) -> None:
         """Called before `close()` with the chart the result's rows made (a formats.chartdraw
         Chart), when `format_options.chart` asks for one. A writer that can show it (the PDF)

@@ -250,6 +250,8 @@ class CapturingWriter(FormatWriter):
                 "height": points.spec.height,
                 "png_scale": chartdraw.PNG_SCALE,
                 "drawn": chart.drawn,
+                "zero_y": chart.zero_y,
+                "placement": self.inner.chart_placement,
             }
         capture_path(written.path).write_text(json.dumps(data, ensure_ascii=False), "utf-8")
 

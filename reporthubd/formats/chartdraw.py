@@ -40,6 +40,8 @@ class Chart:
     drawing: Drawing
     drawn: list[dict[str, Any]] = field(default_factory=list)
     """One entry per drawn data point: label, series, value, and x/y in drawing units."""
+    zero_y: float | None = None
+    """The value axis's zero line (axes charts)."""
 
 
 def nice_ticks(high: float, low: float = 0.0, count: int = 5) -> list[float]:
@@ -144,6 +146,7 @@ def _axes_chart(
             )
         )
     zero = y_of(0.0)
+    chart.zero_y = round(zero, 2)
     d.add(Line(left, zero, right, zero, strokeColor="#6b7280", strokeWidth=0.7))
     step = max(1, math.ceil(n / max(1, int((right - left) / 14)))) if rotate else 1
     for i, text in enumerate(points.labels):

@@ -78,8 +78,6 @@ class PDFWriter(ThreadedWriter):
         self.chart_spec = charts.parse(opts.value("chart"))
         self.cover_page = opts.boolean("cover_page", False)
         self.chart: Any = None
-        self.chart_position: tuple[float, float, float] | None = None
-        """Where page 1 shows the chart: x, y (PDF points) and scale."""
         opts.reject_unknown()
 
     def attach_chart(self, chart: Any) -> None:

@@ -43,7 +43,7 @@ def place_chart(writer: PDFWriter, top: float) -> float:
     c.scale(scale, scale)
     c.doForm(CHART_FORM)
     c.restoreState()
-    writer.chart_position = (MARGIN, top - height, scale)
+    writer.chart_placement = (MARGIN, top - height, scale)
     return top - height
 
 
