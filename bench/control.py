@@ -70,12 +70,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_daemon(work: Path) -> tuple[subprocess.Popen[bytes], int]:
+def start_daemon(work: Path, store_url: str | None = None) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
+    store_url = store_url or f"sqlite:///{work / 'store.db'}"
     config = work / "config.toml"
     config.write_text(
         f"""[store]
-url = "sqlite:///{work / "store.db"}"
+url = "{store_url}"
 [control]
 listen = "127.0.0.1:{port}"
 [execution]

@@ -229,24 +229,26 @@ async def report_page(
     daemon: Runtime, config_id: int, chosen: Filters, *, backfill: bool = False
 ) -> str:
     """`backfill`: the daemon serves POST /api/schedules/{id}/backfill (the form shows)."""
-    store = daemon.store
-    found = await store_console.report(store, config_id)
-    if found is None:
-        raise NotFound(f"report {config_id} does not exist")
-    page = await store_console.history_page(
-        store,
-        store_console.HistoryQuery(
-            config_id=config_id,
-            statuses=chosen.statuses,
-            triggers=chosen.triggers,
-            since=chosen.since,
-            until=chosen.until,
-            after=chosen.after,
-            before=chosen.before,
-            limit=chosen.limit,
-        ),
-    )
-    recent = await store_console.recent_runs(store, config_id, last=PLOT_RUNS)
+    async with store_console.reading(daemon.store) as store:
+        found = await store_console.report(store, config_id)
+        if found is None:
+            raise NotFound(f"report {config_id} does not exist")
+        page = await store_console.history_page(
+            store,
+            store_console.HistoryQuery(
+                config_id=config_id,
+                statuses=chosen.statuses,
+                triggers=chosen.triggers,
+                since=chosen.since,
+                until=chosen.until,
+                after=chosen.after,
+                before=chosen.before,
+                limit=chosen.limit,
+            ),
+        )
+        recent = await store_console.recent_runs(store, config_id, last=PLOT_RUNS)
+        schedules = await store_console.schedules(store, config_id)
+        active = await store_console.active_runs(store, config_id)
     durations = plots.series(
         f"Duration of the last {PLOT_RUNS} runs",
         "seconds",
@@ -274,7 +276,7 @@ async def report_page(
     return render(
         "report.html",
         report=found,
-        schedules=await store_console.schedules(store, config_id),
+        schedules=schedules,
         page=page,
         chosen=chosen,
         statuses=STATUSES,
@@ -285,7 +287,16 @@ async def report_page(
         recent=recent,
         default_parameters=json.dumps(found.parameters, indent=1, default=str),
         backfill=backfill,
-        active=[run for run in await live_runs(daemon) if run["config_id"] == config_id],
+        active=[
+            {
+                "execution_id": run.id,
+                "config_id": run.config_id,
+                "status": run.status.value,
+                "node_id": run.node_id,
+                "progress": progress_of(daemon, run.id),
+            }
+            for run in active
+        ],
     )
 
 

@@ -8,11 +8,14 @@ COUNT over the whole history).
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from reporthubd import domain
 from reporthubd.store import executions, schema
@@ -23,6 +26,20 @@ L = schema.delivery_logs
 C = schema.configs
 S = schema.schedules
 D = schema.deliveries
+
+Reader = Store | AsyncConnection
+"""The store, or a connection already open on it: a page that makes several reads makes them
+on one connection (one checkout, fewer hops between the loop and the driver's thread: under a
+big export in the same process each hop waits for the GIL)."""
+
+
+@asynccontextmanager
+async def reading(source: Reader) -> AsyncIterator[AsyncConnection]:
+    if isinstance(source, AsyncConnection):
+        yield source
+        return
+    async with source.engine.connect() as conn:
+        yield conn
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,7 +92,7 @@ def _position(row: domain.Execution) -> Cursor:
     return Cursor(created_at=row.created_at, execution_id=row.id)
 
 
-async def history_page(store: Store, query: HistoryQuery) -> HistoryPage:
+async def history_page(store: Reader, query: HistoryQuery) -> HistoryPage:
     conditions: list[Any] = [E.c.config_id == query.config_id]
     if query.statuses:
         conditions.append(E.c.status.in_(query.statuses))
@@ -88,21 +105,20 @@ async def history_page(store: Store, query: HistoryQuery) -> HistoryPage:
     backwards = query.before is not None and query.after is None
     if query.after is not None:
         at, ident = query.after.created_at, query.after.execution_id
-        conditions.append(
-            sa.or_(E.c.created_at < at, sa.and_(E.c.created_at == at, E.c.id < ident))
-        )
+        # created_at <= at bounds the index range; the OR only breaks ties within it.
+        conditions.append(E.c.created_at <= at)
+        conditions.append(sa.or_(E.c.created_at < at, E.c.id < ident))
     elif query.before is not None:
         at, ident = query.before.created_at, query.before.execution_id
-        conditions.append(
-            sa.or_(E.c.created_at > at, sa.and_(E.c.created_at == at, E.c.id > ident))
-        )
+        conditions.append(E.c.created_at >= at)
+        conditions.append(sa.or_(E.c.created_at > at, E.c.id > ident))
     order = (
         (E.c.created_at.asc(), E.c.id.asc())
         if backwards
         else (E.c.created_at.desc(), E.c.id.desc())
     )
     select = sa.select(E).where(*conditions).order_by(*order).limit(query.limit + 1)
-    async with store.engine.connect() as conn:
+    async with reading(store) as conn:
         rows = executions.valid_records((await conn.execute(select)).all())
     more = len(rows) > query.limit
     rows = rows[: query.limit]
@@ -159,24 +175,24 @@ def _report(row: Any) -> ReportRow:
     )
 
 
-async def reports(store: Store) -> list[ReportRow]:
+async def reports(store: Reader) -> list[ReportRow]:
     query = sa.select(C).order_by(C.c.name)
-    async with store.engine.connect() as conn:
+    async with reading(store) as conn:
         return [_report(row) for row in (await conn.execute(query)).all()]
 
 
-async def report(store: Store, config_id: int) -> ReportRow | None:
+async def report(store: Reader, config_id: int) -> ReportRow | None:
     query = sa.select(C).where(C.c.id == config_id)
-    async with store.engine.connect() as conn:
+    async with reading(store) as conn:
         row = (await conn.execute(query)).first()
     return _report(row) if row is not None else None
 
 
-async def schedules(store: Store, config_id: int | None = None) -> list[ScheduleRow]:
+async def schedules(store: Reader, config_id: int | None = None) -> list[ScheduleRow]:
     query = sa.select(S).order_by(S.c.config_id, S.c.id)
     if config_id is not None:
         query = query.where(S.c.config_id == config_id)
-    async with store.engine.connect() as conn:
+    async with reading(store) as conn:
         rows = (await conn.execute(query)).all()
     return [
         ScheduleRow(
@@ -194,11 +210,13 @@ async def schedules(store: Store, config_id: int | None = None) -> list[Schedule
     ]
 
 
-async def deliveries(store: Store, delivery_ids: list[int] | None = None) -> dict[int, DeliveryRow]:
+async def deliveries(
+    store: Reader, delivery_ids: list[int] | None = None
+) -> dict[int, DeliveryRow]:
     query = sa.select(D.c.id, D.c.config_id, D.c.name, D.c.method, D.c.is_active)
     if delivery_ids is not None:
         query = query.where(D.c.id.in_(delivery_ids))
-    async with store.engine.connect() as conn:
+    async with reading(store) as conn:
         rows = (await conn.execute(query)).all()
     return {
         int(r.id): DeliveryRow(
@@ -212,7 +230,7 @@ async def deliveries(store: Store, delivery_ids: list[int] | None = None) -> dic
     }
 
 
-async def recovery_chain(store: Store, execution: domain.Execution) -> list[domain.Execution]:
+async def recovery_chain(store: Reader, execution: domain.Execution) -> list[domain.Execution]:
     """Every run of the same logical run, oldest first: the other attempts of the same fire
     (recovery after a lost node, re-runs) and the runs that stand in for it (`recovers_id`)."""
     root = execution.recovers_id or execution.id
@@ -225,9 +243,26 @@ async def recovery_chain(store: Store, execution: domain.Execution) -> list[doma
             )
         )
     query = sa.select(E).where(sa.or_(*related)).order_by(E.c.created_at, E.c.id).limit(100)
-    async with store.engine.connect() as conn:
+    async with reading(store) as conn:
         rows = executions.valid_records((await conn.execute(query)).all())
     return rows if len(rows) > 1 else []
+
+
+async def active_runs(store: Reader, config_id: int, *, limit: int = 50) -> list[domain.Execution]:
+    """A report's PENDING and RUNNING executions, oldest first."""
+    query = (
+        sa.select(E)
+        .where(
+            E.c.config_id == config_id,
+            E.c.status.in_(
+                [domain.ExecutionStatus.PENDING.value, domain.ExecutionStatus.RUNNING.value]
+            ),
+        )
+        .order_by(E.c.created_at)
+        .limit(limit)
+    )
+    async with reading(store) as conn:
+        return executions.valid_records((await conn.execute(query)).all())
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -239,7 +274,7 @@ class RunPoint:
     rows: int | None
 
 
-async def recent_runs(store: Store, config_id: int, *, last: int = 50) -> list[RunPoint]:
+async def recent_runs(store: Reader, config_id: int, *, last: int = 50) -> list[RunPoint]:
     """The newest `last` finished runs of a report, oldest first: its duration and row plots."""
     query = (
         sa.select(
@@ -249,7 +284,7 @@ async def recent_runs(store: Store, config_id: int, *, last: int = 50) -> list[R
         .order_by(E.c.created_at.desc(), E.c.id.desc())
         .limit(last)
     )
-    async with store.engine.connect() as conn:
+    async with reading(store) as conn:
         rows = (await conn.execute(query)).all()
     points = [
         RunPoint(
@@ -292,7 +327,7 @@ async def fire_lateness(
         .order_by(E.c.scheduled_for)
         .limit(limit)
     )
-    async with store.engine.connect() as conn:
+    async with reading(store) as conn:
         rows = (await conn.execute(query)).all()
     points = []
     for r in rows:
@@ -318,7 +353,7 @@ class MethodRate:
         return self.succeeded / total if total else None
 
 
-async def delivery_rates(store: Store, *, since: datetime) -> list[MethodRate]:
+async def delivery_rates(store: Reader, *, since: datetime) -> list[MethodRate]:
     """Per delivery method, the attempts since `since` that succeeded and that failed for good
     or will be retried (a RETRYING attempt is a failed attempt)."""
     query = (
@@ -327,7 +362,7 @@ async def delivery_rates(store: Store, *, since: datetime) -> list[MethodRate]:
         .where(L.c.started_at >= since, L.c.status.in_(("SUCCESS", "FAILED", "RETRYING")))
         .group_by(D.c.method, L.c.status)
     )
-    async with store.engine.connect() as conn:
+    async with reading(store) as conn:
         rows = (await conn.execute(query)).all()
     counts: dict[str, list[int]] = {}
     for method, status, count in rows:
