@@ -376,12 +376,26 @@ class Plan:
         return ", ".join(f"{actions.count(a)} to {a}" for a in ("create", "update", "delete"))
 
 
-def keep_stored_secrets(new: Mapping[str, Any], stored: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Replace "***" under secret keys with the stored value (an exported file round-trips)."""
+def _masked_delivery(method: domain.DeliveryMethod, config: Mapping[str, Any]) -> Any:
+    masked = secrets.mask_document(config)
+    for key in domain.DELIVERY_SECRET_KEYS.get(method, ()):
+        if config.get(key) not in (None, "") and not secrets.is_reference(config[key]):
+            masked[key] = MASK
+    return masked
+
+
+def keep_stored_secrets(
+    new: Mapping[str, Any],
+    stored: Mapping[str, Any] | None,
+    also: frozenset[str] = frozenset(),
+) -> dict[str, Any]:
+    """Replace "***" under secret keys (and the top-level keys `also` names: a chat webhook's
+    `url`) with the stored value (an exported file round-trips)."""
     stored = stored or {}
     out: dict[str, Any] = {}
     for key, value in new.items():
-        if value == MASK and secrets.is_secret_key(str(key)) and key in stored:
+        secret = secrets.is_secret_key(str(key)) or key in also
+        if value == MASK and secret and key in stored:
             out[key] = stored[key]
         elif isinstance(value, Mapping):
             inner = stored.get(key)
@@ -502,7 +516,7 @@ def render(catalog: Catalog) -> str:
                 {
                     "name": delivery.name,
                     "method": delivery.method.value,
-                    "config": secrets.mask_document(delivery.config),
+                    "config": _masked_delivery(delivery.method, delivery.config),
                     "max_retry": delivery.max_retry,
                     "retry_interval_minutes": delivery.retry_interval_minutes,
                     "is_active": None if delivery.is_active else False,

@@ -272,6 +272,13 @@ DELIVERY_KEYS: Mapping[DeliveryMethod, frozenset[str]] = {
     ),
 }
 
+DELIVERY_SECRET_KEYS: Mapping[DeliveryMethod, frozenset[str]] = {
+    DeliveryMethod.TEAMS: frozenset({"url"}),
+    DeliveryMethod.GOOGLE_CHAT: frozenset({"url"}),
+}
+"""Keys holding a credential although their name does not look like one (a chat webhook's URL
+carries its token in the query): `export` masks them, `apply` keeps the stored value for "***"."""
+
 
 @dataclass(frozen=True, kw_only=True)
 class Datasource:

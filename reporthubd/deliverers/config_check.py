@@ -59,7 +59,11 @@ def _chat(method: M, config: Mapping[str, Any]) -> list[str]:
             config, "url", "the channel's incoming webhook URL, which holds its token"
         )
         url = config.get("url")
-        if isinstance(url, str) and url and not url.startswith(("https://", "http://")):
+        if (
+            isinstance(url, str)
+            and url not in ("", secrets.MASK)
+            and not url.startswith(("https://", "http://"))
+        ):
             found.append("delivery_config.url: must start with https:// (or http://)")
 
     def rows() -> None:

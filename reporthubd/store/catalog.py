@@ -245,7 +245,9 @@ async def _apply(
             values = {
                 "method": delivery.method.value,
                 "delivery_config": cat.keep_stored_secrets(
-                    delivery.config, _json(old_d["delivery_config"]) if old_d else None
+                    delivery.config,
+                    _json(old_d["delivery_config"]) if old_d else None,
+                    domain.DELIVERY_SECRET_KEYS.get(delivery.method, frozenset()),
                 ),
                 "max_retry": delivery.max_retry,
                 "retry_interval_minutes": delivery.retry_interval_minutes,

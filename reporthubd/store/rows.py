@@ -188,6 +188,9 @@ def delivery(row: Mapping[str, Any]) -> domain.Delivery | domain.RowError:
     if p.items or method is None:
         return _error("report_deliveries", row, p)
     secrets.remember_inline(config)
+    for key in domain.DELIVERY_SECRET_KEYS.get(method, ()):  # a chat webhook URL's token
+        if isinstance(config.get(key), str):
+            secrets.remember(config[key])
     return domain.Delivery(
         id=row["id"],
         config_id=row["config_id"],

@@ -187,3 +187,32 @@ async def test_the_api_answers_422_naming_the_key_and_tests_slack_with_auth_test
         assert TOKEN not in str(answer) and "xoxb-wrong-1234" not in str(answer)
     finally:
         await slack.stop()
+
+
+async def test_export_masks_a_teams_webhook_url_and_apply_keeps_it(sqlite_store: Store) -> None:
+    from reporthubd.store import catalog as store_catalog
+
+    url = "https://prod.example/workflows/abc/invoke?api-version=1&sig=SIG-secret-123"
+    text = CATALOG.format(method="teams", config=f'{{ url = "{url}", preview_rows = 3 }}')
+    await store_catalog.apply(sqlite_store, catalog.parse(text))
+    exported, errors = await store_catalog.export(sqlite_store)
+    assert errors == []
+    rendered = catalog.render(exported)
+    assert "SIG-secret-123" not in rendered and 'url = "***"' in rendered
+    assert (await store_catalog.apply(sqlite_store, catalog.parse(rendered))).empty
+    again, _ = await store_catalog.export(sqlite_store)
+    [delivery] = again.reports[0].deliveries
+    assert delivery.config["preview_rows"] == 3
+    stored = await _stored_config(sqlite_store)
+    assert stored["url"] == url
+
+
+async def _stored_config(store: Store) -> dict[str, Any]:
+    import sqlalchemy as sa
+
+    from reporthubd.store import schema
+
+    async with store.engine.connect() as conn:
+        value = await conn.scalar(sa.select(schema.deliveries.c.delivery_config))
+    assert isinstance(value, dict)
+    return value
