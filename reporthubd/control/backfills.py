@@ -9,12 +9,17 @@ API token like every route but the health checks.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import timedelta
+from html import escape
+
 from aiohttp import web
 
 from reporthubd.control import envelope, runtime
-from reporthubd.control.params import json_object, path_id
+from reporthubd.control.params import MAX_ID, json_object, path_id
 from reporthubd.scheduler import backfill
 from reporthubd.store import backfills
+from reporthubd.store.database import Store
 
 DEFAULT_BY = "api"
 
@@ -49,7 +54,7 @@ async def request_backfill(request: web.Request) -> web.Response:
 
 def _backfill_id(request: web.Request) -> str:
     raw = request.match_info["backfill_id"]
-    if not (0 < len(raw) <= 36 and all(c.isalnum() or c == "-" for c in raw)):
+    if not (0 < len(raw) <= 36 and raw.isascii() and all(c.isalnum() or c == "-" for c in raw)):
         raise web.HTTPBadRequest(reason="bad backfill_id", text="backfill_id: not a backfill id")
     return raw
 
@@ -67,7 +72,7 @@ async def list_backfills(request: web.Request) -> web.Response:
     raw = request.query.get("schedule_id")
     schedule_id = None
     if raw is not None:
-        if not (raw.isascii() and raw.isdigit()):
+        if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_ID:
             return envelope.error(
                 "bad query", "schedule_id: must be a positive integer", status=400
             )
@@ -92,3 +97,40 @@ async def cancel_backfill(request: web.Request) -> web.Response:
         return envelope.error("backfill ended", str(exc), status=409)
     progress = await backfills.progress(runtime.runtime(request).store, found.id)
     return envelope.success(f"backfill {backfill_id} cancelled", progress.as_json())
+
+
+# -- on the status page (control/status_page.py) ------------------------------------------------
+
+# (header, hidden on narrow screens)
+STATUS_COLUMNS = [
+    ("Backfill", True),
+    ("Report", False),
+    ("Range", True),
+    ("Reprocess", True),
+    ("Status", False),
+    ("Progress", False),
+    ("Node", True),
+]
+STATUS_PAGE_LIMIT = 10
+
+
+async def status_rows(store: Store, names: Mapping[int, str]) -> list[list[str]]:
+    """The latest backfills (open ones first) as escaped cells of STATUS_COLUMNS."""
+    rows = []
+    for item in await backfills.recent(store, limit=STATUS_PAGE_LIMIT):
+        b = item.backfill
+        last = b.range_to - timedelta(seconds=1)
+        rows.append(
+            [
+                f"<code>{escape(b.id)}</code>",
+                escape(names.get(b.config_id, str(b.config_id))),
+                escape(f"{b.range_from:%Y-%m-%d %H:%M} – {last:%Y-%m-%d %H:%M} UTC"),
+                escape(b.reprocess.value + ("" if b.deliver else ", no delivery")),
+                escape(b.status),
+                escape(
+                    f"{item.done}/{b.total} done · {item.failed} failed · {item.running} running"
+                ),
+                escape(b.node_id or "—"),
+            ]
+        )
+    return rows

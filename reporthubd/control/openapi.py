@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from reporthubd import __version__
-from reporthubd.control import openapi_console, openapi_schedules
+from reporthubd.control import openapi_backfills, openapi_console, openapi_schedules
 from reporthubd.control.openapi_schemas import (
     DOWNLOAD_TYPES,
     EXECUTION,
@@ -462,7 +462,9 @@ def spec() -> dict[str, Any]:
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
         "tags": [{"name": name, "description": text} for name, text in TAGS.items()],
-        "paths": name_operations(paths | openapi_schedules.PATHS | openapi_console.PATHS),
+        "paths": name_operations(
+            paths | openapi_schedules.PATHS | openapi_backfills.PATHS | openapi_console.PATHS
+        ),
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
@@ -489,6 +491,7 @@ def spec() -> dict[str, Any]:
                 "SchedulerStatus": SCHEDULER_STATUS,
                 **column_format_components(_ref),
                 **openapi_schedules.SCHEMAS,
+                **openapi_backfills.SCHEMAS,
                 "ExecutionStarted": {
                     "type": "object",
                     "required": ["execution_id", "config_id", "status"],

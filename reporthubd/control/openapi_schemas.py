@@ -41,6 +41,7 @@ TAGS = {
     "datasources": "Test datasources",
     "scheduler": "The scheduler's state and reload",
     "schedules": "One schedule: trigger, next fires, pause and resume",
+    "backfills": "Run a schedule's past fires over a range: plan, progress, cancel",
     "console": "The operator console: its shell, page fragments and live events",
 }
 OPERATIONS: dict[tuple[str, str], tuple[str, str]] = {
@@ -94,7 +95,9 @@ EXECUTION = {
         "id": {"type": "string"},
         "config_id": {"type": "integer"},
         "schedule_id": {"type": ["integer", "null"]},
-        "trigger_type": {"enum": ["schedule", "manual", "retry", "recovery", "audience"]},
+        "trigger_type": {
+            "enum": ["schedule", "manual", "retry", "recovery", "audience", "backfill"]
+        },
         "scheduled_for": {"type": ["string", "null"], "format": "date-time"},
         "status": {
             "enum": [

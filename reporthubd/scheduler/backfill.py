@@ -298,8 +298,8 @@ async def request(
     deliver = _flag(body, "deliver", True)
     dry_run = _flag(body, "dry_run", False)
     by = body.get("by")
-    if by is not None and not isinstance(by, str):
-        raise BackfillError(f"by: must be text, got {by!r}")
+    if by is not None and (not isinstance(by, str) or not by.strip()):
+        raise BackfillError(f"by: must be non-empty text, got {by!r}")
     moment = now or datetime.now(UTC)
     # fires not yet due belong to the live scheduler; the one due this very second too
     clipped = range_to > moment
