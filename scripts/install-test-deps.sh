@@ -14,6 +14,9 @@ have mariadbd || [ -x /usr/sbin/mariadbd ] || need_apt+=(mariadb-server)
 have psql || need_apt+=(postgresql)
 # Headless Chromium: the status page test loads the page and takes a screenshot.
 have chromium || need_apt+=(chromium)
+# promtool (Debian's prometheus package; apt does not start the server): tests/test_ops_kit.py
+# checks and unit-tests the alerting rules in ops/prometheus/.
+have promtool || need_apt+=(prometheus)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
