@@ -100,6 +100,9 @@ schedules = sa.Table(
     sa.Column("calendar_policy", sa.String(32), nullable=True),
     # deadline (revision 0009): "07:30" on the fire's local day, or "+20s" after the fire
     sa.Column("deadline", sa.String(64), nullable=True),
+    # name (revision 0012): stable within the report (a catalog's edited cron updates it)
+    sa.Column("name", sa.String(255), nullable=True),
+    sa.Index("uq_report_schedules_config_name", "config_id", "name", unique=True),
 )
 
 deliveries = sa.Table(
