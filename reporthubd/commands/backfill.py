@@ -101,7 +101,7 @@ def _as_option(message: str) -> str:
 def _print_plan(requested: backfill.Requested, out: TextIO) -> None:
     planned = requested.plan
     runs = planned.to_run
-    head = "would run" if requested.backfill_id is None else "runs"
+    head = "would run" if requested.dry_run else "runs"
     print(
         f"backfill of schedule {planned.schedule_id} from {planned.range_from.isoformat()} "
         f"to {planned.range_to.isoformat()} (exclusive"

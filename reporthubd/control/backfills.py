@@ -47,7 +47,7 @@ async def request_backfill(request: web.Request) -> web.Response:
     data = requested.as_json()
     if requested.backfill_id is None:
         runs = len(requested.plan.to_run)
-        message = f"dry run: {runs} fires would run" if body.get("dry_run") else "nothing to run"
+        message = f"dry run: {runs} fires would run" if requested.dry_run else "nothing to run"
         return envelope.success(message, data)
     return envelope.success(f"backfill {requested.backfill_id} recorded", data, status=201)
 

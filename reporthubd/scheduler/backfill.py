@@ -253,11 +253,12 @@ class Requested:
     """None for a dry run (nothing recorded) or when nothing is to run."""
     deliver: bool
     concurrency: int
+    dry_run: bool = False
 
     def as_json(self) -> dict[str, object]:
         return {
             "backfill_id": self.backfill_id,
-            "dry_run": self.backfill_id is None,
+            "dry_run": self.dry_run,
             "deliver": self.deliver,
             "concurrency": self.concurrency,
             **self.plan.as_json(),
@@ -325,5 +326,9 @@ async def request(
             requested_by=by[:255] if by else None,
         )
     return Requested(
-        plan=planned, backfill_id=backfill_id, deliver=deliver, concurrency=concurrency
+        plan=planned,
+        backfill_id=backfill_id,
+        deliver=deliver,
+        concurrency=concurrency,
+        dry_run=dry_run,
     )
