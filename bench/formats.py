@@ -14,6 +14,13 @@ date, two short texts, numeric(12,2), int, bool, a ~30-character note, a text NU
   direct canvas drawing with Helvetica (the anchors' `canvas_direct`).
 - xlsx_formats (200,000 rows): reporthubd ExcelWriter unformatted and with column formats
   (`FORMATTED`: number formats, labels, a highlight, totals) in the same run.
+- pdf_chart (10,000 rows): reporthubd PDFWriter unformatted, and formatted (`FORMATTED`) with a
+  bar chart through formats.capture as the engine runs it (preview rows, totals, chart points,
+  the chart drawn in the PDF and as the email's PNG).
+- email (10,000 rows): a formatted PDF with a chart is written (not timed), then the email's
+  message is built 20 times as the email deliverer builds it (the capture read back, the HTML
+  and text bodies, css-inline, the CID chart, the attachment): `email_ms` is the median build;
+  `chart_png_ms` the median time of drawing the chart's PNG (done when the file closes).
 - lag: four Excel exports of --lag-rows rows each, concurrently in one event loop, while a ticker
   (10 ms sleeps) measures event-loop lag (p50/p99/max) — rendered in worker threads (reporthubd)
   and, as the baseline, rendered on the loop itself. The batches are made before the clock starts
@@ -66,6 +73,8 @@ SUITES: dict[str, list[str]] = {
     "pdf": ["reporthubd_pdf", "platypus_table", "canvas_direct", "gen_only"],
     "lag": ["lag_threaded", "lag_on_loop"],
     "xlsx_formats": ["reporthubd_excel", "reporthubd_excel_formatted", "gen_only"],
+    "pdf_chart": ["reporthubd_pdf", "reporthubd_pdf_chart", "gen_only"],
+    "email": ["email_build"],
 }
 # Column formats on every typed column (issue 19): currency, integer, percent, dates, labels, a
 # highlight and totals; the suite compares it with the unformatted writer in the same run.
@@ -84,6 +93,12 @@ FORMATTED: dict[str, Any] = {
         },
         "quantity": {"kind": "integer", "total": "avg"},
     },
+}
+
+
+# Issue 19: the PDF with a chart of the amounts per region, as the engine writes it.
+CHARTED: dict[str, Any] = FORMATTED | {
+    "chart": {"type": "bar", "x": "region", "y": "amount", "title": "Amount by region"}
 }
 
 
@@ -180,6 +195,57 @@ def w_reporthubd_csv(n: int, out: Path) -> None:
 
 def w_reporthubd_pdf(n: int, out: Path) -> None:
     asyncio.run(_reporthubd("pdf", {}, n, out))
+
+
+async def _captured(fmt: str, options: dict[str, Any], n: int, out: Path) -> Any:
+    from reporthubd.formats import capture
+    from reporthubd.formats.base import writer_class
+
+    writer = capture.wrap(writer_class(fmt)(options, _context()), options)
+    await writer.open(out, columns())
+    for batch in batches(n):
+        await writer.write_batch(batch)
+    return await writer.close()
+
+
+def w_reporthubd_pdf_chart(n: int, out: Path) -> None:
+    asyncio.run(_captured("pdf", CHARTED, n, out))
+
+
+def w_email_build(n: int, out: Path) -> dict[str, float]:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from reporthubd.formats import capture, chartdraw, charts
+    from tests.formats import report_samples as samples
+
+    written = asyncio.run(_captured("pdf", CHARTED, n, out))
+    file = samples.produced(written)
+    config = samples.config("Sales benchmark", "pdf", CHARTED)
+    builds = []
+    for _ in range(20):
+        started = time.perf_counter()
+        samples.message(config, file, {"preview_rows": 10})
+        builds.append((time.perf_counter() - started) * 1000)
+    data = capture.load(written.path)
+    assert data is not None and data["rows"] and data["chart"]
+    spec = charts.parse(CHARTED["chart"])
+    assert spec is not None
+    points = charts.ChartPoints(
+        spec=spec,
+        labels=data["chart"]["labels"],
+        series=data["chart"]["series"],
+        values=data["chart"]["values"],
+        y_column="amount",
+    )
+    pngs = []
+    for _ in range(10):
+        started = time.perf_counter()
+        chartdraw.png(chartdraw.draw(points, str))
+        pngs.append((time.perf_counter() - started) * 1000)
+    return {
+        "email_ms": round(statistics.median(builds), 1),
+        "email_max_ms": round(max(builds), 1),
+        "chart_png_ms": round(statistics.median(pngs), 1),
+    }
 
 
 def w_gen_only(n: int, out: Path) -> None:
@@ -411,9 +477,15 @@ def have_csv() -> bool:
 
 def run_suite(suite: str, n: int, rounds: int, outdir: Path) -> None:
     methods = [m for m in SUITES[suite] if m != "reporthubd_csv" or have_csv()]
-    ext = {"xlsx": "xlsx", "json": "out", "pdf": "pdf", "lag": "xlsx", "xlsx_formats": "xlsx"}[
-        suite
-    ]
+    ext = {
+        "xlsx": "xlsx",
+        "json": "out",
+        "pdf": "pdf",
+        "lag": "xlsx",
+        "xlsx_formats": "xlsx",
+        "pdf_chart": "pdf",
+        "email": "pdf",
+    }[suite]
     results: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
     for r in range(rounds):
         for m in methods:
@@ -425,7 +497,11 @@ def run_suite(suite: str, n: int, rounds: int, outdir: Path) -> None:
             if out.exists():
                 out.unlink()
             status = "" if x["rc"] == 0 else f" FAILED rc={x['rc']}: {x['stderr']}"
-            extra = {k: v for k, v in x["inner"].items() if k.startswith(("lag", "exports"))}
+            extra = {
+                k: v
+                for k, v in x["inner"].items()
+                if k.startswith(("lag", "exports", "email", "chart"))
+            }
             print(
                 f"  r{r} {suite:4s} {m:18s} wall={x['wall_s']:.2f}s rss={x['rss_mb']:.0f}MB "
                 f"cpu={x['cpu_s']:.2f}s {extra or ''}{status}",
@@ -433,6 +509,16 @@ def run_suite(suite: str, n: int, rounds: int, outdir: Path) -> None:
             )
     base = methods[0]
     print(f"\n### {suite}: {n:,} rows, {rounds} round(s)\n")
+    if suite == "email":
+        xs = [x for x in results["email_build"] if x["rc"] == 0]
+        print("| email build ms (median of 20) | slowest ms | chart PNG ms |")
+        print("|---|---|---|")
+        print(
+            f"| {med([x['inner']['email_ms'] for x in xs], '{:.1f}')} | "
+            f"{med([x['inner']['email_max_ms'] for x in xs], '{:.1f}')} | "
+            f"{med([x['inner']['chart_png_ms'] for x in xs], '{:.1f}')} |"
+        )
+        return
     if suite == "lag":
         print("| method | lag p50 ms | lag p99 ms | lag max ms | 4 exports s | peak RSS MB |")
         print("|---|---|---|---|---|---|")
@@ -480,6 +566,8 @@ def main() -> None:
     rows = {
         "xlsx": args.xlsx_rows,
         "xlsx_formats": args.xlsx_rows,
+        "pdf_chart": args.pdf_rows,
+        "email": args.pdf_rows,
         "json": args.json_rows,
         "pdf": args.pdf_rows,
         "lag": args.lag_rows,

@@ -50,7 +50,7 @@ def _data(spec: dict[str, object], rows: list[tuple[str, str, Decimal, int]]) ->
     ("spec", "message"),
     [
         ({"type": "bar", "x": "month", "y": "region"}, "'chart.y': column 'region' is text"),
-        ({"type": "bar", "x": "nope", "y": "revenue"}, "'chart.x': the result has no column 'nope'"),
+        ({"type": "bar", "x": "nope", "y": "revenue"}, "'chart.x': the result has no column"),
         ({"type": "bar", "x": "month", "y": ["revenue", "gone"]}, "'chart.y': the result has no"),
         ({"type": "line", "x": "month", "y": "units", "series": "x"}, "'chart.series': the result"),
     ],
