@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from decimal import Decimal
 from functools import lru_cache
-from typing import Any, Final
+from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo
 
 import babel
@@ -210,7 +210,8 @@ def _cached_timestamps(style: str, locale: babel.Locale, zone: ZoneInfo) -> Call
     """What babel.dates.format_datetime writes for the medium and short styles (the locale's
     datetime pattern over the date's and the time's texts), with both halves cached: dates and
     times of a report repeat, and format_datetime was a formatted PDF's largest cost."""
-    joined = str(babel.dates.get_datetime_format(style, locale=locale)).replace("'", "")
+    width: Literal["medium", "short"] = "medium" if style == "medium" else "short"
+    joined = str(babel.dates.get_datetime_format(width, locale=locale)).replace("'", "")
 
     @lru_cache(maxsize=4096)
     def day(value: dt.date) -> str:
