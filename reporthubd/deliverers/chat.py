@@ -141,6 +141,21 @@ def notice_message(variables: Mapping[str, Any], attempt: Attempt) -> Message:
     )
 
 
+def no_link(target: str, what: str, attempt: Attempt) -> AttemptResult:
+    """The failure of an attempt that needs the run's link and has none. While an S3 delivery
+    of this round is meant to presign one (it failed for now and will retry), the attempt is
+    retried too: the retry picks up the link that upload records. Otherwise it fails for good."""
+    fix = "add presign_seconds to an S3 delivery of this report, or set link_url"
+    presigning = [
+        d
+        for d in attempt.job.deliveries
+        if d.method is domain.DeliveryMethod.S3 and d.delivery_config.get("presign_seconds")
+    ]
+    if presigning:
+        return retryable(target, f"{what}; the S3 delivery's link is not there yet")
+    return permanent(target, f"{what}; {fix}")
+
+
 def download_link(options: Options, variables: Mapping[str, Any]) -> str | None:
     """The run's S3 presigned URL, else the rendered `link_url`, else None."""
     url = variables.get("download_url")

@@ -190,18 +190,14 @@ class SlackDeliverer(Deliverer):
         if message.notice:
             details["sent_as"] = "notice"
         elif not upload:
-            if settings.oversize == "fail" or not message.link:
-                why = (
-                    "oversize is 'fail'"
-                    if settings.oversize == "fail"
-                    else "no download link: add presign_seconds to an S3 delivery of this "
-                    "report, or set link_url"
-                )
-                return permanent(
-                    target,
-                    f"{file.name} is {chat.human_size(file.size)}, over max_file_mb "
-                    f"({settings.max_file_bytes / MB:g} MB); {why}",
-                )
+            too_big = (
+                f"{file.name} is {chat.human_size(file.size)}, over max_file_mb "
+                f"({settings.max_file_bytes / MB:g} MB)"
+            )
+            if settings.oversize == "fail":
+                return permanent(target, f"{too_big}; oversize is 'fail'")
+            if not message.link:
+                return chat.no_link(target, f"{too_big}, and the run has no download link", attempt)
             details["sent_as"] = "link"
         slack = client(settings)
         try:

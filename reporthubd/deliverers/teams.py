@@ -131,10 +131,8 @@ class TeamsDeliverer(Deliverer):
         except DeliveryError as exc:
             return permanent(hint, str(exc))
         if require_link and not message.link and not message.notice:
-            return permanent(
-                url_target(url),
-                "require_link is set but the run has no download link: add presign_seconds to "
-                "an S3 delivery of this report, or set link_url",
+            return chat.no_link(
+                url_target(url), "require_link is set but the run has no download link", attempt
             )
         if attempt.job.file is not None and rows and not message.notice:
             preview = await asyncio.to_thread(

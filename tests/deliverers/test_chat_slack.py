@@ -222,3 +222,35 @@ async def test_a_missing_token_names_the_key(
     assert result.failed == 1
     [row] = await delivery_logs.logs_for_execution(sqlite_store, report.execution_id)
     assert (row.error_message or "").startswith("delivery_config.token is required")
+
+
+async def test_over_max_file_mb_waits_for_an_s3_link_that_failed_for_now(
+    sqlite_store: Store, slack: SlackStandIn, tmp_path: Path
+) -> None:
+    """The S3 delivery meant to presign the link failed for now (nothing listens): the Slack
+    attempt is retried too, rather than failing for good, so its retry can carry the link."""
+    produced = make_file(tmp_path / "sales-2mb.csv", 2 * MB, compressible=True)
+    settings = settings_for(sqlite_store)
+    closed = peers.StalledListener()
+    closed.close()  # a port nothing listens on: connection refused, retryable
+    s3_config = {
+        "bucket": "reports",
+        "endpoint_url": f"http://127.0.0.1:{closed.port}",
+        "region": "us-east-1",
+        "access_key_id": "k" * 16,
+        "secret_access_key": "s" * 32,
+        "presign_seconds": 600,
+        "timeout_seconds": 2,
+    }
+    specs = [
+        DeliverySpec(method="slack", config=_config(slack, max_file_mb=1)),
+        DeliverySpec(method="s3", config=s3_config),
+    ]
+    report = await seed_report(sqlite_store, settings, produced, specs)
+    result = await report.ledger.run(await report.job())
+    assert result.pending == 2
+    rows = await delivery_logs.logs_for_execution(sqlite_store, report.execution_id)
+    slack_row = next(r for r in rows if r.delivery_id == report.delivery_ids[0])
+    assert slack_row.status is DS.RETRYING
+    assert "link is not there yet" in (slack_row.error_message or "")
+    assert not slack.calls
