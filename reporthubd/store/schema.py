@@ -102,6 +102,12 @@ schedules = sa.Table(
     sa.Column("deadline", sa.String(64), nullable=True),
     # name (revision 0012): stable within the report (a catalog's edited cron updates it)
     sa.Column("name", sa.String(255), nullable=True),
+    # dependencies (revision 0013): reports that must have COMPLETED for the fire's period,
+    # a readiness probe, until when a run waits, and what happens past it
+    sa.Column("depends_on", JSONDocument(), nullable=True),
+    sa.Column("readiness_query", sa.Text(), nullable=True),
+    sa.Column("wait_deadline", sa.String(64), nullable=True),
+    sa.Column("wait_policy", sa.String(16), nullable=True),
     sa.Index("uq_report_schedules_config_name", "config_id", "name", unique=True),
 )
 
@@ -345,6 +351,27 @@ backfill_fires = sa.Table(
     sa.Index("ix_report_backfill_fires_status", "backfill_id", "status"),
 )
 
+waits = sa.Table(
+    # revision 0013: a run waiting for its dependencies or readiness probe; the row is its claim
+    "report_waits",
+    metadata,
+    sa.Column("execution_id", sa.String(36), primary_key=True),
+    sa.Column("schedule_id", sa.BigInteger(), nullable=False),
+    sa.Column("config_id", sa.BigInteger(), nullable=False),
+    sa.Column("scheduled_for", UTCDateTime(), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, server_default=sa.text("'WAITING'")),
+    sa.Column("waiting_for", sa.Text(), nullable=True),
+    sa.Column("deadline_at", UTCDateTime(), nullable=False),
+    sa.Column("next_check_at", UTCDateTime(), nullable=False),
+    sa.Column("checks", sa.Integer(), nullable=False, server_default=sa.text("0")),
+    sa.Column("last_result", sa.Text(), nullable=True),
+    sa.Column("node_id", sa.String(64), nullable=True),
+    sa.Column("lease_until", UTCDateTime(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False, server_default=utcnow()),
+    sa.Column("decided_at", UTCDateTime(), nullable=True),
+    sa.Index("ix_report_waits_due", "status", "next_check_at"),
+)
+
 DEFINITION_TABLES = (datasources, configs, schedules, deliveries, recipients)
 WATCHED_TABLES = (*DEFINITION_TABLES, calendars)
 """What the definitions watcher fingerprints: an edited calendar reloads its schedules too."""
@@ -369,4 +396,5 @@ __all__ = [
     "recipients",
     "schedules",
     "utcnow",
+    "waits",
 ]
