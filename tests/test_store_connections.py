@@ -1,7 +1,9 @@
 """The store's pooled connections, against the running MariaDB and PostgreSQL: a connection idle
 for a while is pinged and replaced when dead; a connection returned with work left open is
 rolled back; a claim on MariaDB is one round trip, its bookkeeping included, and a failed
-bookkeeping write leaves the claim standing."""
+bookkeeping write leaves the claim standing. The claim line (the connection kept for claims,
+database.ClaimLine) is replaced when the server killed it, idle or not, and no claim is lost or
+doubled by it."""
 
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ import structlog
 
 from reporthubd.config import StoreSettings
 from reporthubd.store import claims, database, migrate, schema
-from reporthubd.store.database import Store, driver_of, mark_clean
+from reporthubd.store.database import Store, driver_of
+from reporthubd.store.journal import unreachable
 from tests import servers
 from tests.scheduler.helpers import add_schedule, seed_config
 from tests.servers import TestDatabase as Database
@@ -132,16 +135,14 @@ async def test_work_left_open_on_a_returned_connection_is_rolled_back(
 
 
 async def _session_counters(store: Store) -> dict[str, int]:
-    """This session's statement counters, read without a statement of their own: SHOW STATUS
-    counts as none of them, and the connection goes back without a ROLLBACK."""
-    async with store.engine.connect() as conn:
-        async with (await driver_of(conn)).cursor() as cursor:
-            await cursor.execute(
-                "SHOW SESSION STATUS WHERE Variable_name IN "
-                "('Com_insert', 'Com_update', 'Com_select', 'Com_commit', 'Com_rollback')"
-            )
-            rows = await cursor.fetchall()
-        await mark_clean(conn)
+    """The claim line's statement counters, read without a statement of their own: SHOW STATUS
+    counts as none of them and starts no transaction."""
+    async with store.claim_line.connect() as conn, (await driver_of(conn)).cursor() as cursor:
+        await cursor.execute(
+            "SHOW SESSION STATUS WHERE Variable_name IN "
+            "('Com_insert', 'Com_update', 'Com_select', 'Com_commit', 'Com_rollback')"
+        )
+        rows = await cursor.fetchall()
     return {name: int(value) for name, value in rows}
 
 
@@ -189,9 +190,10 @@ async def test_a_failed_bookkeeping_write_leaves_the_claim_standing(
     store = one_mariadb_connection
     config_id = await seed_config(store)
     schedule_id = await add_schedule(store, config_id, "* * * * *")
-    async with store.engine.connect() as conn:
+    async with store.claim_line.connect() as conn:
         await conn.exec_driver_sql("SET SESSION innodb_lock_wait_timeout = 1")
         session = (await conn.exec_driver_sql("SELECT CONNECTION_ID()")).scalar()
+        await conn.commit()
     admin = pymysql.connect(
         host=servers.MARIADB_HOST,
         port=servers.MARIADB_PORT,
@@ -223,7 +225,7 @@ async def test_a_failed_bookkeeping_write_leaves_the_claim_standing(
                 node_id="node-a",
                 then_record=[(schedule_id, fire, fire + timedelta(minutes=1))],
             )
-        # the claim's connection, back in the pool, holds no transaction
+        # the claim line holds no transaction
         with admin.cursor() as cursor:
             cursor.execute(
                 "SELECT COUNT(*) FROM information_schema.innodb_trx WHERE trx_mysql_thread_id = %s",
@@ -234,13 +236,88 @@ async def test_a_failed_bookkeeping_write_leaves_the_claim_standing(
         locker.rollback()
         locker.close()
         admin.close()
-    async with store.engine.connect() as conn:
+    async with store.claim_line.connect() as conn:
         assert (await conn.exec_driver_sql("SELECT CONNECTION_ID()")).scalar() == session
         executions = (await conn.execute(sa.select(schema.executions.c.id))).scalars().all()
         last = (await conn.execute(sa.select(schema.schedules.c.last_run_at))).scalar()
+        await conn.rollback()
     assert [c.execution_id for c in claimed] == list(executions)
     assert last is None
     assert open_transactions == 0
     [warning] = [entry for entry in logged if entry["log_level"] == "warning"]
     assert warning["event"] == "writing last_run_at failed"
     assert "Lock wait timeout" in warning["error"]
+
+
+async def _line_session(store: Store) -> int:
+    query = "SELECT CONNECTION_ID()" if store.dialect == "mysql" else "SELECT pg_backend_pid()"
+    async with store.claim_line.connect() as conn:
+        session = int((await conn.execute(sa.text(query))).scalar_one())
+        await conn.rollback()
+    return session
+
+
+async def _claim_one(
+    store: Store, schedule_id: int, config_id: int, fire: datetime, *, ids: list[str] | None = None
+) -> list[claims.Claimed]:
+    claim = claims.FireClaim(schedule_id=schedule_id, config_id=config_id, scheduled_for=fire)
+    prepared = claims.ready_claims([claim], node_id="node-a")
+    if ids is not None:  # a retry of a claim whose reply was lost: the same id again
+        prepared = claims.ready_claims(
+            [claim], node_id="node-a", reuse={(schedule_id, fire): ids[0]}
+        )
+    claimed, _ = await claims.claim_prepared(
+        store, prepared, then_record=[(schedule_id, fire, fire + timedelta(minutes=1))]
+    )
+    return claimed
+
+
+async def _execution_rows(store: Store) -> list[tuple[str, datetime]]:
+    async with store.engine.connect() as conn:
+        query = sa.select(schema.executions.c.id, schema.executions.c.scheduled_for)
+        return [(row.id, row.scheduled_for) for row in await conn.execute(query)]
+
+
+async def test_the_claim_line_killed_while_idle_is_replaced_before_the_claim(
+    one_connection: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = one_connection
+    monkeypatch.setattr(database, "PING_AFTER_IDLE_SECONDS", 0.0)
+    config_id = await seed_config(store)
+    schedule_id = await add_schedule(store, config_id, "* * * * *")
+    fire = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
+    assert len(await _claim_one(store, schedule_id, config_id, fire)) == 1
+    first = await _line_session(store)
+    await _kill(store, first)
+    # the ping before the claim finds it dead: a new line, and the claim goes through
+    later = fire + timedelta(minutes=1)
+    assert len(await _claim_one(store, schedule_id, config_id, later)) == 1
+    assert await _line_session(store) != first
+    assert sorted(when for _, when in await _execution_rows(store)) == [fire, later]
+
+
+async def test_a_claim_on_a_just_killed_line_fails_and_its_retry_is_exact(
+    one_connection: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed between two claims a moment apart (not pinged): the claim fails as a store
+    outage (journal.unreachable), the line is dropped, and the retry with the same id on a
+    new line claims the fire once."""
+    store = one_connection
+    monkeypatch.setattr(database, "PING_AFTER_IDLE_SECONDS", 3600.0)
+    config_id = await seed_config(store)
+    schedule_id = await add_schedule(store, config_id, "* * * * *")
+    fire = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
+    assert len(await _claim_one(store, schedule_id, config_id, fire)) == 1
+    first = await _line_session(store)
+    await _kill(store, first)
+    later = fire + timedelta(minutes=1)
+    claim = claims.FireClaim(schedule_id=schedule_id, config_id=config_id, scheduled_for=later)
+    prepared = claims.ready_claims([claim], node_id="node-a")
+    with pytest.raises(Exception) as failed:
+        await claims.claim_prepared(store, prepared)
+    assert unreachable(failed.value)
+    retried = await _claim_one(store, schedule_id, config_id, later, ids=list(prepared.ids))
+    assert [c.execution_id for c in retried] == list(prepared.ids)
+    assert await _line_session(store) != first
+    rows = await _execution_rows(store)
+    assert sorted(when for _, when in rows) == [fire, later]

@@ -266,25 +266,19 @@ class Dispatcher:
         retry is exact because the unique key refuses what did commit. `on_time_from`: see
         submit_claimed."""
         ours: list[claims.Claimed] = []
+        if len(slices) == 1 and not isinstance(slices[0], claims.PreparedClaims):
+            # most instants: one small slice, claimed on the store's claim line
+            ours, committed = await self._claim_one(slices[0], then_record)
+            await self.submit_claimed(ours, committed, on_time_from)
+            return ours
         gate = asyncio.Semaphore(self._parallel())
 
         async def claim_slice(
             part: claims.PreparedClaims | list[claims.FireClaim],
             records: Sequence[schedules.Run] = (),
         ) -> None:
-            if not isinstance(part, claims.PreparedClaims):
-                part = claims.ready_claims(part, node_id=self.node_id, reuse=self._uncertain)
             async with gate:
-                try:
-                    claimed, committed = await claims.claim_prepared(
-                        self.store, part, then_record=records
-                    )
-                except BaseException:
-                    # Committed or not? (A reply lost after the COMMIT.) The retry sends the
-                    # same ids, so that rows of this attempt are found as ours, not as taken.
-                    for claim, execution_id in zip(part.claims, part.ids, strict=True):
-                        self._uncertain[(claim.schedule_id, claim.scheduled_for)] = execution_id
-                    raise
+                claimed, committed = await self._claim_one(part, records)
             await self.submit_claimed(claimed, committed, on_time_from)
             ours.extend(claimed)
 
@@ -297,6 +291,23 @@ class Dispatcher:
             if isinstance(result, BaseException):
                 raise result
         return ours
+
+    async def _claim_one(
+        self,
+        part: claims.PreparedClaims | list[claims.FireClaim],
+        then_record: Sequence[schedules.Run] = (),
+    ) -> tuple[list[claims.Claimed], datetime]:
+        """Claim one slice in one transaction (claims.claim_prepared)."""
+        if not isinstance(part, claims.PreparedClaims):
+            part = claims.ready_claims(part, node_id=self.node_id, reuse=self._uncertain)
+        try:
+            return await claims.claim_prepared(self.store, part, then_record=then_record)
+        except BaseException:
+            # Committed or not? (A reply lost after the COMMIT.) The retry sends the same ids,
+            # so that rows of this attempt are found as ours, not as taken.
+            for claim, execution_id in zip(part.claims, part.ids, strict=True):
+                self._uncertain[(claim.schedule_id, claim.scheduled_for)] = execution_id
+            raise
 
     # -- handing claims on ---------------------------------------------------------------------
 

@@ -76,23 +76,23 @@ def _row(claim: FireClaim, execution_id: str, node_id: str, now: datetime) -> di
 
 
 # MySQL/MariaDB: a claim transaction is one round trip (several statements in one query).
-# A pending claim sends only what has no default (status PENDING, attempt 0); the claim time
-# is the session variable set when the statement is sent, so it can be written out early.
+# A pending claim sends only what has no default (status PENDING, attempt 0). The claim time is
+# written out when the statement is sent; statements written before (PreparedClaims) name the
+# session variable @rh_claimed_at instead, set in the same round trip.
 _MYSQL_PENDING_COLUMNS = (
     "id, config_id, schedule_id, trigger_type, scheduled_for, node_id, created_at"
 )
-_MYSQL_PENDING_ROW = "(%s, %s, %s, %s, %s, %s, @rh_claimed_at)"
 _MYSQL_ALL_COLUMNS = (
     "id, config_id, schedule_id, trigger_type, scheduled_for, status, node_id, "
     "error_message, created_at, finished_at"
 )
-_MYSQL_ALL_ROW = "(%s, %s, %s, %s, %s, %s, %s, %s, @rh_claimed_at, IF(%s, @rh_claimed_at, NULL))"
+_CLAIMED_AT = "@rh_claimed_at"
 
 
 @dataclass(frozen=True, slots=True)
 class PreparedClaims:
     """Claims made ready to send: ids drawn and, on MySQL/MariaDB, the INSERT statements written
-    out by the driver's own parameter binding (`mogrify`), so that at the due instant only
+    out with the driver's own escaping (`_mysql_inserts`), so that at the due instant only
     the round trip to the store remains. Claiming them is still the insert, at send time."""
 
     claims: Sequence[FireClaim]
@@ -106,52 +106,48 @@ class PreparedClaims:
 
 
 def _mysql_inserts(
-    cursor: Any, claims: Sequence[FireClaim], ids: Sequence[str], node_id: str
+    driver: Any,
+    claims: Sequence[FireClaim],
+    ids: Sequence[str],
+    node_id: str,
+    claimed_at: str = _CLAIMED_AT,
 ) -> tuple[bytes, ...]:
-    """INSERT IGNORE statements (CHUNK rows each) with every value bound by the driver."""
+    """INSERT IGNORE statements (CHUNK rows each): every text value quoted by the driver's own
+    escaping (`escape`, what its parameter binding calls), integers written as integers, each
+    distinct value escaped once (a claim's values repeat: the node, the status, the fire time).
+    `claimed_at` is the claim time's SQL: a literal, or the session variable."""
+    escape = driver.escape
+    node = escape(node_id)
+    schedule = escape(domain.TriggerType.SCHEDULE.value)
+    pending = escape(domain.ExecutionStatus.PENDING.value)
+    skipped = escape(domain.ExecutionStatus.SKIPPED.value)
     times: dict[datetime, str] = {}
-    schedule = domain.TriggerType.SCHEDULE.value
-    pending = domain.ExecutionStatus.PENDING.value
-    skipped = domain.ExecutionStatus.SKIPPED.value
-    encoding = cursor.connection.encoding
     out: list[bytes] = []
     for start in range(0, len(claims), CHUNK):
         part = claims[start : start + CHUNK]
         full = any(claim.skipped_reason is not None for claim in part)
-        params: list[Any] = []
+        rows: list[str] = []
         for claim, execution_id in zip(part, ids[start : start + CHUNK], strict=True):
             when = times.get(claim.scheduled_for)
             if when is None:
-                when = times[claim.scheduled_for] = mysql_time(claim.scheduled_for)
+                when = times[claim.scheduled_for] = escape(mysql_time(claim.scheduled_for))
+            head = (
+                f"({escape(execution_id)}, {int(claim.config_id)}, {int(claim.schedule_id)}, "
+                f"{schedule}, {when}"
+            )
             if not full:
-                params += (
-                    execution_id,
-                    claim.config_id,
-                    claim.schedule_id,
-                    schedule,
-                    when,
-                    node_id,
-                )
+                rows.append(f"{head}, {node}, {claimed_at})")
                 continue
             reason = claim.skipped_reason
-            params += (
-                execution_id,
-                claim.config_id,
-                claim.schedule_id,
-                schedule,
-                when,
-                pending if reason is None else skipped,
-                node_id,
-                reason,
-                reason is not None,
-            )
-        columns, row = (
-            (_MYSQL_ALL_COLUMNS, _MYSQL_ALL_ROW)
-            if full
-            else (_MYSQL_PENDING_COLUMNS, _MYSQL_PENDING_ROW)
-        )
-        sql = f"INSERT IGNORE INTO {_e.name} ({columns}) VALUES " + ", ".join([row] * len(part))
-        out.append(cursor.mogrify(sql, tuple(params)).encode(encoding, "surrogateescape"))
+            if reason is None:
+                rows.append(f"{head}, {pending}, {node}, NULL, {claimed_at}, NULL)")
+            else:
+                rows.append(
+                    f"{head}, {skipped}, {node}, {escape(reason)}, {claimed_at}, {claimed_at})"
+                )
+        columns = _MYSQL_ALL_COLUMNS if full else _MYSQL_PENDING_COLUMNS
+        sql = f"INSERT IGNORE INTO {_e.name} ({columns}) VALUES " + ", ".join(rows)
+        out.append(sql.encode(driver.encoding, "surrogateescape"))
     return tuple(out)
 
 
@@ -168,10 +164,9 @@ async def prepare_claims(
     prepared: list[PreparedClaims] = []
     async with store.engine.connect() as conn:
         driver = await driver_of(conn)
-        cursor = await driver.cursor()
         for part in slices:
             ids = [new_id() for _ in part]
-            inserts = _mysql_inserts(cursor, part, ids, node_id)
+            inserts = _mysql_inserts(driver, part, ids, node_id)
             prepared.append(
                 PreparedClaims(claims=part, ids=ids, node_id=node_id, mysql_inserts=inserts)
             )
@@ -193,46 +188,54 @@ async def open_connections(store: Store, count: int) -> None:
 
 
 async def _send_mysql(
-    conn: AsyncConnection, prepared: PreparedClaims, then_record: Sequence[schedules.Run]
+    conn: AsyncConnection,
+    prepared: PreparedClaims,
+    then_record: Sequence[schedules.Run],
+    *,
+    read_committed: bool,
 ) -> tuple[dict[str, str | None], datetime]:
     """One round trip: READ COMMITTED (no gap locks between nodes inserting the same keys, so
-    fewer waits and no deadlocks), the claim time, the INSERTs, COMMIT, then `then_record`'s
-    UPDATEs of report_schedules and their own COMMIT. Returns the ids that are ours (with the
-    status the store holds, when read back) and when the claim committed. When every row went
-    in (the common case) all ids are ours; otherwise read back which of them exist. A failed
-    bookkeeping UPDATE is logged, not raised: the claims are committed. Statements not
-    prepared beforehand are written out here."""
+    fewer waits and no deadlocks; set here unless the session already is, `read_committed`),
+    the INSERTs, COMMIT, then `then_record`'s UPDATEs of report_schedules and their own COMMIT.
+    Returns the ids that are ours (with the status the store holds, when read back) and when
+    the claim committed. When every row went in (the common case) all ids are ours; otherwise
+    read back which of them exist. A failed bookkeeping UPDATE is logged, not raised: the
+    claims are committed. Statements not prepared beforehand are written out here."""
     driver = await driver_of(conn)
-    inserts = prepared.mysql_inserts
     cursor = await driver.cursor()
-    if not inserts:
-        inserts = _mysql_inserts(cursor, prepared.claims, prepared.ids, prepared.node_id)
-    bookkeeping = schedules.mysql_statements(cursor, schedules.updates(then_record))
-    claimed_at = driver.escape(mysql_time(datetime.now(UTC))).encode()
-    query = b"; ".join(
-        (
-            b"SET TRANSACTION ISOLATION LEVEL READ COMMITTED",
-            b"SET @rh_claimed_at = " + claimed_at,
-            *inserts,
-            b"COMMIT",
-            *bookkeeping,
-            *([b"COMMIT"] if bookkeeping else []),
+    claimed_at = driver.escape(mysql_time(datetime.now(UTC)))
+    head = [] if read_committed else [b"SET TRANSACTION ISOLATION LEVEL READ COMMITTED"]
+    inserts = prepared.mysql_inserts
+    if inserts:
+        head.append(f"SET {_CLAIMED_AT} = {claimed_at}".encode())
+    else:
+        inserts = _mysql_inserts(
+            driver, prepared.claims, prepared.ids, prepared.node_id, claimed_at
         )
+    bookkeeping = schedules.mysql_statements(cursor, schedules.updates(then_record))
+    query = b"; ".join(
+        (*head, *inserts, b"COMMIT", *bookkeeping, *([b"COMMIT"] if bookkeeping else []))
     )
     try:
         async with cursor:
-            await cursor.execute(query)  # the cursor is at the first result: SET TRANSACTION
-            await cursor.nextset()  # SET @rh_claimed_at
-            inserted = 0
-            for _ in inserts:
+            await cursor.execute(query)  # the cursor is at the first statement's result
+            for _ in head:
                 await cursor.nextset()
+            inserted = 0
+            for index in range(len(inserts)):
+                if index:
+                    await cursor.nextset()
                 inserted += max(0, cursor.rowcount)
             await cursor.nextset()  # COMMIT
             committed = datetime.now(UTC)
             clean = await _drain(cursor, len(bookkeeping))
+            if not clean:
+                # the failed bookkeeping left its transaction open; the claim line does not
+                # go back to the pool, whose reset would end it
+                await driver.rollback()
             if inserted == len(prepared.ids):
-                if clean:
-                    await mark_clean(conn)  # it ended with COMMIT: nothing to roll back
+                if not read_committed:  # a pooled connection: no ROLLBACK when it goes back
+                    await mark_clean(conn)
                 return dict.fromkeys(prepared.ids), committed
             await cursor.execute(
                 f"SELECT id, status FROM {_e.name} WHERE id IN ("
@@ -251,7 +254,7 @@ async def _send_mysql(
 
 async def _drain(cursor: Any, bookkeeping: int) -> bool:
     """Read the results after the claim's COMMIT. Returns False when a bookkeeping statement
-    failed (logged; the server skipped the rest, and the pool's rollback ends its transaction)."""
+    failed (logged; the server skipped the rest, and the caller rolls its transaction back)."""
     try:
         while await cursor.nextset():
             pass
@@ -297,9 +300,13 @@ async def claim_prepared(
     claims, ids = prepared.claims, prepared.ids
     if not claims:
         return [], datetime.now(UTC)
-    async with store.engine.connect() as conn:
+    line = store.claim_line
+    async with line.connect() as conn:
         if store.dialect == "mysql":
-            ours, committed = await _send_mysql(conn, prepared, then_record)
+            read_committed = line.is_read_committed(conn)
+            ours, committed = await _send_mysql(
+                conn, prepared, then_record, read_committed=read_committed
+            )
             then_record = ()
         else:
             now = datetime.now(UTC)
