@@ -167,10 +167,14 @@ class WebhookDeliverer(Deliverer):
             mode,
         )
 
-    def _body_settings(self, mode: str, secret: str | None) -> tuple[str | None, str, str]:
-        """The body template, its content type and the signature scheme, checked."""
+    def _body_settings(
+        self, mode: str, secret: str | None, *, notice: bool = False
+    ) -> tuple[str | None, str, str]:
+        """The body template, its content type and the signature scheme, checked. A notice
+        has no body template: the notice sender sets `body` to the notice's text (as for
+        email), and the webhook sends its JSON document, which carries the notice, instead."""
         options = Options(self.delivery.delivery_config, "delivery_config")
-        body = options.text("body")
+        body = None if notice else options.text("body")
         if body is not None and mode != "json":
             raise DeliveryError("delivery_config.body: only with mode json")
         content_type = options.text("content_type", "application/json") or "application/json"
@@ -186,16 +190,13 @@ class WebhookDeliverer(Deliverer):
     async def deliver(self, attempt: Attempt) -> AttemptResult:
         try:
             url, method, headers, secret, timeout, verify, mode = self._request_settings()
-            template, body_type, scheme = self._body_settings(mode, secret)
+            notice = isinstance(attempt.job.variables.get("notice_text"), str)
+            template, body_type, scheme = self._body_settings(mode, secret, notice=notice)
         except DeliveryError as exc:
             return permanent(
                 url_target(str(self.delivery.delivery_config.get("url", ""))), str(exc)
             )
         document = metadata(attempt)
-        if "notice" in document:
-            # The notice sender sets `body` to the notice's text (as for email); the webhook
-            # sends its JSON document, which carries the notice, instead of that template.
-            template = None
         run = attempt.job.run_key or attempt.job.execution_id
         message_id = f"{run}:{attempt.delivery.id}"
         own = scheme in {"reporthub", "both"}

@@ -62,6 +62,7 @@ async def test_a_notice_travels_through_slack_teams_and_a_webhook(
             method="webhook",
             config={"url": receiver.url, "body": '{"text": "{{ report_name }}"}'},
         ),
+        DeliverySpec(method="webhook", config={"url": receiver.url, "mode": "multipart"}),
     ]
     report = await seed_report(sqlite_store, settings, small_file, specs)
     await notices.record(
@@ -80,9 +81,9 @@ async def test_a_notice_travels_through_slack_teams_and_a_webhook(
         at=datetime.now(UTC),
     )
     sender = NoticeSender(settings, sqlite_store, node_id="notice-test")
-    assert await sender.process_due() == 3
+    assert await sender.process_due() == 4
     sent = await notices.of_incident(sqlite_store, f"test:{report.execution_id}")
-    assert [n.status for n in sent] == ["SENT"] * 3, [(n.status, n.error) for n in sent]
+    assert [n.status for n in sent] == ["SENT"] * 4, [(n.status, n.error) for n in sent]
 
     # Slack: one message with the notice, no file uploaded.
     [message] = slack.messages
@@ -101,7 +102,9 @@ async def test_a_notice_travels_through_slack_teams_and_a_webhook(
     assert checked["card"]["actions"][0]["url"] == "https://console.example/r/1"
 
     # Webhook: the JSON document carries the notice (the sender's `body` text is not a template).
-    [hit] = receiver.hits
-    document = hit.json
-    assert hit.headers["X-Reporthub-Event"] == "report.notice"
+    json_hit, multipart_hit = sorted(receiver.hits, key=lambda h: "multipart" in str(h.headers))
+    document = json_hit.json
+    assert json_hit.headers["X-Reporthub-Event"] == "report.notice"
     assert document["notice"]["text"] == BODY and document["notice"]["event"] == "failed"
+    metadata, text = multipart_hit.multipart_file()
+    assert metadata["notice"]["subject"] == SUBJECT and text.decode().startswith(SUBJECT)
