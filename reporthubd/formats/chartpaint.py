@@ -242,10 +242,10 @@ def to_png(drawing: Drawing, scale: float) -> bytes:
         else:
             _text(image, pen, s, k, h)
     out = image.resize(
-        (round(drawing.width * scale), round(drawing.height * scale)), Image.Resampling.LANCZOS
+        (round(drawing.width * scale), round(drawing.height * scale)), Image.Resampling.BOX
     )
     buffer = io.BytesIO()
-    out.save(buffer, format="PNG", optimize=False, compress_level=6)
+    out.save(buffer, format="PNG", optimize=False, compress_level=3)
     return buffer.getvalue()
 
 
