@@ -15,6 +15,7 @@ from reporthubd.control import console, deliveries, envelope, openapi, origin
 from reporthubd.control import datasources as datasources_routes
 from reporthubd.control import executions as executions_routes
 from reporthubd.control import history as history_routes
+from reporthubd.control import notices as notice_routes
 from reporthubd.control import scheduler as scheduler_routes
 from reporthubd.control import schedules as schedule_routes
 from reporthubd.control.auth import TokenGate
@@ -120,6 +121,7 @@ def build_app(
     app.router.add_post("/api/test-delivery/{delivery_id}", deliveries.test_delivery)
     scheduler_routes.add_routes(app)
     schedule_routes.add_routes(app)
+    notice_routes.add_routes(app)
     backfill_routes.add_routes(app)
     console.add_routes(app)
     return app

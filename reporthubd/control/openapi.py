@@ -11,7 +11,12 @@ import json
 from typing import Any
 
 from reporthubd import __version__
-from reporthubd.control import openapi_backfills, openapi_console, openapi_schedules
+from reporthubd.control import (
+    openapi_backfills,
+    openapi_console,
+    openapi_notices,
+    openapi_schedules,
+)
 from reporthubd.control.openapi_schemas import (
     DOWNLOAD_TYPES,
     EXECUTION,
@@ -463,7 +468,11 @@ def spec() -> dict[str, Any]:
         "security": [{"bearer": []}],
         "tags": [{"name": name, "description": text} for name, text in TAGS.items()],
         "paths": name_operations(
-            paths | openapi_schedules.PATHS | openapi_backfills.PATHS | openapi_console.PATHS
+            paths
+            | openapi_schedules.PATHS
+            | openapi_backfills.PATHS
+            | openapi_console.PATHS
+            | openapi_notices.PATHS
         ),
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
@@ -492,6 +501,7 @@ def spec() -> dict[str, Any]:
                 **column_format_components(_ref),
                 **openapi_schedules.SCHEMAS,
                 **openapi_backfills.SCHEMAS,
+                **openapi_notices.SCHEMAS,
                 "ExecutionStarted": {
                     "type": "object",
                     "required": ["execution_id", "config_id", "status"],

@@ -43,6 +43,7 @@ TAGS = {
     "schedules": "One schedule: trigger, next fires, pause and resume",
     "backfills": "Run a schedule's past fires over a range: plan, progress, cancel",
     "console": "The operator console: its shell, page fragments and live events",
+    "notices": "Who was told what about a report's runs, and who will be (issue 17)",
 }
 OPERATIONS: dict[tuple[str, str], tuple[str, str]] = {
     ("get", "/"): ("status_page", "daemon"),

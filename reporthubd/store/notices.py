@@ -197,3 +197,30 @@ async def of_incident(store: Store, incident_key: str) -> list[Notice]:
             )
         ).all()
     return [_notice(row) for row in rows]
+
+
+async def recent(
+    store: Store,
+    *,
+    execution_id: str | None = None,
+    config_id: int | None = None,
+    schedule_id: int | None = None,
+    incident_key: str | None = None,
+    status: str | None = None,
+    limit: int = 100,
+) -> list[Notice]:
+    """The latest notices, newest first, filtered by whichever of the arguments are given."""
+    query = sa.select(_n)
+    for column, value in (
+        (_n.c.execution_id, execution_id),
+        (_n.c.config_id, config_id),
+        (_n.c.schedule_id, schedule_id),
+        (_n.c.incident_key, incident_key),
+        (_n.c.status, status),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    query = query.order_by(_n.c.created_at.desc(), _n.c.id.desc()).limit(limit)
+    async with store.engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    return [_notice(row) for row in rows]

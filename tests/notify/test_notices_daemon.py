@@ -43,7 +43,7 @@ async def test_failure_once_suspension_and_recovery_by_email(
     tmp_path: Path, rstore: Store, smtp: peers.SMTPServer
 ) -> None:
     data = tmp_path / "data.db"
-    _, schedule_id = await add_failing_report(
+    config_id, schedule_id = await add_failing_report(
         rstore, data, notify={"owners": [OWNER], "rules": [RULE]}
     )
     daemon = Daemon(
@@ -111,6 +111,22 @@ async def test_failure_once_suspension_and_recovery_by_email(
         assert {row.incident_key for row in rows} == {f"incident:{first}"}
         assert all(row.target == f"email:{OWNER}" and row.attempt == 1 for row in rows)
         assert len(smtp.mailbox.messages) == 3
+
+        # the ledger and the rules through the API
+        status, answer = await daemon.request("GET", f"/api/notices?execution_id={first}")
+        assert status == 200, answer
+        (listed,) = answer["data"]["notices"]
+        assert listed["event"] == "failed" and listed["status"] == "SENT", listed
+        assert listed["target"] == f"email:{OWNER}" and listed["sent_at"], listed
+        status, answer = await daemon.request("GET", "/api/notices?status=LOST")
+        assert status == 400 and "status: unknown status 'LOST'" in answer["error"], answer
+        status, answer = await daemon.request("GET", "/api/notices?colour=red")
+        assert status == 400 and answer["error"].startswith("colour: unknown"), answer
+        status, answer = await daemon.request("GET", f"/api/reports/{config_id}/notify")
+        assert status == 200, answer
+        assert answer["data"]["uses_default_rule"] is False, answer
+        (rule,) = answer["data"]["rules"]
+        assert rule["targets"] == [f"email:{OWNER}"] and rule["suspend_after"] == 3, rule
     finally:
         await daemon.close()
 
