@@ -81,6 +81,9 @@ class CalendarSpec(_Spec):
 
 
 class ScheduleSpec(_Spec):
+    name: str | None = Field(default=None, min_length=1, max_length=255)
+    """Stable within the report: with a name, an edited cron or zone updates this schedule
+    instead of adding another beside it (`export` writes the names)."""
     cron: str
     timezone: str | None = None
     calendar: str | None = None
@@ -245,6 +248,7 @@ class ReportSpec(_Spec):
     def _unique_children(self) -> ReportSpec:
         _no_duplicates([d.name for d in self.deliveries], "delivery name")
         _no_duplicates([(s.cron, s.timezone) for s in self.schedules], "schedule (cron, timezone)")
+        _no_duplicates([s.name for s in self.schedules if s.name is not None], "schedule name")
         return self
 
 
@@ -366,6 +370,9 @@ class Change:
 @dataclass(frozen=True, kw_only=True)
 class Plan:
     changes: tuple[Change, ...] = field(default_factory=tuple)
+    notes: tuple[str, ...] = ()
+    """What the plan does not change but must say: stored schedules the file no longer names
+    that stay active (without --prune), a report left with more active schedules than named."""
 
     @property
     def empty(self) -> bool:
@@ -493,6 +500,7 @@ def render(catalog: Catalog) -> str:
             out += _table(
                 "[[reports.schedules]]",
                 {
+                    "name": sched.name,
                     "cron": sched.cron,
                     "timezone": sched.timezone,
                     "calendar": sched.calendar,

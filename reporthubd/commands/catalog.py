@@ -44,6 +44,8 @@ async def _apply(store: Store, path: Path, *, dry_run: bool, prune: bool) -> int
         return EXIT_PROBLEM
     for change in plan.changes:
         print(change)
+    for note in plan.notes:
+        print(f"! {note}")
     verb = "would apply" if dry_run else "applied"
     print(f"{verb}: {plan.summary()}" if not plan.empty else "no changes")
     return EXIT_OK

@@ -13,7 +13,7 @@ from reporthubd import catalog as cat
 from reporthubd import domain
 from reporthubd.calendars import CalendarPolicy
 from reporthubd.config import Problem
-from reporthubd.store import schema
+from reporthubd.store import catalog_schedules, schema
 from reporthubd.store.database import Store
 from reporthubd.store.types import MalformedJSON
 
@@ -45,18 +45,24 @@ async def apply(
     """Upsert everything the catalog names in ONE transaction; with `prune`, delete what it does
     not name. Raises CatalogError (nothing written) when a reference cannot be resolved."""
     changes: list[cat.Change] = []
+    notes: list[str] = []
     try:
         async with store.engine.begin() as conn:
-            await _apply(conn, catalog, prune=prune, changes=changes)
+            await _apply(conn, catalog, prune=prune, changes=changes, notes=notes)
             if dry_run:
                 raise _DryRun
     except _DryRun:
         pass
-    return cat.Plan(changes=tuple(changes))
+    return cat.Plan(changes=tuple(changes), notes=tuple(notes))
 
 
 async def _apply(
-    conn: AsyncConnection, catalog: cat.Catalog, *, prune: bool, changes: list[cat.Change]
+    conn: AsyncConnection,
+    catalog: cat.Catalog,
+    *,
+    prune: bool,
+    changes: list[cat.Change],
+    notes: list[str],
 ) -> None:
     now = _now()
     stored_ds = {row["name"]: row for row in await _rows(conn, schema.datasources)}
@@ -173,24 +179,17 @@ async def _apply(
             report.name,
         )
 
-        # Schedules: matched by (cron, timezone) within the report.
-        mine = [s for s in stored_sched if s["config_id"] == config_id]
-        matched: set[int] = set()
-        for sched in report.schedules:
-            label = f"{report.name} [{sched.cron}]" + (
-                f" {sched.timezone}" if sched.timezone else ""
-            )
-            found = next(
-                (
-                    s
-                    for s in mine
-                    if s["cron_expression"] == sched.cron
-                    and s["timezone"] == sched.timezone
-                    and s["id"] not in matched
-                ),
-                None,
-            )
+        # Schedules: by name, else by (cron, timezone) within the report (catalog_schedules).
+        matched = catalog_schedules.match(
+            report.schedules, [s for s in stored_sched if s["config_id"] == config_id]
+        )
+        for sched, found in matched.pairs:
+            label = f"{report.name}" + (f"/{sched.name}" if sched.name else "")
+            label += f" [{sched.cron}]" + (f" {sched.timezone}" if sched.timezone else "")
             values = {
+                "name": sched.name,
+                "cron_expression": sched.cron,
+                "timezone": sched.timezone,
                 "calendar_name": sched.calendar,
                 "calendar_policy": (
                     None
@@ -207,17 +206,11 @@ async def _apply(
             }
             if found is not None:
                 found = {**found, "parameters": _json(found["parameters"])}
-                matched.add(found["id"])
             await _upsert(
                 conn,
                 schema.schedules,
                 found,
-                {
-                    "config_id": config_id,
-                    "cron_expression": sched.cron,
-                    "timezone": sched.timezone,
-                    **values,
-                },
+                {"config_id": config_id, **values},
                 values,
                 now,
                 changes,
@@ -225,18 +218,19 @@ async def _apply(
                 label,
             )
         if prune:
-            for s in mine:
-                if s["id"] not in matched:
-                    await conn.execute(
-                        sa.delete(schema.schedules).where(schema.schedules.c.id == s["id"])
+            for s in matched.leftovers:
+                await conn.execute(
+                    sa.delete(schema.schedules).where(schema.schedules.c.id == s["id"])
+                )
+                changes.append(
+                    cat.Change(
+                        action="delete",
+                        kind="schedule",
+                        label=f"{report.name} {catalog_schedules.describe(s)}",
                     )
-                    changes.append(
-                        cat.Change(
-                            action="delete",
-                            kind="schedule",
-                            label=f"{report.name} [{s['cron_expression']}] id={s['id']}",
-                        )
-                    )
+                )
+        else:
+            notes += catalog_schedules.notes(report.name, report.schedules, matched.leftovers)
 
         # Deliveries: matched by name within the report; recipients by email within the delivery.
         mine_d = {d["name"]: d for d in stored_deliv if d["config_id"] == config_id}
@@ -490,6 +484,7 @@ async def export(store: Store) -> tuple[cat.Catalog, list[domain.RowError]]:
                     "report_schedules",
                     srow,
                     {
+                        "name": srow.get("name"),
                         "cron": srow["cron_expression"],
                         "timezone": srow["timezone"],
                         "calendar": srow["calendar_name"],
