@@ -76,7 +76,7 @@ def context(name: str, parameters: Mapping[str, Any] | None = None) -> RenderCon
     )
 
 
-async def _write(
+async def write_async(
     fmt: str,
     options: Mapping[str, Any],
     columns: Sequence[Column],
@@ -99,7 +99,7 @@ def write(
     path: Path,
     ctx: RenderContext,
 ) -> WrittenFile:
-    return asyncio.run(_write(fmt, options, columns, rows, path, ctx))
+    return asyncio.run(write_async(fmt, options, columns, rows, path, ctx))
 
 
 def config(name: str, fmt: str, options: Mapping[str, Any]) -> domain.ReportConfig:
