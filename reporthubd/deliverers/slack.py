@@ -29,9 +29,12 @@ timeouts and connection failures are retried. The token never reaches the ledger
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, replace
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -49,9 +52,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 from reporthubd.deliverers import chat
 from reporthubd.deliverers.base import Attempt, AttemptResult, Deliverer, DeliveryError
 from reporthubd.deliverers.common import (
+    CHUNK,
     Options,
     describe,
-    file_chunks,
     ok,
     permanent,
     retryable,
@@ -243,11 +246,14 @@ class SlackDeliverer(Deliverer):
         timeout = aiohttp.ClientTimeout(
             total=None, connect=settings.timeout, sock_read=settings.timeout
         )
+        # aiohttp may stop reading the body at Content-Length without finishing the generator:
+        # aclosing() closes it (and the file) here, not whenever the garbage collector runs.
         async with (
+            contextlib.aclosing(_chunks(file.path)) as chunks,
             aiohttp.ClientSession(timeout=timeout) as session,
             session.post(
                 upload_url,
-                data=file_chunks(file.path),
+                data=chunks,
                 headers={
                     "Content-Length": str(file.size),
                     "Content-Type": "application/octet-stream",
@@ -285,6 +291,16 @@ class SlackDeliverer(Deliverer):
             if slack.session is not None:
                 await slack.session.close()
         return ok(settings.target)
+
+
+async def _chunks(path: Path) -> AsyncGenerator[bytes, None]:
+    """The file in chunks, read off the event loop; closing the generator closes the file."""
+    handle = await asyncio.to_thread(path.open, "rb")
+    try:
+        while chunk := await asyncio.to_thread(handle.read, CHUNK):
+            yield chunk
+    finally:
+        await asyncio.to_thread(handle.close)
 
 
 class _UploadFailed(Exception):
