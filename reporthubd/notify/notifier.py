@@ -25,7 +25,7 @@ import hashlib
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from reporthubd import domain, logs, metrics
 from reporthubd.lifecycle.events import LifecycleEvent
@@ -45,6 +45,8 @@ SUSPENDED = "suspended"
 SUSPENDED_BY = "reporthubd"
 _WINDOW = re.compile(r"^missed: .*? from \S+ to \S+")
 QUEUE_LIMIT = 10_000
+SWEEP_SECONDS = 60.0
+SWEEP_WINDOW = timedelta(minutes=15)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,6 +104,32 @@ class Notifier:
         """Wait until every queued event is decided (tests, benchmarks)."""
         await self._queue.join()
 
+    # -- the sweep: decisions a node died before making ---------------------------------------
+
+    async def sweep_loop(self) -> None:
+        """Every SWEEP_SECONDS, decide again the latest ended run of each stream that ended in
+        the last SWEEP_WINDOW: a node killed between a run's end and its notice's record
+        loses nothing (the records are idempotent, so the decisions already made add
+        nothing)."""
+        while True:
+            await asyncio.sleep(SWEEP_SECONDS)
+            try:
+                await self.sweep(utcnow() - SWEEP_WINDOW)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a store outage: the next sweep tries again
+                log.warning("notice sweep failed", error=error_line(exc))
+
+    async def sweep(self, since: datetime) -> list[str]:
+        if not self.settings.enabled:
+            return []
+        recorded: list[str] = []
+        for execution_id in await incidents.latest_ended(self.store, since=since):
+            recorded += await self.decide_run(execution_id)
+        if recorded:
+            log.warning("notices recorded by the sweep", count=len(recorded))
+        return recorded
+
     # -- the decision task --------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -136,9 +164,18 @@ class Notifier:
             return []
         if event.new is _S.SKIPPED:
             return await self._missed(event, report)
-        execution = await executions.get_execution(self.store, event.execution_id)
+        return await self.decide_run(event.execution_id, report)
+
+    async def decide_run(self, execution_id: str, report: Report | None = None) -> list[str]:
+        """Record the notices the end of `execution_id` calls for (again: what was recorded
+        before is not recorded twice)."""
+        execution = await executions.get_execution(self.store, execution_id)
         if execution is None or execution.status not in ENDED:
             return []
+        if report is None:
+            report = await self.report(execution.config_id)
+            if report is None or not report.rules:
+                return []
         recorded = await self._run_ended(execution, report)
         if execution.status in (_S.PARTIAL, _S.FAILED):
             recorded += await self._given_up(execution, report)
@@ -217,9 +254,13 @@ class Notifier:
                     f"{execution.error_message or execution.status.value}",
                 )
                 batch += _for_targets(targets, key, SUSPENDED, 0, execution, facts)
-        if suspend_after is not None:
+        suspending = [n for n in batch if n.event == SUSPENDED]
+        recorded = await self._record(suspending)
+        # The suspension's notice is its claim: a node (or a sweep) deciding the same run again
+        # finds it recorded and does not pause a schedule someone has resumed since.
+        if suspend_after is not None and (recorded or not suspending):
             await self._suspend(execution, suspend_after)
-        return await self._record(batch)
+        return recorded + await self._record([n for n in batch if n.event != SUSPENDED])
 
     async def _suspend(self, execution: domain.Execution, count: int) -> None:
         assert execution.schedule_id is not None

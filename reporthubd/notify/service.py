@@ -1,6 +1,7 @@
-"""The notification service of the daemon: the notifier (lifecycle events to notices), the
-sender (the ledger to delivery methods) and the deadline watch, each in a named task of the
-daemon's Supervisor, so that a loop that dies stops the daemon loudly."""
+"""The notification service of the daemon: the notifier (lifecycle events to notices, and its
+sweep of decisions a killed node never made), the sender (the ledger to delivery methods) and
+the deadline watch, each in a named task of the daemon's Supervisor, so that a loop that dies
+stops the daemon loudly."""
 
 from __future__ import annotations
 
@@ -50,9 +51,10 @@ class NoticeService:
         self._unsubscribe: list[object] = []
 
     def start(self, events: Events, tasks: Tasks) -> None:
-        """Subscribe to this node's lifecycle events and start the three loops."""
+        """Subscribe to this node's lifecycle events and start the four loops."""
         events.subscribe(self.notifier)
         tasks.spawn("notice-decisions", self.notifier.run())
+        tasks.spawn("notice-sweep", self.notifier.sweep_loop())
         tasks.spawn("notice-sender", self.sender.run())
         tasks.spawn("deadline-watch", self.deadlines.run())
 

@@ -188,3 +188,25 @@ async def notify_objects(store: Store) -> list[tuple[int, str, Any]]:
         if notify is not None:
             found.append((int(row.id), str(row.name), notify))
     return found
+
+
+async def latest_ended(store: Store, *, since: datetime) -> list[str]:
+    """The latest run of each stream among the runs that ended since `since` (the notifier's
+    sweep decides each again)."""
+    ended = sa.and_(
+        _e.c.finished_at.is_not(None),
+        _e.c.finished_at >= since,
+        _e.c.status.in_(BAD + GOOD),
+    )
+    async with store.engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                sa.select(_e.c.id, _e.c.config_id, _e.c.schedule_id, _e.c.finished_at)
+                .where(ended)
+                .order_by(_e.c.finished_at, _e.c.id)
+            )
+        ).all()
+    latest: dict[tuple[int, int | None], str] = {}
+    for row in rows:
+        latest[(row.config_id, row.schedule_id)] = row.id
+    return list(latest.values())
