@@ -120,7 +120,7 @@ class FanOut:
             bound.warning("data-driven run lost by this node: stopped", reason=str(exc))
             return
         except Exception as exc:  # a bug: recorded on the row, logged with its traceback
-            bound.exception("data-driven run crashed")
+            bound.exception("execution crashed")  # the event the crash checks look for
             status, message, count = (
                 Status.FAILED,
                 f"internal error: {type(exc).__name__}: {exc}",

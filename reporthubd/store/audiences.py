@@ -12,6 +12,7 @@ fires (store/claims.py). A child that is lost is recovered by the usual sweep (a
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -162,35 +163,43 @@ async def get_driver(store: Store, config_id: int) -> AudienceDriver | None:
     return _driver(row) if row is not None else None
 
 
+_AUDIENCE_COLUMNS = ("child_id", "burst_id", "seq", "audience_key", "audience")
+
+
 async def role(store: Store, execution: domain.Execution) -> Role:
-    """What `execution` is to a burst, in one round trip for a report without a driver: the
-    audience whose child it is (by its id, or for a recovery run the id it stands in for), and
-    the report's active driver."""
+    """What `execution` is to a burst, in one round trip (two for a parent): the audience whose
+    child it is (by its id, or for a recovery run the id it stands in for), else the report's
+    active driver."""
     ids = [execution.id] + ([execution.recovers_id] if execution.recovers_id else [])
-    child = sa.select(_a.c.child_id).where(_a.c.child_id.in_(ids)).limit(1)
+    child = sa.select(_a.c.child_id).where(_a.c.child_id.in_(ids)).limit(1).scalar_subquery()
+    columns = [
+        sa.select(_a.c[name]).where(_a.c.child_id == child).scalar_subquery().label(name)
+        for name in _AUDIENCE_COLUMNS
+    ]
     driver = (
         sa.select(_d.c.id).where(_d.c.config_id == execution.config_id, _d.c.is_active).limit(1)
     )
-    query = sa.select(
-        child.scalar_subquery().label("rh_child"), driver.scalar_subquery().label("rh_driver")
-    )
+    query = sa.select(*columns, driver.scalar_subquery().label("rh_driver"))
     async with store.engine.connect() as conn:
         found = (await conn.execute(query)).one()
-        if found.rh_child is None and found.rh_driver is None:
+        if found.child_id is not None:
+            audience = found
+            if isinstance(found.audience, str):  # a driver that hands JSON back as text
+                audience = _Row(found, json.loads(found.audience))
+            return Role(audience=_audience(audience))
+        if found.rh_driver is None:
             return Role()
-        audience = driver_row = None
-        if found.rh_child is not None:
-            audience = (
-                await conn.execute(sa.select(_a).where(_a.c.child_id == found.rh_child))
-            ).first()
-        if found.rh_driver is not None:
-            driver_row = (
-                await conn.execute(sa.select(_d).where(_d.c.id == found.rh_driver))
-            ).first()
-    return Role(
-        driver=_driver(driver_row) if driver_row is not None else None,
-        audience=_audience(audience) if audience is not None else None,
-    )
+        row = (await conn.execute(sa.select(_d).where(_d.c.id == found.rh_driver))).first()
+    return Role(driver=_driver(row) if row is not None else None)
+
+
+@dataclass(frozen=True)
+class _Row:
+    base: Any
+    audience: Any
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.base, name)
 
 
 # -- a burst and its audiences -------------------------------------------------------------------
