@@ -29,6 +29,7 @@ from reporthubd.control.openapi_schemas import (
     name_operations,
 )
 from reporthubd.control.params import MAX_ID
+from reporthubd.formats.charts import openapi_components as chart_components
 from reporthubd.formats.columns import openapi_components as column_format_components
 
 JSON = "application/json"
@@ -499,6 +500,7 @@ def spec() -> dict[str, Any]:
                 "Job": JOB,
                 "SchedulerStatus": SCHEDULER_STATUS,
                 **column_format_components(_ref),
+                **chart_components(),
                 **openapi_schedules.SCHEMAS,
                 **openapi_backfills.SCHEMAS,
                 **openapi_notices.SCHEMAS,

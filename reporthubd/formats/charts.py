@@ -275,3 +275,33 @@ class ChartData:
             return str(self._x_text(key))
         except (ValueError, TypeError, ArithmeticError):
             return str(key)
+
+
+def openapi_components() -> dict[str, Any]:
+    """`format_options.chart` as an OpenAPI component (control/openapi.py serves it)."""
+    return {
+        "Chart": {
+            "type": "object",
+            "description": "format_options.chart: a chart drawn on the server from the result "
+            "(the PDF's first page, the email's inline PNG), aggregated while the rows stream.",
+            "required": ["type", "x", "y"],
+            "additionalProperties": False,
+            "properties": {
+                "type": {"type": "string", "enum": [t.value for t in ChartType]},
+                "x": {"type": "string", "description": "the category column"},
+                "y": {
+                    "anyOf": [
+                        {"type": "string"},
+                        {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                    ],
+                    "description": "one or more numeric columns (pie: one)",
+                },
+                "series": {"type": "string", "description": "one series per distinct value"},
+                "aggregate": {"type": "string", "enum": list(AGGREGATES), "default": "sum"},
+                "title": {"type": "string", "maxLength": 200},
+                "max_points": {"type": "integer", "minimum": 2, "maximum": 500, "default": 60},
+                "width": {"type": "integer", "minimum": 160, "maximum": 1200, "default": 520},
+                "height": {"type": "integer", "minimum": 100, "maximum": 800, "default": 260},
+            },
+        }
+    }
