@@ -195,7 +195,10 @@ async def test_over_max_file_mb_without_a_link_fails_for_good_naming_the_fix(
 
 
 async def test_a_wrong_token_fails_for_good_and_never_shows_the_token(
-    sqlite_store: Store, small_file: ProducedFile, slack: SlackStandIn
+    sqlite_store: Store,
+    small_file: ProducedFile,
+    slack: SlackStandIn,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     wrong = "xoxb-wrong-token-9999"
     settings = settings_for(sqlite_store)
@@ -207,6 +210,9 @@ async def test_a_wrong_token_fails_for_good_and_never_shows_the_token(
     assert row.status is DS.FAILED and "invalid_auth" in (row.error_message or "")
     assert wrong not in str(row)
     assert not slack.messages
+    logged = capsys.readouterr()
+    assert "delivery attempt" in logged.out  # the attempt was logged, without the token
+    assert wrong not in logged.out + logged.err
 
 
 async def test_a_missing_token_names_the_key(
