@@ -148,6 +148,9 @@ class SchedulerSettings(_Section):
     same fire (scheduled_for), a manual run with the same parameters."""
     backfill_max_days: Annotated[float, Field(gt=0)] = 366.0
     """A backfill's range (--from to --to) may span at most this many days."""
+    wait_check_max_seconds: Annotated[float, Field(gt=0)] = 30.0
+    """A run waiting for its dependencies or readiness probe is checked again after 1 s, 2 s,
+    4 s, ... at most this long apart."""
 
     @field_validator("timezone")
     @classmethod

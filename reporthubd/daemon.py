@@ -28,6 +28,7 @@ from reporthubd.control.auth import TokenFileError
 from reporthubd.control.server import ControlServer
 from reporthubd.engine import Engine
 from reporthubd.engine.ledger import DeliveryLedger
+from reporthubd.engine.waits import WaitGate
 from reporthubd.lifecycle.events import RecentTransitions, with_metrics
 from reporthubd.lifecycle.executions import Lifecycle
 from reporthubd.lifecycle.nodes import Liveness, Node
@@ -270,6 +271,14 @@ class Daemon:
         )
         await self.engine.start()
         stack.push_async_callback(self.engine.stop)
+        self.engine.waits = WaitGate(
+            store=store,
+            settings=self.settings,
+            node_id=self.node_id,
+            lifecycle=self.lifecycle,
+            submit=self.engine.submit,
+        )
+        tasks.spawn("waiting-runs", self.engine.waits.run())
         tasks.spawn("engine-janitor", self.engine.janitor_loop())
         self.add_reload_hook(self.engine.on_reload)
         # Notices (issue 17): subscribed before the scheduler claims its first fire.

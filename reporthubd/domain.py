@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from reporthubd import calendars
+from reporthubd import calendars, waits
 
 
 class DatasourceType(enum.StrEnum):
@@ -110,6 +110,9 @@ class Transition(enum.StrEnum):
     """Its last pending delivery retry was made: the final status from the delivery ledger."""
     REOPENED = "reopened"
     """A finished run whose failed deliveries are made again (redelivery)."""
+    WAIT_EXPIRED = "wait_expired"
+    """A run that waited for its dependencies or readiness probe past its deadline, under
+    wait_policy skip (reporthubd/waits.py): recorded SKIPPED with what it waited for."""
 
 
 _S = ExecutionStatus
@@ -128,6 +131,7 @@ TRANSITIONS = {
     Transition.FAILED: (frozenset({_S.PENDING, _S.RUNNING}), frozenset({_S.FAILED})),
     Transition.TIMED_OUT: (frozenset({_S.RUNNING}), frozenset({_S.TIMEOUT})),
     Transition.CANCELLED: (frozenset({_S.PENDING, _S.RUNNING}), frozenset({_S.CANCELLED})),
+    Transition.WAIT_EXPIRED: (frozenset({_S.PENDING}), frozenset({_S.SKIPPED})),
     Transition.MARKED_LOST: (frozenset({_S.PENDING, _S.RUNNING}), frozenset({_S.FAILED})),
     Transition.SETTLED: (frozenset({_S.RUNNING}), _ENDS),
     Transition.REOPENED: (_ENDS, frozenset({_S.RUNNING})),
@@ -338,6 +342,8 @@ class Schedule:
     resumed_at: datetime | None = None
     """The latest resumption: fires before it that were missed are never caught up."""
     resumed_by: str | None = None
+    waits: waits.WaitRule | None = None
+    """What its runs wait for before they run (depends_on, readiness_query): reporthubd/waits.py."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -18,6 +18,7 @@ from reporthubd.control import history as history_routes
 from reporthubd.control import notices as notice_routes
 from reporthubd.control import scheduler as scheduler_routes
 from reporthubd.control import schedules as schedule_routes
+from reporthubd.control import waits as wait_routes
 from reporthubd.control.auth import TokenGate
 from reporthubd.control.runtime import RUNTIME_KEY, Runtime, runtime
 from reporthubd.control.status_page import status_page
@@ -123,5 +124,6 @@ def build_app(
     schedule_routes.add_routes(app)
     notice_routes.add_routes(app)
     backfill_routes.add_routes(app)
+    wait_routes.add_routes(app)
     console.add_routes(app)
     return app

@@ -1,5 +1,6 @@
-"""The OpenAPI description of backfills (control/backfills.py): paths and schemas, merged into
-`openapi.spec()`. The rules are scheduler/backfill.py's; docs/authors.md states them for people."""
+"""The OpenAPI description of backfills (control/backfills.py) and waiting runs
+(control/waits.py): paths and schemas, merged into `openapi.spec()`. The rules are in
+scheduler/backfill.py and waits.py; docs/authors.md states them for people."""
 
 from __future__ import annotations
 
@@ -134,6 +135,30 @@ PATHS: dict[str, Any] = {
             },
         }
     },
+    "/api/waits": {
+        "get": {
+            "operationId": "list_waits",
+            "tags": [TAG],
+            "summary": "The runs waiting for their dependencies or readiness probe",
+            "description": (
+                "A scheduled run of a schedule with depends_on or readiness_query waits, "
+                "holding no pool slot, until the reports it depends on COMPLETED for the same "
+                "local day (in its zone) and the probe returns true, or until wait_deadline "
+                "(then wait_policy: skip or run_anyway). docs/authors.md has the rules."
+            ),
+            "responses": {
+                "200": _ok(
+                    "the waiting runs, oldest first",
+                    {
+                        "type": "object",
+                        "required": ["waits"],
+                        "properties": {"waits": {"type": "array", "items": _ref("Wait")}},
+                    },
+                ),
+                **PROTECTED,
+            },
+        }
+    },
 }
 
 _FIRE = {
@@ -150,6 +175,23 @@ _FIRE = {
 }
 
 SCHEMAS: dict[str, Any] = {
+    "Wait": {
+        "type": "object",
+        "required": ["execution_id", "schedule_id", "status", "waiting_for", "deadline_at"],
+        "properties": {
+            "execution_id": {"type": "string"},
+            "schedule_id": {"type": "integer"},
+            "config_id": {"type": "integer"},
+            "scheduled_for": DATETIME,
+            "status": {"enum": ["WAITING", "RELEASED", "EXPIRED"]},
+            "waiting_for": {"type": ["string", "null"]},
+            "deadline_at": DATETIME,
+            "next_check_at": DATETIME,
+            "checks": {"type": "integer"},
+            "last_result": {"type": ["string", "null"]},
+            "node_id": {"type": ["string", "null"]},
+        },
+    },
     "BackfillRequest": {
         "type": "object",
         "required": ["from", "to"],

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from reporthubd import __version__
 from reporthubd.control import backfills as backfill_view
+from reporthubd.control import waits as wait_view
 from reporthubd.control.runtime import runtime
 from reporthubd.cron import CronError, next_fires, parse_cron
 from reporthubd.engine.engine import Engine
@@ -240,6 +241,7 @@ async def status_page(request: web.Request) -> web.Response:
         for event in daemon.transitions.latest(RECENT_TRANSITIONS)
     ]
     backfill_rows = await backfill_view.status_rows(store, names)
+    wait_rows = await wait_view.status_rows(store, names)
     uptime = now - daemon.started_at
     scheduler_line = await _scheduler_line(request)
     body = f"""<!doctype html>
@@ -256,6 +258,8 @@ up {escape(str(uptime).split(".")[0])} · {escape(_t(now))}{queue}</p>
 {_table(SCHEDULE_COLUMNS, schedule_rows, "No active schedules.")}
 <h2>Running and queued</h2>
 {_table(ACTIVE_COLUMNS, active_rows, "Nothing running.")}
+<h2>Waiting for dependencies</h2>
+{_table(wait_view.STATUS_COLUMNS, wait_rows, "No run is waiting.")}
 <h2>Backfills</h2>
 {_table(backfill_view.STATUS_COLUMNS, backfill_rows, "No backfills.")}
 <h2>Recent state changes (this node)</h2>

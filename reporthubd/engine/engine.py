@@ -38,6 +38,7 @@ from reporthubd.engine import audiences, fanout
 from reporthubd.engine.pipeline import Run, RunContext
 from reporthubd.engine.pool import Pool
 from reporthubd.engine.streaming import Progress
+from reporthubd.engine.waits import WaitGate
 from reporthubd.lifecycle.executions import Lifecycle
 from reporthubd.store import audiences as audience_rows
 from reporthubd.store import executions, journal
@@ -113,6 +114,8 @@ class Engine:
         # waited out its 30 s timeout. The pool's own size leaves its overflow to the rest.
         self._store_steps = asyncio.Semaphore(settings.store.pool_size)
         self._fanout = fanout.FanOut(host=self, pool=self._pool)
+        # Set by the daemon: runs that wait for their dependencies leave the engine (waits.py).
+        self.waits: WaitGate | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -333,6 +336,12 @@ class Engine:
                 return
             for problem in definitions.problems:
                 bound.warning("invalid delivery row left out", problem=problem)
+            gate = self.waits
+            if gate is not None and await self._store_step(
+                "check dependencies", lambda: gate.holds(execution, definitions), fields
+            ):
+                bound.info("execution waits for its dependencies")
+                return
             role = await self._store_step(
                 "load audience", lambda: audience_rows.role(self.store, execution), fields
             )

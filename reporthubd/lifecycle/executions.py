@@ -262,6 +262,27 @@ class Lifecycle:
                 self._publish_for(execution, T.FAILED, Status.PENDING, Status.FAILED, reason)
         return written
 
+    async def skip_waiting(self, execution_id: str, reason: str) -> bool:
+        """PENDING -> SKIPPED: a run that waited past its deadline (wait_policy skip)."""
+        check(T.WAIT_EXPIRED, Status.PENDING, Status.SKIPPED)
+        now = utcnow()
+        written = await executions.update_execution(
+            self.store,
+            execution_id,
+            only_if_status=(Status.PENDING,),
+            durable=True,
+            status=Status.SKIPPED,
+            node_id=self.node_id,
+            finished_at=now,
+            row_count=0,
+            error_message=reason,
+        )
+        if written and self.events.wanted(T.WAIT_EXPIRED):
+            found = await executions.get_execution(self.store, execution_id)
+            if found is not None:
+                self._publish_for(found, T.WAIT_EXPIRED, Status.PENDING, Status.SKIPPED, reason)
+        return written
+
     async def cancel_pending(
         self,
         execution_id: str,

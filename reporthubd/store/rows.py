@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from reporthubd import calendars, domain, secrets
+from reporthubd import calendars, domain, secrets, waits
 from reporthubd.cron import CronError, parse_cron
 from reporthubd.store.types import MalformedJSON
 
@@ -148,6 +148,11 @@ def schedule(row: Mapping[str, Any], *, default_timezone: str) -> domain.Schedul
         )
     elif row.get("calendar_policy"):
         p.add("calendar_policy: set without a calendar_name")
+    wait_rule = None
+    try:
+        wait_rule = waits.parse(row)
+    except ValueError as exc:
+        p.add(str(exc))
     if p.items or zone is None or policy is None:
         return _error("report_schedules", row, p)
     return domain.Schedule(
@@ -172,6 +177,7 @@ def schedule(row: Mapping[str, Any], *, default_timezone: str) -> domain.Schedul
         paused_reason=row.get("paused_reason"),
         resumed_at=row.get("resumed_at"),
         resumed_by=row.get("resumed_by"),
+        waits=wait_rule,
     )
 
 

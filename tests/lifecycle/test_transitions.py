@@ -132,6 +132,10 @@ async def test_every_allowed_transition_is_made_once_with_its_event(store: Store
     queued_here = await _row(store, config, S.PENDING)
     assert await life.cancel_pending(queued_here.id, "cancelled by the API")
     assert await _status(store, queued_here.id) is S.CANCELLED
+    # waited for its dependencies past its deadline (wait_policy skip)
+    expired = await _row(store, config, S.PENDING)
+    assert await life.skip_waiting(expired.id, "waited until 07:00 for report 'load'")
+    assert await _status(store, expired.id) is S.SKIPPED
 
     # marked lost: a running run whose node went silent, a queued one of a stopped node
     silent = await _row(store, config, S.RUNNING, node_id=OTHER)
