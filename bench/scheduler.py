@@ -13,6 +13,10 @@ Australia/Lord_Howe):
   same second every minute.
 - burst: every schedule `* * * * *` (all N due in the same second, every minute; the issue's
   `0 * * * *` read as second 0 of each minute, so that the window holds several bursts).
+- fleet: a large deployment's spread (issue 16's 1,000,000-schedule shape) — 1% `* * * * *`,
+  2% `*/5`, 2% `*/15`, 25% hourly at minute i%60, 50% daily at i%60 i%24, 20% weekly on day
+  i%7 — so a minute boundary of 1,000,000 has 14,000 fires, 35,000 at :05, :10, ..., 55,000 at
+  :00, :15, :30 and :45.
 - sparse: 1,000 schedules on distinct seconds (`S M/17 * * * *`: slot i*1020/N of a 17-minute
   cycle, S = slot%60, M = slot//60): one fire per second, alone, in 58-59 seconds of every
   minute — pure timer accuracy.
@@ -66,6 +70,9 @@ def schedules(shape: str, n: int) -> list[tuple[str, str]]:
             slot = i * 1020 // n
             out.append((f"{slot % 60} {slot // 60}/17 * * * *", zone))
             continue
+        if shape == "fleet":
+            out.append((_fleet(i), zone))
+            continue
         k = (i // len(ZONES)) % 20
         if k < 10:
             e = "* * * * *"
@@ -83,6 +90,21 @@ def schedules(shape: str, n: int) -> list[tuple[str, str]]:
             e = f"{i % 60} {i % 24} {1 + i % 28} * *"
         out.append((e, zone))
     return out
+
+
+def _fleet(i: int) -> str:
+    k = (i // len(ZONES)) % 100
+    if k < 1:
+        return "* * * * *"
+    if k < 3:
+        return "*/5 * * * *"
+    if k < 5:
+        return "*/15 * * * *"
+    if k < 30:
+        return f"{i % 60} * * * *"
+    if k < 80:
+        return f"{i % 60} {i % 24} * * *"
+    return f"{i % 60} {i % 24} * * {i % 7}"
 
 
 def rss_mb() -> float:
