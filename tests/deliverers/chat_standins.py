@@ -223,3 +223,59 @@ def adaptive_card_problems(message: dict[str, Any]) -> dict[str, Any]:
         raise RuntimeError(f"validator crashed: {done.stderr.decode()[:2000]}")
     result: dict[str, Any] = json.loads(done.stdout)
     return result
+
+
+def google_chat_schema() -> dict[str, Any]:
+    """Google's published Chat API description (the discovery document chat.v1.json that the
+    google-api-python-client package ships) as a JSON Schema of `Message`: every `$ref` resolved
+    to its definition, and objects closed (`additionalProperties: false`), so an unknown or
+    misspelt field, a wrong type or a value outside an enum is refused."""
+    from importlib import resources
+
+    try:
+        documents = resources.files("googleapiclient") / "discovery_cache" / "documents"
+    except ModuleNotFoundError:
+        servers.unavailable(
+            "google-api-python-client missing: pip install google-api-python-client"
+        )
+    discovery = json.loads((documents / "chat.v1.json").read_text(encoding="utf-8"))
+
+    def convert(node: Any) -> Any:
+        if isinstance(node, list):
+            return [convert(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        if "$ref" in node:
+            return {"$ref": f"#/definitions/{node['$ref']}"}
+        out: dict[str, Any] = {}
+        kind = node.get("type")
+        if kind in {"string", "boolean", "object", "array", "number"}:
+            out["type"] = kind
+        elif kind == "integer":
+            out["type"] = "integer"
+        if "enum" in node:
+            out["enum"] = node["enum"]
+        if "items" in node:
+            out["items"] = convert(node["items"])
+        if "properties" in node:
+            out["properties"] = {k: convert(v) for k, v in node["properties"].items()}
+            out["additionalProperties"] = False
+        if "additionalProperties" in node:
+            out["additionalProperties"] = convert(node["additionalProperties"])
+        if kind == "string" and node.get("format") in {"int64", "uint64", "google-datetime"}:
+            out["type"] = "string"
+        return out
+
+    definitions = {name: convert(schema) for name, schema in discovery["schemas"].items()}
+    return {"$ref": "#/definitions/Message", "definitions": definitions}
+
+
+def google_chat_problems(message: dict[str, Any]) -> list[str]:
+    """What the Chat API's published schema refuses in a webhook message (empty: valid)."""
+    import jsonschema
+
+    validator = jsonschema.Draft7Validator(google_chat_schema())
+    return [
+        f"{'/'.join(str(p) for p in error.absolute_path)}: {error.message}"
+        for error in validator.iter_errors(message)
+    ]

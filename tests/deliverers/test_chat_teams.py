@@ -1,7 +1,9 @@
 """The teams and google_chat deliveries against local webhook stand-ins (no Teams or Google
 Chat is reachable from here). The Teams card is checked by Microsoft's Adaptive Cards parser
-(npm `adaptivecards` 3.0.6, run by node from tests/peers), not only its arrival; the link is the
-S3 delivery's presigned URL of the same run (moto), and it serves the file."""
+(npm `adaptivecards` 3.0.6, run by node from tests/peers), the Google Chat message by the Chat
+API's published schema (chat.v1.json from google-api-python-client, through jsonschema), not
+only their arrival; the link is the S3 delivery's presigned URL of the same run (moto), and it
+serves the file."""
 
 from __future__ import annotations
 
@@ -17,7 +19,11 @@ from reporthubd.deliverers.base import ProducedFile
 from reporthubd.store import delivery_logs
 from reporthubd.store.database import Store
 from tests.deliverers import peers
-from tests.deliverers.chat_standins import ChatWebhookStandIn, adaptive_card_problems
+from tests.deliverers.chat_standins import (
+    ChatWebhookStandIn,
+    adaptive_card_problems,
+    google_chat_problems,
+)
 from tests.deliverers.conftest import DeliverySpec, seed_report, settings_for
 
 DS = domain.DeliveryStatus
@@ -176,6 +182,11 @@ async def test_google_chat_card_with_summary_preview_link_and_thread(
     assert result.delivered == 1
 
     [message] = hook.messages
+    # The message as Google's published Chat API schema describes it (chat.v1.json).
+    assert google_chat_problems(message) == []
+    misspelt = copy.deepcopy(message)
+    misspelt["cardsV2"][0]["card"]["sections"][0]["widgets"][0]["decoratedtext"] = {}
+    assert any("decoratedtext" in p for p in google_chat_problems(misspelt))
     [query] = hook.queries
     assert query["threadKey"] == job.config.name and query["token"] == SIG
     assert query["messageReplyOption"] == "REPLY_MESSAGE_FALLBACK_TO_NEW_THREAD"
