@@ -239,6 +239,17 @@ class ReportSpec(_Spec):
     def _format(cls, value: Any) -> Any:
         return domain.OutputFormat(value) if isinstance(value, str) else value
 
+    @model_validator(mode="after")
+    def _format_options(self) -> ReportSpec:
+        """The format options as a run reads them: column formats, chart, locale (issue 19)."""
+        from reporthubd.formats import base as formats
+
+        try:
+            formats.check_options(self.output_format.value, self.format_options)
+        except formats.FormatError as exc:
+            raise ValueError(f"format_options: {exc}") from None
+        return self
+
     @field_validator("empty_result_policy", mode="before")
     @classmethod
     def _empty(cls, value: Any) -> Any:
