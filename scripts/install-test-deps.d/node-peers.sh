@@ -13,5 +13,8 @@ if [ -d node_modules/adaptivecards ] && cmp -s "$stamp" package-lock.json; then
   exit 0
 fi
 echo "install-test-deps: npm ci in tests/peers"
-npm ci --no-audit --no-fund --loglevel=error >/dev/null
+if ! npm ci --no-audit --no-fund --loglevel=error >/dev/null; then
+  echo "install-test-deps: npm ci in tests/peers failed; the Teams card test will skip (fail in CI)" >&2
+  exit 0
+fi
 cp package-lock.json "$stamp"
