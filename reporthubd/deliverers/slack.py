@@ -19,7 +19,10 @@ One attempt, in order:
 2. `attempt.confirm(...)` (fencing), then `chat.postMessage` with the summary, the preview table
    and, for an oversize file, the link: the delivery's commit point;
 3. `files.completeUploadExternal` shares the file into the channel, in the message's thread.
-A failure before 2 leaves nothing visible; a retry starts again from 1.
+A failure before 2 leaves nothing visible; a retry starts again from 1. A failure of 3 after the
+message was posted is retried too (the file is not in the channel yet), and the retry posts the
+message again, with its file: a reader may see the message twice, never a delivery recorded
+SUCCESS without its file. (Slack has no idempotency key for chat.postMessage.)
 
 Errors: Slack's `error` codes about the token, scopes or channel (invalid_auth, not_in_channel,
 channel_not_found, missing_scope...) fail for good; ratelimited, internal and fatal errors, 5xx,
