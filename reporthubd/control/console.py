@@ -38,8 +38,9 @@ EVENT_TICK_SECONDS = 1.0
 """Server-sent events are a snapshot a second: the store is the truth for runs of every node,
 and one small indexed query a second per open console is cheap."""
 EVENT_STREAM_SECONDS = 300.0
-"""A stream ends after this long; the page's script reconnects (no handler lives for ever, and
-a stop of the daemon never waits on a forgotten tab)."""
+"""A stream ends after this long, or (without a watched execution) as soon as nothing runs; the
+page's script reconnects two seconds later (no handler lives for ever, a stop of the daemon
+never waits on a forgotten tab, and an idle console costs one snapshot every few seconds)."""
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -147,6 +148,8 @@ async def events(request: web.Request) -> web.StreamResponse:
         watched_state = snapshot.get("watched")
         if watched is not None and (watched_state is None or watched_state["terminal"]):
             break
+        if watched is None and not snapshot["runs"]:
+            break  # nothing runs: the page asks again in a moment (no stream idles open)
         await asyncio.sleep(EVENT_TICK_SECONDS)
     await response.write(b"event: end\ndata: {}\n\n")
     return response

@@ -30,6 +30,16 @@ def _path_text(name: str, description: str) -> dict[str, Any]:
     }
 
 
+SSE_EVENT = {
+    "type": "object",
+    "description": "one server-sent event",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {"enum": ["runs", "end"]},
+        "data": {"type": "string", "contentMediaType": "application/json"},
+    },
+}
+
 PATHS: dict[str, Any] = {
     "/console": {
         "get": {
@@ -97,10 +107,11 @@ PATHS: dict[str, Any] = {
             "tags": ["console"],
             "summary": "Server-sent events: the live runs, a snapshot a second",
             "description": (
-                "Each `runs` event carries the PENDING and RUNNING executions (with this "
-                "node's progress of its own) and, with `execution_id`, that execution's state; "
-                "the stream ends when the watched execution has finished, after five minutes, "
-                "or when the daemon stops (then an `end` event)."
+                "Each `runs` event carries, as JSON in its data, the PENDING and RUNNING "
+                "executions (with this node's progress of its own) and, with `execution_id`, "
+                "that execution's state. The stream ends with an `end` event when the watched "
+                "execution has finished (without one: when nothing runs), after five minutes, "
+                "or when the daemon stops; a client reconnects."
             ),
             "parameters": [
                 {
@@ -113,7 +124,7 @@ PATHS: dict[str, Any] = {
             "responses": {
                 "200": {
                     "description": "the event stream",
-                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    "content": {"text/event-stream": {"schema": SSE_EVENT}},
                 },
                 "400": {"description": "not an execution id", **ERROR},
                 **PROTECTED,
