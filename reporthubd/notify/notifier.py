@@ -45,6 +45,7 @@ SUSPENDED = "suspended"
 SUSPENDED_BY = "reporthubd"
 _WINDOW = re.compile(r"^missed: .*? from \S+ to \S+")
 QUEUE_LIMIT = 10_000
+DECIDERS = 4
 SWEEP_SECONDS = 60.0
 SWEEP_WINDOW = timedelta(minutes=15)
 
@@ -133,6 +134,14 @@ class Notifier:
     # -- the decision task --------------------------------------------------------------------
 
     async def run(self) -> None:
+        """DECIDERS workers over the queue, each a named task: decisions read the store, so a
+        burst of ends (a minute boundary) is decided side by side. Their order does not
+        matter: each is a function of the runs as stored, and records are idempotent."""
+        async with asyncio.TaskGroup() as group:
+            for n in range(DECIDERS):
+                group.create_task(self._decider(), name=f"notice-decider-{n}")
+
+    async def _decider(self) -> None:
         while True:
             event = await self._queue.get()
             try:
