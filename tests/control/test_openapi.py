@@ -124,6 +124,7 @@ def _schemathesis(port: int, report_dir: Path) -> subprocess.CompletedProcess[st
     )
 
 
+@pytest.mark.timeout(900)  # every check over 32 operations: about three minutes on 2 cores
 def test_schemathesis_finds_nothing(daemon_port: int, tmp_path: Path) -> None:
     result = _schemathesis(daemon_port, tmp_path)
     findings = [line for line in result.stdout.splitlines() if line.lstrip().startswith("❌ ST")]
