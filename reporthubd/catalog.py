@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from reporthubd import calendars, domain, secrets
+from reporthubd import calendars, catalog_waits, domain, secrets
 from reporthubd.config import Problem
 from reporthubd.cron import CronError, parse_cron
 from reporthubd.deliverers import config_check
@@ -99,6 +99,16 @@ class ScheduleSpec(_Spec):
     deadline: str | None = None
     """By when each fire's run must have COMPLETED: "07:30" (the schedule's zone, or
     "07:30 Europe/Berlin") or "+20m" after the fire; past it, a `late` notice (issue 17)."""
+    # what its runs wait for (reporthubd/waits.py; checked by catalog_waits.py)
+    depends_on: list[str] = Field(default_factory=list)
+    readiness_query: str | None = None
+    wait_deadline: str | None = None
+    wait_policy: str | None = None
+
+    @model_validator(mode="after")
+    def _wait_rule(self) -> ScheduleSpec:
+        catalog_waits.check_rule(self)
+        return self
 
     @field_validator("deadline")
     @classmethod
@@ -273,6 +283,11 @@ class Catalog(_Spec):
         _no_duplicates([c.name for c in self.calendars], "calendar name")
         _no_duplicates([d.name for d in self.datasources], "datasource name")
         _no_duplicates([r.name for r in self.reports], "report name")
+        return self
+
+    @model_validator(mode="after")
+    def _no_dependency_cycle(self) -> Catalog:
+        catalog_waits.check_cycles(self.reports)
         return self
 
 
@@ -527,6 +542,7 @@ def render(catalog: Catalog) -> str:
                     "end_at": sched.end_at,
                     "is_active": None if sched.is_active else False,
                     "deadline": sched.deadline,
+                    **catalog_waits.exported(sched),
                 },
             )
         for delivery in report.deliveries:

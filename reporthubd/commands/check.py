@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from reporthubd import bootstrap, domain, secrets
-from reporthubd.commands import EXIT_OK, EXIT_PROBLEM
+from reporthubd.commands import EXIT_OK, EXIT_PROBLEM, dependency_checks
 from reporthubd.config import LoadedSettings
 from reporthubd.deliverers import config_check
 from reporthubd.formats import base as formats
@@ -94,6 +94,7 @@ async def main(loaded: LoadedSettings, path: Path | None) -> int:
         *found.errors,
         *format_problems(found.configs.values()),
         *delivery_problems(found.deliveries.values()),
+        *dependency_checks.problems(found),
         *notice_problems,
     ]
     if errors:

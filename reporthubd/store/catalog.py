@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from reporthubd import catalog as cat
-from reporthubd import domain
+from reporthubd import catalog_waits, domain
 from reporthubd.calendars import CalendarPolicy
 from reporthubd.config import Problem
 from reporthubd.store import catalog_schedules, schema
@@ -84,6 +84,10 @@ async def _apply(
         for j, sched in enumerate(r.schedules)
         if sched.calendar is not None and sched.calendar not in known_cal
     ]
+    stored_reports = {row["name"] for row in await _rows(conn, schema.configs)}
+    problems += catalog_waits.unknown_reports(
+        catalog.reports, stored_reports | {r.name for r in catalog.reports}
+    )
     if problems:
         raise cat.CatalogError("catalog", problems)
 
@@ -203,6 +207,7 @@ async def _apply(
                 "end_at": sched.end_at,
                 "is_active": sched.is_active,
                 "deadline": sched.deadline,
+                **catalog_waits.columns(sched),
             }
             if found is not None:
                 found = {**found, "parameters": _json(found["parameters"])}
@@ -387,6 +392,7 @@ async def export(store: Store) -> tuple[cat.Catalog, list[domain.RowError]]:
         deliv_rows = await _rows(conn, schema.deliveries)
         recip_rows = await _rows(conn, schema.recipients)
         cal_rows = await _rows(conn, schema.calendars)
+    config_names = {int(row["id"]): row["name"] for row in cfg_rows}
 
     def spec(
         model: type[cat._Spec], table: str, row: Mapping[str, Any], data: dict[str, Any]
@@ -496,6 +502,7 @@ async def export(store: Store) -> tuple[cat.Catalog, list[domain.RowError]]:
                         "end_at": srow["end_at"],
                         "is_active": bool(srow["is_active"]),
                         "deadline": srow["deadline"],
+                        **catalog_waits.from_row(srow, config_names),
                     },
                 )
                 for srow in sched_rows
