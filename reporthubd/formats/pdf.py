@@ -53,6 +53,7 @@ MARGIN: Final = 28.0
 PAD_X: Final = 2.5
 PAD_Y: Final = 1.6
 SAMPLE_ROWS: Final = 200
+TEXT_CACHE: Final = 20_000
 TOTAL_PAGES_FORM: Final = "rh_total_pages"
 HEADER_BG: Final = 0.86
 ZEBRA_BG: Final = 0.95
@@ -132,6 +133,7 @@ class PDFWriter(ThreadedWriter):
         ]
         self._paints = [f for f in self._formats if f is not None and f.highlight]
         self._widths: list[float] | None = None
+        self._text_ops: dict[tuple[str, float, str], str] = {}
         self._page = 0
         self._y = 0.0
         self._row_index = 0
@@ -317,16 +319,25 @@ class PDFWriter(ThreadedWriter):
         if not text:
             return
         canvas = self._canvas
-        doc = canvas._doc
-        size = f"{family.size:g}"
-        code = [f"BT 1 0 0 1 {x:.2f} {y:.2f} Tm"]
-        for name, part in family.runs(text):
-            font = pdffonts.font(name)
-            for subset, chunk in font.splitString(part, doc):
-                internal = font.getSubsetInternalName(subset, doc)
-                code.append(f"{internal} {size} Tf ({canvas._escape(chunk)}) Tj")
-        code.append("ET")
-        canvas._code.append(" ".join(code))
+        # The operators of a text are the same wherever it is drawn in this document (its
+        # glyphs' subsets are the document's): cached, as a report's cells repeat (regions,
+        # dates, quantities).
+        key = (family.base, family.size, text)
+        ops = self._text_ops.get(key)
+        if ops is None:
+            doc = canvas._doc
+            size = f"{family.size:g}"
+            code = []
+            for name, part in family.runs(text):
+                font = pdffonts.font(name)
+                for subset, chunk in font.splitString(part, doc):
+                    internal = font.getSubsetInternalName(subset, doc)
+                    code.append(f"{internal} {size} Tf ({canvas._escape(chunk)}) Tj")
+            ops = " ".join(code)
+            if len(self._text_ops) >= TEXT_CACHE:
+                self._text_ops.clear()
+            self._text_ops[key] = ops
+        canvas._code.append(f"BT 1 0 0 1 {x:.2f} {y:.2f} Tm {ops} ET")
 
     def _start_page(self) -> None:
         c = self._canvas

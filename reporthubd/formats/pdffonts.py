@@ -102,6 +102,7 @@ class FontFamily:
         self._base_font = _font(self.base)
         self._base_cmap = self._base_font.face.charToGlyph
         self._choice: dict[str, str | None] = {}
+        self._wide_width: dict[str, float] = {}
         self._ascii_width: list[float] = [
             float(self._base_font.stringWidth(chr(i), self.size)) for i in range(128)
         ]
@@ -149,7 +150,18 @@ class FontFamily:
         if text.isascii():
             table = self._ascii_width
             return sum(table[ord(ch)] for ch in text)
-        return float(sum(_font(f).stringWidth(t, self.size) for f, t in self.runs(text)))
+        # Per character, cached: a TrueType string's width is the sum of its glyphs' (no
+        # kerning), and formatted numbers (`1.234,56 €`, a no-break space) are rarely ASCII.
+        known = self._wide_width
+        total = 0.0
+        for ch in text:
+            w = known.get(ch)
+            if w is None:
+                w = known[ch] = float(
+                    sum(_font(f).stringWidth(t, self.size) for f, t in self.runs(ch))
+                )
+            total += w
+        return total
 
     def wrap(self, text: str, width: float, max_lines: int) -> list[str]:
         """Lines of at most `width` points, breaking at spaces (or anywhere in long words and in
