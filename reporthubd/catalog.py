@@ -24,7 +24,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from reporthubd import calendars, catalog_waits, domain, secrets
+from reporthubd import calendars, catalog_audiences, catalog_waits, domain, secrets
+from reporthubd.catalog_audiences import AudienceSpec
 from reporthubd.config import Problem
 from reporthubd.cron import CronError, parse_cron
 from reporthubd.deliverers import config_check
@@ -233,6 +234,8 @@ class ReportSpec(_Spec):
     notify: dict[str, Any] | None = None
     """Who is told about its runs (issue 17): {owners = [...], rules = [{events, notify,
     remind_every_minutes, suspend_after}]}; without rules, the configured default rule."""
+    audiences: AudienceSpec | None = None
+    """A driver query: one run per row, each sent to its audience (catalog_audiences.py)."""
 
     @field_validator("notify")
     @classmethod
@@ -522,6 +525,9 @@ def render(catalog: Catalog) -> str:
                 "notify": report.notify,
             },
         )
+        driver = catalog_audiences.render(report.audiences)
+        if driver is not None:
+            out += _table(*driver)
         for sched in report.schedules:
             out += _table(
                 "[[reports.schedules]]",

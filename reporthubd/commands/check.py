@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from reporthubd import bootstrap, domain, secrets
-from reporthubd.commands import EXIT_OK, EXIT_PROBLEM, dependency_checks
+from reporthubd.commands import EXIT_OK, EXIT_PROBLEM, audience_checks, dependency_checks
 from reporthubd.config import LoadedSettings
 from reporthubd.deliverers import config_check
 from reporthubd.formats import base as formats
@@ -81,6 +81,7 @@ async def main(loaded: LoadedSettings, path: Path | None) -> int:
                 opened.store, default_timezone=settings.scheduler.timezone
             )
             notice_problems = await notice_checks.problems(opened.store)
+            notice_problems += await audience_checks.problems(opened.store, settings)
     except bootstrap.StoreRefused as exc:
         print(exc)
         return EXIT_PROBLEM

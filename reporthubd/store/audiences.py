@@ -20,7 +20,6 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from reporthubd import domain
 from reporthubd.store import schema
@@ -166,6 +165,12 @@ async def get_driver(store: Store, config_id: int) -> AudienceDriver | None:
 _AUDIENCE_COLUMNS = ("child_id", "burst_id", "seq", "audience_key", "audience")
 
 
+async def active_drivers(store: Store) -> list[AudienceDriver]:
+    async with store.engine.connect() as conn:
+        rows = (await conn.execute(sa.select(_d).where(_d.c.is_active).order_by(_d.c.id))).all()
+    return [_driver(row) for row in rows]
+
+
 async def role(store: Store, execution: domain.Execution) -> Role:
     """What `execution` is to a burst, in one round trip (two for a parent): the audience whose
     child it is (by its id, or for a recovery run the id it stands in for), else the report's
@@ -183,7 +188,7 @@ async def role(store: Store, execution: domain.Execution) -> Role:
     async with store.engine.connect() as conn:
         found = (await conn.execute(query)).one()
         if found.child_id is not None:
-            audience = found
+            audience: Any = found
             if isinstance(found.audience, str):  # a driver that hands JSON back as text
                 audience = _Row(found, json.loads(found.audience))
             return Role(audience=_audience(audience))
@@ -409,8 +414,13 @@ async def list_audiences(
 
 
 def _insert_ignore(store: Store, table: sa.Table, rows: list[dict[str, Any]]) -> Any:
+    # Each dialect's insert is imported when used: a daemon loads its own store's dialect only.
     if store.dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
         return postgresql.insert(table).values(rows).on_conflict_do_nothing()
     if store.dialect == "sqlite":
+        from sqlalchemy.dialects import sqlite
+
         return sqlite.insert(table).values(rows).on_conflict_do_nothing()
     return sa.insert(table).values(rows).prefix_with("IGNORE")

@@ -13,7 +13,7 @@ from reporthubd import catalog as cat
 from reporthubd import catalog_waits, domain
 from reporthubd.calendars import CalendarPolicy
 from reporthubd.config import Problem
-from reporthubd.store import catalog_schedules, schema
+from reporthubd.store import audience_catalog, catalog_schedules, schema
 from reporthubd.store.database import Store
 from reporthubd.store.types import MalformedJSON
 
@@ -181,6 +181,16 @@ async def _apply(
             changes,
             "report",
             report.name,
+        )
+        await audience_catalog.apply_driver(
+            conn,
+            index=catalog.reports.index(report),
+            report=report,
+            config_id=config_id,
+            ds_ids=ds_ids,
+            now=now,
+            prune=prune,
+            changes=changes,
         )
 
         # Schedules: by name, else by (cron, timezone) within the report (catalog_schedules).
@@ -377,6 +387,7 @@ async def _delete_report(conn: AsyncConnection, config_id: int) -> None:
     )
     for delivery_id in delivery_ids:
         await _delete_delivery(conn, delivery_id)
+    await audience_catalog.delete_driver(conn, config_id)
     await conn.execute(sa.delete(schema.schedules).where(schema.schedules.c.config_id == config_id))
     await conn.execute(sa.delete(schema.configs).where(schema.configs.c.id == config_id))
 
@@ -392,6 +403,7 @@ async def export(store: Store) -> tuple[cat.Catalog, list[domain.RowError]]:
         deliv_rows = await _rows(conn, schema.deliveries)
         recip_rows = await _rows(conn, schema.recipients)
         cal_rows = await _rows(conn, schema.calendars)
+        drivers = await audience_catalog.drivers_by_config(conn)
     config_names = {int(row["id"]): row["name"] for row in cfg_rows}
 
     def spec(
@@ -554,6 +566,9 @@ async def export(store: Store) -> tuple[cat.Catalog, list[domain.RowError]]:
                 "notify": row["notify"] if isinstance(row["notify"], dict) else None,
                 "schedules": schedules,
                 "deliveries": deliveries,
+                "audiences": audience_catalog.spec_data(
+                    drivers.get(row["id"]), row["datasource_id"], ds_names
+                ),
             },
         )
         if item is not None:
