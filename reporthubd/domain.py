@@ -265,14 +265,15 @@ DELIVERY_KEYS: Mapping[DeliveryMethod, frozenset[str]] = {
     DeliveryMethod.SLACK: frozenset(
         {"token", "channel", "base_url", "max_file_mb", "oversize", "rate_limit_retries"}
         | {"max_wait_seconds", "title", "text", "preview_rows", "link_url", "timeout_seconds"}
+        | {"link_store"}
     ),
     DeliveryMethod.TEAMS: frozenset(
         {"url", "title", "text", "preview_rows", "link_url", "require_link", "timeout_seconds"}
-        | {"verify_tls"}
+        | {"verify_tls", "link_store"}
     ),
     DeliveryMethod.GOOGLE_CHAT: frozenset(
         {"url", "title", "text", "preview_rows", "link_url", "require_link", "timeout_seconds"}
-        | {"verify_tls", "thread_key"}
+        | {"verify_tls", "thread_key", "link_store"}
     ),
 }
 

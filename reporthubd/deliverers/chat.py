@@ -5,32 +5,44 @@ summary and preview rows, the download link, and posting a JSON message to a cha
 Common delivery_config keys:
 - `title` (template, default `Report {report_name}`), `text` (template, an optional line under it);
 - `preview_rows` (default 5, at most 20; 0: none): the header and first rows of a CSV report;
-- `link_url` (template): the link a message carries when the run has no S3 download link (for
+- `link_store` (object: the keys of an s3 delivery, `bucket` required, `presign_seconds` default
+  7 days, `key` default `reporthubd-links/{execution_id}/{file_name}`): where the chat delivery
+  uploads the file itself to get a link when the run has no S3 link of its own;
+- `link_url` (template): the link a message carries when there is no file link at all (for
   example the report's page in a portal); `timeout_seconds` (default 30).
 
 The download link: a chat message links to the file through the presigned URL of an S3 delivery
 of the same execution (`presign_seconds` set on that delivery; the ledger starts chat deliveries
-once the round's S3 uploads are done, and a retry reuses the URL an earlier upload recorded), or
-else `link_url`. Slack uploads the file and uses the link only when the file is over its
-`max_file_mb`; a Teams or Google Chat webhook cannot carry a file at all, so its card always
-links to it when there is a link (`require_link: true` makes a missing link a failure).
+once the round's S3 uploads are done, and a retry reuses the URL an earlier upload recorded),
+else a presigned URL of its own upload to `link_store`, else `link_url`. Slack uploads the file
+and uses the link only when the file is over its `max_file_mb`; a Teams or Google Chat webhook
+cannot carry a file at all, so its card always links to it when there is a link
+(`require_link: true` makes a missing link a failure).
 """
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import gzip
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 import aiohttp
 
 from reporthubd import domain, secrets
+from reporthubd.config import Settings
 from reporthubd.deliverers import templating
-from reporthubd.deliverers.base import Attempt, AttemptResult, DeliveryError, ProducedFile
+from reporthubd.deliverers.base import (
+    Attempt,
+    AttemptResult,
+    DeliveryError,
+    ProducedFile,
+    deliverer_class,
+)
 from reporthubd.deliverers.common import (
     Options,
     describe,
@@ -141,11 +153,36 @@ def notice_message(variables: Mapping[str, Any], attempt: Attempt) -> Message:
     )
 
 
+LINK_KEY = "reporthubd-links/{execution_id}/{file_name}"
+LINK_SECONDS = 7 * 24 * 3600  # S3's longest presigned URL (SigV4)
+
+
+async def link_from_store(
+    attempt: Attempt, options: Options, settings: Settings
+) -> str | AttemptResult | None:
+    """With `link_store` (the keys of an s3 delivery: bucket, endpoint_url, credentials, key,
+    presign_seconds), upload the file there and return its presigned URL, or the failed
+    upload's result; None without a link_store. Used when the run has no S3 link of its own."""
+    store = options.mapping("link_store")
+    if not store or attempt.job.file is None:
+        return None
+    config = {"key": LINK_KEY, "presign_seconds": LINK_SECONDS} | dict(store)
+    delivery = replace(
+        attempt.delivery, method=domain.DeliveryMethod.S3, delivery_config=config, recipients=()
+    )
+    cls = await asyncio.to_thread(deliverer_class, "s3")  # aioboto3 only when it is used
+    result = await cls(delivery, settings).deliver(replace(attempt, delivery=delivery))
+    url = result.details.get("presigned_url")
+    if result.ok and isinstance(url, str):
+        return url
+    return replace(result, ok=False, error=f"link_store: {result.error or 'no presigned URL'}")
+
+
 def no_link(target: str, what: str, attempt: Attempt) -> AttemptResult:
     """The failure of an attempt that needs the run's link and has none. While an S3 delivery
     of this round is meant to presign one (it failed for now and will retry), the attempt is
     retried too: the retry picks up the link that upload records. Otherwise it fails for good."""
-    fix = "add presign_seconds to an S3 delivery of this report, or set link_url"
+    fix = "add presign_seconds to an S3 delivery of this report, or set link_store or link_url"
     presigning = [
         d
         for d in attempt.job.deliveries

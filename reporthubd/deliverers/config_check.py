@@ -84,6 +84,11 @@ def _chat(method: M, config: Mapping[str, Any]) -> list[str]:
         "link_url": lambda: options.text("link_url"),
         "thread_key": lambda: options.text("thread_key"),
     }
+    store = config.get("link_store")
+    if store is not None and not (
+        isinstance(store, Mapping) and isinstance(store.get("bucket"), str) and store["bucket"]
+    ):
+        found.append("delivery_config.link_store: must be an object with a bucket (s3 keys)")
     for key, check in checks.items():
         if key in config:
             try:

@@ -123,6 +123,11 @@ class GoogleChatDeliverer(Deliverer):
             )
         except DeliveryError as exc:
             return permanent(hint, str(exc))
+        if not message.link and not message.notice:
+            stored = await chat.link_from_store(attempt, options, self.settings)
+            if isinstance(stored, AttemptResult):
+                return replace(stored, target=url_target(url))
+            message = replace(message, link=stored)
         if require_link and not message.link and not message.notice:
             return chat.no_link(
                 url_target(url), "require_link is set but the run has no download link", attempt

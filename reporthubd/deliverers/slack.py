@@ -203,6 +203,11 @@ class SlackDeliverer(Deliverer):
             if settings.oversize == "fail":
                 return permanent(target, f"{too_big}; oversize is 'fail'")
             if not message.link:
+                stored = await chat.link_from_store(attempt, options, self.settings)
+                if isinstance(stored, AttemptResult):
+                    return replace(stored, target=target)
+                message = replace(message, link=stored)
+            if not message.link:
                 return chat.no_link(target, f"{too_big}, and the run has no download link", attempt)
             details["sent_as"] = "link"
         slack = client(settings)

@@ -260,3 +260,23 @@ async def test_over_max_file_mb_waits_for_an_s3_link_that_failed_for_now(
     assert slack_row.status is DS.RETRYING
     assert "link is not there yet" in (slack_row.error_message or "")
     assert not slack.calls
+
+
+async def test_a_file_over_max_file_mb_goes_through_the_link_store_without_an_s3_delivery(
+    sqlite_store: Store,
+    slack: SlackStandIn,
+    s3_server: peers.S3Server,
+    bucket: str,
+    tmp_path: Path,
+) -> None:
+    produced = make_file(tmp_path / "sales-2mb.csv", 2 * MB, compressible=True)
+    config = _config(slack, max_file_mb=1, link_store=s3_server.delivery_config(bucket))
+    settings = settings_for(sqlite_store)
+    spec = DeliverySpec(method="slack", config=config)
+    report = await seed_report(sqlite_store, settings, produced, [spec])
+    assert (await report.ledger.run(await report.job())).delivered == 1
+    assert not slack.uploads
+    [message] = slack.messages
+    [button] = [e for b in message["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    async with aiohttp.ClientSession() as session, session.get(button["url"]) as answer:
+        assert peers.sha256(await answer.read()) == produced.sha256

@@ -28,6 +28,7 @@ from tests.deliverers.conftest import DeliverySpec, seed_report, settings_for
 
 DS = domain.DeliveryStatus
 SIG = "stand-in-signature-secret"
+S3_SECRET = peers.S3Server.SECRET
 
 
 @pytest.fixture
@@ -209,3 +210,38 @@ async def test_google_chat_card_with_summary_preview_link_and_thread(
     assert report.execution_id in message["text"]
     [row] = await delivery_logs.logs_for_execution(sqlite_store, report.execution_id)
     assert row.status is DS.SUCCESS and SIG not in str(row) and "k-secret" not in str(row)
+
+
+async def test_teams_links_its_own_upload_to_the_link_store_when_the_run_has_no_s3_link(
+    sqlite_store: Store,
+    small_file: ProducedFile,
+    hook: ChatWebhookStandIn,
+    s3_server: peers.S3Server,
+    bucket: str,
+) -> None:
+    store = s3_server.delivery_config(bucket, presign_seconds=300)
+    specs = [
+        DeliverySpec(method="teams", config={"url": hook.url(), "link_store": store}),
+        DeliverySpec(
+            method="teams",
+            config={"url": hook.url(), "link_store": s3_server.delivery_config("no-such-bucket")},
+        ),
+    ]
+    settings = settings_for(sqlite_store)
+    report = await seed_report(sqlite_store, settings, small_file, specs)
+    result = await report.ledger.run(await report.job())
+    assert (result.delivered, result.failed) == (1, 1)
+
+    [message] = hook.messages
+    checked = adaptive_card_problems(message)
+    assert checked["errors"] == []
+    [action] = checked["card"]["actions"]
+    assert f"/{bucket}/reporthubd-links/{report.execution_id}/" in action["url"]
+    async with aiohttp.ClientSession() as session, session.get(action["url"]) as answer:
+        assert answer.status == 200
+        assert peers.sha256(await answer.read()) == small_file.sha256
+    rows = await delivery_logs.logs_for_execution(sqlite_store, report.execution_id)
+    failed = next(r for r in rows if r.delivery_id == report.delivery_ids[1])
+    assert failed.status is DS.FAILED
+    assert (failed.error_message or "").startswith("link_store: S3 NoSuchBucket")
+    assert S3_SECRET not in str(rows)
