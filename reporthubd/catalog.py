@@ -256,9 +256,10 @@ class ReportSpec(_Spec):
     def _format_options(self) -> ReportSpec:
         """The format options as a run reads them: column formats, chart, locale (issue 19)."""
         from reporthubd.formats import base as formats
+        from reporthubd.formats import capture
 
         try:
-            formats.check_options(self.output_format.value, self.format_options)
+            capture.check_options(self.output_format.value, self.format_options)
         except formats.FormatError as exc:
             raise ValueError(f"format_options: {exc}") from None
         return self

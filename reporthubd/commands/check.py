@@ -18,6 +18,7 @@ from reporthubd.commands import EXIT_OK, EXIT_PROBLEM, audience_checks, dependen
 from reporthubd.config import LoadedSettings
 from reporthubd.deliverers import config_check
 from reporthubd.formats import base as formats
+from reporthubd.formats import capture
 from reporthubd.notify import checks as notice_checks
 from reporthubd.store.definitions import load_definitions
 
@@ -60,7 +61,7 @@ def format_problems(configs: Iterable[domain.ReportConfig]) -> list[domain.RowEr
     problems = []
     for config in configs:
         try:
-            formats.check_options(config.output_format.value, config.format_options)
+            capture.check_options(config.output_format.value, config.format_options)
         except formats.FormatError as exc:
             problems.append(
                 domain.RowError(

@@ -138,6 +138,3 @@ def check_options(name: str, options: Mapping[str, Any]) -> None:
     opts.pop("truncate", None)  # the engine's own option (engine.pipeline)
     context = RenderContext(report_name="check", execution_id="check")
     writer_class(name)(opts, context)
-    from reporthubd.formats import capture  # a layer above this interface
-
-    capture.parse(opts)

@@ -33,7 +33,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import babel
 
 from reporthubd.connectors.base import Column, Row, ServerCSV
-from reporthubd.formats import charts, localize, values
+from reporthubd.formats import base, charts, localize, values
 from reporthubd.formats import columns as colfmt
 from reporthubd.formats.base import FormatError, FormatWriter, WrittenFile
 
@@ -70,6 +70,13 @@ def parse(options: Mapping[str, Any]) -> CaptureSpec:
         locale=localize.parse_locale("report", options.get("locale")),
         zone=zone,
     )
+
+
+def check_options(name: str, options: Mapping[str, Any]) -> None:
+    """A report's format_options as a run reads them: the writer's (formats.base.check_options)
+    and the capture's (`preview_rows`, `chart`); FormatError names the bad option."""
+    base.check_options(name, options)
+    parse(options)
 
 
 def capture_path(file_path: Path) -> Path:

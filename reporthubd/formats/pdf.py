@@ -63,6 +63,7 @@ RULE_GRAY: Final = 0.72
 class PDFWriter(ThreadedWriter):
     extension: ClassVar[str] = "pdf"
     media_type: ClassVar[str] = "application/pdf"
+    margin: ClassVar[float] = MARGIN
 
     def __init__(self, options: Mapping[str, Any], context: RenderContext) -> None:
         super().__init__(options, context)

@@ -4,58 +4,52 @@ count and the chart) and the chart's place on the first page of the table otherw
 The PDF is drawn while the rows stream, but the chart and the row count are known only at the
 end: both are PDF form XObjects, referenced where they appear and defined when the file closes
 (the same way as "Page X of Y"'s total).
+
+The functions take the PDF writer (formats.pdf.PDFWriter, typed Any here: that module imports
+this one) and draw with its canvas, fonts and page geometry.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
+from typing import Any, Final
 
 from reporthubd.formats import columns as colfmt
 from reporthubd.formats import localize, pdffonts, values
 from reporthubd.formats.pdffonts import visual
 
-if TYPE_CHECKING:
-    from reporthubd.formats.pdf import PDFWriter
-
 CHART_FORM: Final = "rh_chart"
 ROWS_FORM: Final = "rh_row_count"
 
 
-def chart_box(writer: PDFWriter) -> tuple[float, float, float]:
+def chart_box(writer: Any) -> tuple[float, float, float]:
     """(scale, width, height) of the chart on the page: its own size, shrunk to the width."""
-    from reporthubd.formats.pdf import MARGIN
-
     spec = writer.chart_spec
     assert spec is not None
-    available = writer._page_w - 2 * MARGIN
+    available = writer._page_w - 2 * writer.margin
     scale = min(1.0, available / spec.width)
     return scale, spec.width * scale, spec.height * scale
 
 
-def place_chart(writer: PDFWriter, top: float) -> float:
+def place_chart(writer: Any, top: float) -> float:
     """Reference the chart's form below `top`; returns the y under it."""
-    from reporthubd.formats.pdf import MARGIN
-
     scale, _, height = chart_box(writer)
     c = writer._canvas
     c.saveState()
-    c.translate(MARGIN, top - height)
+    c.translate(writer.margin, top - height)
     c.scale(scale, scale)
     c.doForm(CHART_FORM)
     c.restoreState()
-    writer.chart_placement = (MARGIN, top - height, scale)
+    writer.chart_placement = (writer.margin, top - height, scale)
     return top - height
 
 
-def draw_cover(writer: PDFWriter) -> None:
+def draw_cover(writer: Any) -> None:
     """Page 1: title, generation line, one line per parameter, row count, the chart."""
-    from reporthubd.formats.pdf import MARGIN
-
     w = writer
     c = w._canvas
     w._page += 1
-    left, right = MARGIN, w._page_w - MARGIN
-    y = w._page_h - MARGIN - 22
+    left, right = writer.margin, w._page_w - writer.margin
+    y = w._page_h - writer.margin - 22
     big = pdffonts.FontFamily(pdffonts.BOLD, 18)
     for line in big.wrap(w.title, right - left, max_lines=2):
         w._draw_text(big, left, y, visual(line))
@@ -90,7 +84,7 @@ def draw_cover(writer: PDFWriter) -> None:
     w._end_page()
 
 
-def define_forms(writer: PDFWriter) -> None:
+def define_forms(writer: Any) -> None:
     """At close: the chart's drawing and the row count, for the references drawn earlier."""
     c = writer._canvas
     if writer.chart_spec is not None:

@@ -13,7 +13,8 @@ import pytest
 
 from reporthubd.connectors.base import Column, ColumnKind
 from reporthubd.formats import capture, chartdraw, charts
-from reporthubd.formats.base import FormatError, check_options
+from reporthubd.formats.base import FormatError
+from reporthubd.formats.capture import check_options
 from tests.formats import report_samples as samples
 
 COLUMNS = [
