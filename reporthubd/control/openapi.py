@@ -12,6 +12,7 @@ from typing import Any
 
 from reporthubd import __version__
 from reporthubd.control import (
+    openapi_audiences,
     openapi_backfills,
     openapi_console,
     openapi_notices,
@@ -474,6 +475,7 @@ def spec() -> dict[str, Any]:
             | openapi_backfills.PATHS
             | openapi_console.PATHS
             | openapi_notices.PATHS
+            | openapi_audiences.PATHS
         ),
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
@@ -504,6 +506,7 @@ def spec() -> dict[str, Any]:
                 **openapi_schedules.SCHEMAS,
                 **openapi_backfills.SCHEMAS,
                 **openapi_notices.SCHEMAS,
+                **openapi_audiences.SCHEMAS,
                 "ExecutionStarted": {
                     "type": "object",
                     "required": ["execution_id", "config_id", "status"],
