@@ -42,6 +42,8 @@ class Chart:
     """One entry per drawn data point: label, series, value, and x/y in drawing units."""
     zero_y: float | None = None
     """The value axis's zero line (axes charts)."""
+    points: ChartPoints | None = None
+    """The data it draws."""
 
 
 def nice_ticks(high: float, low: float = 0.0, count: int = 5) -> list[float]:
@@ -66,7 +68,7 @@ def draw(points: ChartPoints, tick_text: Callable[[float], str]) -> Chart:
     pdffonts.font(FONT)  # registered before any String uses it
     spec = points.spec
     d = Drawing(spec.width, spec.height)
-    chart = Chart(drawing=d)
+    chart = Chart(drawing=d, points=points)
     top = spec.height - 6
     if spec.title:
         d.add(String(8, top - 10, spec.title, fontName=FONT, fontSize=10, fillColor="#111827"))

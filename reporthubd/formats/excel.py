@@ -121,6 +121,8 @@ class ExcelWriter(ThreadedWriter):
         self.locale = localize.parse_locale("excel", opts.value("locale"))
         if self.spec and self.engine != "stream":
             raise FormatError("excel format option 'columns' needs the stream engine")
+        self.chart: Any = None
+        """The report's chart (formats.chartdraw.Chart), drawn natively by the xlsxwriter engine."""
         opts.reject_unknown()
         self.truncated_cells = 0
 
@@ -374,8 +376,15 @@ class ExcelWriter(ThreadedWriter):
             self._sheet_rows += len(chunk)
             pos += len(chunk)
 
+    def attach_chart(self, chart: Any) -> None:
+        self.chart = chart
+
     def _xw_close(self) -> None:
         self._xw_finish_sheet()
+        if self.chart is not None and self.chart.points is not None:
+            from reporthubd.formats import xlsxchart  # a native chart: XlsxWriter can emit one
+
+            xlsxchart.add(self._book, self.chart.points)
         self._book.close()
 
     def _xw_abort(self) -> None:

@@ -170,3 +170,41 @@ def test_a_csv_report_with_a_chart_keeps_it_beside_the_file(tmp_path: Path) -> N
         sums[region] = sums.get(region, Decimal(0)) + revenue
     got = dict(zip(data["chart"]["labels"], data["chart"]["values"][0], strict=True))
     assert got == pytest.approx({k: float(v) for k, v in sums.items()})
+
+
+def test_the_xlsxwriter_engine_adds_a_native_excel_chart_over_the_points(tmp_path: Path) -> None:
+    import re
+    import zipfile
+
+    import openpyxl
+
+    rows = _rows(300)
+    options = {
+        "engine": "xlsxwriter",
+        "chart": {"type": "line", "x": "month", "y": ["revenue", "units"], "title": "By month"},
+    }
+    written = samples.write(
+        "excel", options, COLUMNS, rows, tmp_path / "c.xlsx", samples.context("c")
+    )
+    with zipfile.ZipFile(written.path) as archive:
+        chart_xml = archive.read("xl/charts/chart1.xml").decode()
+    assert "<c:lineChart>" in chart_xml and "By month" in chart_xml
+    refs = re.findall(r"<c:f>(.*?)</c:f>", chart_xml)
+    assert refs[:2] == ["Chart!$A$2:$A$13", "Chart!$B$2:$B$13"]
+    sheet = openpyxl.load_workbook(written.path)["Chart"]
+    table = {r[0]: r[1:] for r in sheet.iter_rows(min_row=2, values_only=True)}
+    units: dict[str, int] = {}
+    for month, _, _, unit in rows:
+        units[month] = units.get(month, 0) + unit
+    assert {m: v[1] for m, v in table.items()} == units
+    # The default stream engine writes no drawing parts: the chart is in the PDF and the email.
+    plain = samples.write(
+        "excel",
+        {"chart": options["chart"]},
+        COLUMNS,
+        rows,
+        tmp_path / "s.xlsx",
+        samples.context("s"),
+    )
+    with zipfile.ZipFile(plain.path) as archive:
+        assert not [n for n in archive.namelist() if "chart" in n]
