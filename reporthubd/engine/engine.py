@@ -41,7 +41,7 @@ from reporthubd.engine.streaming import Progress
 from reporthubd.engine.waits import WaitGate
 from reporthubd.lifecycle.executions import Lifecycle
 from reporthubd.store import audiences as audience_rows
-from reporthubd.store import executions, journal
+from reporthubd.store import backfills, executions, journal
 from reporthubd.store.database import Store
 from reporthubd.timeutil import utcnow
 
@@ -76,6 +76,10 @@ class UnknownConfig(LookupError):
 
 class EngineStopped(RuntimeError):
     """Work offered after `drain` / `stop` began."""
+
+
+_BACKFILL_RUNS = frozenset({domain.TriggerType.BACKFILL, domain.TriggerType.RECOVERY})
+"""Runs that may be a backfill's (a recovery run recovers a backfill's run too)."""
 
 
 class Engine:
@@ -113,7 +117,7 @@ class Engine:
         # at a time, not all at once: at once, they emptied the store's connection pool and
         # waited out its 30 s timeout. The pool's own size leaves its overflow to the rest.
         self._store_steps = asyncio.Semaphore(settings.store.pool_size)
-        self._fanout = fanout.FanOut(host=self, pool=self._pool)
+        self._fanout = fanout.FanOut(host=self, pool=self._pool, accepting=lambda: self._accepting)
         # Set by the daemon: runs that wait for their dependencies leave the engine (waits.py).
         self.waits: WaitGate | None = None
 
@@ -336,6 +340,18 @@ class Engine:
                 return
             for problem in definitions.problems:
                 bound.warning("invalid delivery row left out", problem=problem)
+            if (
+                execution.trigger_type in _BACKFILL_RUNS
+                and execution.schedule_id is not None
+                and execution.scheduled_for is not None
+            ):  # its backfill's --no-deliver, also when another node adopted or recovered it
+                schedule_id, when = execution.schedule_id, execution.scheduled_for
+                ids = [i for i in (execution_id, execution.recovers_id) if i]
+                self._deliver[execution_id] = await self._store_step(
+                    "load backfill",
+                    lambda: backfills.delivers(self.store, ids, schedule_id, when),
+                    fields,
+                )
             gate = self.waits
             if gate is not None and await self._store_step(
                 "check dependencies", lambda: gate.holds(execution, definitions), fields

@@ -15,10 +15,12 @@ Order:
    its datasource's limit like any run. At most `window` children are in hand at once, so 10,000
    audiences never become 10,000 tasks; only a small key digest per audience stays in memory
    (while the driver is read).
-4. Children claimed by a node that was lost are the recovery sweep's (adopted, or run again under
+4. A drain (SIGTERM) leaves the parent RUNNING for its recovery; a cancel (API) cancels the
+   children in hand and ends it CANCELLED, leaving the audiences not claimed yet unsent.
+5. Children claimed by a node that was lost are the recovery sweep's (adopted, or run again under
    the same Idempotency-Key); the parent waits until every audience's latest run has ended (its
    ledger may retry), checking the store every heartbeat interval.
-5. The counts (audiences, delivered, failed, skipped as empty) go to the burst's row, and the
+6. The counts (audiences, delivered, failed, skipped as empty) go to the burst's row, and the
    parent ends COMPLETED (nothing failed), PARTIAL (some failed) or FAILED (none delivered and
    some failed).
 """
@@ -67,9 +69,13 @@ class Host(Protocol):
 
 
 class FanOut:
-    def __init__(self, *, host: Host, pool: Pool) -> None:
+    def __init__(self, *, host: Host, pool: Pool, accepting: Callable[[], bool]) -> None:
         self.host = host
         self.pool = pool
+        self.accepting = accepting
+        """False once the engine drains: a parent stopped then is left RUNNING, so that its
+        recovery (another node, or this one's next start) carries on with the same audiences,
+        instead of ending CANCELLED with half of them never sent."""
 
     def window(self) -> int:
         return max(WINDOW_MIN, min(WINDOW_MAX, WINDOW_PER_SLOT * self.pool.limit))
@@ -110,6 +116,12 @@ class FanOut:
         except asyncio.CancelledError:
             if lifecycle.ownership.was_lost(execution.id):
                 bound.warning("data-driven run lost by this node: stopped")
+                raise
+            if not self.accepting():
+                bound.warning(
+                    "data-driven run left running for its recovery: the engine drains",
+                    audiences_in_hand=len(in_hand),
+                )
                 raise
             reason = cancel_reason(execution.id)
             for task in in_hand.values():

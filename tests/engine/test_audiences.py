@@ -22,6 +22,7 @@ from reporthubd.store import audiences as audience_rows
 from reporthubd.store import executions, schema
 from reporthubd.store.database import Store
 from tests.deliverers.peers import WebhookReceiver
+from tests.deliverers.peers import wait_until as peers_wait
 from tests.engine.conftest import add_config, add_datasource, engine_settings, run_to_end
 
 BRANCHES = 40
@@ -280,3 +281,28 @@ async def test_the_dry_run_lists_what_a_run_sends(
     assert sent == listed
     with pytest.raises(dryrun.NoDriver):
         await dryrun.dry_run(engine_store, settings, config + 1000)
+
+
+async def test_a_drain_leaves_the_parent_running_for_its_recovery(
+    tmp_path: Path, engine_store: Store, data: Path, receiver: WebhookReceiver
+) -> None:
+    settings = engine_settings(tmp_path, max_concurrent_executions=1)
+    ledger = DeliveryLedger(settings, engine_store, node_id="test-node")
+    engine = Engine(settings, engine_store, node_id="test-node", deliveries=ledger)
+    await engine.start()
+    ds = await add_datasource(engine_store, "sqlite", {"path": str(data)})
+    config = await add_config(
+        engine_store, ds, "SELECT branch, amount FROM sales WHERE branch = :branch"
+    )
+    await add_driver(engine_store, config, ds, "SELECT code AS branch FROM branches")
+    await add_webhook(engine_store, config, receiver.url)
+    parent = await engine.create_and_submit(config, trigger_type=TriggerType.MANUAL)
+    await peers_wait(lambda: len(receiver.hits) >= 3)
+    await engine.drain(0)
+
+    row = await executions.get_execution(engine_store, parent)
+    assert row is not None and row.status.value == "RUNNING"  # for the recovery sweep
+    counts = await audience_rows.counts(engine_store, parent)
+    assert counts.audiences == BRANCHES and counts.unfinished > 0
+    burst = await audience_rows.get_burst(engine_store, parent)
+    assert burst is not None and burst.finished_at is None
