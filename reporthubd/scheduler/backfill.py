@@ -286,6 +286,9 @@ async def request(
     unknown = sorted(set(body) - set(REQUEST_KEYS))
     if unknown:
         raise BackfillError(f"{unknown[0]}: unknown key (known: {', '.join(REQUEST_KEYS)})")
+    nulls = sorted(key for key, value in body.items() if value is None)
+    if nulls:
+        raise BackfillError(f"{nulls[0]}: must not be null (leave the key out for its default)")
     schedule = await backfills.load_schedule(
         store, schedule_id, default_timezone=settings.scheduler.timezone
     )

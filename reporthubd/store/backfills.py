@@ -589,3 +589,23 @@ async def live_nodes(store: Store, *, since: datetime) -> int:
     query = sa.select(sa.func.count()).where(n.c.heartbeat_at >= since, n.c.stopped_at.is_(None))
     async with store.engine.connect() as conn:
         return int((await conn.execute(query)).scalar() or 0)
+
+
+async def delivers(
+    store: Store, execution_ids: Sequence[str], schedule_id: int, when: datetime
+) -> bool:
+    """Whether the backfill that started one of `execution_ids` (a run, or the run a recovery
+    run recovers) delivers its files (`--no-deliver`): asked by whichever engine runs it, so an
+    adopted or recovered run keeps its backfill's choice. True for a run of no backfill."""
+    query = (
+        sa.select(_b.c.deliver)
+        .join(_f, _f.c.backfill_id == _b.c.id)
+        .where(
+            _b.c.schedule_id == schedule_id,
+            _f.c.scheduled_for == when,
+            _f.c.execution_id.in_(list(execution_ids)),
+        )
+    )
+    async with store.engine.connect() as conn:
+        found = (await conn.execute(query)).first()
+    return True if found is None else bool(found.deliver)

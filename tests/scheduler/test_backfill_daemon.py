@@ -242,6 +242,17 @@ async def test_a_daemon_killed_mid_backfill_resumes_where_it_stopped(tmp_path: P
     async with mariadb_store(tmp_path) as (store, url):
         query = BUSY_QUERY.format(n=300_000)
         config_id = await seed_config(store, query=query, path=str(tmp_path / "src.db"))
+        share = tmp_path / "share"
+        share.mkdir()
+        async with store.engine.begin() as conn:  # --no-deliver: nothing may reach it
+            await conn.execute(
+                sa.insert(schema.deliveries).values(
+                    config_id=config_id,
+                    name="share",
+                    method="file_share",
+                    delivery_config={"path": str(share)},
+                )
+            )
         schedule_id = await add_schedule(
             store, config_id, "0 6 * * *", timezone="America/New_York", is_active=False
         )
@@ -287,6 +298,11 @@ async def test_a_daemon_killed_mid_backfill_resumes_where_it_stopped(tmp_path: P
                 assert row.id in before and before[row.id].status == "COMPLETED"
         others = [r for r in rows if r.status != "COMPLETED"]
         assert all("node lost" in (r.error_message or "") for r in others), others
+        # no delivery, also for the runs the restarted daemon adopted
+        assert list(share.iterdir()) == []
+        async with store.engine.connect() as conn:
+            logs = (await conn.execute(sa.select(schema.delivery_logs))).all()
+        assert logs == []
         # the New York fires keep 06:00 local across the end of summer time (1 November)
         local = {r.scheduled_for.astimezone(_NY).hour for r in rows}
         assert local == {6}
