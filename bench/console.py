@@ -160,6 +160,14 @@ def run_store(backend: str, history: int, requests: int, concurrency: int) -> No
             else database.url
         )
         try:
+            # The daemon creates a SQLite store's schema itself, never a server's.
+            upgrade = work / "upgrade.toml"
+            upgrade.write_text(f'[store]\nurl = "{database.url}"\n', encoding="utf-8")
+            subprocess.run(
+                [sys.executable, "-m", "reporthubd", "db", "upgrade", "-c", str(upgrade)],
+                check=True,
+                capture_output=True,
+            )
             proc, port = control_bench.start_daemon(work, store_url=database.url)
             try:
                 started = time.monotonic()

@@ -33,6 +33,17 @@ on one connection (one checkout, fewer hops between the loop and the driver's th
 big export in the same process each hop waits for the GIL)."""
 
 
+def _by_report(select: sa.Select[Any]) -> sa.Select[Any]:
+    """A report's rows newest first through (config_id, created_at). MariaDB otherwise picks a
+    `ref` on config_id alone for SELECT * with ORDER BY created_at DESC and a bound on
+    created_at, and reads the report's rows one by one from its newest: measured with 100,000
+    runs, a page 1,000 pages back took 1,000 ms that way and 5 ms with the index forced."""
+    hint = "FORCE INDEX (ix_report_executions_config_created)"
+    return select.with_hint(E, hint, dialect_name="mysql").with_hint(
+        E, hint, dialect_name="mariadb"
+    )
+
+
 @asynccontextmanager
 async def reading(source: Reader) -> AsyncIterator[AsyncConnection]:
     if isinstance(source, AsyncConnection):
@@ -117,7 +128,7 @@ async def history_page(store: Reader, query: HistoryQuery) -> HistoryPage:
         if backwards
         else (E.c.created_at.desc(), E.c.id.desc())
     )
-    select = sa.select(E).where(*conditions).order_by(*order).limit(query.limit + 1)
+    select = _by_report(sa.select(E).where(*conditions).order_by(*order).limit(query.limit + 1))
     async with reading(store) as conn:
         rows = executions.valid_records((await conn.execute(select)).all())
     more = len(rows) > query.limit
@@ -284,6 +295,7 @@ async def recent_runs(store: Reader, config_id: int, *, last: int = 50) -> list[
         .order_by(E.c.created_at.desc(), E.c.id.desc())
         .limit(last)
     )
+    query = _by_report(query)
     async with reading(store) as conn:
         rows = (await conn.execute(query)).all()
     points = [
