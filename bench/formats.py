@@ -13,7 +13,9 @@ date, two short texts, numeric(12,2), int, bool, a ~30-character note, a text NU
 - pdf (10,000 rows): reporthubd PDFWriter, reportlab platypus with one Table (repeatRows=1), and
   direct canvas drawing with Helvetica (the anchors' `canvas_direct`).
 - xlsx_formats (200,000 rows): reporthubd ExcelWriter unformatted and with column formats
-  (`FORMATTED`: number formats, labels, a highlight, totals) in the same run.
+  (`FORMATTED`: number formats, labels, a highlight, totals) in the same run; `_captured`: the
+  formatted writer inside formats.capture, as the engine runs it (preview rows and totals for
+  the email kept while the rows stream).
 - pdf_chart (10,000 rows): reporthubd PDFWriter unformatted, and formatted (`FORMATTED`) with a
   bar chart through formats.capture as the engine runs it (preview rows, totals, chart points,
   the chart drawn in the PDF and as the email's PNG); the `_warm` variants print `warm_s`, the
@@ -74,7 +76,12 @@ SUITES: dict[str, list[str]] = {
     "json": ["reporthubd_csv", "reporthubd_json", "reporthubd_jsonl", "gen_only"],
     "pdf": ["reporthubd_pdf", "platypus_table", "canvas_direct", "gen_only"],
     "lag": ["lag_threaded", "lag_on_loop"],
-    "xlsx_formats": ["reporthubd_excel", "reporthubd_excel_formatted", "gen_only"],
+    "xlsx_formats": [
+        "reporthubd_excel",
+        "reporthubd_excel_formatted",
+        "reporthubd_excel_formatted_captured",
+        "gen_only",
+    ],
     "pdf_chart": [
         "reporthubd_pdf",
         "reporthubd_pdf_chart",
@@ -227,6 +234,10 @@ def _warm(fmt: str, options: dict[str, Any], n: int, out: Path) -> dict[str, flo
 
 def w_reporthubd_pdf_warm(n: int, out: Path) -> dict[str, float]:
     return _warm("pdf", {}, n, out)
+
+
+def w_reporthubd_excel_formatted_captured(n: int, out: Path) -> None:
+    asyncio.run(_captured("excel", FORMATTED, n, out))
 
 
 def w_reporthubd_pdf_chart(n: int, out: Path) -> None:
