@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import urllib.request
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -62,6 +63,11 @@ async def _finished(node: Node, backfill_id: str) -> dict[str, Any]:
 
     found: dict[str, Any] = await _until(f"backfill {backfill_id} ends", check)
     return found
+
+
+def _page(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30) as answer:
+        return str(answer.read().decode())
 
 
 def _z(text: str) -> datetime:
@@ -119,6 +125,8 @@ async def test_a_dst_month_runs_each_fire_once_and_reprocess_failed_runs_the_fai
             assert answer["status"] == "success", answer
             done = await _finished(node, answer["data"]["backfill_id"])
             assert (done["total"], done["done"], done["failed"]) == (26, 26, 0)
+            page = await asyncio.to_thread(_page, node.port)
+            assert answer["data"]["backfill_id"] in page and "26/26 done · 0 failed" in page
 
             rows = await executions(store, schedule_id)
             fires = [row.scheduled_for for row in rows]
