@@ -8,7 +8,8 @@ pass: the notice's key, `late:<schedule>:<fire>`, makes it one notice across nod
 node that recorded it counts it. The watch sleeps until the earliest coming deadline (at most
 `REFRESH_SECONDS`, when it re-reads the schedules). Deadlines that passed while no node ran are
 checked at start-up over `LOOKBACK`. A fire recorded SKIPPED (paused, holiday, missed: their own
-notices say so) is not late.
+notices say so) is not late, nor a fire on a closed day of the schedule's business calendar
+(skipped, or moved to another day: the deadline is not judged for the moved run).
 """
 
 from __future__ import annotations
@@ -155,6 +156,10 @@ class DeadlineWatch:
             domain.ExecutionStatus.SKIPPED,
         ):
             return
+        calendar = schedule.calendar
+        local_day = fire.astimezone(schedule.timezone).date()
+        if row is None and calendar is not None and not calendar.is_business_day(local_day):
+            return  # a closed day: the fire is skipped or moved, not late (see the docstring)
         state = (
             f"the run {row.execution_id} is {row.status.value}"
             + (f": {row.error_message}" if row.error_message else "")
