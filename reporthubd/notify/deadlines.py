@@ -1,7 +1,8 @@
 """The deadline watch (issue 17, item 3): a schedule may say by when, in its zone, the run of
 each fire must have COMPLETED (report_schedules.deadline: "07:30", "07:30 Europe/Berlin" or
 "+20m", notify/report_rules.py). Past that instant without a COMPLETED run, one `late` notice
-goes out and reporthubd_late_runs counts the fire.
+goes out and reporthubd_late_runs counts the fire (on every watching node when the report's
+rules send no `late`: then nothing claims it once).
 
 Every node watches (`run`, a named task the daemon supervises) and may see the same deadline
 pass: the notice's key, `late:<schedule>:<fire>`, makes it one notice across nodes, and the
@@ -174,7 +175,9 @@ class DeadlineWatch:
             execution_id=row.execution_id if row is not None else None,
             why=why,
         )
-        if recorded:
+        # Counted by the node that recorded the notice (once across nodes); a report whose
+        # rules send no `late` has no notice to claim it: each node watching counts it then.
+        if recorded is None or recorded:
             metrics.LATE_RUNS.inc()
             log.warning(
                 "run late", schedule_id=schedule.id, scheduled_for=fire.isoformat(), why=why

@@ -352,8 +352,9 @@ class Notifier:
         scheduled_for: datetime,
         execution_id: str | None,
         why: str,
-    ) -> list[str]:
-        """The `late` notice of a fire past its schedule's deadline (notify/deadlines.py)."""
+    ) -> list[str] | None:
+        """The `late` notices of a fire past its schedule's deadline (notify/deadlines.py): the
+        ids this node recorded, or None when no rule of the report sends `late`."""
         report = await self.report(config_id)
         if report is None:
             return []
@@ -382,6 +383,8 @@ class Notifier:
             if Event.LATE in rule.events
             for target in report_rules.targets(rule, report.owners)
         ]
+        if not batch:
+            return None
         return await self._record(_unique(batch))
 
     def _facts(
