@@ -353,8 +353,13 @@ class Engine:
                     fields,
                 )
             gate = self.waits
-            if gate is not None and await self._store_step(
-                "check dependencies", lambda: gate.holds(execution, definitions), fields
+            waits_for = definitions.schedule is not None and definitions.schedule.waits is not None
+            if (
+                gate is not None
+                and waits_for
+                and await self._store_step(
+                    "check dependencies", lambda: gate.holds(execution, definitions), fields
+                )
             ):
                 bound.info("execution waits for its dependencies")
                 return
