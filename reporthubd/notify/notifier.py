@@ -109,9 +109,9 @@ class Notifier:
 
     async def sweep_loop(self) -> None:
         """Every SWEEP_SECONDS, decide again the latest ended run of each stream that ended in
-        the last SWEEP_WINDOW: a node killed between a run's end and its notice's record
-        loses nothing (the records are idempotent, so the decisions already made add
-        nothing)."""
+        the last SWEEP_WINDOW, and the first missed fire of each schedule and outage recorded
+        in it: a node killed between a run's end (or a claim) and its notice's record loses
+        nothing (the records are idempotent, so the decisions already made add nothing)."""
         while True:
             await asyncio.sleep(SWEEP_SECONDS)
             try:
@@ -127,6 +127,22 @@ class Notifier:
         recorded: list[str] = []
         for execution_id in await incidents.latest_ended(self.store, since=since):
             recorded += await self.decide_run(execution_id)
+        for missed in await incidents.recent_missed(self.store, since=since):
+            recorded += await self.decide(
+                LifecycleEvent(
+                    execution_id=missed.execution_id,
+                    config_id=missed.config_id,
+                    schedule_id=missed.schedule_id,
+                    transition=domain.Transition.CREATED,
+                    old=None,
+                    new=_S.SKIPPED,
+                    reason=missed.reason,
+                    node_id=self.node_id,
+                    at=utcnow(),
+                    trigger_type=domain.TriggerType.SCHEDULE,
+                    scheduled_for=missed.scheduled_for,
+                )
+            )
         if recorded:
             log.warning("notices recorded by the sweep", count=len(recorded))
         return recorded

@@ -210,3 +210,42 @@ async def latest_ended(store: Store, *, since: datetime) -> list[str]:
     for row in rows:
         latest[(row.config_id, row.schedule_id)] = row.id
     return list(latest.values())
+
+
+@dataclass(frozen=True, kw_only=True)
+class MissedRow:
+    execution_id: str
+    config_id: int
+    schedule_id: int | None
+    scheduled_for: datetime | None
+    reason: str
+
+
+async def recent_missed(store: Store, *, since: datetime) -> list[MissedRow]:
+    """The first fire recorded SKIPPED as missed of each schedule and reason since `since`
+    (the notifier's sweep: one `missed` notice per schedule and outage)."""
+    query = (
+        sa.select(_e.c.id, _e.c.config_id, _e.c.schedule_id, _e.c.scheduled_for, _e.c.error_message)
+        .where(
+            _e.c.status == _S.SKIPPED.value,
+            _e.c.created_at >= since,
+            _e.c.error_message.like("missed%"),
+        )
+        .order_by(_e.c.created_at, _e.c.id)
+    )
+    async with store.engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    first: dict[tuple[int | None, str], MissedRow] = {}
+    for row in rows:
+        reason = str(row.error_message)
+        first.setdefault(
+            (row.schedule_id, reason.split(" (")[0]),
+            MissedRow(
+                execution_id=row.id,
+                config_id=row.config_id,
+                schedule_id=row.schedule_id,
+                scheduled_for=row.scheduled_for,
+                reason=reason,
+            ),
+        )
+    return list(first.values())

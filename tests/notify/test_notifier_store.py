@@ -147,3 +147,30 @@ async def test_a_delivery_given_up_is_told_once_per_delivery(store: Store) -> No
     (notice,) = await notices.of_incident(store, f"retries:{run}:{delivery_id}")
     assert notice.event == "retries_exhausted"
     assert "after attempt 2: HTTP 500 from the receiver" in (notice.message or "")
+
+
+async def test_the_sweep_records_an_outage_missed_notice_once(store: Store) -> None:
+    config_id, schedule_id = await _report(store, {"events": ["missed"], "notify": ["owners"]})
+    window = (
+        f"missed: daemon down from {T0.isoformat()} to {(T0 + timedelta(minutes=3)).isoformat()}"
+    )
+    async with store.engine.begin() as conn:
+        for minute in range(3):
+            fire = T0 + timedelta(minutes=minute)
+            await conn.execute(
+                sa.insert(schema.executions).values(
+                    id=new_id(),
+                    config_id=config_id,
+                    schedule_id=schedule_id,
+                    trigger_type="schedule",
+                    scheduled_for=fire,
+                    status="SKIPPED",
+                    error_message=window if minute else f"{window} (beyond the misfire grace)",
+                    created_at=T0 + timedelta(minutes=3),
+                )
+            )
+    a, b = _nodes(store)
+    assert len(await a.sweep(T0 - timedelta(minutes=1))) == 1
+    assert await b.sweep(T0 - timedelta(minutes=1)) == []
+    (notice,) = await notices.recent(store, config_id=config_id)
+    assert notice.event == "missed" and window in (notice.message or "")
