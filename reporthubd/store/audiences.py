@@ -174,16 +174,20 @@ async def active_drivers(store: Store) -> list[AudienceDriver]:
 async def role(store: Store, execution: domain.Execution) -> Role:
     """What `execution` is to a burst, in one round trip (two for a parent): the audience whose
     child it is (by its id, or for a recovery run the id it stands in for), else the report's
-    active driver."""
+    active driver (or, for the recovery of a parent, the driver its burst started with)."""
     ids = [execution.id] + ([execution.recovers_id] if execution.recovers_id else [])
     child = sa.select(_a.c.child_id).where(_a.c.child_id.in_(ids)).limit(1).scalar_subquery()
     columns = [
         sa.select(_a.c[name]).where(_a.c.child_id == child).scalar_subquery().label(name)
         for name in _AUDIENCE_COLUMNS
     ]
-    driver = (
-        sa.select(_d.c.id).where(_d.c.config_id == execution.config_id, _d.c.is_active).limit(1)
-    )
+    usable: sa.ColumnElement[bool] = _d.c.is_active
+    if execution.recovers_id:
+        # A recovered parent carries on with its burst even if the driver was switched off
+        # meanwhile: it must not run as a plain report to the report's own recipients.
+        started = sa.exists().where(_b.c.burst_id == execution.recovers_id)
+        usable = sa.or_(_d.c.is_active, started)
+    driver = sa.select(_d.c.id).where(_d.c.config_id == execution.config_id, usable).limit(1)
     query = sa.select(*columns, driver.scalar_subquery().label("rh_driver"))
     async with store.engine.connect() as conn:
         found = (await conn.execute(query)).one()

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from reporthubd import domain
 from reporthubd.domain import TriggerType
 from reporthubd.engine import Engine, dryrun
 from reporthubd.engine.ledger import DeliveryLedger
@@ -306,3 +307,38 @@ async def test_a_drain_leaves_the_parent_running_for_its_recovery(
     assert counts.audiences == BRANCHES and counts.unfinished > 0
     burst = await audience_rows.get_burst(engine_store, parent)
     assert burst is not None and burst.finished_at is None
+
+
+async def test_the_role_of_a_run(engine_store: Store, data: Path) -> None:
+    ds = await add_datasource(engine_store, "sqlite", {"path": str(data)})
+    config = await add_config(engine_store, ds, "SELECT 1 WHERE 1 = :branch")
+    plain = await add_config(engine_store, ds, "SELECT 1")
+    await add_driver(engine_store, config, ds, "SELECT code AS branch FROM branches")
+
+    def run(config_id: int, execution_id: str, recovers_id: str | None = None) -> Any:
+        return domain.Execution(
+            id=execution_id,
+            config_id=config_id,
+            schedule_id=None,
+            trigger_type=TriggerType.MANUAL,
+            scheduled_for=None,
+            status=domain.ExecutionStatus.PENDING,
+            recovers_id=recovers_id,
+        )
+
+    assert await audience_rows.role(engine_store, run(plain, "p1")) == audience_rows.Role()
+    assert (await audience_rows.role(engine_store, run(config, "p2"))).is_parent
+    await audience_rows.open_burst(engine_store, "p2", config)
+    audience = audience_rows.Audience(burst_id="p2", key="B1", seq=0, parameters={"branch": "B1"})
+    await audience_rows.add_audiences(engine_store, [audience])
+    child = await audience_rows.role(engine_store, run(config, audience.child_id))
+    assert child.audience == audience and not child.is_parent
+    recovered_child = await audience_rows.role(
+        engine_store, run(config, "r1", recovers_id=audience.child_id)
+    )
+    assert recovered_child.audience == audience
+    async with engine_store.engine.begin() as conn:
+        await conn.execute(sa.update(schema.audience_drivers).values(is_active=False))
+    assert await audience_rows.role(engine_store, run(config, "p3")) == audience_rows.Role()
+    # The recovery of a parent whose burst started carries on, driver switched off or not.
+    assert (await audience_rows.role(engine_store, run(config, "p4", recovers_id="p2"))).is_parent

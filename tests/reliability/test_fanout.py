@@ -2,7 +2,7 @@
 driver query, on MariaDB, returns AUDIENCES audiences, each delivered by webhook (multipart: the
 file itself) to a local receiver. Once with one daemon; once with two, one of them killed with
 SIGKILL in the middle of the fan-out (the other recovers the parent, adopts or re-runs its
-children). Either way:
+children: test_fanout_kill.py). Either way:
 
 - every audience key reached the receiver under exactly one Idempotency-Key, and every key once
   (the receiver drops a repeat of a key it has, as a receiver of reporthubd's webhooks does: a
@@ -21,7 +21,6 @@ import asyncio
 import csv
 import hashlib
 import io
-import signal
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -228,47 +227,3 @@ async def test_fan_out_with_one_daemon(
     }
     sent = _check_sent(receiver, listing)
     assert sent["repeats_under_the_same_key"] == 0
-
-
-async def test_fan_out_survives_a_sigkill_of_one_of_two_daemons(
-    tmp_path: Path, mariadb_store: tuple[Store, str], source: Source, receiver: Receiver
-) -> None:
-    store, url = mariadb_store
-    config = await _definitions(store, source, receiver)
-    a = _daemon(tmp_path, url, "fan-a")
-    b = _daemon(tmp_path, url, "fan-b")
-    try:
-        await asyncio.gather(a.ready(), b.ready())
-        listing = await _dry_run(b, config)
-        parent = await a.execute(config)
-
-        async def a_third_sent() -> bool:
-            return len(receiver.hits) >= AUDIENCES // 3
-
-        await _until(a_third_sent, "a third of the deliveries")
-        a.process.signal(signal.SIGKILL)
-        killed_at = len(receiver.hits)
-        assert killed_at < AUDIENCES  # the kill came mid-fan-out
-
-        async def parent_ended() -> bool:
-            chain = await _parent_chain(store, parent)
-            return len(chain) > 1 and chain[-1].status in TERMINAL
-
-        await _until(parent_ended, "the recovered parent to end")
-        chain = await _parent_chain(store, parent)
-        counts = await _counts(b, chain[-1].id)
-    finally:
-        await asyncio.gather(a.close(), b.close())
-    assert [r.status for r in chain] == ["FAILED", "COMPLETED"]  # lost, then recovered by b
-    assert chain[-1].node_id == "fan-b" and chain[-1].row_count == AUDIENCES
-    assert counts == {
-        "audiences": AUDIENCES,
-        "delivered": AUDIENCES,
-        "failed": 0,
-        "skipped": 0,
-        "unfinished": 0,
-    }
-    sent = _check_sent(receiver, listing)
-    # A repeat is a delivery in flight at the kill, sent again under its own key: at most one
-    # per run a's pool held.
-    assert sent["repeats_under_the_same_key"] <= 12, sent
