@@ -6,7 +6,6 @@ Jinja2 is imported by the first rendering, not at start-up (the daemon's import 
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 from dataclasses import dataclass
@@ -95,7 +94,7 @@ async def overview(daemon: Runtime) -> str:
     now = utcnow()
     reports = await store_console.reports(store)
     schedules = await store_console.schedules(store)
-    strips = await history.history_strips(store, per_config=20)
+    strips = await store_console.strips(store, [r.config_id for r in reports], per_report=20)
     failures = await history.recent_failures(store, since=now - timedelta(hours=24), limit=20)
     late = await store_console.fire_lateness(
         store, since=now - timedelta(hours=24), catch_up_after_seconds=CATCH_UP_SECONDS
@@ -241,20 +240,12 @@ async def report_page(
         limit=chosen.limit,
     )
 
-    # Two connections, two reads each side by side: the page's wait is the longer half, not
-    # the sum (under a big export each store round trip waits for the GIL a few times).
-    async def report_and_page() -> tuple[Any, store_console.HistoryPage]:
-        async with store_console.reading(daemon.store) as conn:
-            found = await store_console.report(conn, config_id)
-            return found, await store_console.history_page(conn, query)
-
-    async def the_rest() -> tuple[Any, Any, Any]:
-        async with store_console.reading(daemon.store) as conn:
-            recent = await store_console.recent_runs(conn, config_id, last=PLOT_RUNS)
-            schedules = await store_console.schedules(conn, config_id)
-            return recent, schedules, await store_console.active_runs(conn, config_id)
-
-    (found, page), (recent, schedules, active) = await asyncio.gather(report_and_page(), the_rest())
+    async with store_console.reading(daemon.store) as conn:  # one checkout for five reads
+        found = await store_console.report(conn, config_id)
+        page = await store_console.history_page(conn, query)
+        recent = await store_console.recent_runs(conn, config_id, last=PLOT_RUNS)
+        schedules = await store_console.schedules(conn, config_id)
+        active = await store_console.active_runs(conn, config_id)
     if found is None:
         raise NotFound(f"report {config_id} does not exist")
     durations = plots.series(

@@ -260,20 +260,50 @@ async def recovery_chain(store: Reader, execution: domain.Execution) -> list[dom
 
 
 async def active_runs(store: Reader, config_id: int, *, limit: int = 50) -> list[domain.Execution]:
-    """A report's PENDING and RUNNING executions, oldest first."""
+    """A report's PENDING and RUNNING executions, oldest first. Selected by status alone (the
+    (status, heartbeat_at) index: few rows), the report picked here: a filter on config_id
+    lets SQLite walk the report's whole history instead (80 ms with 100,000 runs)."""
     query = (
         sa.select(E)
         .where(
-            E.c.config_id == config_id,
             E.c.status.in_(
                 [domain.ExecutionStatus.PENDING.value, domain.ExecutionStatus.RUNNING.value]
-            ),
+            )
         )
         .order_by(E.c.created_at)
-        .limit(limit)
+        .limit(1000)
     )
     async with reading(store) as conn:
-        return executions.valid_records((await conn.execute(query)).all())
+        rows = executions.valid_records((await conn.execute(query)).all())
+    return [row for row in rows if row.config_id == config_id][:limit]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Mark:
+    execution_id: str
+    status: str
+    created_at: datetime | None
+
+
+async def strips(
+    store: Reader, config_ids: list[int], *, per_report: int = 20
+) -> dict[int, list[Mark]]:
+    """Each report's newest `per_report` runs, newest first: one indexed read per report (a
+    window over the whole history costs its size; this costs the reports' number)."""
+    found: dict[int, list[Mark]] = {}
+    async with reading(store) as conn:
+        for config_id in config_ids:
+            query = _by_report(
+                sa.select(E.c.id, E.c.status, E.c.created_at)
+                .where(E.c.config_id == config_id)
+                .order_by(E.c.created_at.desc(), E.c.id.desc())
+                .limit(per_report)
+            )
+            found[config_id] = [
+                Mark(execution_id=r.id, status=r.status, created_at=r.created_at)
+                for r in (await conn.execute(query)).all()
+            ]
+    return found
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -334,6 +364,9 @@ async def fire_lateness(
         .where(
             E.c.trigger_type == domain.TriggerType.SCHEDULE.value,
             E.c.scheduled_for >= since,
+            # A fire's row is claimed at or after its time: this bound lets the store read the
+            # created_at index instead of the whole history (scheduled_for has no index alone).
+            E.c.created_at >= since,
             E.c.started_at.is_not(None),
         )
         .order_by(E.c.scheduled_for)
