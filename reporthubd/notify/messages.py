@@ -43,7 +43,8 @@ class Facts:
     why: str | None
     """The error line, the skip reason, the deadline missed."""
     link: str | None
-    """The run's page in the API (or console)."""
+    """The run in the API (`<base>/api/execution/<id>`); the notice also names its console
+    page (`<base>/console/runs/<id>`)."""
     reminder: int = 0
     """0: the incident's first notice; N: its Nth reminder."""
     incident: str | None = None
@@ -82,7 +83,10 @@ def compose(facts: Facts) -> str:
     if facts.execution_id:
         lines.append(f"Run: {facts.execution_id}")
     if facts.link:
-        lines.append(f"Look: {facts.link}")
+        base, _, _ = facts.link.partition("/api/execution/")
+        if facts.execution_id and base != facts.link:
+            lines.append(f"Look: {base}/console/runs/{facts.execution_id}")
+        lines.append(f"API: {facts.link}")
     return "\n".join(lines) + "\n"
 
 

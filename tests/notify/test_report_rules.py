@@ -141,4 +141,5 @@ def test_a_notice_says_what_which_why_and_where_to_look() -> None:
     assert "What happened: The run failed." in body
     assert "Why: the query failed: no such table: sales" in body
     assert "Run: run-1" in body
-    assert "Look: http://127.0.0.1:8000/api/execution/run-1" in body
+    assert "Look: http://127.0.0.1:8000/console/runs/run-1" in body
+    assert "API: http://127.0.0.1:8000/api/execution/run-1" in body
