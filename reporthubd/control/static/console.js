@@ -25,6 +25,10 @@
   function tokenState() {
     document.getElementById("token-state").textContent =
       token() ? "A token is set for this tab." : "No token set.";
+    // With a token the field folds away (a phone keeps its screen for the page); Forget
+    // brings it back.
+    document.getElementById("token-form").classList.toggle("has-token", Boolean(token()));
+    document.getElementById("token-set").hidden = !token();
   }
 
   function needToken(status) {
