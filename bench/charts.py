@@ -128,8 +128,10 @@ def main() -> None:
     def median(xs: list[dict[str, object]], key: str) -> float:
         return statistics.median(float(x[key]) for x in xs)  # type: ignore[arg-type]
 
-    print("| library | installed MB (with its dependencies) | import ms | bar 60x3 PNG ms | "
-          "line 500 PNG ms |")
+    print(
+        "| library | installed MB (with its dependencies) | import ms | bar 60x3 PNG ms | "
+        "line 500 PNG ms |"
+    )
     print("|---|---|---|---|---|")
     for name, runs, size in (
         ("reporthubd (reportlab + Pillow)", ours, our_size),
