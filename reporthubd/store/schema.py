@@ -68,6 +68,8 @@ configs = sa.Table(
     updated_at(),
     # notices (revision 0009): {"owners": [...], "rules": [...]}; NULL: the configured default
     sa.Column("notify", JSONDocument(), nullable=True),
+    # conditional alert (revision 0014): {"condition": ..., "mode": ..., "check_query": ...}
+    sa.Column("alert", JSONDocument(), nullable=True),
 )
 
 schedules = sa.Table(
@@ -168,6 +170,11 @@ executions = sa.Table(
     # instant it was moved to, and why.
     sa.Column("shifted_to", UTCDateTime(), nullable=True),
     sa.Column("shift_reason", sa.String(1000), nullable=True),
+    # Added by revision 0014: the alert condition's value and the send decision (deliver, skip,
+    # resolved) with its reason; NULL for a report without an alert
+    sa.Column("alert_value", sa.String(255), nullable=True),
+    sa.Column("alert_decision", sa.String(16), nullable=True),
+    sa.Column("alert_reason", sa.String(1000), nullable=True),
     sa.UniqueConstraint(
         "schedule_id", "scheduled_for", "attempt", name="uq_report_executions_fire_attempt"
     ),
@@ -372,6 +379,18 @@ waits = sa.Table(
     sa.Index("ix_report_waits_due", "status", "next_check_at"),
 )
 
+alert_states = sa.Table(
+    # revision 0014: a report's alert state (last truth, last delivered file) across nodes
+    "report_alert_states",
+    metadata,
+    sa.Column("config_id", sa.BigInteger(), primary_key=True),
+    sa.Column("last_truth", sa.Boolean(), nullable=True),
+    sa.Column("last_execution_id", sa.String(36), nullable=True),
+    sa.Column("delivered_sha256", sa.String(64), nullable=True),
+    sa.Column("delivered_execution_id", sa.String(36), nullable=True),
+    sa.Column("updated_at", UTCDateTime(), nullable=False, server_default=utcnow()),
+)
+
 DEFINITION_TABLES = (datasources, configs, schedules, deliveries, recipients)
 WATCHED_TABLES = (*DEFINITION_TABLES, calendars)
 """What the definitions watcher fingerprints: an edited calendar reloads its schedules too."""
@@ -379,6 +398,7 @@ WATCHED_TABLES = (*DEFINITION_TABLES, calendars)
 __all__ = [
     "DEFINITION_TABLES",
     "WATCHED_TABLES",
+    "alert_states",
     "audience_drivers",
     "audiences",
     "backfill_fires",
