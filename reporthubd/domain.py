@@ -312,6 +312,8 @@ class ReportConfig:
     empty_result_policy: EmptyResultPolicy
     is_active: bool = True
     updated_at: datetime | None = None
+    alert: Mapping[str, Any] | None = None
+    """The conditional alert as stored (report_configs.alert; engine/alerting.py parses it)."""
 
 
 @dataclass(frozen=True, kw_only=True)

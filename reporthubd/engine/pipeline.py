@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from reporthubd import domain, logs, metrics, templates
+from reporthubd import alert_rules, domain, logs, metrics, templates
 from reporthubd.config import Settings
 from reporthubd.connectors import base as connectors
 from reporthubd.connectors import params
@@ -40,10 +40,10 @@ from reporthubd.deliverers.base import (
     run_key,
 )
 from reporthubd.domain import OwnershipLost
-from reporthubd.engine import naming, parameters, streaming
+from reporthubd.engine import alerting, naming, parameters, streaming
 from reporthubd.engine.streaming import Progress
 from reporthubd.formats import base as formats
-from reporthubd.formats import capture
+from reporthubd.formats import capture, workbook
 from reporthubd.lifecycle.executions import Lifecycle
 from reporthubd.store import executions
 from reporthubd.store.database import Store
@@ -97,6 +97,9 @@ class Run:
         self.config = definitions.config
         self.progress = progress
         self.deliver = deliver
+        self.alert: alert_rules.Alert | None = None
+        self.evaluator: alert_rules.Evaluator | None = None
+        self.judged: alerting.Judged | None = None
         self.directory = Path(self.settings.execution.workspace) / execution.id
         self.log = log.bind(
             execution_id=execution.id,
@@ -227,6 +230,10 @@ class Run:
         truncate = options.pop("truncate", False)
         if not isinstance(truncate, bool):
             raise RunFailed("format option 'truncate' must be true or false")
+        try:  # a workbook's further sheets (formats.workbook, engine.sections)
+            plan = workbook.split(config.output_format.value, options)
+        except formats.FormatError as exc:
+            raise RunFailed(str(exc)) from None
         context = formats.RenderContext(
             report_name=config.name,
             execution_id=self.execution.id,
@@ -238,15 +245,27 @@ class Run:
             # The first use imports the writer's library (reportlab...): off the loop.
             writer_cls = await asyncio.to_thread(formats.writer_class, config.output_format.value)
             # The email's preview rows and the chart are captured while the rows stream.
-            writer = capture.wrap(writer_cls(options, context), options)
+            writer: formats.FormatWriter = capture.wrap(writer_cls(options, context), options)
         except formats.FormatError as exc:
             raise RunFailed(str(exc)) from None
+        try:
+            # The alert's condition is evaluated while the rows stream (engine/alerting.py).
+            self.alert = alerting.alert_of(config) if self.deliver else None
+        except alert_rules.AlertError as exc:
+            raise RunFailed(str(exc)) from None
+        if self.alert is not None and self.alert.condition is not None:
+            self.evaluator = alert_rules.Evaluator(self.alert.condition)
+            if self.alert.check_query is None:
+                writer = alerting.AlertingWriter(writer, self.evaluator)
 
         source = self.defs.datasource
         dialect = "mysql" if source.type is domain.DatasourceType.MYSQL else "standard"
         try:
             params.check(config.query_text, resolved, dialect=dialect)
+            prepared = await sections.prepare(self.store, plan, source, resolved) if plan else []
         except params.ParameterError as exc:
+            raise RunFailed(str(exc)) from None
+        except sections.SectionError as exc:
             raise RunFailed(str(exc)) from None
 
         file_variables = self._file_variables(variables, resolved, writer.file_extension)
@@ -264,9 +283,13 @@ class Run:
         except connectors.ConnectorError as exc:
             raise RunFailed(str(exc)) from None
 
+        timeout = config.timeout_seconds or self.settings.execution.query_timeout_seconds
+        if self.alert is not None and self.alert.check_query and self.evaluator is not None:
+            checked = await self._check(connector_cls(source), resolved, timeout, file_variables)
+            if checked is not None:
+                return checked
         await asyncio.to_thread(self.directory.mkdir, parents=True, exist_ok=True)
         path = self.directory / file_name
-        timeout = config.timeout_seconds or self.settings.execution.query_timeout_seconds
         request = connectors.QueryRequest(
             sql=config.query_text,
             parameters=resolved,
@@ -276,15 +299,28 @@ class Run:
         )
         try:
             async with asyncio.timeout(timeout) as deadline:
-                written = await streaming.write_result(
-                    connector,
-                    writer,
-                    path,
-                    request,
-                    max_rows=config.max_rows,
-                    truncate=truncate,
-                    progress=self.progress,
-                )
+                if plan is not None:
+                    written = await sections.write_all(
+                        connector,
+                        writer,
+                        path,
+                        request,
+                        plan,
+                        prepared,
+                        max_rows=config.max_rows,
+                        truncate=truncate,
+                        progress=self.progress,
+                    )
+                else:
+                    written = await streaming.write_result(
+                        connector,
+                        writer,
+                        path,
+                        request,
+                        max_rows=config.max_rows,
+                        truncate=truncate,
+                        progress=self.progress,
+                    )
         except TimeoutError:
             if not deadline.expired():
                 raise RunFailed("the data source timed out") from None
@@ -301,6 +337,7 @@ class Run:
             connectors.ConnectorError,
             formats.FormatError,
             streaming.MaxRowsExceeded,
+            alert_rules.AlertError,
         ) as exc:
             raise RunFailed(str(exc)) from None
         except OSError as exc:
@@ -349,6 +386,22 @@ class Run:
             "file_stem": stem,
             "file_ext": ext,
         }
+        if self.alert is not None:
+            if self.judged is None:
+                self.judged = await alerting.judge(
+                    self.store, config.id, self.alert, self.evaluator, file_sha256=written.sha256
+                )
+            await self._settle(self.judged, written.sha256)
+            if not self.judged.decision.deliver:
+                file_columns = {
+                    "file_name": file_name,
+                    "file_path": str(written.path),
+                    "file_size": written.size,
+                    "file_sha256": written.sha256,
+                    "row_count": written.rows,
+                }
+                await self._skip(deliveries, variables, self.judged)
+                return RunOutcome(Status.COMPLETED, row_count=written.rows, file=file_columns)
         if written.rows == 0 and config.empty_result_policy is domain.EmptyResultPolicy.SKIP:
             await self._discard()
             if deliveries:
@@ -433,6 +486,84 @@ class Run:
                 status, error_message=message, row_count=written.rows, file=file_columns
             )
         return RunOutcome(Status.COMPLETED, row_count=written.rows, file=file_columns)
+
+    async def _check(
+        self,
+        connector: connectors.Connector,
+        resolved: Mapping[str, Any],
+        seconds: float,
+        variables: dict[str, Any],
+    ) -> RunOutcome | None:
+        """The alert's check_query before the report: None to run the report, else the outcome
+        of a run not sent (COMPLETED, its deliveries SKIPPED with the reason)."""
+        assert self.alert is not None and self.alert.check_query and self.evaluator is not None
+        request = connectors.QueryRequest(
+            sql=self.alert.check_query,
+            parameters=resolved,
+            batch_size=self.settings.execution.batch_size,
+            timeout_seconds=seconds,
+            execution_id=self.execution.id,
+        )
+        self.progress.phase = "checking"
+        try:
+            async with asyncio.timeout(seconds):
+                await alerting.check(connector, request, self.evaluator)
+        except TimeoutError:
+            raise RunFailed(f"alert.check_query ran longer than {seconds:g} s") from None
+        except (connectors.ConnectorError, alert_rules.AlertError) as exc:
+            raise RunFailed(f"alert.check_query: {exc}") from None
+        judged = await alerting.judge(
+            self.store, self.config.id, self.alert, self.evaluator, file_sha256=None
+        )
+        if alerting.needs_file(self.alert):
+            return None  # on_change decides on the file: judged after the report ran
+        self.judged = judged
+        if judged.decision.deliver:
+            return None
+        await self.lifecycle.ownership.confirm(self.execution.id, what="recording the alert")
+        await self._settle(judged, None)
+        variables = {k: v for k, v in variables.items() if not callable(v) and not _is_undefined(v)}
+        deliveries = self.defs.deliveries if self.deliver else ()
+        await self._skip(deliveries, variables, judged)
+        return RunOutcome(Status.COMPLETED, row_count=0)
+
+    async def _settle(self, judged: alerting.Judged, file_sha256: str | None) -> None:
+        """The decision on the execution, then the report's alert state (while this node owns
+        the run: the caller confirmed it)."""
+        written = await self.lifecycle.record(self.execution, **alerting.columns(judged))
+        if written:
+            await alerting.settle(
+                self.store, self.config.id, self.execution.id, judged, file_sha256=file_sha256
+            )
+        self.log.info(
+            "alert decided",
+            decision=judged.label,
+            value=judged.value,
+            reason=judged.decision.reason,
+        )
+
+    async def _skip(
+        self,
+        deliveries: Sequence[domain.Delivery],
+        variables: dict[str, Any],
+        judged: alerting.Judged,
+    ) -> None:
+        """A run the alert does not send: each delivery recorded SKIPPED with the reason."""
+        if not deliveries:
+            return
+        self.progress.phase = "delivering"
+        await self._deliver(
+            DeliveryJob(
+                execution_id=self.execution.id,
+                run_key=run_key(self.execution),
+                config=self.config,
+                deliveries=deliveries,
+                file=None,
+                variables=variables,
+                skip_reason=f"not sent: {judged.decision.reason}",
+                fence=self._fence,
+            )
+        )
 
     async def _fence(self, what: str) -> None:
         await self.lifecycle.ownership.confirm(self.execution.id, what=what)

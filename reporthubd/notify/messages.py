@@ -18,6 +18,7 @@ HEADLINES = {
     "recovered": "RECOVERED",
     "late": "LATE (past its deadline)",
     "suspended": "SUSPENDED (schedule paused)",
+    "resolved": "RESOLVED (the alert's condition no longer holds)",
 }
 
 WHAT = {
@@ -29,6 +30,7 @@ WHAT = {
     "recovered": "The report ran successfully again after an incident.",
     "late": "The fire's run had not COMPLETED by the schedule's deadline.",
     "suspended": "The schedule paused itself after consecutive failures; resume it when fixed.",
+    "resolved": "The report's alert condition turned false; this run is not sent.",
 }
 
 

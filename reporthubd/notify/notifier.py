@@ -32,7 +32,7 @@ from reporthubd.lifecycle.events import LifecycleEvent
 from reporthubd.notify import messages, report_rules
 from reporthubd.notify.settings import NotificationSettings
 from reporthubd.notify_rules import Event, Incident, Rule, RuleError, step
-from reporthubd.store import delivery_logs, executions, incidents, notices, pauses
+from reporthubd.store import alerts, delivery_logs, executions, incidents, notices, pauses
 from reporthubd.store.database import Store, error_line
 from reporthubd.timeutil import utcnow
 
@@ -42,6 +42,7 @@ _S = domain.ExecutionStatus
 OUTCOMES = {_S.FAILED: Event.FAILED, _S.TIMEOUT: Event.TIMEOUT, _S.PARTIAL: Event.PARTIAL}
 ENDED = frozenset({_S.COMPLETED, _S.PARTIAL, _S.FAILED, _S.TIMEOUT})
 SUSPENDED = "suspended"
+RESOLVED = "resolved"
 SUSPENDED_BY = "reporthubd"
 _WINDOW = re.compile(r"^missed: .*? from \S+ to \S+")
 QUEUE_LIMIT = 10_000
@@ -185,11 +186,28 @@ class Notifier:
     async def decide(self, event: LifecycleEvent) -> list[str]:
         """Record the notices `event` calls for; returns the ids this node recorded."""
         report = await self.report(event.config_id)
-        if report is None or not report.rules:
+        if report is None:
             return []
+        resolved = await self._resolved(event, report) if event.new is _S.COMPLETED else []
+        if not report.rules:
+            return resolved
         if event.new is _S.SKIPPED:
             return await self._missed(event, report)
-        return await self.decide_run(event.execution_id, report)
+        return resolved + await self.decide_run(event.execution_id, report)
+
+    async def _resolved(self, event: LifecycleEvent, report: Report) -> list[str]:
+        """A conditional alert that turned false (on_transition): one "resolved" notice to each
+        of the report's deliveries, those who got the alert (engine/alerting.py)."""
+        found = await alerts.recorded(self.store, event.execution_id)
+        if found is None or found.decision != RESOLVED:
+            return []
+        execution = await executions.get_execution(self.store, event.execution_id)
+        if execution is None:
+            return []
+        facts = self._facts(RESOLVED, report, execution, why=found.reason)
+        targets = [f"delivery:{i}" for i in await alerts.delivery_ids(self.store, event.config_id)]
+        key = f"alert:{execution.id}"
+        return await self._record(_for_targets(targets, key, RESOLVED, 0, execution, facts))
 
     async def decide_run(self, execution_id: str, report: Report | None = None) -> list[str]:
         """Record the notices the end of `execution_id` calls for (again: what was recorded

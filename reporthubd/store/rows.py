@@ -114,6 +114,7 @@ def report_config(row: Mapping[str, Any]) -> domain.ReportConfig | domain.RowErr
         empty_result_policy=empty,
         is_active=bool(row["is_active"]),
         updated_at=row.get("updated_at"),
+        alert=row["alert"] if isinstance(row.get("alert"), dict) else None,
     )
 
 
