@@ -249,3 +249,33 @@ def test_console_backfill(site: Site, browser: object) -> None:
     page.screenshot(path=str(ARTIFACTS / "backfill-1400.png"), full_page=True)
     context.close()
     assert errors == [], errors
+
+
+def test_console_cancels_a_running_run(site: Site, browser: object) -> None:
+    status, answer = site.api(
+        f"/api/execute/{site.config_id('counting')}", {"parameters": {"top": 20_000_000}}
+    )
+    assert status == 202, answer
+    execution_id = answer["data"]["execution_id"]  # type: ignore[index]
+    context = browser.new_context(viewport={"width": 390, "height": 844})  # type: ignore[attr-defined]
+    context.add_init_script(
+        f"sessionStorage.setItem('reporthubd.console.token', {json.dumps(TOKEN)})"
+    )
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: _collect(errors, m))
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("dialog", lambda d: d.accept())
+    page.goto(f"{site.url}/console/runs/{execution_id}")
+    page.get_by_label("Reason").fill("wrong parameters")
+    page.get_by_role("button", name="Cancel run").click()
+    page.wait_for_function(
+        "() => document.querySelector('[data-live-run][data-terminal=true] [data-field=status]')"
+        "?.textContent.includes('CANCELLED')",
+        timeout=60_000,
+    )
+    assert "wrong parameters" in page.locator("#run-error").inner_text()
+    context.close()
+    assert errors == [], errors
+    finished = console_site.wait_terminal(site, str(execution_id))
+    assert finished["status"] == "CANCELLED", finished
