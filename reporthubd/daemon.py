@@ -308,6 +308,7 @@ class Daemon:
             node_id=self.node_id,
             lifecycle=self.lifecycle,
             submit=self.engine.submit,
+            cancel=self.engine.cancel,
         )
         self.backfills.start(tasks)
 

@@ -10,8 +10,15 @@ run was lost is followed to its recovery run (the lost-execution sweep's), or en
 A backfill keeps at most its `concurrency` fires started (submitted to the engine, whose pool
 bounds every run of the node), oldest fire first, and waits for their outcome: a lifecycle
 event of the schedule wakes it, and it polls the store every POLL_SECONDS for runs that other
-nodes finished (an adopted run, a fire the live scheduler ran). Cancelled, it starts no more
-fires; started ones run to their end and are still counted.
+nodes finished (an adopted run, a fire the live scheduler ran). A fire its calendar moves
+(next_business_day, previous_business_day) is run with its logical `scheduled_for` and records
+where the calendar moved it (`shifted_to`, `shift_reason`), as the live scheduler does.
+
+Cancelled, it starts no more fires, and the runs it started are cancelled through the engine's
+cancel path (the one `POST /api/execution/{id}/cancel` takes), each by the node that owns it:
+every node's intake asks the store for its own runs of cancelled backfills
+(backfill_fires.cancelled_runs) and cancels them, recorded CANCELLED "backfill cancelled by
+<who>". The node driving the backfill follows them to that end and counts them.
 """
 
 from __future__ import annotations
@@ -22,12 +29,13 @@ from collections import deque
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from reporthubd import backfill_rules, domain, logs
+from reporthubd import backfill_rules, calendars, domain, logs
 from reporthubd.config import Settings
 from reporthubd.lifecycle.events import LifecycleEvent
 from reporthubd.lifecycle.executions import Lifecycle
 from reporthubd.scheduler.loop import Spawner
-from reporthubd.store import backfills
+from reporthubd.scheduler.timetable import fire_times, utc
+from reporthubd.store import backfill_fires, backfills
 from reporthubd.store.database import Store, error_line
 
 log = logs.get(__name__)
@@ -40,6 +48,12 @@ class Submit(Protocol):
     def __call__(self, execution_id: str, *, deliver: bool = True) -> None: ...
 
 
+class Cancel(Protocol):
+    """The engine's cancel (Engine.cancel): whether it cancelled the run."""
+
+    async def __call__(self, execution_id: str, reason: str) -> bool: ...
+
+
 class BackfillRunner:
     def __init__(
         self,
@@ -49,12 +63,14 @@ class BackfillRunner:
         node_id: str,
         lifecycle: Lifecycle,
         submit: Submit,
+        cancel: Cancel | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
         self.node_id = node_id
         self.lifecycle = lifecycle
         self.submit = submit
+        self.cancel = cancel
         self._tasks: Spawner | None = None
         self._running: set[str] = set()
 
@@ -76,6 +92,7 @@ class BackfillRunner:
         while True:
             try:
                 await self.take()
+                await self.cancel_runs()
             except Exception as exc:  # an outage: taken again at the next poll
                 log.warning("taking backfills failed", error=error_line(exc))
             await asyncio.sleep(POLL_SECONDS)
@@ -98,6 +115,23 @@ class BackfillRunner:
             self._tasks.spawn(f"backfill-{found.id}", self._drive(found), forever=False)
         return [found.id for found in taken]
 
+    async def cancel_runs(self) -> list[str]:
+        """Cancel this node's runs of cancelled backfills; returns the ones cancelled."""
+        if self.cancel is None:
+            return []
+        done = []
+        for run in await backfill_fires.cancelled_runs(self.store, node_id=self.node_id):
+            reason = f"backfill cancelled by {run.cancelled_by or 'an operator'}"
+            if await self.cancel(run.execution_id, reason):
+                done.append(run.execution_id)
+                log.info(
+                    "backfill run cancelled",
+                    backfill_id=run.backfill_id,
+                    execution_id=run.execution_id,
+                    node_id=self.node_id,
+                )
+        return done
+
     async def _drive(self, found: backfills.Backfill) -> None:
         try:
             await Drive(self, found).run()
@@ -118,7 +152,8 @@ class Drive:
         self.found = found
         self.wake = asyncio.Event()
         self.pending: deque[datetime] = deque()
-        self.started: dict[datetime, backfills.FireRow] = {}
+        self.started: dict[datetime, backfill_fires.FireRow] = {}
+        self.times: calendars.CalendarFires | None = None
 
     def _on_event(self, event: LifecycleEvent) -> None:
         if event.schedule_id == self.found.schedule_id and event.new not in (
@@ -129,7 +164,8 @@ class Drive:
     async def run(self) -> None:
         unsubscribe = self.runner.lifecycle.events.subscribe(self._on_event)
         try:
-            for fire in await backfills.fires(self.store, self.found.id):
+            await self._load_calendar()
+            for fire in await backfill_fires.fires(self.store, self.found.id):
                 when = fire.scheduled_for.astimezone(UTC)
                 if fire.status == backfills.FIRE_PENDING:
                     self.pending.append(when)
@@ -178,6 +214,29 @@ class Drive:
                 async with asyncio.timeout(POLL_SECONDS):
                     await self.wake.wait()
 
+    async def _load_calendar(self) -> None:
+        """The schedule's calendar, to record where it moves a fire (none: nothing moves)."""
+        try:
+            schedule = await backfills.load_schedule(
+                self.store,
+                self.found.schedule_id,
+                default_timezone=self.runner.settings.scheduler.timezone,
+            )
+        except (LookupError, ValueError) as exc:  # deleted or invalid meanwhile
+            log.warning(
+                "backfill schedule not loaded", backfill_id=self.found.id, error=error_line(exc)
+            )
+            return
+        times = fire_times(schedule)
+        if isinstance(times, calendars.CalendarFires):
+            self.times = times
+
+    def _shift(self, when: datetime) -> backfill_fires.Shift | None:
+        if self.times is None:
+            return None
+        fire = self.times.decide(int(when.timestamp()))
+        return (utc(fire.actual), fire.shift_reason) if fire.shift_reason else None
+
     async def _cancelled_here(self) -> bool:
         """Whether the backfill was cancelled while this node held it: its started fires are
         still followed to their end (and counted)."""
@@ -188,9 +247,11 @@ class Drive:
         return cancelled
 
     async def _settle(self) -> None:
-        ended = await backfills.outcomes(self.store, self.found.schedule_id, self.started.values())
+        ended = await backfill_fires.outcomes(
+            self.store, self.found.schedule_id, self.started.values()
+        )
         for when, attempt in ended.items():
-            await backfills.settle_fire(self.store, self.found.id, when, attempt)
+            await backfill_fires.settle_fire(self.store, self.found.id, when, attempt)
             self.started.pop(when, None)
 
     async def _start_more(self) -> bool:
@@ -199,17 +260,18 @@ class Drive:
         runner, found = self.runner, self.found
         while self.pending and len(self.started) < found.concurrency:
             when = self.pending[0]
-            claimed = await backfills.claim_fire(
+            claimed = await backfill_fires.claim_fire(
                 self.store,
                 found,
                 when,
                 node_id=runner.node_id,
                 lease_seconds=runner.lease_seconds,
+                shift=self._shift(when),
             )
             self.pending.popleft()
             if claimed.status in backfill_rules.TERMINAL_STATUSES:
                 continue  # it had run meanwhile (the live scheduler): settled as it ended
-            self.started[when] = backfills.FireRow(
+            self.started[when] = backfill_fires.FireRow(
                 scheduled_for=when,
                 status=backfills.FIRE_STARTED,
                 attempt=claimed.attempt,

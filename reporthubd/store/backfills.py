@@ -1,22 +1,16 @@
-"""Backfills in the store (revision 0010): the request, its fires, the lease of the node that
-runs it, and the claim of each fire.
+"""Backfills in the store (revision 0010): the request and the lease of the node that runs it
+(the fires, their claims and outcomes: store/backfill_fires.py).
 
 A backfill is run by one node at a time: `take` moves a PENDING backfill, or a RUNNING one whose
 lease ran out (its node died or froze), to RUNNING with this node and a lease, by a conditional
-update; `renew` extends it only while this node still holds it. Each fire is claimed by
-`claim_fire`, in one transaction: the lease is checked (and extended) by a conditional update,
-the fire's attempts are read, the rule (scheduler.backfill.decide) says whether to insert the
-next attempt (attempt 0 is the schedule's own claim key, the one the live scheduler inserts) or
-to follow a run already there, and the fire's row records the attempt and execution taken. So a
-node that dies after the claim leaves a fire that says which execution is its own, and one that
-lost its lease claims nothing. Statuses of a backfill: PENDING, RUNNING, COMPLETED, CANCELLED,
-FAILED; of a fire: PENDING (not claimed), STARTED (claimed: its execution runs or is followed),
-then the final status of that execution.
+update; `renew` extends it only while this node still holds it. Statuses of a backfill: PENDING,
+RUNNING, COMPLETED, CANCELLED, FAILED; of a fire: PENDING (not claimed), STARTED (claimed: its
+execution runs or is followed), then the final status of that execution.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -118,14 +112,6 @@ class Progress:
         }
 
 
-@dataclass(frozen=True, kw_only=True)
-class FireRow:
-    scheduled_for: datetime
-    status: str
-    attempt: int | None
-    execution_id: str | None
-
-
 def _iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
@@ -168,10 +154,10 @@ async def history(
     )
     async with store.engine.connect() as conn:
         found = (await conn.execute(query)).all()
-    return rules.histories((row.scheduled_for, _attempt(row)) for row in found)
+    return rules.histories((row.scheduled_for, attempt_record(row)) for row in found)
 
 
-def _attempt(row: Any) -> rules.Attempt:
+def attempt_record(row: Any) -> rules.Attempt:
     return rules.Attempt(
         attempt=int(row.attempt),
         execution_id=row.id,
@@ -308,8 +294,9 @@ async def recent(
 
 
 async def cancel(store: Store, backfill_id: str, *, by: str) -> Backfill:
-    """Stop a backfill: no more fires are started (those started run to their end). Refused
-    (BackfillConflict) once it has ended."""
+    """Stop a backfill: no more fires are started, and the runs it started are cancelled by
+    the nodes that own them (backfill_fires.cancelled_runs). Refused (BackfillConflict) once it
+    has ended."""
     now = utcnow()
     async with store.engine.begin() as conn:
         done = await conn.execute(
@@ -362,7 +349,7 @@ async def take(store: Store, *, node_id: str, lease_seconds: float) -> list[Back
     return taken
 
 
-def _held(backfill_id: str, node_id: str, now: datetime) -> Sequence[sa.ColumnElement[bool]]:
+def held_by(backfill_id: str, node_id: str, now: datetime) -> Sequence[sa.ColumnElement[bool]]:
     return (
         _b.c.id == backfill_id,
         _b.c.node_id == node_id,
@@ -376,7 +363,7 @@ async def renew(store: Store, backfill_id: str, *, node_id: str, lease_seconds: 
     async with store.engine.begin() as conn:
         done = await conn.execute(
             sa.update(_b)
-            .where(*_held(backfill_id, node_id, now))
+            .where(*held_by(backfill_id, node_id, now))
             .values(lease_until=now + timedelta(seconds=lease_seconds), updated_at=now)
         )
     return done.rowcount == 1
@@ -389,7 +376,7 @@ async def finish(
     async with store.engine.begin() as conn:
         done = await conn.execute(
             sa.update(_b)
-            .where(*_held(backfill_id, node_id, now))
+            .where(*held_by(backfill_id, node_id, now))
             .values(
                 status=status,
                 lease_until=None,
@@ -399,169 +386,6 @@ async def finish(
             )
         )
     return done.rowcount == 1
-
-
-async def fires(store: Store, backfill_id: str) -> list[FireRow]:
-    query = (
-        sa.select(_f.c.scheduled_for, _f.c.status, _f.c.attempt, _f.c.execution_id)
-        .where(_f.c.backfill_id == backfill_id)
-        .order_by(_f.c.scheduled_for)
-    )
-    async with store.engine.connect() as conn:
-        return [
-            FireRow(
-                scheduled_for=row.scheduled_for,
-                status=row.status,
-                attempt=row.attempt,
-                execution_id=row.execution_id,
-            )
-            for row in await conn.execute(query)
-        ]
-
-
-@dataclass(frozen=True, kw_only=True)
-class ClaimedFire:
-    execution_id: str
-    attempt: int
-    inserted: bool
-    """True: this call inserted the run (submit it); False: it follows a run already there."""
-    status: domain.ExecutionStatus
-    reason: str
-
-
-async def claim_fire(
-    store: Store,
-    found: Backfill,
-    scheduled_for: datetime,
-    *,
-    node_id: str,
-    lease_seconds: float,
-) -> ClaimedFire:
-    """Claim one fire of `found` (see the module docstring). Raises LeaseLost when this node
-    no longer holds the backfill; retried when another node inserted the same attempt first."""
-    for _ in range(5):
-        try:
-            return await _claim_fire(store, found, scheduled_for, node_id, lease_seconds)
-        except sa.exc.IntegrityError:
-            continue  # the live scheduler (or a re-run) took that attempt: decide again
-    raise RuntimeError(f"could not claim the fire {scheduled_for.isoformat()} of {found.id}")
-
-
-async def _claim_fire(
-    store: Store, found: Backfill, scheduled_for: datetime, node_id: str, lease_seconds: float
-) -> ClaimedFire:
-    now = utcnow()
-    async with store.engine.begin() as conn:
-        held = await conn.execute(
-            sa.update(_b)
-            .where(*_held(found.id, node_id, now))
-            .values(lease_until=now + timedelta(seconds=lease_seconds), updated_at=now)
-        )
-        if held.rowcount != 1:
-            raise LeaseLost(found.id)
-        rows = await conn.execute(
-            sa.select(_e.c.scheduled_for, _e.c.attempt, _e.c.id, _e.c.status, _e.c.error_message)
-            .where(_e.c.schedule_id == found.schedule_id, _e.c.scheduled_for == scheduled_for)
-            .with_for_update()
-        )
-        past = rules.histories((row.scheduled_for, _attempt(row)) for row in rows)
-        choice = rules.decide(
-            past.get(scheduled_for.astimezone(UTC), rules.FireHistory()), found.reprocess
-        )
-        if choice.attempt is not None:
-            execution_id = new_id()
-            await conn.execute(
-                sa.insert(_e).values(
-                    id=execution_id,
-                    config_id=found.config_id,
-                    schedule_id=found.schedule_id,
-                    trigger_type=domain.TriggerType.BACKFILL.value,
-                    scheduled_for=scheduled_for,
-                    status=domain.ExecutionStatus.PENDING.value,
-                    node_id=node_id,
-                    attempt=choice.attempt,
-                    created_at=now,
-                )
-            )
-            claimed = ClaimedFire(
-                execution_id=execution_id,
-                attempt=choice.attempt,
-                inserted=True,
-                status=domain.ExecutionStatus.PENDING,
-                reason=choice.reason,
-            )
-        else:
-            assert choice.follow is not None
-            claimed = ClaimedFire(
-                execution_id=choice.follow.execution_id,
-                attempt=choice.follow.attempt,
-                inserted=False,
-                status=choice.follow.status,
-                reason=choice.reason,
-            )
-        status = claimed.status.value if claimed.status in rules.TERMINAL_STATUSES else FIRE_STARTED
-        await conn.execute(
-            sa.update(_f)
-            .where(_f.c.backfill_id == found.id, _f.c.scheduled_for == scheduled_for)
-            .values(
-                status=status,
-                attempt=claimed.attempt,
-                execution_id=claimed.execution_id,
-                note=claimed.reason[:1000],
-                updated_at=now,
-            )
-        )
-    return claimed
-
-
-async def outcomes(
-    store: Store, schedule_id: int, started: Iterable[FireRow]
-) -> dict[datetime, rules.Attempt]:
-    """For each started fire, its latest attempt at or after the one it took (a lost run's
-    recovery is the fire's outcome), once that attempt has ended."""
-    wanted = {f.scheduled_for.astimezone(UTC): f.attempt or 0 for f in started}
-    if not wanted:
-        return {}
-    keys = list(wanted)
-    found: list[tuple[datetime, rules.Attempt]] = []
-    async with store.engine.connect() as conn:
-        for start in range(0, len(keys), CHUNK):
-            rows = await conn.execute(
-                sa.select(
-                    _e.c.scheduled_for, _e.c.attempt, _e.c.id, _e.c.status, _e.c.error_message
-                ).where(
-                    _e.c.schedule_id == schedule_id,
-                    _e.c.scheduled_for.in_(keys[start : start + CHUNK]),
-                )
-            )
-            found += [(row.scheduled_for, _attempt(row)) for row in rows]
-    out: dict[datetime, rules.Attempt] = {}
-    for when, past in rules.histories(found).items():
-        later = [a for a in past.attempts if a.attempt >= wanted.get(when, 0)]
-        if later and later[-1].status in rules.TERMINAL_STATUSES:
-            out[when] = later[-1]
-    return out
-
-
-async def settle_fire(
-    store: Store, backfill_id: str, scheduled_for: datetime, ended: rules.Attempt
-) -> None:
-    async with store.engine.begin() as conn:
-        await conn.execute(
-            sa.update(_f)
-            .where(
-                _f.c.backfill_id == backfill_id,
-                _f.c.scheduled_for == scheduled_for,
-                _f.c.status == FIRE_STARTED,
-            )
-            .values(
-                status=ended.status.value,
-                attempt=ended.attempt,
-                execution_id=ended.execution_id,
-                note=(ended.error_message or ended.status.value)[:1000],
-                updated_at=utcnow(),
-            )
-        )
 
 
 async def load_schedule(
