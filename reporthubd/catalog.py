@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from reporthubd import calendars, catalog_audiences, catalog_waits, domain, secrets
+from reporthubd import alert_rules, calendars, catalog_audiences, catalog_waits, domain, secrets
 from reporthubd.catalog_audiences import AudienceSpec
 from reporthubd.config import Problem
 from reporthubd.cron import CronError, parse_cron
@@ -236,6 +236,19 @@ class ReportSpec(_Spec):
     remind_every_minutes, suspend_after}]}; without rules, the configured default rule."""
     audiences: AudienceSpec | None = None
     """A driver query: one run per row, each sent to its audience (catalog_audiences.py)."""
+    alert: dict[str, Any] | None = None
+    """A conditional alert (issue 17, item 2): {condition = {...}, mode = "when_true",
+    check_query = "..."} (alert_rules.py); None: every run delivered."""
+
+    @field_validator("alert")
+    @classmethod
+    def _alert(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            try:
+                alert_rules.parse_alert(value, key="alert")
+            except alert_rules.AlertError as exc:
+                raise ValueError(str(exc).removeprefix("alert.")) from None
+        return value
 
     @field_validator("notify")
     @classmethod
@@ -524,6 +537,7 @@ def render(catalog: Catalog) -> str:
                 else report.empty_result_policy.value,
                 "is_active": None if report.is_active else False,
                 "notify": report.notify,
+                "alert": report.alert,
             },
         )
         driver = catalog_audiences.render(report.audiences)

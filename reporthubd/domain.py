@@ -398,6 +398,11 @@ class Execution:
     """A fire its business calendar moved: the instant it was claimed to run at (its
     `scheduled_for` stays the logical fire)."""
     shift_reason: str | None = None
+    alert_value: str | None = None
+    """A report with a conditional alert: the condition's value, the decision (deliver, skip,
+    resolved) and why (engine/alerting.py); a run not sent is COMPLETED with this reason."""
+    alert_decision: str | None = None
+    alert_reason: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -14,7 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from reporthubd import bootstrap, domain, secrets
-from reporthubd.commands import EXIT_OK, EXIT_PROBLEM, audience_checks, dependency_checks
+from reporthubd.commands import (
+    EXIT_OK,
+    EXIT_PROBLEM,
+    alert_checks,
+    audience_checks,
+    dependency_checks,
+)
 from reporthubd.config import LoadedSettings
 from reporthubd.deliverers import config_check
 from reporthubd.formats import base as formats
@@ -97,6 +103,7 @@ async def main(loaded: LoadedSettings, path: Path | None) -> int:
         *format_problems(found.configs.values()),
         *delivery_problems(found.deliveries.values()),
         *dependency_checks.problems(found),
+        *alert_checks.problems(found.configs.values()),
         *notice_problems,
     ]
     if errors:

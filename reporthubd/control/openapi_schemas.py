@@ -133,6 +133,22 @@ EXECUTION = {
             "next_business_day: runs 2027-03-30 09:00 Europe/Berlin'. A fire the calendar "
             "skips is SKIPPED with error_message 'holiday: <name>, <calendar>'",
         },
+        "alert_value": {
+            "type": ["string", "null"],
+            "description": "A report with a conditional alert (report_configs.alert): the "
+            "condition's value for this run (row count, aggregate, any/all rows' truth)",
+        },
+        "alert_decision": {
+            "enum": ["deliver", "skip", "resolved", None],
+            "description": "deliver: sent; skip: not sent (COMPLETED, each delivery SKIPPED "
+            "with the reason); resolved: on_transition turned false, not sent, one 'resolved' "
+            "notice to the report's deliveries",
+        },
+        "alert_reason": {
+            "type": ["string", "null"],
+            "description": "Why, e.g. 'when_true: row_count > 0 does not hold' or 'on_change: "
+            "same content as the previous delivered run'",
+        },
         "deliveries": {
             "type": "array",
             "description": "GET /api/execution/{id} only: the delivery ledger",

@@ -163,6 +163,7 @@ async def _apply(
             "empty_result_policy": report.empty_result_policy.value,
             "is_active": report.is_active,
             "notify": report.notify,
+            "alert": report.alert,
         }
         if old is not None:
             old = {
@@ -170,6 +171,7 @@ async def _apply(
                 "parameters": _json(old["parameters"]),
                 "format_options": _json(old["format_options"]),
                 "notify": _json(old["notify"]) if old.get("notify") is not None else None,
+                "alert": _json(old["alert"]) if old.get("alert") is not None else None,
             }
         config_id = await _upsert(
             conn,
@@ -564,6 +566,7 @@ async def export(store: Store) -> tuple[cat.Catalog, list[domain.RowError]]:
                 "empty_result_policy": row["empty_result_policy"],
                 "is_active": bool(row["is_active"]),
                 "notify": row["notify"] if isinstance(row["notify"], dict) else None,
+                "alert": row["alert"] if isinstance(row["alert"], dict) else None,
                 "schedules": schedules,
                 "deliveries": deliveries,
                 "audiences": audience_catalog.spec_data(

@@ -60,6 +60,9 @@ def execution_record(row: Any) -> domain.Execution:
         recovers_id=getattr(row, "recovers_id", None),
         shifted_to=getattr(row, "shifted_to", None),
         shift_reason=getattr(row, "shift_reason", None),
+        alert_value=getattr(row, "alert_value", None),
+        alert_decision=getattr(row, "alert_decision", None),
+        alert_reason=getattr(row, "alert_reason", None),
     )
 
 

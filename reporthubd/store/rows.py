@@ -97,6 +97,8 @@ def report_config(row: Mapping[str, Any]) -> domain.ReportConfig | domain.RowErr
         p.add("query_text: empty")
     timeout = p.positive(row, "timeout_seconds")
     max_rows = p.positive(row, "max_rows")
+    if row.get("alert") is not None and not isinstance(row.get("alert"), dict):
+        p.add("alert: must be an object with condition, mode and check_query")
     if p.items or output is None or empty is None:
         return _error("report_configs", row, p)
     return domain.ReportConfig(
