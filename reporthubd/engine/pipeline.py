@@ -40,10 +40,10 @@ from reporthubd.deliverers.base import (
     run_key,
 )
 from reporthubd.domain import OwnershipLost
-from reporthubd.engine import alerting, naming, parameters, streaming
+from reporthubd.engine import alerting, naming, parameters, sections, streaming
 from reporthubd.engine.streaming import Progress
 from reporthubd.formats import base as formats
-from reporthubd.formats import capture
+from reporthubd.formats import capture, workbook
 from reporthubd.lifecycle.executions import Lifecycle
 from reporthubd.store import executions
 from reporthubd.store.database import Store
@@ -230,6 +230,10 @@ class Run:
         truncate = options.pop("truncate", False)
         if not isinstance(truncate, bool):
             raise RunFailed("format option 'truncate' must be true or false")
+        try:  # a workbook's further sheets (formats.workbook, engine.sections)
+            plan = workbook.split(config.output_format.value, options)
+        except formats.FormatError as exc:
+            raise RunFailed(str(exc)) from None
         context = formats.RenderContext(
             report_name=config.name,
             execution_id=self.execution.id,
@@ -258,7 +262,10 @@ class Run:
         dialect = "mysql" if source.type is domain.DatasourceType.MYSQL else "standard"
         try:
             params.check(config.query_text, resolved, dialect=dialect)
+            prepared = await sections.prepare(self.store, plan, source, resolved) if plan else []
         except params.ParameterError as exc:
+            raise RunFailed(str(exc)) from None
+        except sections.SectionError as exc:
             raise RunFailed(str(exc)) from None
 
         file_variables = self._file_variables(variables, resolved, writer.file_extension)
@@ -292,15 +299,28 @@ class Run:
         )
         try:
             async with asyncio.timeout(timeout) as deadline:
-                written = await streaming.write_result(
-                    connector,
-                    writer,
-                    path,
-                    request,
-                    max_rows=config.max_rows,
-                    truncate=truncate,
-                    progress=self.progress,
-                )
+                if plan is not None:
+                    written = await sections.write_all(
+                        connector,
+                        writer,
+                        path,
+                        request,
+                        plan,
+                        prepared,
+                        max_rows=config.max_rows,
+                        truncate=truncate,
+                        progress=self.progress,
+                    )
+                else:
+                    written = await streaming.write_result(
+                        connector,
+                        writer,
+                        path,
+                        request,
+                        max_rows=config.max_rows,
+                        truncate=truncate,
+                        progress=self.progress,
+                    )
         except TimeoutError:
             if not deadline.expired():
                 raise RunFailed("the data source timed out") from None

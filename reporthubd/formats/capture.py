@@ -75,6 +75,10 @@ def parse(options: Mapping[str, Any]) -> CaptureSpec:
 def check_options(name: str, options: Mapping[str, Any]) -> None:
     """A report's format_options as a run reads them: the writer's (formats.base.check_options)
     and the capture's (`preview_rows`, `chart`); FormatError names the bad option."""
+    from reporthubd.formats import workbook  # a workbook's sheets (formats.workbook)
+
+    options = dict(options)
+    workbook.split(name, options)
     base.check_options(name, options)
     parse(options)
 

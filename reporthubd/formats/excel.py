@@ -100,6 +100,8 @@ class ExcelWriter(ThreadedWriter):
     """Column widths, measured on the first batch and kept for every sheet."""
     _bound: list[colfmt.ColumnFormat | None] | None = None
     """The column formats of the result's columns (stream engine)."""
+    _layout: xlsxcolumns.Layout
+    """The current sheet's styles (stream engine)."""
 
     def __init__(self, options: Mapping[str, Any], context: RenderContext) -> None:
         super().__init__(options, context)
@@ -204,16 +206,26 @@ class ExcelWriter(ThreadedWriter):
     def _st_open(self, path: Path, columns: Sequence[Column]) -> None:
         from reporthubd.formats import xlsxstream
 
-        self._bound = self.spec.bind("excel", columns)
-        self._totals = colfmt.Totals(self._bound)
-        self._layout = layout = xlsxcolumns.layout(columns, self._bound, self.locale)
         self._stream = xlsxstream.Workbook(
             path,
-            layout.styles,
+            self._st_bind(columns, self.spec).styles,
             tmpdir=path.parent,
             compresslevel=self.compression_level,
-            highlights=layout.highlights,
+            highlights=self._layout.highlights,
         )
+        self._sheets = 0
+
+    def _st_bind(self, columns: Sequence[Column], spec: colfmt.ColumnSpec) -> xlsxcolumns.Layout:
+        """One sheet's columns: their formats, styles and cell writers (formats.workbook)."""
+        from reporthubd.formats import xlsxstream
+
+        self._bound = spec.bind("excel", columns)
+        self._totals = colfmt.Totals(self._bound)
+        later = hasattr(self, "_stream")
+        base = self._layout if later else None
+        self._layout = layout = xlsxcolumns.layout(columns, self._bound, self.locale, base=base)
+        if later:  # a later sheet: its styles join the workbook's
+            self._stream.use_styles(layout.styles, layout.highlights)
         self._headers = [self._header_text(c, f) for c, f in zip(columns, self._bound, strict=True)]
         self._hidden = [f is not None and f.hidden for f in self._bound]
         self._ncols = len(columns)
@@ -225,16 +237,18 @@ class ExcelWriter(ThreadedWriter):
             )
         ]
         self._widths = None
-        self._sheets = 0
+        self._part = 0
         self._sheet_rows = 0
         self._first_row = 1 if self.header else 0
+        return layout
 
     def _st_new_sheet(self) -> None:
         from reporthubd.formats import xlsxstream
 
         self._st_end_sheet()
         self._sheets += 1
-        name = self.sheet_name if self._sheets == 1 else self._numbered_name(self._sheets)
+        self._part += 1  # the sheets of this query (formats.workbook: one query per sheet)
+        name = self.sheet_name if self._part == 1 else self._numbered_name(self._part)
         self._stream.add_sheet(
             name, self._widths or (), freeze_header=self.header, hidden=self._hidden
         )
@@ -291,6 +305,17 @@ class ExcelWriter(ThreadedWriter):
             pos += len(chunk)
 
     def _st_close(self) -> None:
+        self._st_finish()
+        self._stream.close()
+
+    def render_section(self, name: str, columns: Sequence[Column], spec: Any) -> None:
+        if self.engine != "stream":
+            raise FormatError("excel format option 'sheets' needs the stream engine")
+        self._st_finish()
+        self.sheet_name = name
+        self._st_bind(columns, spec)
+
+    def _st_finish(self) -> None:
         if self._widths is None:
             self._widths = self._measure_widths(())
             self._st_new_sheet()
@@ -302,7 +327,6 @@ class ExcelWriter(ThreadedWriter):
             values_ = self._totals.values(self._ncols)
             total_row = xlsxcolumns.total_row(self._layout, self._letters, r, values_)
         self._st_end_sheet(total_row)
-        self._stream.close()
 
     # -- the xlsxwriter engine ---------------------------------------------------------------
 

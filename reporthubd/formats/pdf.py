@@ -69,6 +69,8 @@ class PDFWriter(ThreadedWriter):
         super().__init__(options, context)
         opts = Options("pdf", options)
         self.title = opts.string("title", None) or context.report_name
+        self.heading = self.title
+        """The pages' title line: the title, then the section's name (formats.workbook)."""
         self.orientation = opts.choice("orientation", ("auto", "portrait", "landscape"), "auto")
         self.page_size = opts.choice("page_size", ("A4", "letter"), "A4")
         self.font_size = opts.number("font_size", 7, minimum=5, maximum=14)
@@ -116,7 +118,21 @@ class PDFWriter(ThreadedWriter):
         self._foot = pdffonts.FontFamily(pdffonts.REGULAR, 6.5)
         self._leading = fs * 1.22
         self._ascent = fs * 0.82
-        bound = self.spec.bind("pdf", columns)
+        self._bind(columns, self.spec)
+        self._text_ops: dict[tuple[str, float, str], str] = {}
+        self._page = 0
+        self._y = 0.0
+
+    def render_section(self, name: str, columns: Sequence[Column], spec: Any) -> None:
+        self._finish_table()
+        self._end_page()
+        self.heading = f"{self.title} — {name}"
+        self.cover_page = False
+        self._bind(columns, spec)
+
+    def _bind(self, columns: Sequence[Column], spec: colfmt.ColumnSpec) -> None:
+        """One table's columns: formats, labels, text functions (a section's, formats.workbook)."""
+        bound = spec.bind("pdf", columns)
         self._totals = colfmt.Totals(bound)
         self._shown = [i for i, f in enumerate(bound) if f is None or not f.hidden]
         self._project = len(self._shown) < len(columns)
@@ -134,9 +150,6 @@ class PDFWriter(ThreadedWriter):
         ]
         self._paints = [f for f in self._formats if f is not None and f.highlight]
         self._widths: list[float] | None = None
-        self._text_ops: dict[tuple[str, float, str], str] = {}
-        self._page = 0
-        self._y = 0.0
         self._row_index = 0
         self._meta_lines = self._metadata_lines()
 
@@ -239,12 +252,15 @@ class PDFWriter(ThreadedWriter):
         self._draw_text(self._head, MARGIN + PAD_X, self._y - PAD_Y - self._ascent - 4, note)
         self._y -= height
 
-    def render_close(self) -> None:
+    def _finish_table(self) -> None:
         if self._widths is None:  # no rows: one page with the header and "no rows"
             self._begin(())
             self._draw_text(self._body, MARGIN + PAD_X, self._y - 12, "(no rows)")
         elif self._totals:
             self._draw_totals()
+
+    def render_close(self) -> None:
+        self._finish_table()
         self._end_page()
         c = self._canvas
         c.beginForm(TOTAL_PAGES_FORM)
@@ -346,7 +362,7 @@ class PDFWriter(ThreadedWriter):
         top = self._page_h - MARGIN
         left, right = MARGIN, self._page_w - MARGIN
         y = top - 12
-        title = self._title_font.wrap(self.title, right - left, max_lines=1)[0]
+        title = self._title_font.wrap(self.heading, right - left, max_lines=1)[0]
         self._draw_text(self._title_font, left, y, visual(title))
         y -= 4
         for line in self._meta_lines:
@@ -442,7 +458,7 @@ class PDFWriter(ThreadedWriter):
     def _end_page(self) -> None:
         c = self._canvas
         y = MARGIN - 2
-        footer = self._foot.wrap(self.title, self._page_w / 2, max_lines=1)[0]
+        footer = self._foot.wrap(self.heading, self._page_w / 2, max_lines=1)[0]
         self._draw_text(self._foot, MARGIN, y, footer)
         label = f"Page {self._page} of "
         # The total is a form drawn once at the end and referenced from every page.

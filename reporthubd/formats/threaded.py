@@ -42,6 +42,13 @@ class _Truncated:
     max_rows: int
 
 
+@dataclass(frozen=True)
+class _Section:
+    name: str
+    columns: tuple[Column, ...]
+    spec: Any
+
+
 def truncation_note(max_rows: int) -> str:
     """What a truncated file says, in every format."""
     return f"Truncated: only the first {max_rows:,} rows of the result are included."
@@ -103,6 +110,12 @@ class ThreadedWriter(FormatWriter):
         if self._columns:
             self.render_batch([(truncation_note(max_rows),) + (None,) * (len(self._columns) - 1)])
 
+    def render_section(self, name: str, columns: Sequence[Column], spec: Any) -> None:
+        """Finish the current sheet or section and start the next one, `name`, with its own
+        columns and column formats (`spec`, formats.columns.parse); formats.workbook drives it.
+        The default refuses: the format holds one table."""
+        raise FormatError(f"the {self.extension} format holds one table, not several sheets")
+
     def accept_batch(self, rows: Sequence[Row]) -> None:
         """Checked on the loop before a batch is queued (e.g. a row cap); raise FormatError."""
 
@@ -140,6 +153,12 @@ class ThreadedWriter(FormatWriter):
         self._raise_if_failed()
         await self._slots.acquire()
         self._queue.put(_Truncated(max_rows))
+
+    async def begin_section(self, name: str, columns: Sequence[Column], spec: Any) -> None:
+        """After the last batch of one section, before the first of the next (formats.workbook)."""
+        self._raise_if_failed()
+        await self._slots.acquire()
+        self._queue.put(_Section(name, tuple(columns), spec))
 
     async def close(self) -> WrittenFile:
         done = self._require_started()
@@ -216,6 +235,10 @@ class ThreadedWriter(FormatWriter):
                     elif isinstance(item, _Truncated):
                         with _RENDER_TURN:
                             self.render_truncated(item.max_rows)
+                    elif isinstance(item, _Section):
+                        with _RENDER_TURN:
+                            self._columns = item.columns
+                            self.render_section(item.name, item.columns, item.spec)
                     else:
                         with _RENDER_TURN:
                             self.render_batch(item)

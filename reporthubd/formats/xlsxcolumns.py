@@ -57,9 +57,15 @@ class Layout:
 
 
 def layout(
-    columns: Sequence[Column], bound: Sequence[ColumnFormat | None], locale: babel.Locale
+    columns: Sequence[Column],
+    bound: Sequence[ColumnFormat | None],
+    locale: babel.Locale,
+    *,
+    base: Layout | None = None,
 ) -> Layout:
-    out = Layout()
+    """`base`: the layout of the workbook's previous sheet, whose styles this one extends
+    (one styles.xml serves every sheet: formats.workbook)."""
+    out = Layout(styles=base.styles, highlights=base.highlights) if base else Layout()
     for index, (column, fmt) in enumerate(zip(columns, bound, strict=True)):
         pattern = xlsxcells.decimal_pattern(column)
         out.decimal_styles.append(out.style(pattern) if pattern is not None else 0)

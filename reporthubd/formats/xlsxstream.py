@@ -137,6 +137,15 @@ class Workbook:
         self._out: IO[bytes] | None = None
         self._closed = False
 
+    def use_styles(
+        self, decimal_formats: Sequence[str | CellStyle], highlights: Sequence[Highlight]
+    ) -> None:
+        """The styles grown by a later sheet (the same numbering, more entries)."""
+        self._decimal_formats = [
+            CellStyle(number_format=f) if isinstance(f, str) else f for f in decimal_formats
+        ]
+        self._highlights = list(highlights)
+
     def decimal_style(self, index: int) -> int:
         return FIRST_DECIMAL_STYLE + index
 
