@@ -13,7 +13,7 @@ from reporthubd import catalog as cat
 from reporthubd import catalog_waits, domain
 from reporthubd.calendars import CalendarPolicy
 from reporthubd.config import Problem
-from reporthubd.store import audience_catalog, catalog_schedules, schema
+from reporthubd.store import audience_catalog, catalog_dependencies, catalog_schedules, schema
 from reporthubd.store.database import Store
 from reporthubd.store.types import MalformedJSON
 
@@ -88,6 +88,7 @@ async def _apply(
     problems += catalog_waits.unknown_reports(
         catalog.reports, stored_reports | {r.name for r in catalog.reports}
     )
+    problems += await catalog_dependencies.check(conn, catalog, prune=prune)
     if problems:
         raise cat.CatalogError("catalog", problems)
 
