@@ -34,6 +34,8 @@ async def dry_run(request: web.Request) -> web.Response:
     if not isinstance(parameters, dict):
         return envelope.error("bad body", "parameters must be a JSON object", status=400)
     limit = body.get("limit")
+    if isinstance(limit, float) and limit.is_integer():
+        limit = int(limit)  # JSON has one number type: 5.0 is the integer 5 (JSON Schema agrees)
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
         return envelope.error("bad body", "limit must be a non-negative integer", status=400)
     state = runtime(request)
