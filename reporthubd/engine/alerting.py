@@ -91,6 +91,7 @@ async def check(
 ) -> None:
     """The check query's rows through the evaluator (AlertError: its column is missing)."""
     try:
+        await connector.open()
         async with connector.stream(request) as result:
             names = [c.name for c in result.columns]
             evaluator.feed(names, ())
