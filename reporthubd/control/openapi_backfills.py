@@ -112,7 +112,7 @@ PATHS: dict[str, Any] = {
         "post": {
             "operationId": "cancel_backfill",
             "tags": [TAG],
-            "summary": "Stop a backfill: no more fires start; started ones run to their end",
+            "summary": "Stop a backfill: no more fires start; its started runs are cancelled",
             "parameters": [BACKFILL_ID],
             "requestBody": {
                 "required": False,
