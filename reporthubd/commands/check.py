@@ -20,6 +20,7 @@ from reporthubd.commands import (
     alert_checks,
     audience_checks,
     dependency_checks,
+    section_checks,
 )
 from reporthubd.config import LoadedSettings
 from reporthubd.deliverers import config_check
@@ -103,6 +104,7 @@ async def main(loaded: LoadedSettings, path: Path | None) -> int:
         *format_problems(found.configs.values()),
         *delivery_problems(found.deliveries.values()),
         *dependency_checks.problems(found),
+        *section_checks.problems(found),
         *alert_checks.problems(found.configs.values()),
         *notice_problems,
     ]

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from reporthubd import catalog as cat
-from reporthubd import catalog_waits, domain
+from reporthubd import catalog_sheets, catalog_waits, domain
 from reporthubd.calendars import CalendarPolicy
 from reporthubd.config import Problem
 from reporthubd.store import audience_catalog, catalog_dependencies, catalog_schedules, schema
@@ -72,6 +72,7 @@ async def _apply(
         for i, r in enumerate(catalog.reports)
         if r.datasource not in file_ds and r.datasource not in stored_ds
     ]
+    problems += catalog_sheets.unknown_datasources(catalog.reports, file_ds | set(stored_ds))
     stored_cal = {row["name"]: row for row in await _rows(conn, schema.calendars)}
     known_cal = {c.name for c in catalog.calendars} | set(stored_cal)
     problems += [
@@ -326,7 +327,7 @@ async def _apply(
             if name not in named_reports:
                 await _delete_report(conn, row["id"])
                 changes.append(cat.Change(action="delete", kind="report", label=name))
-        used = {r.datasource for r in catalog.reports}
+        used = {r.datasource for r in catalog.reports} | catalog_sheets.datasources(catalog.reports)
         for name, row in stored_ds.items():
             if name in file_ds:
                 continue

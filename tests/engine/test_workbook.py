@@ -242,3 +242,42 @@ async def test_a_bad_sheet_fails_the_run_before_connecting(
     if "query" in expected:
         assert "region" in (run.error_message or "")
     assert not (tmp_path / "none.db").exists()  # nothing connected
+
+
+async def test_check_names_a_sheets_unknown_datasource_and_untaken_parameter(
+    engine_store: Store, tmp_path: Path
+) -> None:
+    from reporthubd.commands import section_checks
+    from reporthubd.store.definitions import load_definitions
+
+    ds = await add_datasource(engine_store, "sqlite", {"path": str(tmp_path / "d.db")})
+    good = await add_config(
+        engine_store,
+        ds,
+        "SELECT 1 AS one WHERE 1 > :min_id",
+        output_format="excel",
+        format_options={"sheets": [{"name": "B", "query": "SELECT :min_id AS x"}]},
+    )
+    bad = await add_config(
+        engine_store,
+        ds,
+        "SELECT 1 AS one",
+        output_format="pdf",
+        parameters={"day": "{{ yesterday }}"},
+        format_options={
+            "sheets": [
+                {"name": "A", "datasource": "warehouse", "query": "SELECT 1"},
+                {"name": "B", "query": "SELECT :day, :region"},
+            ]
+        },
+    )
+    found = await load_definitions(engine_store, default_timezone="UTC")
+
+    problems = section_checks.problems(found)
+
+    assert [p.row_id for p in problems] == [bad], problems
+    text = str(problems[0])
+    assert "format_options.sheets[1].datasource: no active datasource named 'warehouse'" in text
+    assert "format_options.sheets[2].query ('B') uses 'region'" in text
+    assert "'day'" not in text
+    assert good not in [p.row_id for p in problems]
