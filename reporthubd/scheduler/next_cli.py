@@ -3,12 +3,14 @@ in the store, so a report author can check a schedule before saving it.
 
     reporthubd next SCHEDULE_ID [-n 10] [--json] [-c FILE]
     reporthubd next --cron EXPR [--tz ZONE] [--after ISO_TIME] [-n 10] [--json]
+                    [--calendar NAME [--policy skip|next_business_day|previous_business_day]]
 
 One fire per line: the UTC instant (ISO 8601) first, then the local time in the schedule's zone.
 With --json, a JSON list of {"utc": ..., "local": ...}. A stored schedule with a business
 calendar marks each fire its calendar decides: "SKIPPED (holiday: ...)", or "SHIFTED -> <local
 time it runs> (holiday: ...)"; in JSON, "status" (run, skipped, shifted), "reason", and for a
-shifted fire "runs_utc" / "runs_local".
+shifted fire "runs_utc" / "runs_local". `--cron` with `--calendar NAME` follows a stored
+(active) calendar the same way, under `--policy` (default next_business_day, as in the catalog).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 if TYPE_CHECKING:
-    from reporthubd.calendars import CalendarFires
+    from reporthubd.calendars import Calendar, CalendarFires
     from reporthubd.config import Settings
     from reporthubd.cron import FireTimes
 
@@ -45,6 +47,14 @@ def add_parser(
     p.add_argument("--after", metavar="ISO_TIME", help="start after this time (default: now)")
     p.add_argument("-n", type=int, default=10, help="how many fires (default 10)")
     p.add_argument("--json", action="store_true", help="a JSON list of {utc, local}")
+    p.add_argument(
+        "--calendar", metavar="NAME", help="with --cron: follow this stored business calendar"
+    )
+    p.add_argument(
+        "--policy",
+        choices=("skip", "next_business_day", "previous_business_day"),
+        help="with --calendar: what a closed day does (default next_business_day)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -53,6 +63,12 @@ def main(args: argparse.Namespace) -> int:
 
     if (args.schedule_id is None) == (args.cron is None):
         print("give either SCHEDULE_ID or --cron EXPR", file=sys.stderr)
+        return EXIT_USAGE
+    if args.calendar is not None and args.cron is None:
+        print("--calendar: only with --cron (a stored schedule follows its own)", file=sys.stderr)
+        return EXIT_USAGE
+    if args.policy is not None and args.calendar is None:
+        print("--policy: only with --calendar", file=sys.stderr)
         return EXIT_USAGE
     if not 1 <= args.n <= 100_000:
         print("-n must be 1..100000", file=sys.stderr)
@@ -69,7 +85,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(resolve_config_path(args.config))
     except ConfigError as exc:
-        if args.cron is None or args.tz is None:
+        if args.cron is None or args.tz is None or args.calendar is not None:
             print(exc, file=sys.stderr)
             return EXIT_USAGE
         settings = Settings()
@@ -83,7 +99,17 @@ def main(args: argparse.Namespace) -> int:
         except (ZoneInfoNotFoundError, ValueError):
             print(f"unknown IANA time zone {args.tz!r}", file=sys.stderr)
             return EXIT_PROBLEM
-        times: FireTimes | CalendarFires = FireTimes(spec, zone)
+        plain = FireTimes(spec, zone)
+        times: FireTimes | CalendarFires = plain
+        if args.calendar is not None:
+            from reporthubd.calendars import CalendarFires, CalendarPolicy
+
+            calendar = asyncio.run(_calendar(settings, args.calendar))
+            if isinstance(calendar, str):
+                print(calendar, file=sys.stderr)
+                return EXIT_PROBLEM
+            policy = CalendarPolicy(args.policy or CalendarPolicy.NEXT_BUSINESS_DAY.value)
+            times = CalendarFires(plain, calendar, policy)
     else:
         found = asyncio.run(_stored(settings, args.schedule_id))
         if isinstance(found, str):
@@ -113,6 +139,22 @@ async def _stored(settings: Settings, schedule_id: int) -> FireTimes | CalendarF
     from reporthubd.scheduler import timetable
 
     return timetable.fire_times(found)  # moved or skipped by its business calendar, if any
+
+
+async def _calendar(settings: Settings, name: str) -> Calendar | str:
+    """The stored calendar `name` (active and valid), or why not."""
+    from reporthubd import bootstrap
+    from reporthubd.store import definitions
+
+    try:
+        async with bootstrap.open_store(settings) as opened:
+            found = await definitions.load_calendars(opened.store)
+    except bootstrap.StoreRefused as exc:
+        return str(exc)
+    if name not in found:
+        known = ", ".join(repr(n) for n in sorted(found)) or "none"
+        return f"--calendar: no active calendar {name!r} in report_calendars (active: {known})"
+    return found[name]
 
 
 def _print(times: FireTimes | CalendarFires, after: datetime, n: int, *, as_json: bool) -> None:
