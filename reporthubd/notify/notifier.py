@@ -95,6 +95,8 @@ class Notifier:
             and event.transition is domain.Transition.CREATED
             and (event.reason or "").startswith("missed")
         )
+        # A run that waited past its deadline (wait_policy skip) is a missed fire too.
+        missed = missed or event.transition is domain.Transition.WAIT_EXPIRED
         if not (wanted or missed):
             return
         try:
