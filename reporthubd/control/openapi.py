@@ -32,6 +32,7 @@ from reporthubd.control.openapi_schemas import (
 from reporthubd.control.params import MAX_ID
 from reporthubd.formats.charts import openapi_components as chart_components
 from reporthubd.formats.columns import openapi_components as column_format_components
+from reporthubd.formats.workbook import openapi_components as sheet_components
 
 JSON = "application/json"
 ID = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
@@ -503,6 +504,7 @@ def spec() -> dict[str, Any]:
                 "SchedulerStatus": SCHEDULER_STATUS,
                 **column_format_components(_ref),
                 **chart_components(),
+                **sheet_components(_ref),
                 **openapi_schedules.SCHEMAS,
                 **openapi_backfills.SCHEMAS,
                 **openapi_notices.SCHEMAS,

@@ -239,3 +239,49 @@ class SectionWriter(FormatWriter):
 
     async def abort(self) -> None:
         await self.book.abort()
+
+
+def openapi_components(ref: Any) -> dict[str, Any]:
+    """`format_options.sheets` as OpenAPI components (WorkbookSheets, WorkbookSheet)."""
+    return {
+        "WorkbookSheets": {
+            "description": (
+                "format_options.sheets (excel with the stream engine, pdf): the sheets or "
+                "sections after the report's own query (named by sheet_name, default Report), "
+                "each filled by its own query with the report's parameters, in one file and one "
+                f"delivery; at most {MAX_SHEETS}. A bad sheet fails the run (and `check`) with "
+                "an error naming its key, e.g. format option 'sheets[2].name'."
+            ),
+            "type": "array",
+            "minItems": 1,
+            "maxItems": MAX_SHEETS,
+            "items": ref("WorkbookSheet"),
+        },
+        "WorkbookSheet": {
+            "type": "object",
+            "required": ["name", "query"],
+            "additionalProperties": False,
+            "properties": {
+                "name": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": MAX_HEADING,
+                    "description": (
+                        "Excel: 1 to 31 characters, none of []:*?/\\, not starting or ending "
+                        "with ', not History, unique regardless of case; PDF: the section's "
+                        "heading (up to 100 characters)"
+                    ),
+                },
+                "query": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "SQL with :name placeholders bound to the report's parameters",
+                },
+                "datasource": {
+                    "type": "string",
+                    "description": "a report_datasources name; default: the report's own",
+                },
+                "columns": ref("ColumnFormats"),
+            },
+        },
+    }
