@@ -12,7 +12,10 @@ decides in its own task (`run`, named and watched by the daemon's Supervisor):
   `retries_exhausted`, one per delivery;
 - a fire claimed SKIPPED as missed: one `missed` notice per schedule and outage (the fires of
   one outage share their reason, which names the down window; paused and holiday fires are not
-  missed).
+  missed); a run that waited past its wait deadline (wait_expired, PENDING -> SKIPPED) is
+  missed too, one notice per fire;
+- a run whose conditional alert turned false (on_transition, engine/alerting.py): one
+  `resolved` notice to each of the report's deliveries.
 
 Notices are recorded under keys every node derives alike, so a notice exists once however many
 nodes see its cause (store/notices.py); this node's sender is woken to send it at once.
