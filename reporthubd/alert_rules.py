@@ -147,9 +147,11 @@ def parse_condition(raw: object, *, key: str = "condition") -> Condition:
 
 
 def _comparable(value: object) -> Any:
-    if isinstance(value, bool) or value is None:
+    if isinstance(value, bool) or value is None or isinstance(value, Decimal):
         return value
-    if isinstance(value, int | float | Decimal):
+    if isinstance(value, int):
+        return Decimal(value)  # exact, and far cheaper than through str
+    if isinstance(value, float):
         try:
             return Decimal(str(value))
         except InvalidOperation:
@@ -191,25 +193,35 @@ class Evaluator:
                     f"(columns: {', '.join(columns)})"
                 )
             self._index = list(columns).index(c.column)
-        for row in rows:
-            self.rows += 1
-            if self._index is None:
-                continue
-            value = _comparable(row[self._index])
-            if c.kind == "aggregate":
-                if value is None:
-                    continue
-                self._count += 1
-                if isinstance(value, Decimal):
-                    self._sum += value
-                if self._min is None or _holds("<", value, self._min):
-                    self._min = value
-                if self._max is None or _holds(">", value, self._max):
-                    self._max = value
-            else:
-                holds = _holds(c.op, value, c.value)
+        batch = rows if isinstance(rows, Sequence) else list(rows)
+        self.rows += len(batch)
+        index = self._index
+        if index is None:
+            return
+        if c.kind != "aggregate":
+            # Only what can still change the answer is compared: any_row until one holds,
+            # all_rows until one does not.
+            if (c.kind == "any_row" and self._any) or (c.kind == "all_rows" and not self._all):
+                return
+            for row in batch:
+                holds = _holds(c.op, _comparable(row[index]), c.value)
                 self._any = self._any or holds
                 self._all = self._all and holds
+            return
+        fn = c.fn
+        for row in batch:
+            value = _comparable(row[index])
+            if value is None:
+                continue
+            self._count += 1
+            if fn == "sum":
+                if isinstance(value, Decimal):
+                    self._sum += value
+            elif fn == "min":
+                if self._min is None or _holds("<", value, self._min):
+                    self._min = value
+            elif fn == "max" and (self._max is None or _holds(">", value, self._max)):
+                self._max = value
 
     def result(self) -> tuple[Any, bool]:
         """(the condition's value, whether it holds)."""
