@@ -386,20 +386,21 @@ class Run:
             "file_stem": stem,
             "file_ext": ext,
         }
+        file_columns = {
+            "file_name": file_name,
+            "file_path": str(written.path),
+            "file_size": written.size,
+            "file_sha256": written.sha256,
+            "row_count": written.rows,
+        }
         if self.alert is not None:
             if self.judged is None:
                 self.judged = await alerting.judge(
                     self.store, config.id, self.alert, self.evaluator, file_sha256=written.sha256
                 )
-            await self._settle(self.judged, written.sha256)
+            # The delivered file's hash moves only once a delivery took it (below).
+            await self._settle(self.judged, None)
             if not self.judged.decision.deliver:
-                file_columns = {
-                    "file_name": file_name,
-                    "file_path": str(written.path),
-                    "file_size": written.size,
-                    "file_sha256": written.sha256,
-                    "row_count": written.rows,
-                }
                 await self._skip(deliveries, variables, self.judged)
                 return RunOutcome(Status.COMPLETED, row_count=written.rows, file=file_columns)
         if written.rows == 0 and config.empty_result_policy is domain.EmptyResultPolicy.SKIP:
@@ -420,13 +421,6 @@ class Run:
                 )
             return RunOutcome(Status.COMPLETED, row_count=0)
 
-        file_columns = {
-            "file_name": file_name,
-            "file_path": str(written.path),
-            "file_size": written.size,
-            "file_sha256": written.sha256,
-            "row_count": written.rows,
-        }
         # Delivery or recipient rows left out as invalid count as failed deliveries: a report
         # set to be delivered must not finish COMPLETED with nothing recorded about them.
         left_out = self.defs.problems if self.deliver else ()
@@ -460,6 +454,14 @@ class Run:
                 fence=self._fence,
             )
         )
+        judged = self.judged
+        took = report is not None and (report.delivered or report.pending)
+        if judged is not None and judged.decision.deliver and took:
+            # on_change compares with this file from now on (a run whose deliveries all
+            # failed leaves the previous one: the next run with this content is sent again).
+            await alerting.settle(
+                self.store, config.id, self.execution.id, judged, file_sha256=written.sha256
+            )
         if report is None:
             return RunOutcome(
                 Status.FAILED,

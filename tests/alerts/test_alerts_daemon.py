@@ -9,7 +9,9 @@ runs 2, 3 and 6; absent in 1, 4, 5). Each report delivers to its own aiohttp web
 - `content-change`: on_change, no condition: sent when the file differs from the previous
   delivered run's file_sha256 (runs 1, 2, 4, 6);
 - `check-first`: when_true with a check_query (row_count > 0 over the error rows) run before the
-  report: a run not sent never runs the report's query (no file).
+  report: a run not sent never runs the report's query (no file);
+- `change-refused`: on_change, its receiver refusing run 2's delivery for good (HTTP 400): run 3,
+  with run 2's content, is sent again (the previous *delivered* file is run 1's).
 
 Exactly those deliveries and notices arrive, and every run records its value and decision (a run
 not sent is COMPLETED with its deliveries SKIPPED and the reason).
@@ -105,7 +107,9 @@ async def test_six_runs_deliver_exactly_what_each_send_mode_says(
 ) -> None:
     data = tmp_path / "data.db"
     _set_data(data, error=False)
-    receivers = {name: peers.WebhookReceiver() for name in REPORTS}
+    names = [*REPORTS, "change-refused"]
+    receivers = {name: peers.WebhookReceiver() for name in names}
+    receivers["change-refused"].answers = [(200, {}), (400, {})]
     for receiver in receivers.values():
         await receiver.start()
     daemon: Daemon | None = None
@@ -116,12 +120,16 @@ async def test_six_runs_deliver_exactly_what_each_send_mode_says(
         for name, alert in REPORTS.items():
             configs[name] = await add_config(rstore, source, QUERY, name=name, alert=alert)
             hooks[name] = await _webhook(rstore, configs[name], receivers[name].url)
+        configs["change-refused"] = await add_config(
+            rstore, source, QUERY, name="change-refused", alert={"mode": "on_change"}
+        )
+        await _webhook(rstore, configs["change-refused"], receivers["change-refused"].url)
         daemon = Daemon(tmp_path, notifications={"poll_interval_seconds": 1.0})
         await daemon.ready()
-        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in REPORTS}
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
         for error in ERROR_IN:
             _set_data(data, error=error)
-            started = {name: await daemon.execute(configs[name]) for name in REPORTS}
+            started = {name: await daemon.execute(configs[name]) for name in names}
             for name, run in started.items():
                 runs[name].append(await daemon.wait_status(run))
 
@@ -149,6 +157,17 @@ async def test_six_runs_deliver_exactly_what_each_send_mode_says(
         assert on_change[2]["file_sha256"] == on_change[1]["file_sha256"]
         assert on_change[3]["file_sha256"] != on_change[1]["file_sha256"]
         assert "same content as the previous delivered run" in on_change[4]["alert_reason"]
+        refused = runs["change-refused"]
+        assert [(r["status"], r["alert_decision"]) for r in refused] == [
+            ("COMPLETED", "deliver"),
+            ("FAILED", "deliver"),
+            ("COMPLETED", "deliver"),
+            ("COMPLETED", "deliver"),
+            ("COMPLETED", "skip"),
+            ("COMPLETED", "deliver"),
+        ], refused
+        assert refused[2]["file_sha256"] == refused[1]["file_sha256"], refused
+        assert refused[2]["alert_reason"] == "on_change: the content changed", refused
         # The check query decided before the report ran: a run not sent has no file.
         assert [r["file_name"] is None for r in runs["check-first"]] == [
             d != "deliver" for d in EXPECTED["check-first"]
