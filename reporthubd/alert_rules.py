@@ -1,6 +1,8 @@
 """Conditional alerts (issue 17, item 2), first part: the condition model, its evaluation over
-the rows as they stream, and the send decision of each mode. Pure: no store, no clock. Not
-wired yet: no pipeline hook, no alert state table, no catalog keys.
+the rows as they stream, and the send decision of each mode. Pure: no store, no clock. Wired
+by engine/alerting.py (the writer around the run's writer, the check query, the decision
+recorded on the execution), store/alerts.py (report_alert_states) and the catalog's
+`[reports.alert]`.
 
     alert = {condition = {row_count = {op = ">", value = 0}}, mode = "on_transition"}
     alert = {condition = {aggregate = {fn = "sum", column = "amount", op = ">=", value = 1000}}}
