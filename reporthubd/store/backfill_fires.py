@@ -233,25 +233,53 @@ class CancelledRun:
 
 async def cancelled_runs(store: Store, *, node_id: str) -> list[CancelledRun]:
     """The runs of this node that a cancelled backfill started and that have not ended (the
-    store flag a run's owning node observes: only it can stop a run it holds)."""
+    store flag a run's owning node observes: only it can stop a run it holds).
+
+    Asked every second by every node, so it starts from this node's active backfill runs (the
+    executions' status index; usually none, and then nothing more is read), then the cancelled
+    backfills of those schedules whose range holds them, then their fires by primary key. It
+    never walks every cancelled backfill's fires: a join from the backfills side took 20 ms
+    per call over 2,000 finished backfills of 30 fires on MariaDB (bench/backfill_cancel_poll.py).
+    """
     active = [s.value for s in rules.ACTIVE_STATUSES]
-    query = (
-        sa.select(_e.c.id, _b.c.id.label("backfill_id"), _b.c.cancelled_by)
-        .select_from(
-            _b.join(_f, _f.c.backfill_id == _b.c.id).join(_e, _e.c.id == _f.c.execution_id)
-        )
-        .where(
-            _b.c.status == CANCELLED,
-            _f.c.status == FIRE_STARTED,
-            _e.c.node_id == node_id,
-            _e.c.status.in_(active),
-            _e.c.trigger_type == domain.TriggerType.BACKFILL.value,
-        )
+    mine = sa.select(_e.c.id, _e.c.schedule_id, _e.c.scheduled_for).where(
+        _e.c.status.in_(active),
+        _e.c.node_id == node_id,
+        _e.c.trigger_type == domain.TriggerType.BACKFILL.value,
     )
+    out: list[CancelledRun] = []
     async with store.engine.connect() as conn:
-        return [
-            CancelledRun(
-                execution_id=row.id, backfill_id=row.backfill_id, cancelled_by=row.cancelled_by
+        runs = (await conn.execute(mine)).all()
+        if not runs:
+            return out
+        times = [r.scheduled_for for r in runs]
+        cancelled = {
+            row.id: row.cancelled_by
+            for row in await conn.execute(
+                sa.select(_b.c.id, _b.c.cancelled_by).where(
+                    _b.c.status == CANCELLED,
+                    _b.c.schedule_id.in_(sorted({int(r.schedule_id) for r in runs})),
+                    _b.c.range_from <= max(times),
+                    _b.c.range_to > min(times),
+                )
             )
-            for row in await conn.execute(query)
-        ]
+        }
+        if not cancelled:
+            return out
+        for start in range(0, len(runs), CHUNK):
+            chunk = runs[start : start + CHUNK]
+            query = sa.select(_f.c.execution_id, _f.c.backfill_id).where(
+                _f.c.backfill_id.in_(sorted(cancelled)),
+                _f.c.scheduled_for.in_([r.scheduled_for for r in chunk]),
+                _f.c.execution_id.in_([r.id for r in chunk]),
+                _f.c.status == FIRE_STARTED,
+            )
+            out += [
+                CancelledRun(
+                    execution_id=row.execution_id,
+                    backfill_id=row.backfill_id,
+                    cancelled_by=cancelled[row.backfill_id],
+                )
+                for row in await conn.execute(query)
+            ]
+    return out
