@@ -193,24 +193,18 @@ class Notifier:
         report = await self.report(event.config_id)
         if report is None:
             return []
-        resolved = await self._resolved(event, report) if event.new is _S.COMPLETED else []
-        if not report.rules:
-            return resolved
         if event.new is _S.SKIPPED:
-            return await self._missed(event, report)
-        return resolved + await self.decide_run(event.execution_id, report)
+            return await self._missed(event, report) if report.rules else []
+        return await self.decide_run(event.execution_id, report)
 
-    async def _resolved(self, event: LifecycleEvent, report: Report) -> list[str]:
+    async def _resolved(self, execution: domain.Execution, report: Report) -> list[str]:
         """A conditional alert that turned false (on_transition): one "resolved" notice to each
         of the report's deliveries, those who got the alert (engine/alerting.py)."""
-        found = await alerts.recorded(self.store, event.execution_id)
-        if found is None or found.decision != RESOLVED:
+        if execution.alert_decision != RESOLVED:
             return []
-        execution = await executions.get_execution(self.store, event.execution_id)
-        if execution is None:
-            return []
-        facts = self._facts(RESOLVED, report, execution, why=found.reason)
-        targets = [f"delivery:{i}" for i in await alerts.delivery_ids(self.store, event.config_id)]
+        facts = self._facts(RESOLVED, report, execution, why=execution.alert_reason)
+        ids = await alerts.delivery_ids(self.store, execution.config_id)
+        targets = [f"delivery:{i}" for i in ids]
         key = f"alert:{execution.id}"
         return await self._record(_for_targets(targets, key, RESOLVED, 0, execution, facts))
 
@@ -222,9 +216,15 @@ class Notifier:
             return []
         if report is None:
             report = await self.report(execution.config_id)
-            if report is None or not report.rules:
+            if report is None:
                 return []
-        recorded = await self._run_ended(execution, report)
+        # Decided here, so the sweep also records a resolved notice a killed node left out.
+        resolved = (
+            await self._resolved(execution, report) if execution.status is _S.COMPLETED else []
+        )
+        if not report.rules:
+            return resolved
+        recorded = resolved + await self._run_ended(execution, report)
         if execution.status in (_S.PARTIAL, _S.FAILED):
             recorded += await self._given_up(execution, report)
         return recorded

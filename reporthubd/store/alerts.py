@@ -1,7 +1,6 @@
 """Conditional alerts' state in the store (revision 0014): each report's last evaluated truth and
 last delivered file (`report_alert_states`, one row per report), so on_transition and on_change
-decide alike on every node and after a restart; and the decision recorded on an execution
-(`alert_value`, `alert_decision`, `alert_reason`), read back by the notifier ("resolved").
+decide alike on every node and after a restart; and who a "resolved" notice reaches.
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ from reporthubd.store.database import Store
 from reporthubd.timeutil import utcnow
 
 _a = schema.alert_states
-_e = schema.executions
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -24,13 +22,6 @@ class AlertState:
     last_execution_id: str | None = None
     delivered_sha256: str | None = None
     delivered_execution_id: str | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
-class RecordedDecision:
-    value: str | None
-    decision: str | None
-    reason: str | None
 
 
 async def state(store: Store, config_id: int) -> AlertState:
@@ -77,22 +68,6 @@ async def save(
         except sa.exc.IntegrityError:
             continue  # another node inserted it meanwhile: update it
     raise RuntimeError(f"could not save the alert state of report {config_id}")
-
-
-async def recorded(store: Store, execution_id: str) -> RecordedDecision | None:
-    async with store.engine.connect() as conn:
-        row = (
-            await conn.execute(
-                sa.select(_e.c.alert_value, _e.c.alert_decision, _e.c.alert_reason).where(
-                    _e.c.id == execution_id
-                )
-            )
-        ).first()
-    if row is None or row.alert_decision is None:
-        return None
-    return RecordedDecision(
-        value=row.alert_value, decision=row.alert_decision, reason=row.alert_reason
-    )
 
 
 async def delivery_ids(store: Store, config_id: int) -> list[int]:
