@@ -90,6 +90,7 @@ async def main(loaded: LoadedSettings, path: Path | None) -> int:
             )
             notice_problems = await notice_checks.problems(opened.store)
             notice_problems += await audience_checks.problems(opened.store, settings)
+            driven = await section_checks.driven(opened.store)
     except bootstrap.StoreRefused as exc:
         print(exc)
         return EXIT_PROBLEM
@@ -104,7 +105,7 @@ async def main(loaded: LoadedSettings, path: Path | None) -> int:
         *format_problems(found.configs.values()),
         *delivery_problems(found.deliveries.values()),
         *dependency_checks.problems(found),
-        *section_checks.problems(found),
+        *section_checks.problems(found, driven),
         *alert_checks.problems(found.configs.values()),
         *notice_problems,
     ]

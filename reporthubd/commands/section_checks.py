@@ -9,6 +9,8 @@ from reporthubd import domain
 from reporthubd.connectors import params
 from reporthubd.formats import workbook
 from reporthubd.formats.base import FormatError
+from reporthubd.store import audiences as audience_rows
+from reporthubd.store.database import Store
 from reporthubd.store.definitions import Definitions
 
 
@@ -18,7 +20,15 @@ def _dialect(source: domain.Datasource | None) -> str:
     )
 
 
-def problems(found: Definitions) -> list[domain.RowError]:
+async def driven(store: Store) -> set[int]:
+    """The reports with an active audience driver: its columns give parameters too, known only
+    when it runs, so `check` leaves their sheets' parameters to the run."""
+    return {driver.config_id for driver in await audience_rows.active_drivers(store)}
+
+
+def problems(
+    found: Definitions, driven: set[int] | frozenset[int] = frozenset()
+) -> list[domain.RowError]:
     by_name = {source.name: source for source in found.datasources.values()}
     out: list[domain.RowError] = []
     for config in found.configs.values():
@@ -51,7 +61,7 @@ def problems(found: Definitions) -> list[domain.RowError]:
             missing = [
                 name
                 for name in params.referenced(section.query, dialect=_dialect(source))
-                if name not in taken
+                if name not in taken and config.id not in driven
             ]
             if missing:
                 found_problems.append(

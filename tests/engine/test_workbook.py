@@ -281,3 +281,29 @@ async def test_check_names_a_sheets_unknown_datasource_and_untaken_parameter(
     assert "format_options.sheets[2].query ('B') uses 'region'" in text
     assert "'day'" not in text
     assert good not in [p.row_id for p in problems]
+
+
+async def test_check_leaves_a_driven_reports_sheet_parameters_to_the_run(
+    engine_store: Store, tmp_path: Path
+) -> None:
+    from reporthubd.commands import section_checks
+    from reporthubd.store.definitions import load_definitions
+
+    ds = await add_datasource(engine_store, "sqlite", {"path": str(tmp_path / "d.db")})
+    config = await add_config(
+        engine_store,
+        ds,
+        "SELECT 1 AS one",
+        output_format="excel",
+        format_options={"sheets": [{"name": "B", "query": "SELECT :branch AS b"}]},
+    )
+    async with engine_store.engine.begin() as conn:
+        await conn.execute(
+            sa.insert(schema.audience_drivers).values(
+                config_id=config, datasource_id=ds, query_text="SELECT 'x' AS branch"
+            )
+        )
+    found = await load_definitions(engine_store, default_timezone="UTC")
+
+    assert section_checks.problems(found) != []
+    assert section_checks.problems(found, await section_checks.driven(engine_store)) == []
