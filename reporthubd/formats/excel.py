@@ -36,7 +36,8 @@ de_DE), never text; highlights are conditional formatting and totals a bold last
 
 format_options: sheet_name (default "Report"), rows_per_sheet, decimal_overflow ("text" or
 "number"), timezone (IANA name), header (default true), engine ("stream" or "xlsxwriter"),
-compression_level (1 to 9, default 3; stream engine), columns, locale (default en_US).
+compression_level (1 to 9, default 3; stream engine), columns, locale (default en_US); `sheets`
+(stream engine) adds named sheets, each filled by its own query (formats.workbook).
 """
 
 from __future__ import annotations

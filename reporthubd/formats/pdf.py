@@ -30,7 +30,8 @@ text colour) and a bold totals row after the last row, accumulated while the row
 format_options: title (default: the report name), orientation ("auto": by the content, above;
 "portrait"; "landscape"), page_size ("A4" or "letter"), font_size (5 to 14, default 7),
 max_rows (1 to 1,000,000, default 50,000), max_lines_per_cell (1 to 50, default 4), columns,
-locale (default en_US), timezone (IANA name, default UTC), chart, cover_page (default false).
+locale (default en_US), timezone (IANA name, default UTC), chart, cover_page (default false);
+`sheets` and `sheet_name` add sections, each with its heading and its own query (formats.workbook).
 """
 
 from __future__ import annotations

@@ -307,3 +307,36 @@ async def test_check_leaves_a_driven_reports_sheet_parameters_to_the_run(
 
     assert section_checks.problems(found) != []
     assert section_checks.problems(found, await section_checks.driven(engine_store)) == []
+
+
+async def test_a_sheet_that_fails_mid_workbook_fails_the_run_and_leaves_no_file(
+    engine: Engine, engine_store: Store, tmp_path: Path
+) -> None:
+    import sqlite3
+
+    data = tmp_path / "d.db"
+    with sqlite3.connect(data) as conn:
+        conn.execute("CREATE TABLE t (n INTEGER)")
+        conn.executemany("INSERT INTO t VALUES (?)", [(i,) for i in range(50)])
+    conn.close()
+    ds = await add_datasource(engine_store, "sqlite", {"path": str(data)})
+    config = await add_config(
+        engine_store,
+        ds,
+        "SELECT n FROM t",
+        output_format="excel",
+        format_options={
+            "sheets": [
+                {"name": "Fine", "query": "SELECT n * 2 AS m FROM t"},
+                {"name": "Broken", "query": "SELECT nope FROM t"},
+            ]
+        },
+    )
+
+    run = await run_to_end(engine, config)
+
+    assert run.status.value == "FAILED"
+    assert "nope" in (run.error_message or "")
+    assert run.file_path is None
+    workspace = tmp_path / "workspace" / run.id
+    assert not workspace.exists() or not any(workspace.iterdir())
