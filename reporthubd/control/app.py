@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from aiohttp import web
 
 from reporthubd import logs, metrics
+from reporthubd.control import alerts as alert_routes
 from reporthubd.control import audiences as audience_routes
 from reporthubd.control import backfills as backfill_routes
 from reporthubd.control import console, deliveries, envelope, openapi, origin
@@ -123,6 +124,7 @@ def build_app(
     scheduler_routes.add_routes(app)
     schedule_routes.add_routes(app)
     notice_routes.add_routes(app)
+    alert_routes.add_routes(app)
     backfill_routes.add_routes(app)
     wait_routes.add_routes(app)
     console.add_routes(app)

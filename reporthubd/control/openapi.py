@@ -12,6 +12,7 @@ from typing import Any
 
 from reporthubd import __version__
 from reporthubd.control import (
+    openapi_alerts,
     openapi_audiences,
     openapi_backfills,
     openapi_console,
@@ -476,6 +477,7 @@ def spec() -> dict[str, Any]:
             | openapi_backfills.PATHS
             | openapi_console.PATHS
             | openapi_notices.PATHS
+            | openapi_alerts.PATHS
             | openapi_audiences.PATHS
         ),
         "components": {
@@ -508,6 +510,7 @@ def spec() -> dict[str, Any]:
                 **openapi_schedules.SCHEMAS,
                 **openapi_backfills.SCHEMAS,
                 **openapi_notices.SCHEMAS,
+                **openapi_alerts.SCHEMAS,
                 **openapi_audiences.SCHEMAS,
                 "ExecutionStarted": {
                     "type": "object",

@@ -81,3 +81,13 @@ async def delivery_ids(store: Store, config_id: int) -> list[int]:
             .order_by(d.c.id)
         )
         return [int(r.id) for r in rows]
+
+
+async def report_alert(store: Store, config_id: int) -> tuple[str, object] | None:
+    """(report name, its stored alert or None), or None for an unknown report."""
+    c = schema.configs
+    async with store.engine.connect() as conn:
+        row = (
+            await conn.execute(sa.select(c.c.name, c.c.alert).where(c.c.id == config_id))
+        ).first()
+    return None if row is None else (str(row.name), row.alert)

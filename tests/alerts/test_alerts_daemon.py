@@ -192,6 +192,17 @@ async def test_six_runs_deliver_exactly_what_each_send_mode_says(
             ).one()
         assert state.last_truth is True
         assert state.delivered_execution_id == runs["error-transition"][5]["id"]
+        status, answer = await daemon.request(
+            "GET", f"/api/reports/{configs['error-transition']}/alert"
+        )
+        assert status == 200, answer
+        shown = answer["data"]
+        assert shown["mode"] == "on_transition" and shown["problem"] is None, shown
+        assert shown["condition"] == "any row status == 'error'", shown
+        assert shown["state"]["last_truth"] is True, shown
+        assert shown["state"]["delivered_execution_id"] == state.delivered_execution_id, shown
+        status, answer = await daemon.request("GET", "/api/reports/999999/alert")
+        assert status == 404, answer
     finally:
         if daemon is not None:
             await daemon.close()
