@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from reporthubd import alert_rules, domain
-from reporthubd.alert_rules import Alert, Decision, Evaluator, Mode
+from reporthubd.alert_rules import Alert, AlertError, Decision, Evaluator, Mode
 from reporthubd.connectors import base as connectors
+from reporthubd.connectors import params
 from reporthubd.connectors.base import Column, Row, ServerCSV
 from reporthubd.formats.base import FormatWriter, WrittenFile
 from reporthubd.store import alerts
@@ -100,6 +102,39 @@ async def check(
     finally:
         with contextlib.suppress(Exception):
             await connector.close()
+
+
+async def check_first(
+    connector: connectors.Connector,
+    sql: str,
+    evaluator: Evaluator,
+    parameters: Mapping[str, Any],
+    *,
+    mysql: bool,
+    batch_size: int,
+    seconds: float,
+    execution_id: str,
+) -> None:
+    """The report's check_query within `seconds`, its rows through the evaluator; AlertError
+    with the message the run records otherwise (its placeholders, the source's error)."""
+    try:
+        params.check(sql, parameters, dialect="mysql" if mysql else "standard")
+    except params.ParameterError as exc:
+        raise AlertError(f"alert.check_query: {exc}") from None
+    request = connectors.QueryRequest(
+        sql=sql,
+        parameters=parameters,
+        batch_size=batch_size,
+        timeout_seconds=seconds,
+        execution_id=execution_id,
+    )
+    try:
+        async with asyncio.timeout(seconds):
+            await check(connector, request, evaluator)
+    except TimeoutError:
+        raise AlertError(f"alert.check_query ran longer than {seconds:g} s") from None
+    except (connectors.ConnectorError, AlertError) as exc:
+        raise AlertError(f"alert.check_query: {exc}") from None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -499,21 +499,20 @@ class Run:
         """The alert's check_query before the report: None to run the report, else the outcome
         of a run not sent (COMPLETED, its deliveries SKIPPED with the reason)."""
         assert self.alert is not None and self.alert.check_query and self.evaluator is not None
-        request = connectors.QueryRequest(
-            sql=self.alert.check_query,
-            parameters=resolved,
-            batch_size=self.settings.execution.batch_size,
-            timeout_seconds=seconds,
-            execution_id=self.execution.id,
-        )
         self.progress.phase = "checking"
         try:
-            async with asyncio.timeout(seconds):
-                await alerting.check(connector, request, self.evaluator)
-        except TimeoutError:
-            raise RunFailed(f"alert.check_query ran longer than {seconds:g} s") from None
-        except (connectors.ConnectorError, alert_rules.AlertError) as exc:
-            raise RunFailed(f"alert.check_query: {exc}") from None
+            await alerting.check_first(
+                connector,
+                self.alert.check_query,
+                self.evaluator,
+                resolved,
+                mysql=self.defs.datasource.type is domain.DatasourceType.MYSQL,
+                batch_size=self.settings.execution.batch_size,
+                seconds=seconds,
+                execution_id=self.execution.id,
+            )
+        except alert_rules.AlertError as exc:
+            raise RunFailed(str(exc)) from None
         judged = await alerting.judge(
             self.store, self.config.id, self.alert, self.evaluator, file_sha256=None
         )
