@@ -203,6 +203,21 @@ async def test_six_runs_deliver_exactly_what_each_send_mode_says(
         assert shown["state"]["delivered_execution_id"] == state.delivered_execution_id, shown
         status, answer = await daemon.request("GET", "/api/reports/999999/alert")
         assert status == 404, answer
+
+        # A condition over a column the result lacks, a stored alert the daemon refuses: FAILED,
+        # naming the column and the key.
+        missing = {"condition": {"any_row": {"column": "nope", "op": "==", "value": 1}}}
+        broken = {"mode": "when_true", "condition": {"row_count": {"op": "~", "value": 1}}}
+        for alert, says in (
+            (missing, "condition column 'nope' is not in the result"),
+            (broken, "alert.condition.row_count.op: unknown comparison '~'"),
+        ):
+            config = await add_config(rstore, source, QUERY, alert=alert)
+            await _webhook(rstore, config, receivers["sum-when-true"].url)
+            await daemon.request("POST", "/api/scheduler/reload")
+            failed = await daemon.wait_status(await daemon.execute(config))
+            assert failed["status"] == "FAILED" and says in failed["error_message"], failed
+        assert len(_delivered(receivers["sum-when-true"])) == 3
     finally:
         if daemon is not None:
             await daemon.close()
