@@ -124,7 +124,10 @@ def _schemathesis(port: int, report_dir: Path) -> subprocess.CompletedProcess[st
     )
 
 
-@pytest.mark.timeout(900)  # every check over 32 operations: about three minutes on 2 cores
+# Every check over every operation: about three minutes of CPU on 2 cores, so it runs in the
+# background process beside the main suite.
+@pytest.mark.background
+@pytest.mark.timeout(900)
 def test_schemathesis_finds_nothing(daemon_port: int, tmp_path: Path) -> None:
     result = _schemathesis(daemon_port, tmp_path)
     findings = [line for line in result.stdout.splitlines() if line.lstrip().startswith("❌ ST")]
