@@ -10,6 +10,7 @@ import itertools
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from reporthubd.ids import new_id
@@ -21,7 +22,16 @@ from tests.engine.conftest import add_config, add_datasource, add_schedule
 
 OWNER = "owner@example.com"
 T0 = datetime.now(UTC).replace(microsecond=0)
-"""Runs end from now on: a notice's record time (the clock) is what reminders count from."""
+"""Runs end from now on: a notice's record time (the clock) is what reminders count from. Set
+again before each test: the suite may reach this module many minutes after importing it."""
+
+
+@pytest.fixture(autouse=True)
+def _now() -> None:
+    global T0
+    T0 = datetime.now(UTC).replace(microsecond=0)
+
+
 _fires = itertools.count(1)
 
 
