@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import ssl as ssl_module
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 import aiomysql
@@ -93,6 +93,20 @@ class MySQLResult(QueryResult):
 
     def batches(self) -> AsyncIterator[list[Row]]:
         return self._batches()
+
+
+def _shielded(work: Coroutine[Any, Any, object]) -> asyncio.Future[object]:
+    """`asyncio.shield(work)`, whose outcome is retrieved even when the wait for it was given up
+    (the grace ran out): the work may still fail later, on a connection the server has closed,
+    and nobody would read that error ("Task exception was never retrieved")."""
+    task = asyncio.ensure_future(work)
+    task.add_done_callback(_retrieve)
+    return asyncio.shield(task)
+
+
+def _retrieve(task: asyncio.Future[object]) -> None:
+    if not task.cancelled():
+        task.exception()  # read, so that a late failure of the clean-up is not reported as lost
 
 
 class MySQLConnector(Connector):
@@ -253,9 +267,9 @@ class MySQLConnector(Connector):
                 result = conn._result
                 if result is not None and result.unbuffered_active:
                     # Reading the rest would take as long as the query: stop it instead.
-                    await asyncio.shield(self._kill_query())
+                    await _shielded(self._kill_query())
                     return
-                await asyncio.shield(conn.rollback())
+                await _shielded(conn.rollback())
         except (OSError, TimeoutError, pymysql.err.MySQLError):
             self._conn = None
             conn.close()
