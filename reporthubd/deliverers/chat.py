@@ -26,7 +26,7 @@ import asyncio
 import csv
 import gzip
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -297,3 +297,43 @@ async def post_json(
     if status == 429 or status >= 500:
         return retryable(target, reason, retry_after=after, status=status)
     return permanent(target, reason, status=status)
+
+
+async def post_card(
+    attempt: Attempt,
+    options: Options,
+    settings: Settings,
+    message: Message,
+    *,
+    url: str,
+    post_url: str,
+    rows: int,
+    require_link: bool,
+    limit: float,
+    verify: bool,
+    card: Callable[[Message], Mapping[str, Any]],
+    what: str,
+) -> AttemptResult:
+    """What the card webhooks (Teams, Google Chat) do once their settings are read: find the
+    run's link (or refuse without one under require_link), add the preview rows, confirm that
+    this node still owns the run, post the card, and say what was sent (a notice, a link or the
+    summary alone)."""
+    if not message.link and not message.notice:
+        stored = await link_from_store(attempt, options, settings)
+        if isinstance(stored, AttemptResult):
+            return replace(stored, target=url_target(url))
+        message = replace(message, link=stored)
+    if require_link and not message.link and not message.notice:
+        return no_link(
+            url_target(url), "require_link is set but the run has no download link", attempt
+        )
+    if attempt.job.file is not None and rows and not message.notice:
+        preview = await asyncio.to_thread(read_preview, attempt.job.file, rows, attempt.job.config)
+        message = replace(message, preview=preview)
+    document = card(message)
+    await attempt.confirm(f"posting the {what}")
+    result = await post_json(post_url, document, limit=limit, verify=verify)
+    if result.ok:
+        linked = "notice" if message.notice else "link" if message.link else "summary"
+        return replace(result, details={**result.details, "sent_as": linked})
+    return result

@@ -19,9 +19,7 @@ for good. The ledger's target is the URL without its query.
 
 from __future__ import annotations
 
-import asyncio
 import html
-from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -123,30 +121,21 @@ class GoogleChatDeliverer(Deliverer):
             )
         except DeliveryError as exc:
             return permanent(hint, str(exc))
-        if not message.link and not message.notice:
-            stored = await chat.link_from_store(attempt, options, self.settings)
-            if isinstance(stored, AttemptResult):
-                return replace(stored, target=url_target(url))
-            message = replace(message, link=stored)
-        if require_link and not message.link and not message.notice:
-            return chat.no_link(
-                url_target(url), "require_link is set but the run has no download link", attempt
-            )
-        if attempt.job.file is not None and rows and not message.notice:
-            preview = await asyncio.to_thread(
-                chat.read_preview, attempt.job.file, rows, attempt.job.config
-            )
-            message = replace(message, preview=preview)
         run = attempt.job.run_key or attempt.job.execution_id
-        document = card_message(message, f"report-{run}-{attempt.delivery.id}")
-        await attempt.confirm("posting the Google Chat card")
-        result = await chat.post_json(
-            with_thread(url, thread_key), document, limit=timeout, verify=verify
+        return await chat.post_card(
+            attempt,
+            options,
+            self.settings,
+            message,
+            url=url,
+            post_url=with_thread(url, thread_key),
+            rows=rows,
+            require_link=require_link,
+            limit=timeout,
+            verify=verify,
+            card=lambda message: card_message(message, f"report-{run}-{attempt.delivery.id}"),
+            what="Google Chat card",
         )
-        if result.ok:
-            linked = "notice" if message.notice else "link" if message.link else "summary"
-            return replace(result, details={**result.details, "sent_as": linked})
-        return result
 
     async def test(self) -> AttemptResult:
         """A webhook has no side-effect-free call: only the settings are checked."""

@@ -23,7 +23,6 @@ their Retry-After; anything else fails for good. The ledger's target is the URL 
 
 from __future__ import annotations
 
-import asyncio
 import json
 from dataclasses import replace
 from typing import Any
@@ -130,27 +129,20 @@ class TeamsDeliverer(Deliverer):
             verify = options.flag("verify_tls", True)
         except DeliveryError as exc:
             return permanent(hint, str(exc))
-        if not message.link and not message.notice:
-            stored = await chat.link_from_store(attempt, options, self.settings)
-            if isinstance(stored, AttemptResult):
-                return replace(stored, target=url_target(url))
-            message = replace(message, link=stored)
-        if require_link and not message.link and not message.notice:
-            return chat.no_link(
-                url_target(url), "require_link is set but the run has no download link", attempt
-            )
-        if attempt.job.file is not None and rows and not message.notice:
-            preview = await asyncio.to_thread(
-                chat.read_preview, attempt.job.file, rows, attempt.job.config
-            )
-            message = replace(message, preview=preview)
-        document = workflow_message(message)
-        await attempt.confirm("posting the Teams card")
-        result = await chat.post_json(url, document, limit=timeout, verify=verify)
-        if result.ok:
-            linked = "notice" if message.notice else "link" if message.link else "summary"
-            return replace(result, details={**result.details, "sent_as": linked})
-        return result
+        return await chat.post_card(
+            attempt,
+            options,
+            self.settings,
+            message,
+            url=url,
+            post_url=url,
+            rows=rows,
+            require_link=require_link,
+            limit=timeout,
+            verify=verify,
+            card=workflow_message,
+            what="Teams card",
+        )
 
     async def test(self) -> AttemptResult:
         """A Workflows trigger has no side-effect-free call: only the settings are checked."""
