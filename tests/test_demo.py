@@ -194,6 +194,7 @@ def test_demo_end_to_end_as_a_new_user(tmp_path: Path, demos: list[Demo]) -> Non
     demos.append(first)
     banner = first.wait_ready()
     assert f"open:          {base}/" in banner
+    assert f"console:       {base}/console" in banner
     assert str(reports) in banner
     assert "sample data: generated" in banner
     listed = re.findall(r"^    id (\d+)  (\S+) +(?:csv|excel|pdf|json) ", banner, re.MULTILINE)
@@ -215,6 +216,10 @@ def test_demo_end_to_end_as_a_new_user(tmp_path: Path, demos: list[Demo]) -> Non
     for name, path in landed.items():
         _wait_for(lambda path=path: path.stat().st_size > 0, f"{path} written")
         assert path.read_bytes().startswith(magic[name]), path
+
+    # The printed console answers (its shell page; the views load through its own script).
+    status, page = _get(f"{base}/console")
+    assert status == 200 and "<script" in page, page[:500]
 
     # The status page shows the demo schedules.
     status, page = _get(f"{base}/")

@@ -30,6 +30,7 @@ def banner(
         lines.append(f"  note: {listen_note}")
     lines += [
         f"  open:          {base}/   (the status page)",
+        f"  console:       {base}/console   (history, run pages, run now, pause, backfill)",
         f"  files land in: {folder / 'reports'}/<report name>/",
         "",
         "  reports:",
