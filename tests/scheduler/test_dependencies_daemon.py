@@ -28,8 +28,10 @@ from reporthubd.store import schema
 from tests.scheduler.helpers import add_schedule, executions, seed_config
 from tests.scheduler.nodes import Node, mariadb_store
 
+# Report A must still be running when the test first lists the waits (3 s after the fire):
+# 4,000,000 steps took 1.2 s on a quiet machine, so A had finished and B had been released.
 SLOW = (
-    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 4000000) "
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 30000000) "
     "SELECT max(x) AS n FROM c"
 )
 BROKEN = "SELECT * FROM nowhere"
