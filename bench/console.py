@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import itertools
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -29,6 +30,8 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import sqlalchemy as sa
@@ -40,6 +43,7 @@ sys.path.insert(0, str(REPO / "bench"))
 import control as control_bench  # noqa: E402  (bench/control.py: the 1M-row table, helpers)
 
 from reporthubd.store import schema  # noqa: E402
+from reporthubd.store.console import Cursor  # noqa: E402
 from tests import servers  # noqa: E402
 
 STATUSES = ["COMPLETED"] * 90 + ["FAILED"] * 5 + ["SKIPPED"] * 3 + ["PARTIAL"] * 2
@@ -72,7 +76,7 @@ def seed_history(sync_url: str, config_id: int, count: int) -> list[str]:
                 }
             )
             if n % 20_000 == 10_000:
-                cursors.append(f"{created.isoformat()}|{execution_id}")
+                cursors.append(Cursor(created_at=created, execution_id=execution_id).text())
             if len(batch) == 5000:
                 conn.execute(schema.executions.insert(), batch)
                 batch = []
@@ -93,64 +97,123 @@ def page_paths(cursors: list[str], now: datetime) -> list[str]:
         f"{base}?since={since}&until={until}",
         f"{base}?status=COMPLETED&trigger=schedule",
     ]
-    paths += [f"{base}?after={aiohttp.helpers.quote(c, safe='')}" for c in cursors]
+    paths += [f"{base}?after={quote(c, safe='')}" for c in cursors]
     return paths
 
 
+def api_paths(cursors: list[str], now: datetime) -> list[str]:
+    """The same history through `GET /api/executions` (what a script or a generated client
+    reads): the newest page, filters, a time range, and keyset pages deep in the history."""
+    since = quote((now - timedelta(days=30)).isoformat(), safe="")
+    until = quote((now - timedelta(days=29)).isoformat(), safe="")
+    base = "/api/executions?config_id=1&limit=50"
+    paths = [
+        base,
+        f"{base}&status=FAILED",
+        f"{base}&status=FAILED,TIMEOUT",
+        f"{base}&since={since}&until={until}",
+        f"{base}&status=COMPLETED",
+    ]
+    paths += [f"{base}&after={quote(c, safe='')}" for c in cursors]
+    return paths
+
+
+PER_PATH = False
+BY_PATH: dict[str, list[float]] = {}
+"""Every latency of each path, both phases: `--per-path` prints the slowest."""
+
+Paths = list[tuple[str, str]]
+"""(kind, path): kind "page" (the console's history page) or "api" (GET /api/executions)."""
+
+
 async def phase(
-    session: aiohttp.ClientSession, base: str, paths: list[str], n: int, concurrency: int
-) -> list[float]:
+    session: aiohttp.ClientSession, base: str, paths: Paths, n: int, concurrency: int
+) -> dict[str, list[float]]:
     cycle = itertools.cycle(paths)
-    latencies: list[float] = []
+    latencies: dict[str, list[float]] = {kind: [] for kind, _ in paths}
+    done = 0
 
     async def worker() -> None:
-        while len(latencies) < n:
-            path = next(cycle)
+        nonlocal done
+        while done < n:
+            done += 1
+            kind, path = next(cycle)
             started = time.perf_counter()
             async with session.get(base + path) as answer:
                 await answer.read()
                 if answer.status != 200:
                     raise RuntimeError(f"{path}: status {answer.status}")
-            latencies.append((time.perf_counter() - started) * 1000)
+            elapsed = (time.perf_counter() - started) * 1000
+            latencies[kind].append(elapsed)
+            BY_PATH.setdefault(path, []).append(elapsed)
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return latencies
 
 
-async def measure(port: int, paths: list[str], requests: int, concurrency: int) -> None:
+def merge(into: dict[str, list[float]], more: dict[str, list[float]]) -> None:
+    for kind, values in more.items():
+        into.setdefault(kind, []).extend(values)
+
+
+async def measure(port: int, paths: Paths, requests: int, concurrency: int) -> dict[str, Any]:
     base = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
-        await phase(session, base, paths, 20, 1)  # warm up (templates compiled, caches)
+        await phase(session, base, paths, 40, 1)  # warm up (templates compiled, caches)
         idle = await phase(session, base, paths, requests, concurrency)
         async with session.post(f"{base}/api/execute/1", json={"deliver": False}) as answer:
             execution_id = (await answer.json())["data"]["execution_id"]
-        loaded: list[float] = []
+        loaded: dict[str, list[float]] = {}
         started = time.monotonic()
         while True:
             async with session.get(f"{base}/api/execution/{execution_id}") as answer:
-                status = (await answer.json())["data"]["status"]
+                execution = (await answer.json())["data"]
+            status = execution["status"]
             if status not in ("PENDING", "RUNNING"):
                 break
             if status == "RUNNING":
-                loaded += await phase(session, base, paths, 50, concurrency)
+                merge(loaded, await phase(session, base, paths, 50, concurrency))
             else:
                 await asyncio.sleep(0.05)
         export_seconds = time.monotonic() - started
-    print(f"  export: {status} in {export_seconds:.1f} s; {len(loaded)} pages served meanwhile")
-    idle_figures = control_bench.summary("  idle", idle)
-    if not loaded:
-        print("  the export finished before a page could be asked for: use more --rows")
-        return
-    loaded_figures = control_bench.summary("  loaded", loaded)
+    served = sum(len(v) for v in loaded.values())
+    if PER_PATH:
+        print("  slowest paths (median over both phases):")
+        medians = sorted(((statistics.median(v), p) for p, v in BY_PATH.items()), reverse=True)
+        for median, path in medians[:6]:
+            print(f"    {median:7.1f} ms  {path[:110]}")
+    BY_PATH.clear()
     print(
-        "  ratio loaded/idle: "
-        + ", ".join(f"{k} {loaded_figures[k] / idle_figures[k]:.1f}x" for k in ("p50", "p99"))
+        f"  export: {status}, {execution.get('row_count') or 0:,} rows in {export_seconds:.1f} s;"
+        f" {served} requests served meanwhile"
     )
-    verdict = "meets" if loaded_figures["p99"] < 200 else "MISSES"
-    print(f"  target p99 < 200 ms while exporting: {verdict} ({loaded_figures['p99']:.1f} ms)")
+    out: dict[str, Any] = {}
+    for kind in idle:
+        label = {"page": "history page", "api": "history API"}[kind]
+        print(f"  {label}:")
+        idle_figures = control_bench.summary("    idle", idle[kind])
+        if not loaded.get(kind):
+            print("    the export finished before a request was sent: use more --rows")
+            continue
+        loaded_figures = control_bench.summary("    loaded", loaded[kind])
+        print(
+            "    ratio loaded/idle: "
+            + ", ".join(f"{k} {loaded_figures[k] / idle_figures[k]:.1f}x" for k in ("p50", "p99"))
+        )
+        verdict = "meets" if loaded_figures["p99"] < 200 else "MISSES"
+        p99 = loaded_figures["p99"]
+        print(f"    target p99 < 200 ms while exporting: {verdict} ({p99:.1f} ms)")
+        out[kind] = {"idle": idle_figures, "loaded": loaded_figures}
+    return out
 
 
-def run_store(backend: str, history: int, requests: int, concurrency: int) -> None:
+def run_store(
+    backend: str,
+    history: int,
+    requests: int,
+    concurrency: int,
+    kinds: set[str],
+) -> None:
     with tempfile.TemporaryDirectory(prefix="rh-bench-console-") as tmp:
         work = Path(tmp)
         database = servers.create_database(backend, work)
@@ -173,7 +236,12 @@ def run_store(backend: str, history: int, requests: int, concurrency: int) -> No
                 started = time.monotonic()
                 cursors = seed_history(sync_url, 1, history)
                 print(f"{backend}: {history:,} runs inserted in {time.monotonic() - started:.0f} s")
-                paths = page_paths(cursors, datetime.now(UTC))
+                now = datetime.now(UTC)
+                paths: Paths = [("page", p) for p in page_paths(cursors, now)]
+                if "api" in kinds:
+                    paths += [("api", p) for p in api_paths(cursors, now)]
+                if "page" not in kinds:
+                    paths = [p for p in paths if p[0] != "page"]
                 asyncio.run(measure(port, paths, requests, concurrency))
             finally:
                 proc.send_signal(signal.SIGTERM)
@@ -189,10 +257,20 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--kinds", default="page,api", help="page (console), api (executions)")
+    parser.add_argument("--per-path", action="store_true", help="print the slowest paths")
     args = parser.parse_args()
+    global PER_PATH
+    PER_PATH = args.per_path
     asyncio.run(control_bench.ensure_table(args.rows))
     for backend in args.stores.split(","):
-        run_store(backend, args.history, args.requests, args.concurrency)
+        run_store(
+            backend,
+            args.history,
+            args.requests,
+            args.concurrency,
+            set(args.kinds.split(",")),
+        )
     print(subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip(), "cpus")
 
 

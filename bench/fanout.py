@@ -4,8 +4,10 @@ per audience.
 One in-process Engine with the real delivery ledger over a MariaDB store (a fresh database on the
 running server, dropped afterwards); the report's query and its driver on a MariaDB source
 database; each audience's file delivered by webhook (multipart) to a local aiohttp receiver.
-Round trips are the statements the store's engine sends (SQLAlchemy `before_cursor_execute`),
-counted apart for the parent's driver read and claims and for the children's runs.
+Round trips are the commands the store's connections send (counted below SQLAlchemy, every
+COMMIT, ROLLBACK and SET included: since the run's writes go to the driver connection on MariaDB,
+store/executions.py, SQLAlchemy's `before_cursor_execute`, counted too, no longer sees them all);
+the parent's driver read and claims are counted apart.
 
 Baseline, measured in the same run: the same number of plain runs of the same report (one per
 branch, triggered one by one through `create_and_submit` with the branch as parameter, all in
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import resource
 import sys
@@ -123,6 +126,24 @@ async def run(args: argparse.Namespace) -> None:
         if task is not None and task.get_name().removeprefix("execution-") in parents:
             statements["parent"] += 1
 
+    # Below SQLAlchemy: every command the store's connections send (the writes sent on the
+    # driver connection, store/executions.py `_update_mysql`, pass no SQLAlchemy event), COMMITs,
+    # ROLLBACKs and SETs included.
+    import aiomysql.connection
+
+    database = store_db.name
+    send = aiomysql.connection.Connection._execute_command
+
+    async def execute_command(self: Any, command: int, sql: Any) -> Any:
+        if self._db == database:
+            statements["commands"] += 1
+            head = sql[:8].decode(errors="replace") if isinstance(sql, bytes) else str(sql)[:8]
+            if head.lstrip().upper().startswith(("COMMIT", "ROLLBACK", "SET")):
+                statements["bookkeeping"] += 1
+        return await send(self, command, sql)
+
+    aiomysql.connection.Connection._execute_command = execute_command  # type: ignore[method-assign]
+
     try:
         source = {
             "host": servers.MARIADB_HOST,
@@ -190,6 +211,14 @@ async def run(args: argparse.Namespace) -> None:
         await engine.start()
 
         statements.clear()
+        checked_out: list[int] = []
+
+        async def sample_pool() -> None:
+            while True:
+                checked_out.append(store.engine.sync_engine.pool.checkedout())  # type: ignore[attr-defined]
+                await asyncio.sleep(0.1)
+
+        sampler = asyncio.create_task(sample_pool(), name="pool-sampler")
         started = time.perf_counter()
         parent = await engine.create_and_submit(config, trigger_type=TriggerType.MANUAL)
         parents.add(parent)
@@ -197,8 +226,12 @@ async def run(args: argparse.Namespace) -> None:
         assert task is not None
         await task
         burst_seconds = time.perf_counter() - started
+        sampler.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sampler
         burst_statements = statements["all"]
         parent_statements = statements["parent"]
+        burst_commands, bookkeeping = statements["commands"], statements["bookkeeping"]
         counts = await audience_rows.counts(store, parent)
         assert counts.delivered == args.audiences, counts
         assert len(receiver.keys) == args.audiences and max(receiver.keys.values()) == 1
@@ -228,8 +261,14 @@ async def run(args: argparse.Namespace) -> None:
     print(f"burst wall time         {burst_seconds:.1f} s")
     print(f"burst throughput        {args.audiences / burst_seconds:.0f} audiences/s")
     print(
-        f"store round trips       {burst_statements} "
-        f"({burst_statements / args.audiences:.1f} per audience)"
+        f"SQLAlchemy statements   {burst_statements} "
+        f"({burst_statements / args.audiences:.1f} per audience; the store's round trips before "
+        "writes went to the driver connection)"
+    )
+    print(
+        f"store commands          {burst_commands} "
+        f"({burst_commands / args.audiences:.1f} per audience, below SQLAlchemy: its statements, "
+        f"those sent on the driver connection, and {bookkeeping} COMMIT/ROLLBACK/SET)"
     )
     print(
         f"  of which the parent     {parent_statements} "
@@ -243,6 +282,7 @@ async def run(args: argparse.Namespace) -> None:
             f"{baseline_statements / args.baseline:.1f} round trips per run)"
         )
         print(f"ratio burst/plain       {(args.audiences / burst_seconds) / rate:.2f}x throughput")
+    print(f"store connections       at most {max(checked_out, default=0)} checked out at once")
     print(f"peak RSS                {rss:.0f} MB")
 
 

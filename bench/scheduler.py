@@ -211,6 +211,8 @@ async def run_reporthubd(shape: str, n: int, window: float, server: str) -> dict
             ]
             for start in range(0, len(rows), 5000):
                 await conn.execute(sa.insert(schema.schedules), rows[start : start + 5000])
+        floor = await _select_floor(server, name) if shape == "fleet" else {}
+        steps = _time_steps() if shape == "sparse" else {}
         submitted = 0
 
         def submit(execution_id: str) -> None:
@@ -225,9 +227,11 @@ async def run_reporthubd(shape: str, n: int, window: float, server: str) -> dict
         rss_setup = rss_mb()
         await align()
         scheduler.lateness = Lateness()
+        steps_at_start = dict(steps)
         c1, t1, w0 = cpu(), time.perf_counter(), time.time()
         await asyncio.sleep(window)
         c2, t2, w1 = cpu(), time.perf_counter(), time.time()
+        spent = _steps_spent(steps, steps_at_start)
         stats = scheduler.lateness.summary()
         await scheduler.stop()
         for task in tasks.tasks:
@@ -237,6 +241,11 @@ async def run_reporthubd(shape: str, n: int, window: float, server: str) -> dict
         return {
             "load_s": round(load_s, 2),
             "load_cpu_s": round(load_cpu, 2),
+            **floor,
+            **{
+                f"{step}_ms_per_fire": round(cpu_s * 1000 / max(1, fires), 4)
+                for step, cpu_s in spent.items()
+            },
             "rss_start_mb": round(rss0, 1),
             "rss_after_load_mb": round(rss_setup, 1),
             "rss_added_by_load_mb": round(rss_setup - rss0, 1),
@@ -250,6 +259,75 @@ async def run_reporthubd(shape: str, n: int, window: float, server: str) -> dict
     finally:
         await store.stop()
         _admin(server, f"DROP DATABASE IF EXISTS `{name}`")
+
+
+async def _select_floor(server: str, name: str) -> dict[str, float]:
+    """The load's floor, measured before the load in the same process: the bare SELECT of the
+    columns reporthubd reads (definitions._read_schedules), every row decoded by the driver
+    (aiomysql, PyMySQL's text protocol) and nothing else done with it."""
+    import aiomysql
+
+    from reporthubd.store import definitions, schema
+
+    columns = ", ".join(
+        c.name for c in schema.schedules.c if c.name not in definitions._SCHEDULE_UNUSED
+    )
+    parts = urlsplit(server)
+    conn = await aiomysql.connect(
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or 3306,
+        user=parts.username or "root",
+        password=parts.password or "",
+        db=name,
+    )
+    try:
+        c0, t0 = cpu(), time.perf_counter()
+        async with conn.cursor() as cursor:
+            await cursor.execute(
+                f"SELECT {columns} FROM report_schedules WHERE is_active = 1 ORDER BY id"
+            )
+            await cursor.fetchall()
+        return {
+            "select_floor_s": round(time.perf_counter() - t0, 2),
+            "select_floor_cpu_s": round(cpu() - c0, 2),
+        }
+    finally:
+        conn.close()
+
+
+def _time_steps() -> dict[str, float]:
+    """CPU seconds spent in each step of a fire (claim, the rest of the dispatch, the sweep,
+    the definitions fingerprint), by wrapping those calls in this process; the dict fills in
+    as the scheduler runs. The wrappers cost a few microseconds per call."""
+    from reporthubd.scheduler import dispatch, recovery
+    from reporthubd.store import claims, definitions
+
+    spent = {"claim": 0.0, "dispatch_rest": 0.0, "sweep": 0.0, "fingerprint": 0.0}
+
+    def timed(step: str, fn: Any) -> Any:
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            c0 = time.process_time()
+            try:
+                return await fn(*args, **kwargs)
+            finally:
+                spent[step] += time.process_time() - c0
+
+        return wrapper
+
+    claim = claims.claim_prepared
+    claims.claim_prepared = timed("claim", claim)  # type: ignore[assignment]
+    dispatch.Dispatcher.dispatch = timed("dispatch_rest", dispatch.Dispatcher.dispatch)  # type: ignore[method-assign]
+    recovery.Recovery.sweep = timed("sweep", recovery.Recovery.sweep)  # type: ignore[method-assign]
+    definitions.fingerprint = timed("fingerprint", definitions.fingerprint)  # type: ignore[assignment]
+    return spent
+
+
+def _steps_spent(steps: dict[str, float], at_start: dict[str, float]) -> dict[str, float]:
+    """Each step's CPU since `at_start`; the dispatch's own less its claims."""
+    out = {step: spent - at_start[step] for step, spent in steps.items()}
+    if out:
+        out["dispatch_rest"] -= out["claim"]
+    return out
 
 
 # -- APScheduler 3 --------------------------------------------------------------------------------
@@ -381,6 +459,13 @@ async def run_floor(shape: str, n: int, window: float, server: str) -> dict[str,
 METHODS = {"reporthubd": run_reporthubd, "apscheduler": run_apscheduler, "floor": run_floor}
 ROWS = [
     "load_s",
+    "load_cpu_s",
+    "select_floor_s",
+    "select_floor_cpu_s",
+    "claim_ms_per_fire",
+    "dispatch_rest_ms_per_fire",
+    "sweep_ms_per_fire",
+    "fingerprint_ms_per_fire",
     "rss_after_load_mb",
     "rss_added_by_load_mb",
     "window_s",

@@ -63,11 +63,23 @@ class Condition:
     fn: str | None = None
 
     def describe(self) -> str:
+        """As an author wrote it, e.g. "sum(amount) >= 1000", "any row status == 'error'"."""
+        value = _shown(self.value)
         if self.kind == "row_count":
-            return f"row_count {self.op} {self.value!r}"
+            return f"row_count {self.op} {value}"
         if self.kind == "aggregate":
-            return f"{self.fn}({self.column}) {self.op} {self.value!r}"
-        return f"{self.kind.replace('_', ' ')} {self.column} {self.op} {self.value!r}"
+            return f"{self.fn}({self.column}) {self.op} {value}"
+        return f"{self.kind.replace('_', ' ')} {self.column} {self.op} {value}"
+
+
+def _shown(value: Any) -> str:
+    """A comparison's value in a reason line: numbers as written (no Decimal('...')), text
+    quoted, booleans as in TOML."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f") if value == value.to_integral() else str(value)
+    return repr(value) if isinstance(value, str) else str(value)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -37,7 +37,15 @@ def _parser() -> argparse.ArgumentParser:
         return p
 
     with_config(sub.add_parser("run", help="run the daemon in the foreground"))
-    with_config(sub.add_parser("check", help="validate the config, the store and every active row"))
+    check = with_config(
+        sub.add_parser("check", help="validate the config, the store and every active row")
+    )
+    check.add_argument(
+        "--connect",
+        action="store_true",
+        help="also check column formats and charts against each query's real columns "
+        "(connects to the data sources; runs no query)",
+    )
     db = sub.add_parser("db", help="store schema: upgrade, current")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     with_config(db_sub.add_parser("upgrade", help="apply pending migrations (idempotent)"))
@@ -135,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check":
         from reporthubd.commands import check
 
-        return asyncio.run(check.main(loaded, path))
+        return asyncio.run(check.main(loaded, path, connect=args.connect))
     if args.command == "db":
         from reporthubd.commands import db
 

@@ -188,7 +188,9 @@ class ExecutionSettings(_Section):
     file_retention_hours: Annotated[float, Field(ge=0)] = 168.0
     """Produced files are removed this long after their execution finished."""
     execution_retention_days: Annotated[float, Field(ge=1)] = 90.0
-    """Execution rows (and their delivery logs) older than this are pruned."""
+    """Execution rows (and their delivery logs, and data-driven runs' audiences) older than this
+    are pruned, with the settled rows of the daemon's ledgers about them (sent or given-up
+    notices, decided waits, finished backfills and their fires, late fires)."""
     drain_grace_seconds: Annotated[float, Field(ge=0)] = 30.0
     """On SIGTERM: how long running executions may finish before they are cancelled."""
     retry_backoff_cap_minutes: Annotated[float, Field(gt=0)] = 60.0

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -403,6 +403,9 @@ class Execution:
     resolved) and why (engine/alerting.py); a run not sent is COMPLETED with this reason."""
     alert_decision: str | None = None
     alert_reason: str | None = None
+    attempt: int = 0
+    """Which attempt of its fire (schedule_id, scheduled_for) this run is: 0 is the schedule's
+    own claim; recoveries, backfill re-runs and re-runs take the next ones."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -415,3 +418,16 @@ class RowError:
 
     def __str__(self) -> str:
         return f"{self.table} id={self.row_id}: " + "; ".join(self.problems)
+
+
+def execution_data(execution: Execution) -> dict[str, Any]:
+    """An execution as JSON-ready data (times in ISO 8601, enums as their values): the API's
+    and `reporthubd execute --json`'s record of a run."""
+    data = asdict(execution)
+    for key, value in list(data.items()):
+        if isinstance(value, datetime):
+            data[key] = value.isoformat()
+        elif isinstance(value, enum.Enum):
+            data[key] = value.value
+    data["parameters"] = dict(execution.parameters)
+    return data

@@ -28,7 +28,10 @@ from reporthubd.demo import reports as demo_reports
 from tests import servers
 
 T = TypeVar("T")
-DEMO_REPORTS = ("daily-orders", "regional-sales", "sales-summary", "orders-feed")
+FILE_REPORTS = ("daily-orders", "regional-sales", "sales-summary", "orders-feed")
+"""The reports whose start-up run always leaves a file."""
+DEMO_REPORTS = (*FILE_REPORTS, "big-orders", "inventory-check")
+NOTICE_CHANNEL = "on-call-notices"
 DEFINITION_TABLES = (
     "report_datasources",
     "report_configs",
@@ -203,8 +206,12 @@ def test_demo_end_to_end_as_a_new_user(tmp_path: Path, demos: list[Demo]) -> Non
 
     # Report files land in the reports folder: the start-up run of each report.
     def one_of_each() -> dict[str, Path] | None:
-        found = {path.parent.name: path for path in _report_files(reports)}
-        return found if set(found) >= set(DEMO_REPORTS) else None
+        found = {
+            path.parent.name: path
+            for path in _report_files(reports)
+            if path.parent.name in FILE_REPORTS
+        }
+        return found if set(found) >= set(FILE_REPORTS) else None
 
     landed = _wait_for(one_of_each, "a first file of each demo report")
     magic = {
@@ -224,12 +231,13 @@ def test_demo_end_to_end_as_a_new_user(tmp_path: Path, demos: list[Demo]) -> Non
     # The status page shows the demo schedules.
     status, page = _get(f"{base}/")
     assert status == 200
-    for name in DEMO_REPORTS:
+    for name in FILE_REPORTS:
         assert name in page
     for zone in ("Europe/Berlin", "America/New_York", "Asia/Tokyo", "Australia/Sydney"):
         assert zone in page
+    assert "All active definitions are valid." in page, page  # nothing refused
     _, jobs = _get(f"{base}/api/scheduler/jobs")
-    assert len(json.loads(jobs)["data"]["jobs"]) == 6
+    assert len(json.loads(jobs)["data"]["jobs"]) == 8
 
     # The printed curl command triggers another run, whose file lands too (a new file, even
     # within the same second as the start-up run: the delivery never overwrites).
@@ -276,10 +284,12 @@ def test_demo_end_to_end_as_a_new_user(tmp_path: Path, demos: list[Demo]) -> Non
     if feed:  # the hour before the run; the sample data has about 30 orders an hour
         assert {"order_id", "customer", "amount"} <= set(feed[0])
 
+    _notices_and_alerts_work(folder, base, banner, ids)
+
     counts = _counts(folder)
     assert counts["orders"] == dataset.ORDERS
-    assert counts["report_configs"] == 4
-    assert counts["report_schedules"] == 6
+    assert counts["report_configs"] == 7  # six reports and the notice channel
+    assert counts["report_schedules"] == 8
     assert first.interrupt() == 0
     assert "reporthubd demo: stopped" in first.stdout
 
@@ -293,6 +303,89 @@ def test_demo_end_to_end_as_a_new_user(tmp_path: Path, demos: list[Demo]) -> Non
     assert _get(f"{base}/healthz")[0] == 200
     assert _counts(folder) == counts
     assert second.interrupt() == 0
+
+
+def _notice_files(folder: Path) -> dict[str, str]:
+    return {
+        path.name: path.read_text(encoding="utf-8")
+        for path in sorted((folder / "reports" / "notices").glob("notice-*.txt"))
+    }
+
+
+def _notices_and_alerts_work(folder: Path, base: str, banner: str, ids: dict[str, int]) -> None:
+    """What the banner says about notices and alerts, checked as a user would follow it."""
+    notices_folder = folder / "reports" / "notices"
+    assert "notices (who is told, once per incident):" in banner
+    assert f"{notices_folder}/" in banner
+    assert f"curl {base}/api/notices" in banner
+    assert "a conditional alert (sent only when it matters):" in banner
+    assert f"curl {base}/api/reports/{ids['big-orders']}/alert" in banner
+
+    # inventory-check's start-up run (a fire of its schedule) failed: one `failed` notice, in
+    # the on-call folder. Its scheduled fires (every two minutes) are the same incident.
+    section = banner.split("notices (who is told, once per incident):")[1]
+    trigger = re.search(r"^\s*(curl -X POST \S+/api/scheduler/trigger/(\d+))\s*$", section, re.M)
+    assert trigger is not None, banner
+    schedule_id = int(trigger.group(2))
+
+    def failed_notice() -> dict[str, str] | None:
+        found = {k: v for k, v in _notice_files(folder).items() if k.startswith("notice-failed")}
+        return found or None
+
+    (text,) = _wait_for(failed_notice, "the failed notice in reports/notices/").values()
+    assert "FAILED: inventory-check" in text and "no such table: stock" in text, text
+    _, ledger = _get(f"{base}/api/notices")
+    (notice,) = [n for n in json.loads(ledger)["data"]["notices"] if n["event"] == "failed"]
+    assert notice["status"] == "SENT" and notice["execution_id"] in text, notice
+    assert notice["schedule_id"] == schedule_id, notice
+
+    def fire_now() -> dict[str, Any]:
+        answer = _run_printed_curl(trigger.group(1))
+        assert answer["status"] == "success", answer
+        execution_id = answer["data"]["execution_id"]
+        return _wait_for(lambda: _finished(base, execution_id), "the fired inventory-check run")
+
+    # A second failed run is the same incident: no second `failed` notice.
+    again = fire_now()
+    assert again["status"] == "FAILED", again
+    # The fix the banner prints, then a fire: one `recovered` notice lands beside it.
+    printed = re.search(r"^\s*sqlite3 (\S+) '(CREATE TABLE stock [^']+)'$", banner, re.MULTILINE)
+    assert printed is not None, banner
+    assert printed.group(1) == str(folder / "sales.db")
+    sales = sqlite3.connect(printed.group(1))
+    try:
+        sales.execute(printed.group(2))
+        sales.execute("INSERT INTO stock VALUES (1, 3)")
+        sales.commit()
+    finally:
+        sales.close()
+    fixed = fire_now()
+    assert fixed["status"] == "COMPLETED", fixed
+
+    def recovered() -> list[str] | None:
+        found = [k for k in _notice_files(folder) if k.startswith("notice-recovered")]
+        return found or None
+
+    _wait_for(recovered, "the recovered notice in reports/notices/")
+    names = sorted(_notice_files(folder))
+    assert [n.split("-")[1] for n in names].count("failed") == 1, names
+    assert [n.split("-")[1] for n in names].count("recovered") == 1, names
+    assert (folder / "reports" / "inventory-check").is_dir()  # the fixed run's own file
+
+    # big-orders: every run records its alert decision; a run not sent is recorded SKIPPED.
+    run = _post(f"{base}/api/execute/{ids['big-orders']}", {"wait": 60})["data"]
+    assert run["status"] == "COMPLETED", run
+    _, text = _get(f"{base}/api/execution/{run['id']}")
+    execution = json.loads(text)["data"]
+    assert execution["alert_decision"] in {"deliver", "skip"}, execution
+    assert execution["alert_reason"].startswith("on_transition: row_count > 0 "), execution
+    assert execution["alert_value"] == str(execution["row_count"]), execution
+    attempts = [a for d in execution["deliveries"] for a in d["attempts"]]
+    if execution["alert_decision"] == "skip":
+        assert [a["status"] for a in attempts] == ["SKIPPED"], attempts
+    _, text = _get(f"{base}/api/reports/{ids['big-orders']}/alert")
+    state = json.loads(text)["data"]["state"]  # the latest run's (a scheduled one may follow)
+    assert state["last_execution_id"] is not None and state["last_truth"] in (True, False), state
 
 
 def test_the_dataset_is_deterministic_and_reused(tmp_path: Path) -> None:
@@ -359,8 +452,20 @@ def test_a_taken_default_port_is_replaced_by_a_free_one() -> None:
 
 def test_the_packaged_catalog_is_valid_with_absolute_paths(tmp_path: Path) -> None:
     parsed = demo_reports.demo_catalog(tmp_path)
-    assert [r.name for r in parsed.reports] == list(DEMO_REPORTS)
+    assert [r.name for r in parsed.reports] == [*DEMO_REPORTS, NOTICE_CHANNEL]
     assert {r.output_format.value for r in parsed.reports} == {"csv", "excel", "pdf", "json"}
+    by_name = {r.name: r for r in parsed.reports}
+    assert by_name["big-orders"].alert == {
+        "mode": "on_transition",
+        "condition": {"row_count": {"op": ">", "value": 0}},
+    }
+    assert by_name[NOTICE_CHANNEL].is_active and not by_name[NOTICE_CHANNEL].schedules
+    # The rule's target is the channel's delivery row, by id once the row exists.
+    assert by_name["inventory-check"].notify is None
+    resolved = {r.name: r for r in demo_reports.demo_catalog(tmp_path, 42).reports}
+    assert resolved["inventory-check"].notify == {
+        "rules": [{"events": ["failed", "recovered"], "notify": ["delivery:42"]}]
+    }
     assert parsed.datasources[0].connection_config["path"] == str(tmp_path / "sales.db")
     for report in parsed.reports:
         for delivery in report.deliveries:

@@ -168,13 +168,13 @@ async def test_a_claim_on_mariadb_is_one_round_trip_with_its_bookkeeping(
     assert len(claimed) == 1
     assert (row.last_run_at, row.next_run_at) == (fire, following)
     change = {name: after[name] - before[name] for name in before}
-    # one INSERT and one UPDATE, each committed; no read-back SELECT, no ROLLBACK on return
-    # (the SHOW STATUS that reads the counters is not a Com_select)
+    # one UPDATE and one INSERT, committed together; no read-back SELECT, no ROLLBACK on
+    # return (the SHOW STATUS that reads the counters is not a Com_select)
     assert change == {
         "Com_insert": 1,
         "Com_update": 1,
         "Com_select": 0,
-        "Com_commit": 2,
+        "Com_commit": 1,
         "Com_rollback": 0,
     }
 
@@ -183,8 +183,9 @@ async def test_a_failed_bookkeeping_write_leaves_the_claim_standing(
     one_mariadb_connection: Store, mariadb_database: Database
 ) -> None:
     """The schedule row is locked by another session, so the claim's UPDATE of last_run_at
-    times out: the claim is committed and returned, the failure is logged, and the connection
-    is clean for its next user."""
+    (the first statement of its transaction) times out: the claim is sent again alone,
+    committed and returned, the failure is logged, and the connection is clean for its next
+    user."""
     import pymysql
 
     store = one_mariadb_connection

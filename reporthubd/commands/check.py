@@ -4,7 +4,11 @@ readable report on standard output. Exit 0 only when all three are well.
 The configuration part lists every effective setting with the place its value came from (a
 default, the TOML file and line, a REPORTHUBD_* or seed variable and its `.env` file), secrets
 masked, then the loader's notices. A conflict between sources never gets here: loading fails
-with both sources named (exit 2)."""
+with both sources named (exit 2).
+
+Offline by default: no data source is contacted. With `--connect`, each report's column
+formats and chart are also checked against its query's real columns, which the data source
+describes without running the query (commands/column_checks.py)."""
 
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from reporthubd.commands import (
     audience_checks,
     dependency_checks,
     section_checks,
+    split_checks,
 )
 from reporthubd.config import LoadedSettings
 from reporthubd.deliverers import config_check
@@ -78,7 +83,7 @@ def format_problems(configs: Iterable[domain.ReportConfig]) -> list[domain.RowEr
     return problems
 
 
-async def main(loaded: LoadedSettings, path: Path | None) -> int:
+async def main(loaded: LoadedSettings, path: Path | None, *, connect: bool = False) -> int:
     settings = loaded.settings
     print(f"config: {path or '(built-in defaults and environment)'}: ok")
     print_sources(loaded)
@@ -90,6 +95,7 @@ async def main(loaded: LoadedSettings, path: Path | None) -> int:
             )
             notice_problems = await notice_checks.problems(opened.store)
             notice_problems += await audience_checks.problems(opened.store, settings)
+            notice_problems += await split_checks.problems(opened.store, found)
             driven = await section_checks.driven(opened.store)
     except bootstrap.StoreRefused as exc:
         print(exc)
@@ -100,6 +106,13 @@ async def main(loaded: LoadedSettings, path: Path | None) -> int:
     )
     for warning in found.warnings:
         print(f"  warning: {warning}")
+    described: list[domain.RowError] = []
+    if connect:
+        from reporthubd.commands import column_checks  # the connectors only when asked
+
+        described, notes = await column_checks.problems(found, settings)
+        for note in notes:
+            print(f"  note: {note}")
     errors = [
         *found.errors,
         *format_problems(found.configs.values()),
@@ -108,6 +121,7 @@ async def main(loaded: LoadedSettings, path: Path | None) -> int:
         *section_checks.problems(found, driven),
         *alert_checks.problems(found.configs.values()),
         *notice_problems,
+        *described,
     ]
     if errors:
         print(f"problems: {len(errors)} invalid active rows")

@@ -22,7 +22,7 @@ from typing import Any
 from reporthubd import bootstrap, domain
 from reporthubd.commands import EXIT_OK, EXIT_PROBLEM, EXIT_USAGE
 from reporthubd.config import Settings
-from reporthubd.control.executions import execution_data
+from reporthubd.domain import execution_data
 from reporthubd.engine.engine import Engine, UnknownConfig
 from reporthubd.engine.ledger import DeliveryLedger
 from reporthubd.lifecycle.executions import Lifecycle

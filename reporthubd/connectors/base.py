@@ -13,6 +13,8 @@ in this order, and an implementation may rely on it:
    For a CSV report the engine first tries `stream_csv(request, spec, limit=...)`: a source that
    can render the result as CSV itself (PostgreSQL COPY, MySQL's raw text) yields a
    `RenderedCSV`; the default yields None, and the engine then uses `stream`.
+   `reporthubd check --connect` calls `await describe(request)` instead: the result's columns
+   without running the query in full, or None where the source cannot tell them (the default).
 4. `await close()` — always called, also after errors and cancellation.
 
 Cancellation is the one mechanism for timeouts and user cancels: the engine cancels the task that
@@ -90,6 +92,16 @@ class TestResult:
     server_version: str | None
     round_trip_ms: float
     message: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Description:
+    """What `Connector.describe` learns of a query's result without running it."""
+
+    columns: Sequence[Column]
+    kinds_known: bool = True
+    """False where the source types a column by its values only (SQLite): the kinds are then
+    placeholders and only the names may be checked."""
 
 
 class ConnectorError(Exception):
@@ -173,6 +185,14 @@ class Connector(abc.ABC):
         `stream`. `limit` caps the rows (for the engine's `max_rows` check: it asks for one
         more). Entered like `stream`, on an open connector; the same cancellation rules hold."""
         yield None
+
+    async def describe(self, request: QueryRequest) -> Description | None:
+        """The columns `stream(request)` would have, without running the query in full (a
+        prepared statement's metadata, or the query wrapped to return no rows), on an open
+        connector, read-only like `stream`; or None where this source cannot tell them without
+        running the query (the default). A parameter's value may be None (`check` knows only
+        the report's defaults); a query the source refuses raises `ConnectorError`."""
+        return None
 
     async def __aenter__(self) -> Connector:
         await self.open()

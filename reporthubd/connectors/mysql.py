@@ -38,6 +38,7 @@ from reporthubd.connectors.base import (
     Column,
     Connector,
     ConnectorError,
+    Description,
     QueryRequest,
     QueryResult,
     RenderedCSV,
@@ -46,6 +47,7 @@ from reporthubd.connectors.base import (
     TestResult,
 )
 from reporthubd.connectors.mysqlcsv import MySQLRawText, csv_splitter
+from reporthubd.connectors.mysqlprepare import prepared_columns
 from reporthubd.connectors.mysqlrows import RowReader, column_of, value_splitter
 
 CANCEL_GRACE_SECONDS = 5.0
@@ -273,6 +275,27 @@ class MySQLConnector(Connector):
         except (OSError, TimeoutError, pymysql.err.MySQLError):
             self._conn = None
             conn.close()
+
+    async def describe(self, request: QueryRequest) -> Description:
+        """The columns of the statement prepared on the server (COM_STMT_PREPARE, nothing
+        executed: connectors/mysqlprepare.py), with `?` placeholders: no value is needed."""
+        bound = params.bind(request.sql, request.parameters, params.Style.QMARK, dialect="mysql")
+        if self._conn is None:
+            if not self._connect_kwargs:
+                raise self._error("the query failed", "not connected")
+            try:
+                await self._reconnect()
+            except (OSError, TimeoutError, pymysql.err.MySQLError) as exc:
+                raise self._error("cannot connect", exc) from None
+        try:
+            columns = await prepared_columns(self._conn, bound.sql)
+        except pymysql.err.MySQLError as exc:
+            if isinstance(exc, pymysql.err.OperationalError) and exc.args[0] in (2006, 2013):
+                self._conn = None  # the connection is gone
+            raise self._error("the query failed", exc) from None
+        if not columns:
+            raise self._error("the query failed", "the statement returns no rows")
+        return Description(columns=columns)
 
     @contextlib.asynccontextmanager
     async def stream(self, request: QueryRequest) -> AsyncIterator[QueryResult]:

@@ -49,6 +49,7 @@ from reporthubd.connectors.base import (
     ColumnKind,
     Connector,
     ConnectorError,
+    Description,
     QueryRequest,
     QueryResult,
     RenderedCSV,
@@ -432,6 +433,17 @@ class PostgresConnector(Connector):
                 return [tuple(r) for r in records]
 
             yield PostgreSQLResult(columns, fetch)
+
+    async def describe(self, request: QueryRequest) -> Description:
+        """The prepared statement's columns (asyncpg's prepare: parsed and planned, not run),
+        inside the same read-only transaction as a run; no parameter value is needed."""
+        bound = params.bind(request.sql, request.parameters, params.Style.NUMERIC)
+        async with self._transaction(request.timeout_seconds) as conn:
+            try:
+                statement = await conn.prepare(bound.sql)
+            except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                raise self._error("the query failed", exc) from None
+            return Description(columns=[_column(attr) for attr in statement.get_attributes()])
 
     @contextlib.asynccontextmanager
     async def stream_csv(

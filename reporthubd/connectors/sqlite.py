@@ -26,6 +26,7 @@ from reporthubd.connectors.base import (
     ColumnKind,
     Connector,
     ConnectorError,
+    Description,
     QueryRequest,
     QueryResult,
     Row,
@@ -188,6 +189,31 @@ class SQLiteConnector(Connector):
         finally:
             with contextlib.suppress(Exception):
                 await self._call(cursor.close)
+
+    async def describe(self, request: QueryRequest) -> Description:
+        """The names of the result's columns: the query wrapped to return no row (`LIMIT 0`,
+        which SQLite checks before it runs the inner query). SQLite types values, not columns,
+        so the kinds are unknown (`kinds_known` False). Two columns of one name come back as
+        `name` and `name:1`, as SQLite names them in a subquery."""
+        if self._conn is None:
+            raise self._error("the query failed", "not connected")
+        conn = self._conn
+        inner = request.sql.strip().rstrip(";")
+        bound = params.bind(
+            f"SELECT * FROM (\n{inner}\n) LIMIT 0", request.parameters, params.Style.NAMED
+        )
+        args = {k: _adapt(v) for k, v in bound.mapping.items()}
+
+        def names() -> list[str]:
+            cursor = conn.execute(bound.sql, args)
+            try:
+                return [d[0] for d in cursor.description or ()]
+            finally:
+                cursor.close()
+
+        found = await self._call(names)
+        columns = [Column(name=n, kind=ColumnKind.OTHER, source_type="sqlite") for n in found]
+        return Description(columns=columns, kinds_known=False)
 
     def _columns(self, cursor: sqlite3.Cursor, first: list[Row]) -> list[Column]:
         columns = []

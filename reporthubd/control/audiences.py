@@ -20,7 +20,7 @@ from reporthubd.connectors import base as connectors
 from reporthubd.control import envelope
 from reporthubd.control.params import json_object, path_id
 from reporthubd.control.runtime import runtime
-from reporthubd.engine import audiences, dryrun
+from reporthubd.engine import audience_targets, audiences, dryrun
 from reporthubd.store import audiences as audience_rows
 from reporthubd.store import executions
 
@@ -91,7 +91,14 @@ async def run_audiences(request: web.Request) -> web.Response:
         "counts": counts.as_dict(),
         "offset": offset,
         "audiences": [
-            {"key": a.key, "child_execution_id": a.child_id, **a.document()} for a in page
+            {
+                "key": a.key,
+                "child_execution_id": a.child_id,
+                **a.document(),
+                # a webhook target's query is its credential (audience_targets.py)
+                "recipients": [audience_targets.shown(r) for r in a.recipients],
+            }
+            for a in page
         ],
     }
     return envelope.success("data-driven run", data)

@@ -87,8 +87,12 @@ async def cancel_backfill(request: web.Request) -> web.Response:
     backfill_id = _backfill_id(request)
     body = await json_object(request, known=("by",))
     by = body.get("by", DEFAULT_BY)
-    if not isinstance(by, str) or not by.strip():
-        return envelope.error("bad cancel request", "by: must be non-empty text", status=400)
+    if not isinstance(by, str) or not by.strip() or len(by) > backfill.MAX_BY:
+        return envelope.error(
+            "bad cancel request",
+            f"by: must be non-empty text of at most {backfill.MAX_BY} characters",
+            status=400,
+        )
     try:
         found = await backfills.cancel(runtime.runtime(request).store, backfill_id, by=by)
     except backfills.UnknownBackfill as exc:

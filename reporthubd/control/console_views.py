@@ -6,6 +6,7 @@ Jinja2 is imported by the first rendering, not at start-up (the daemon's import 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from dataclasses import dataclass
@@ -49,6 +50,7 @@ def _environment() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        auto_reload=False,  # a template is read and compiled once, not checked per request
     )
     env.filters["when"] = when
     env.filters["seconds"] = duration
@@ -93,7 +95,7 @@ async def overview(daemon: Runtime) -> str:
     store = daemon.store
     now = utcnow()
     reports = await store_console.reports(store)
-    schedules = await store_console.schedules(store)
+    schedules = _next_fires(daemon, await store_console.schedules(store))
     strips = await store_console.strips(store, [r.config_id for r in reports], per_report=20)
     failures = await history.recent_failures(store, since=now - timedelta(hours=24), limit=20)
     late = await store_console.fire_lateness(
@@ -244,7 +246,7 @@ async def report_page(
         found = await store_console.report(conn, config_id)
         page = await store_console.history_page(conn, query)
         recent = await store_console.recent_runs(conn, config_id, last=PLOT_RUNS)
-        schedules = await store_console.schedules(conn, config_id)
+        schedules = _next_fires(daemon, await store_console.schedules(conn, config_id))
         active = await store_console.active_runs(conn, config_id)
     if found is None:
         raise NotFound(f"report {config_id} does not exist")
@@ -327,6 +329,21 @@ async def run_page(daemon: Runtime, execution_id: str) -> str:
         chain=await store_console.recovery_chain(store, execution),
         progress=progress_of(daemon, execution_id),
     )
+
+
+def _next_fires(
+    daemon: Runtime, rows: list[store_console.ScheduleRow]
+) -> list[store_console.ScheduleRow]:
+    """Each schedule's next fire as this node's scheduler has it, where it has one: the stored
+    next_run_at is written only with a claim (a schedule that has not fired yet has none)."""
+    scheduler = daemon.scheduler
+    if scheduler is None:
+        return rows
+    out = []
+    for row in rows:
+        upcoming = scheduler.next_fire_of(row.schedule_id) if row.is_active else None
+        out.append(dataclasses.replace(row, next_run_at=upcoming or row.next_run_at))
+    return out
 
 
 def progress_of(daemon: Runtime, execution_id: str) -> dict[str, Any] | None:

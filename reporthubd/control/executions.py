@@ -7,14 +7,19 @@
 - `GET /api/execution/{execution_id}` — the execution row, plus `progress` while it runs here.
 - `POST /api/execution/{execution_id}/cancel` — body (optional): `{"reason": "..."}`. Stops the
   query on the server; the execution ends CANCELLED with the reason.
+- `POST /api/execution/{execution_id}/rerun` — body (optional): `{"deliver": true,
+  "parameters": {...}}`. A run of a schedule's fire is re-run as that fire's next attempt,
+  under the scheduler's claim key (store/reruns.py): 409 while an attempt of the fire is PENDING
+  or RUNNING (naming it), so a re-run never doubles a fire. Its parameters are the fire's own
+  (the report's and the schedule's, for the fire's logical time), unless `parameters` overrides
+  them. Any other run (manual, no fire) runs again with its parameters and logical time. 202
+  with `{"execution_id", "config_id", "status", "attempt", "scheduled_for", "fire"}`.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import asdict
 from datetime import datetime
-from enum import Enum
 from typing import Any
 
 from aiohttp import web
@@ -24,22 +29,12 @@ from reporthubd.control import envelope
 from reporthubd.control.params import json_object, path_id
 from reporthubd.control.runtime import engine as running_engine
 from reporthubd.control.runtime import runtime
+from reporthubd.domain import execution_data
 from reporthubd.engine.engine import EngineStopped, UnknownConfig
-from reporthubd.store import delivery_logs, executions
+from reporthubd.store import delivery_logs, executions, reruns
 from reporthubd.store.database import Store
 
 MAX_WAIT = 3600
-
-
-def execution_data(execution: domain.Execution) -> dict[str, Any]:
-    data = asdict(execution)
-    for key, value in list(data.items()):
-        if isinstance(value, datetime):
-            data[key] = value.isoformat()
-        elif isinstance(value, Enum):
-            data[key] = value.value
-    data["parameters"] = dict(execution.parameters)
-    return data
 
 
 async def execute(request: web.Request) -> web.Response:
@@ -187,9 +182,65 @@ async def cancel(request: web.Request) -> web.Response:
     return envelope.success("execution cancelled", {"execution_id": execution_id, "status": status})
 
 
+async def rerun(request: web.Request) -> web.Response:
+    engine = running_engine(request)
+    execution_id = request.match_info["execution_id"]
+    body = await json_object(request)
+    deliver = body.get("deliver", True)
+    if not isinstance(deliver, bool):
+        return envelope.error("bad request", '"deliver" must be true or false', status=400)
+    override = body.get("parameters")
+    if override is not None and not isinstance(override, dict):
+        return envelope.error("bad request", '"parameters" must be a JSON object', status=400)
+    original = await executions.get_execution(runtime(request).store, execution_id)
+    if original is None:
+        return envelope.error("not found", f"execution {execution_id} does not exist", status=404)
+    fire = original.schedule_id is not None and original.scheduled_for is not None
+    try:
+        if original.schedule_id is not None and original.scheduled_for is not None:
+            claimed = await engine.rerun_fire(
+                original.config_id,
+                schedule_id=original.schedule_id,
+                scheduled_for=original.scheduled_for,
+                parameters=override,
+                deliver=deliver,
+            )
+            new_id, attempt = claimed.execution_id, claimed.attempt
+        else:
+            new_id = await engine.create_and_submit(
+                original.config_id,
+                trigger_type=domain.TriggerType.MANUAL,
+                scheduled_for=original.scheduled_for,
+                parameters=override if override is not None else dict(original.parameters),
+                deliver=deliver,
+            )
+            attempt = None
+    except reruns.FireActive as exc:
+        return envelope.error("fire running", str(exc), status=409)
+    except UnknownConfig as exc:
+        return envelope.error("not found", str(exc), status=404)
+    except EngineStopped as exc:
+        return envelope.error("not accepting work", str(exc), status=503)
+    scheduled_for = original.scheduled_for.isoformat() if original.scheduled_for else None
+    what = f"attempt {attempt} of the fire {scheduled_for}" if fire else "a new manual run"
+    return envelope.success(
+        f"Re-run started: {what}",
+        {
+            "execution_id": new_id,
+            "config_id": original.config_id,
+            "status": "PENDING",
+            "attempt": attempt,
+            "scheduled_for": scheduled_for,
+            "fire": fire,
+        },
+        status=202,
+    )
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/execute/{config_id}", execute)
     # The seed's scheduled flow calls the execution engine under this prefix (an alias).
     app.router.add_post("/execution_engine/api/execute/{config_id}", execute)
     app.router.add_get("/api/execution/{execution_id}", get_execution)
     app.router.add_post("/api/execution/{execution_id}/cancel", cancel)
+    app.router.add_post("/api/execution/{execution_id}/rerun", rerun)

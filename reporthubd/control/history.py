@@ -3,7 +3,10 @@
 - `GET /api/executions` — filters `config_id`, `schedule_id`, `status` (comma-separated, as
   stored: upper case),
   `since`, `until` (ISO 8601 with an offset), `limit` (1-500, default 50), `offset`; newest first.
-  The answer carries `items`, `total`, `limit`, `offset`.
+  The answer carries `items`, `total`, `limit`, `offset` and `next_after`. Paging deep into a
+  long history goes by keyset instead: `after` = the previous answer's `next_after` (null on
+  the last page); such a page costs the same at run 100,000 as on the first page, and its
+  `total` is null (no COUNT over the history; an `offset` counts from the cursor).
 - `GET /api/execution/{execution_id}/file` — the produced file while it is retained: 404 for an
   unknown execution or a file no longer kept, 409 while the execution has not produced it yet.
 """
@@ -20,9 +23,10 @@ from aiohttp import web
 
 from reporthubd import domain
 from reporthubd.control import envelope
-from reporthubd.control.executions import execution_data
 from reporthubd.control.params import MAX_ID
 from reporthubd.control.runtime import runtime
+from reporthubd.domain import execution_data
+from reporthubd.store import console as store_console
 from reporthubd.store import executions
 from reporthubd.store import status as history
 
@@ -62,6 +66,18 @@ def _time(request: web.Request, name: str) -> datetime | None:
     return value
 
 
+def _cursor(request: web.Request) -> store_console.Cursor | None:
+    raw = request.query.get("after")
+    if raw is None:
+        return None
+    try:
+        return store_console.Cursor.parse(raw)
+    except ValueError:
+        raise BadQuery(
+            f"after must be a next_after value of an earlier answer, got {raw[:80]!r}"
+        ) from None
+
+
 def _statuses(request: web.Request) -> tuple[str, ...]:
     raw = request.query.get("status")
     if raw is None:
@@ -84,17 +100,20 @@ async def list_executions(request: web.Request) -> web.Response:
             until=_time(request, "until"),
             limit=_int(request, "limit", minimum=1, maximum=MAX_LIMIT) or 50,
             offset=_int(request, "offset", minimum=0, maximum=MAX_ID) or 0,
+            after=_cursor(request),
         )
     except BadQuery as exc:
         return envelope.error("bad request", str(exc), status=400)
-    items, total = await history.search_executions(runtime(request).store, query)
+    page = await history.search_executions(runtime(request).store, query)
+    of = f" of {page.total}" if page.total is not None else ""
     return envelope.success(
-        f"{len(items)} of {total} executions",
+        f"{len(page.items)}{of} executions",
         {
-            "items": [execution_data(item) for item in items],
-            "total": total,
+            "items": [execution_data(item) for item in page.items],
+            "total": page.total,
             "limit": query.limit,
             "offset": query.offset,
+            "next_after": page.next_after.text() if page.next_after is not None else None,
         },
     )
 

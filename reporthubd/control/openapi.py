@@ -16,11 +16,21 @@ from reporthubd.control import (
     openapi_audiences,
     openapi_backfills,
     openapi_console,
+    openapi_executions,
     openapi_notices,
     openapi_schedules,
 )
+from reporthubd.control.openapi_parts import (
+    DATETIME,
+    JSON,
+    PROTECTED,
+)
+from reporthubd.control.openapi_parts import answer as _answer
+from reporthubd.control.openapi_parts import error as _error
+from reporthubd.control.openapi_parts import id_param as _id_param
+from reporthubd.control.openapi_parts import ok as _ok
+from reporthubd.control.openapi_parts import ref as _ref
 from reporthubd.control.openapi_schemas import (
-    DOWNLOAD_TYPES,
     EXECUTION,
     JOB,
     LATENESS,
@@ -30,67 +40,12 @@ from reporthubd.control.openapi_schemas import (
     TAGS,
     name_operations,
 )
-from reporthubd.control.params import MAX_ID
 from reporthubd.formats.charts import openapi_components as chart_components
 from reporthubd.formats.columns import openapi_components as column_format_components
 from reporthubd.formats.workbook import openapi_components as sheet_components
 
-JSON = "application/json"
-ID = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
-# JSON Schema 2020-12 treats `format` as an annotation: the pattern makes "with an offset" binding.
-DATETIME_PATTERN = (
-    r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|1\d|2[0-8])T([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,6})?)?"
-    r"(Z|[+-](0\d|1[0-3]):[0-5]\d)$"
-)
-DATETIME = {"type": "string", "format": "date-time", "pattern": DATETIME_PATTERN}
-STATUS = "(PENDING|RUNNING|COMPLETED|PARTIAL|FAILED|TIMEOUT|CANCELLED|SKIPPED)"
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _success(data: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "required": ["status", "message", "data"],
-        "properties": {
-            "status": {"const": "success"},
-            "message": {"type": "string"},
-            "data": data or {"type": "object"},
-        },
-    }
-
-
-def _answer(description: str, schema: dict[str, Any]) -> dict[str, Any]:
-    return {"description": description, "content": {JSON: {"schema": schema}}}
-
-
-def _ok(description: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
-    return _answer(description, _success(data))
-
-
-def _error(description: str) -> dict[str, Any]:
-    return _answer(description, _ref("Error"))
-
-
-def _id_param(name: str, kind: str = "integer") -> dict[str, Any]:
-    schema: dict[str, Any] = (
-        {"type": "string", "minLength": 1, "maxLength": 36}
-        if kind == "string"
-        else {"type": "integer", "minimum": 1, "maximum": MAX_ID}
-    )
-    return {"name": name, "in": "path", "required": True, "schema": schema}
-
-
-PROTECTED = {
-    "401": _error("no bearer token (when tokens are configured)"),
-    "403": _error("the token is not valid"),
-}
-
 
 def spec() -> dict[str, Any]:
-    execution_id = _id_param("execution_id", "string")
     execute: dict[str, Any] = {
         "summary": "Run a report now",
         "parameters": [_id_param("config_id")],
@@ -107,354 +62,227 @@ def spec() -> dict[str, Any]:
             **PROTECTED,
         },
     }
-    paths: dict[str, Any] = {
-        "/": {
-            "get": {
-                "summary": "The status page: schedules, runs, failures, retries (HTML)",
-                "responses": {
-                    "200": {
-                        "description": "a server-rendered page",
-                        "content": {"text/html; charset=utf-8": {"schema": {"type": "string"}}},
-                    },
-                    **PROTECTED,
-                },
-            }
-        },
-        "/healthz": {
-            "get": {
-                "summary": "The process is alive",
-                "security": [],
-                "responses": {
-                    "200": _ok(
-                        "alive",
-                        {
-                            "type": "object",
-                            "required": ["node_id", "started_at"],
-                            "properties": {
-                                "node_id": {"type": "string"},
-                                "started_at": {"type": "string", "format": "date-time"},
-                            },
+    paths: dict[str, Any] = (
+        {
+            "/": {
+                "get": {
+                    "summary": "The status page: schedules, runs, failures, retries (HTML)",
+                    "responses": {
+                        "200": {
+                            "description": "a server-rendered page",
+                            "content": {"text/html; charset=utf-8": {"schema": {"type": "string"}}},
                         },
-                    ),
-                    **PROTECTED,
-                },
-            }
-        },
-        "/readyz": {
-            "get": {
-                "summary": "The store answers and the daemon is not draining",
-                "security": [],
-                "responses": {
-                    "200": _ok(
-                        "ready",
-                        {
-                            "type": "object",
-                            "required": ["store", "journal_pending"],
-                            "properties": {
-                                "store": {"const": "up"},
-                                "journal_pending": {"type": "integer"},
-                            },
-                        },
-                    ),
-                    "503": _error("not ready"),
-                    **PROTECTED,
-                },
-            }
-        },
-        "/metrics": {
-            "get": {
-                "summary": "Prometheus metrics",
-                "security": [],
-                "responses": {
-                    "200": {
-                        "description": "text exposition format",
-                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                        **PROTECTED,
                     },
-                    **PROTECTED,
-                },
-            }
-        },
-        "/api/openapi.json": {
-            "get": {
-                "summary": "This description",
-                "responses": {"200": _answer("OpenAPI 3.1", {"type": "object"}), **PROTECTED},
-            }
-        },
-        "/api/execute/{config_id}": {"post": execute},
-        # The seed's scheduler called the execution engine under this prefix; kept as an alias.
-        "/execution_engine/api/execute/{config_id}": {
-            "post": {
-                **execute,
-                "summary": "Run a report now (the seed's path: the same as "
-                "POST /api/execute/{config_id})",
-            }
-        },
-        "/api/execution/{execution_id}": {
-            "get": {
-                "summary": "One execution, with its delivery ledger",
-                "parameters": [execution_id],
-                "responses": {
-                    "200": _ok("the execution", EXECUTION),
-                    "404": _error("unknown execution"),
-                    "422": _error("the execution row, written by another service, is not valid"),
-                    **PROTECTED,
-                },
-            }
-        },
-        "/api/executions": {
-            "get": {
-                "summary": "Executions, newest first",
-                "parameters": [
-                    {"name": "config_id", "in": "query", "schema": ID},
-                    {"name": "schedule_id", "in": "query", "schema": ID},
-                    {
-                        "name": "status",
-                        "in": "query",
-                        "description": "comma-separated statuses",
-                        "schema": {"type": "string", "pattern": f"^{STATUS}(,{STATUS})*$"},
-                    },
-                    {
-                        "name": "since",
-                        "in": "query",
-                        "schema": DATETIME,
-                    },
-                    {
-                        "name": "until",
-                        "in": "query",
-                        "schema": DATETIME,
-                    },
-                    {
-                        "name": "limit",
-                        "in": "query",
-                        "schema": {"type": "integer", "minimum": 1, "maximum": 500},
-                    },
-                    {
-                        "name": "offset",
-                        "in": "query",
-                        "schema": {"type": "integer", "minimum": 0, "maximum": MAX_ID},
-                    },
-                ],
-                "responses": {
-                    "200": _ok(
-                        "a page",
-                        {
-                            "type": "object",
-                            "required": ["items", "total", "limit", "offset"],
-                            "properties": {
-                                "items": {"type": "array", "items": EXECUTION},
-                                "total": {"type": "integer"},
-                                "limit": {"type": "integer"},
-                                "offset": {"type": "integer"},
-                            },
-                        },
-                    ),
-                    "400": _error("bad filter"),
-                    **PROTECTED,
-                },
-            }
-        },
-        "/api/execution/{execution_id}/cancel": {
-            "post": {
-                "summary": "Cancel a pending or running execution (its query is stopped)",
-                "parameters": [execution_id],
-                "requestBody": {
-                    "required": False,
-                    "content": {
-                        JSON: {
-                            "schema": {
+                }
+            },
+            "/healthz": {
+                "get": {
+                    "summary": "The process is alive",
+                    "security": [],
+                    "responses": {
+                        "200": _ok(
+                            "alive",
+                            {
                                 "type": "object",
-                                "properties": {"reason": {"type": "string"}},
-                            }
-                        }
-                    },
-                },
-                "responses": {
-                    "200": _ok("cancelled"),
-                    "400": _error("bad input"),
-                    "404": _error("unknown execution"),
-                    "422": _error("the execution row, written by another service, is not valid"),
-                    "409": _error("already finished, or running on another node"),
-                    "503": _error("the engine is not running"),
-                    **PROTECTED,
-                },
-            }
-        },
-        "/api/execution/{execution_id}/redeliver": {
-            "post": {
-                "summary": "Re-run the deliveries (and recipients) that failed",
-                "parameters": [execution_id],
-                "responses": {
-                    "200": _ok("re-run"),
-                    "400": _error("bad id"),
-                    "404": _error("unknown execution"),
-                    "422": _error("the execution row, written by another service, is not valid"),
-                    "409": _error("nothing to redeliver yet (no file, or still running)"),
-                    **PROTECTED,
-                },
-            }
-        },
-        "/api/execution/{execution_id}/file": {
-            "get": {
-                "summary": "Download the produced file while it is retained",
-                "parameters": [execution_id],
-                "responses": {
-                    "200": {
-                        "description": (
-                            "the file, as its report's format wrote it: CSV (UTF-8, with a BOM "
-                            "when the report asks for one; `text/csv` without a charset when it "
-                            "was written in another encoding), Excel, PDF, JSON or JSON Lines, "
-                            "gzip or zip for a compressed CSV"
-                        ),
-                        "headers": {
-                            "Content-Disposition": {
-                                "description": "attachment; the file name, also as RFC 5987 "
-                                "`filename*`",
-                                "schema": {"type": "string"},
-                            }
-                        },
-                        "content": {
-                            media: {"schema": {"type": "string", "format": "binary"}}
-                            for media in DOWNLOAD_TYPES
-                        },
-                    },
-                    "404": _error("unknown execution, no file, or no longer retained"),
-                    "422": _error("the execution row, written by another service, is not valid"),
-                    "409": _error("not produced yet"),
-                    **PROTECTED,
-                },
-            }
-        },
-        "/api/test-datasource/{datasource_id}": {
-            "post": {
-                "summary": "Connect to a datasource: server version and round-trip time",
-                "parameters": [_id_param("datasource_id")],
-                "responses": {
-                    "200": _ok("tested; `data.ok` says whether it worked"),
-                    "400": _error("bad id"),
-                    "404": _error("unknown datasource"),
-                    "422": _error("the datasource row is invalid"),
-                    **PROTECTED,
-                },
-            }
-        },
-        "/api/test-delivery/{delivery_id}": {
-            "post": {
-                "summary": "Check a delivery's target and credentials, sending no report",
-                "description": (
-                    "Methods: email, sftp, s3, webhook, file_share, slack, teams, google_chat "
-                    "(their delivery_config keys: docs/deliveries.md). Settings are checked "
-                    "first: a slack delivery without `token` or `channel`, a teams or "
-                    "google_chat one without `url`, a webhook `body` that does not parse or a "
-                    "`signature` of standard/both without a whsec_ `secret` answer 422, the "
-                    "error naming the key. Slack calls auth.test; a Teams or Google Chat "
-                    "webhook cannot be called without posting, so only its settings are checked."
-                ),
-                "parameters": [_id_param("delivery_id")],
-                "responses": {
-                    "200": _ok("tested; `data.ok` says whether it worked"),
-                    "400": _error("bad id"),
-                    "404": _error("unknown delivery"),
-                    "422": _error("the delivery row or its settings are invalid (names the key)"),
-                    **PROTECTED,
-                },
-            }
-        },
-        "/api/scheduler/status": {
-            "get": {
-                "summary": "Node, uptime, schedules loaded and disabled, lateness, queue",
-                "responses": {
-                    "200": _ok("status", _ref("SchedulerStatus")),
-                    "503": _error("not running"),
-                    **PROTECTED,
-                },
-            }
-        },
-        "/api/scheduler/jobs": {
-            "get": {
-                "summary": "One entry per schedule",
-                "responses": {
-                    "200": _ok(
-                        "jobs",
-                        {
-                            "type": "object",
-                            "required": ["jobs"],
-                            "properties": {"jobs": {"type": "array", "items": _ref("Job")}},
-                        },
-                    ),
-                    "503": _error("not running"),
-                    **PROTECTED,
-                },
-            }
-        },
-        "/api/scheduler/reload": {
-            "post": {
-                "summary": "Re-read the schedules from the store",
-                "responses": {
-                    "200": _ok("reloaded", RELOADED),
-                    "503": _error("reload failed; the previous schedules are kept"),
-                    **PROTECTED,
-                },
-            }
-        },
-        "/api/scheduler/trigger/{schedule_id}": {
-            "post": {
-                "summary": "Run a schedule now (trigger_type manual)",
-                "parameters": [_id_param("schedule_id")],
-                "requestBody": {
-                    "required": False,
-                    "content": {
-                        JSON: {
-                            "schema": {
-                                "type": "object",
+                                "required": ["node_id", "started_at"],
                                 "properties": {
-                                    "scheduled_for": {"anyOf": [DATETIME, {"type": "null"}]},
-                                    "parameters": {"type": ["object", "null"]},
+                                    "node_id": {"type": "string"},
+                                    "started_at": {"type": "string", "format": "date-time"},
                                 },
-                            }
-                        }
-                    },
-                },
-                "responses": {
-                    "202": _ok(
-                        "triggered",
-                        {
-                            "type": "object",
-                            "required": ["execution_id", "schedule_id"],
-                            "properties": {
-                                "execution_id": {"type": "string"},
-                                "schedule_id": {"type": "integer"},
                             },
-                        },
-                    ),
-                    "400": _error("bad input"),
-                    "404": _error("unknown or disabled schedule"),
-                    "503": _error("not running"),
-                    **PROTECTED,
-                },
-            }
-        },
-        "/api/schedules/{schedule_id}/next": {
-            "get": {
-                "summary": "The next fires of a schedule, UTC and local",
-                "parameters": [
-                    _id_param("schedule_id"),
-                    {
-                        "name": "n",
-                        "in": "query",
-                        "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+                        ),
+                        **PROTECTED,
                     },
-                ],
-                "responses": {
-                    "200": _ok("fires", NEXT_FIRES),
-                    "400": _error("bad input"),
-                    "404": _error("unknown schedule"),
-                    "409": _error("the schedule is disabled (the reason is given)"),
-                    "503": _error("not running"),
-                    **PROTECTED,
-                },
-            }
-        },
-    }
+                }
+            },
+            "/readyz": {
+                "get": {
+                    "summary": "The store answers and the daemon is not draining",
+                    "security": [],
+                    "responses": {
+                        "200": _ok(
+                            "ready",
+                            {
+                                "type": "object",
+                                "required": ["store", "journal_pending"],
+                                "properties": {
+                                    "store": {"const": "up"},
+                                    "journal_pending": {"type": "integer"},
+                                },
+                            },
+                        ),
+                        "503": _error("not ready"),
+                        **PROTECTED,
+                    },
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics",
+                    "security": [],
+                    "responses": {
+                        "200": {
+                            "description": "text exposition format",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        },
+                        **PROTECTED,
+                    },
+                }
+            },
+            "/api/openapi.json": {
+                "get": {
+                    "summary": "This description",
+                    "responses": {"200": _answer("OpenAPI 3.1", {"type": "object"}), **PROTECTED},
+                }
+            },
+            "/api/execute/{config_id}": {"post": execute},
+            # The seed's scheduler called the execution engine under this prefix; kept as an alias.
+            "/execution_engine/api/execute/{config_id}": {
+                "post": {
+                    **execute,
+                    "summary": "Run a report now (the seed's path: the same as "
+                    "POST /api/execute/{config_id})",
+                }
+            },
+        }
+        | openapi_executions.paths()
+        | {
+            "/api/test-datasource/{datasource_id}": {
+                "post": {
+                    "summary": "Connect to a datasource: server version and round-trip time",
+                    "parameters": [_id_param("datasource_id")],
+                    "responses": {
+                        "200": _ok("tested; `data.ok` says whether it worked"),
+                        "400": _error("bad id"),
+                        "404": _error("unknown datasource"),
+                        "422": _error("the datasource row is invalid"),
+                        **PROTECTED,
+                    },
+                }
+            },
+            "/api/test-delivery/{delivery_id}": {
+                "post": {
+                    "summary": "Check a delivery's target and credentials, sending no report",
+                    "description": (
+                        "Methods: email, sftp, s3, webhook, file_share, slack, teams, google_chat "
+                        "(their delivery_config keys: docs/deliveries.md). Settings are checked "
+                        "first: a slack delivery without `token` or `channel`, a teams or "
+                        "google_chat one without `url`, a webhook `body` that does not parse or a "
+                        "`signature` of standard/both without a whsec_ `secret` answer 422, the "
+                        "error naming the key. Slack calls auth.test; a Teams or Google Chat "
+                        "webhook cannot be called without posting, so only its settings are "
+                        "checked."
+                    ),
+                    "parameters": [_id_param("delivery_id")],
+                    "responses": {
+                        "200": _ok("tested; `data.ok` says whether it worked"),
+                        "400": _error("bad id"),
+                        "404": _error("unknown delivery"),
+                        "422": _error(
+                            "the delivery row or its settings are invalid (names the key)"
+                        ),
+                        **PROTECTED,
+                    },
+                }
+            },
+            "/api/scheduler/status": {
+                "get": {
+                    "summary": "Node, uptime, schedules loaded and disabled, lateness, queue",
+                    "responses": {
+                        "200": _ok("status", _ref("SchedulerStatus")),
+                        "503": _error("not running"),
+                        **PROTECTED,
+                    },
+                }
+            },
+            "/api/scheduler/jobs": {
+                "get": {
+                    "summary": "One entry per schedule",
+                    "responses": {
+                        "200": _ok(
+                            "jobs",
+                            {
+                                "type": "object",
+                                "required": ["jobs"],
+                                "properties": {"jobs": {"type": "array", "items": _ref("Job")}},
+                            },
+                        ),
+                        "503": _error("not running"),
+                        **PROTECTED,
+                    },
+                }
+            },
+            "/api/scheduler/reload": {
+                "post": {
+                    "summary": "Re-read the schedules from the store",
+                    "responses": {
+                        "200": _ok("reloaded", RELOADED),
+                        "503": _error("reload failed; the previous schedules are kept"),
+                        **PROTECTED,
+                    },
+                }
+            },
+            "/api/scheduler/trigger/{schedule_id}": {
+                "post": {
+                    "summary": "Run a schedule now (trigger_type manual)",
+                    "parameters": [_id_param("schedule_id")],
+                    "requestBody": {
+                        "required": False,
+                        "content": {
+                            JSON: {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        "scheduled_for": {"anyOf": [DATETIME, {"type": "null"}]},
+                                        "parameters": {"type": ["object", "null"]},
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "202": _ok(
+                            "triggered",
+                            {
+                                "type": "object",
+                                "required": ["execution_id", "schedule_id"],
+                                "properties": {
+                                    "execution_id": {"type": "string"},
+                                    "schedule_id": {"type": "integer"},
+                                },
+                            },
+                        ),
+                        "400": _error("bad input"),
+                        "404": _error("unknown or disabled schedule"),
+                        "503": _error("not running"),
+                        **PROTECTED,
+                    },
+                }
+            },
+            "/api/schedules/{schedule_id}/next": {
+                "get": {
+                    "summary": "The next fires of a schedule, UTC and local",
+                    "parameters": [
+                        _id_param("schedule_id"),
+                        {
+                            "name": "n",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+                        },
+                    ],
+                    "responses": {
+                        "200": _ok("fires", NEXT_FIRES),
+                        "400": _error("bad input"),
+                        "404": _error("unknown schedule"),
+                        "409": _error("the schedule is disabled (the reason is given)"),
+                        "503": _error("not running"),
+                        **PROTECTED,
+                    },
+                }
+            },
+        }
+    )
     return {
         "openapi": "3.1.0",
         "info": {

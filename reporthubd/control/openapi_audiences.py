@@ -42,7 +42,13 @@ AUDIENCE = {
     "required": ["key", "recipients", "parameters", "overrides"],
     "properties": {
         "key": {"type": "string", "description": "the driver's key column, or a row hash"},
-        "recipients": STRINGS,
+        "recipients": {
+            **STRINGS,
+            "description": (
+                "the driver row's recipients: email addresses, and chat targets slack:CHANNEL_ID, "
+                "teams:URL or google_chat:URL (a webhook URL shown without its query)"
+            ),
+        },
         "parameters": {"type": "object"},
         "overrides": {
             "type": "object",
@@ -62,8 +68,24 @@ COUNTS = {
         for name in ("audiences", "delivered", "failed", "skipped", "unfinished")
     },
 }
+SPLIT_BY = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 255,
+    "description": (
+        "format_options.split_by, on a report with an audience driver whose key_column is set: "
+        "the report's query runs once and its rows are cut into one file per value of this "
+        "column (its text, trimmed, is the audience key), each the file of that audience's child "
+        "run. An audience without rows is skipped as empty; rows whose key has no audience go "
+        "to nobody; the parent run's error_message counts both (e.g. \"split by 'branch': "
+        "1000000 rows, 998 files; 2 audiences without rows, skipped as empty: 'B0998', "
+        "'B0999'\"). A column the query lacks fails the run (and check --connect) with "
+        "\"format option 'split_by': the result has no column ...\"."
+    ),
+}
 SCHEMAS: dict[str, Any] = {
     "Audience": AUDIENCE,
+    "SplitBy": SPLIT_BY,
     "AudienceCounts": COUNTS,
     "AudienceDryRunRequest": {
         "type": "object",

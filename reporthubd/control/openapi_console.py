@@ -95,13 +95,21 @@ PATHS: dict[str, Any] = {
         "get": {
             "operationId": "console_events",
             "tags": ["console"],
-            "summary": "Server-sent events: the live runs, a snapshot a second",
+            "summary": "Server-sent events: lifecycle events as they happen, and the live runs",
             "description": (
-                "Each `runs` event carries, as JSON in its data, the PENDING and RUNNING "
-                "executions (with this node's progress of its own) and, with `execution_id`, "
-                "that execution's state. The stream ends with an `end` event when the watched "
-                "execution has finished (without one: when nothing runs), after five minutes, "
-                "or when the daemon stops; a client reconnects."
+                "`lifecycle` events carry one state change of an execution on this node as it "
+                "happens (execution_id, transition, old, new, terminal, reason, at); with "
+                "`execution_id`, only that execution's. A `runs` event (first, after each "
+                "change, and every 15 s while something runs) carries the PENDING and RUNNING "
+                "executions of every node (with this node's progress of its own) and, with "
+                "`execution_id`, that execution's state. `progress` events carry this node's "
+                "rows so far once a second while it runs something. A client sending `Accept: "
+                "text/event-stream` is followed while idle (a `: keep-alive` comment every "
+                "15 s); another gets its answer, one snapshot and `end`, once nothing runs. "
+                "Each stream has a bounded queue: a client that falls behind gets one fresh "
+                "`runs` snapshot instead of the backlog. The stream ends with an `end` event "
+                "when the watched execution has finished, after five minutes, or when the "
+                "daemon stops; a client reconnects."
             ),
             "parameters": [
                 {

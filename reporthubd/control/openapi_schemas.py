@@ -59,6 +59,7 @@ OPERATIONS: dict[tuple[str, str], tuple[str, str]] = {
     ("get", "/api/execution/{execution_id}"): ("get_execution", "executions"),
     ("get", "/api/executions"): ("list_executions", "executions"),
     ("post", "/api/execution/{execution_id}/cancel"): ("cancel_execution", "executions"),
+    ("post", "/api/execution/{execution_id}/rerun"): ("rerun_execution", "executions"),
     ("get", "/api/execution/{execution_id}/file"): ("download_execution_file", "executions"),
     ("post", "/api/execution/{execution_id}/redeliver"): ("redeliver_execution", "deliveries"),
     ("post", "/api/test-delivery/{delivery_id}"): ("test_delivery", "deliveries"),
@@ -143,6 +144,12 @@ EXECUTION = {
             "description": "deliver: sent; skip: not sent (COMPLETED, each delivery SKIPPED "
             "with the reason); resolved: on_transition turned false, not sent, one 'resolved' "
             "notice to the report's deliveries",
+        },
+        "attempt": {
+            "type": "integer",
+            "description": "Which attempt of its fire this run is: 0 is the schedule's own "
+            "claim; recoveries, backfills' re-runs and POST /api/execution/{id}/rerun take the "
+            "next ones",
         },
         "alert_reason": {
             "type": ["string", "null"],

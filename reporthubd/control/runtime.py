@@ -18,7 +18,7 @@ from aiohttp import web
 from reporthubd.config import Settings
 from reporthubd.engine.engine import Engine
 from reporthubd.engine.ledger import DeliveryLedger
-from reporthubd.lifecycle.events import RecentTransitions
+from reporthubd.lifecycle.events import Events, RecentTransitions
 from reporthubd.scheduler.loop import Scheduler
 from reporthubd.store.database import Store
 
@@ -45,6 +45,11 @@ class Runtime(Protocol):
     @property
     def transitions(self) -> RecentTransitions:
         """This node's latest execution state changes (a lifecycle subscriber)."""
+        ...
+
+    @property
+    def events(self) -> Events:
+        """This node's lifecycle event bus (the console's live feed subscribes to it)."""
         ...
 
     @property

@@ -45,6 +45,10 @@ def run_key(execution: domain.Execution) -> str:
     return execution.recovers_id or execution.id
 
 
+NOTICE_RUN_PREFIX = "notice:"
+"""The run key of a notice's delivery: `notice:<ledger row id>`."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class DeliveryJob:
     execution_id: str
@@ -98,6 +102,22 @@ class Attempt:
     number: int
     recipients: Sequence[domain.Recipient] = ()
     """For email: only these recipients (a retry goes to those that failed)."""
+
+    @property
+    def idempotency_key(self) -> str:
+        """What a receiver deduplicates on: `<run key>:<delivery id>`, the same on every attempt,
+        on every node and after a restart. A run's key is its execution id (a recovery run's,
+        the lost run's: run_key()); a notice's is `notice:<ledger row id>` (notify/sender.py),
+        the one row of its UNIQUE (incident_key, event, target, sequence)."""
+        return f"{self.job.run_key or self.job.execution_id}:{self.delivery.id}"
+
+    @property
+    def may_repeat(self) -> bool:
+        """This attempt may follow one that reached the receiver without being recorded (a node
+        killed in between): a later attempt, or the first of a run recovering a lost one."""
+        run = self.job.run_key or self.job.execution_id
+        recovery = run != self.job.execution_id and not run.startswith(NOTICE_RUN_PREFIX)
+        return self.number > 1 or recovery
 
     async def confirm(self, what: str) -> None:
         """A deliverer awaits this right before its commit point (the rename into place, the

@@ -263,7 +263,12 @@ def _cell(value: str) -> str:
 
 
 async def post_json(
-    url: str, document: Mapping[str, Any], *, limit: float, verify: bool = True
+    url: str,
+    document: Mapping[str, Any],
+    *,
+    limit: float,
+    verify: bool = True,
+    idempotency_key: str | None = None,
 ) -> AttemptResult:
     """POST one JSON message to a chat webhook. 2xx delivered; 429 and 5xx retried (honouring
     Retry-After); connection failures and timeouts retried; anything else fails for good."""
@@ -276,7 +281,8 @@ async def post_json(
             session.post(
                 url,
                 data=body,
-                headers={"Content-Type": "application/json; charset=utf-8"},
+                headers={"Content-Type": "application/json; charset=utf-8"}
+                | ({"Idempotency-Key": idempotency_key} if idempotency_key else {}),
                 allow_redirects=False,
                 ssl=verify,
             ) as response,
@@ -332,7 +338,9 @@ async def post_card(
         message = replace(message, preview=preview)
     document = card(message)
     await attempt.confirm(f"posting the {what}")
-    result = await post_json(post_url, document, limit=limit, verify=verify)
+    result = await post_json(
+        post_url, document, limit=limit, verify=verify, idempotency_key=attempt.idempotency_key
+    )
     if result.ok:
         linked = "notice" if message.notice else "link" if message.link else "summary"
         return replace(result, details={**result.details, "sent_as": linked})

@@ -31,12 +31,13 @@ import hashlib
 import io
 import os
 import ssl
+import uuid
 import zipfile
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import formataddr, make_msgid
+from email.utils import formataddr
 from pathlib import Path
 from typing import Any
 
@@ -451,8 +452,13 @@ def build_message(
     if server.reply_to:
         message["Reply-To"] = server.reply_to
     domain_part = server.from_address.rpartition("@")[2] or "reporthubd"
-    message["Message-ID"] = make_msgid(domain=domain_part)
+    # The same Message-ID on every attempt, node and restart (from the idempotency key): SMTP
+    # does not deduplicate, but mail stores and clients that drop a second copy of a
+    # Message-ID they hold (Gmail does) then show a message resent after a kill once.
+    key = uuid.uuid5(uuid.NAMESPACE_URL, f"reporthubd:{attempt.idempotency_key}")
+    message["Message-ID"] = f"<{key}@{domain_part}>"
     message["X-Reporthub-Execution"] = attempt.job.execution_id
+    message["X-Reporthub-Idempotency-Key"] = attempt.idempotency_key
 
     message.set_content(body.text)
     message.add_alternative(body.html, subtype="html")

@@ -15,11 +15,19 @@ text, preview_rows, link_url, timeout_seconds), `require_link`, `verify_tls`, an
 
 A 2xx answer is delivered; 429 and 5xx are retried with their Retry-After; anything else fails
 for good. The ledger's target is the URL without its query.
+
+Repeats: every post carries `requestId` (a UUID derived from the attempt's idempotency key,
+`<run key>:<delivery id>`, the same on every attempt and node; a notice's run key is
+`notice:<ledger id>`). Chat's spaces.messages.create, which an incoming webhook calls, documents
+that an existing request ID returns the message created with it instead of creating a new one,
+so a post repeated after a kill (the answer arrived, the ledger's record did not) is not shown
+twice. (Checked here against the stand-in only; the real service cannot be reached.)
 """
 
 from __future__ import annotations
 
 import html
+import uuid
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -100,6 +108,14 @@ def with_thread(url: str, thread_key: str | None) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
+def with_request_id(url: str, key: str) -> str:
+    """The post URL with `requestId`: the same for every repeat of one message."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k != "requestId"]
+    query.append(("requestId", str(uuid.uuid5(uuid.NAMESPACE_URL, f"reporthubd:{key}"))))
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
 class GoogleChatDeliverer(Deliverer):
     async def deliver(self, attempt: Attempt) -> AttemptResult:
         options = chat.chat_options(self.delivery)
@@ -128,7 +144,7 @@ class GoogleChatDeliverer(Deliverer):
             self.settings,
             message,
             url=url,
-            post_url=with_thread(url, thread_key),
+            post_url=with_request_id(with_thread(url, thread_key), attempt.idempotency_key),
             rows=rows,
             require_link=require_link,
             limit=timeout,

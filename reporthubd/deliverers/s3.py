@@ -34,6 +34,7 @@ from reporthubd.deliverers.common import (
     describe,
     is_certificate_error,
     ok,
+    open_for_reading,
     permanent,
     retryable,
 )
@@ -210,7 +211,7 @@ async def _multipart(
     upload_id = upload["UploadId"]
     parts = []
     try:
-        handle = await asyncio.to_thread(path.open, "rb")
+        handle = await open_for_reading(path)
         try:
             number = 1
             while chunk := await asyncio.to_thread(handle.read, part_size):
@@ -220,7 +221,7 @@ async def _multipart(
                 parts.append({"ETag": answer["ETag"], "PartNumber": number})
                 number += 1
         finally:
-            await asyncio.to_thread(handle.close)
+            handle.close()  # on the loop: an awaited close could itself be cancelled
         await confirm("completing the multipart upload")
         await s3.complete_multipart_upload(
             Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}

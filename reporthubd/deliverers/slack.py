@@ -20,9 +20,21 @@ One attempt, in order:
    and, for an oversize file, the link: the delivery's commit point;
 3. `files.completeUploadExternal` shares the file into the channel, in the message's thread.
 A failure before 2 leaves nothing visible; a retry starts again from 1. A failure of 3 after the
-message was posted is retried too (the file is not in the channel yet), and the retry posts the
-message again, with its file: a reader may see the message twice, never a delivery recorded
-SUCCESS without its file. (Slack has no idempotency key for chat.postMessage.)
+message was posted is retried too (the file is not in the channel yet).
+
+Repeats. Slack has no idempotency key for chat.postMessage (its `client_msg_id` is set by
+Slack's own clients and is not a documented argument of the method), so every message carries
+the attempt's idempotency key in its message metadata (`metadata`: event_type
+`reporthubd_delivery`, event_payload `{"idempotency_key": "<run key>:<delivery id>"}`; a notice's
+run key is `notice:<ledger id>`). An attempt that may repeat one that reached Slack unrecorded
+(`Attempt.may_repeat`: a later attempt, a notice taken over after its sender was killed, the
+first attempt of a recovery run) first looks for that key in the channel's latest
+`HISTORY_LOOKBACK` messages (`conversations.history` with `include_all_metadata`, which needs
+the `channels:history` or `groups:history` scope): found, it does not post again, and shares
+the file into that message's thread. Without the scope (or when history cannot be read) it
+posts, and the ledger records `dedup: "unavailable"`: the message may then appear twice. A
+kill after the file was shared and before SUCCESS was recorded may share the file into the
+thread a second time (the message itself is not repeated).
 
 Errors: Slack's `error` codes about the token, scopes or channel (invalid_auth, not_in_channel,
 channel_not_found, missing_scope...) fail for good; ratelimited, internal and fatal errors, 5xx,
@@ -34,10 +46,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -55,9 +65,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 from reporthubd.deliverers import chat
 from reporthubd.deliverers.base import Attempt, AttemptResult, Deliverer, DeliveryError
 from reporthubd.deliverers.common import (
-    CHUNK,
     Options,
     describe,
+    file_chunks,
     ok,
     permanent,
     retryable,
@@ -66,6 +76,9 @@ from reporthubd.deliverers.common import (
 from reporthubd.deliverers.webhook import retry_after
 
 DEFAULT_BASE_URL = "https://slack.com/api/"
+METADATA_EVENT = "reporthubd_delivery"
+HISTORY_LOOKBACK = 100
+"""Messages of the channel searched for an earlier copy of a repeated attempt."""
 MB = 1024 * 1024
 PERMANENT_ERRORS = frozenset(
     {
@@ -211,21 +224,31 @@ class SlackDeliverer(Deliverer):
                 return chat.no_link(target, f"{too_big}, and the run has no download link", attempt)
             details["sent_as"] = "link"
         slack = client(settings)
+        key = attempt.idempotency_key
         try:
             file_id = await self._upload(slack, settings, attempt) if upload else None
             await attempt.confirm("posting the Slack message")
-            posted = await slack.chat_postMessage(
-                channel=settings.channel,
-                text=fallback_text(message),
-                blocks=blocks(message, oversize=not upload and not message.notice),
-                unfurl_links=False,
-            )
-            details["ts"] = posted.get("ts")
+            ts = await posted_before(slack, settings.channel, key) if attempt.may_repeat else None
+            if attempt.may_repeat:
+                details["dedup"] = "found" if ts else "unavailable" if ts is None else "none"
+            if not ts:
+                posted = await slack.chat_postMessage(
+                    channel=settings.channel,
+                    text=fallback_text(message),
+                    blocks=blocks(message, oversize=not upload and not message.notice),
+                    unfurl_links=False,
+                    metadata={
+                        "event_type": METADATA_EVENT,
+                        "event_payload": {"idempotency_key": key},
+                    },
+                )
+                ts = str(posted.get("ts") or "")
+            details |= {"ts": ts, "idempotency_key": key}
             if file_id is not None:
                 await slack.files_completeUploadExternal(
                     files=[{"id": file_id, "title": file.name}],
                     channel_id=settings.channel,
-                    thread_ts=str(posted.get("ts") or "") or None,
+                    thread_ts=ts or None,
                 )
                 details |= {"sent_as": "file", "file_id": file_id, "size": file.size}
         except SlackApiError as exc:
@@ -257,7 +280,7 @@ class SlackDeliverer(Deliverer):
         # aiohttp may stop reading the body at Content-Length without finishing the generator:
         # aclosing() closes it (and the file) here, not whenever the garbage collector runs.
         async with (
-            contextlib.aclosing(_chunks(file.path)) as chunks,
+            contextlib.aclosing(file_chunks(file.path)) as chunks,
             aiohttp.ClientSession(timeout=timeout) as session,
             session.post(
                 upload_url,
@@ -301,14 +324,29 @@ class SlackDeliverer(Deliverer):
         return ok(settings.target)
 
 
-async def _chunks(path: Path) -> AsyncGenerator[bytes, None]:
-    """The file in chunks, read off the event loop; closing the generator closes the file."""
-    handle = await asyncio.to_thread(path.open, "rb")
+async def posted_before(slack: AsyncWebClient, channel: str, key: str) -> str | None:
+    """The ts of the channel's latest message carrying `key` in its metadata; "" when none of
+    the latest HISTORY_LOOKBACK carries it; None when the history cannot be read (a missing
+    history scope, any API error): then nobody can tell, and the caller posts."""
     try:
-        while chunk := await asyncio.to_thread(handle.read, CHUNK):
-            yield chunk
-    finally:
-        await asyncio.to_thread(handle.close)
+        answer = await slack.conversations_history(
+            channel=channel, limit=HISTORY_LOOKBACK, include_all_metadata=True
+        )
+    except (SlackApiError, SlackClientError, aiohttp.ClientError, OSError, TimeoutError):
+        return None
+    messages = answer.get("messages")
+    if not isinstance(messages, list):
+        return None
+    for found in messages:
+        meta = found.get("metadata") if isinstance(found, dict) else None
+        payload = meta.get("event_payload") if isinstance(meta, dict) else None
+        if (
+            isinstance(payload, dict)
+            and meta.get("event_type") == METADATA_EVENT  # type: ignore[union-attr]
+            and payload.get("idempotency_key") == key
+        ):
+            return str(found.get("ts") or "") or None
+    return ""
 
 
 class _UploadFailed(Exception):

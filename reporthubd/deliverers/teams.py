@@ -19,6 +19,13 @@ is the credential, so prefer {"env": NAME} or {"file": PATH}), the chat keys of 
 
 A 2xx answer (the workflow answers 202 Accepted) is delivered; 429 and 5xx are retried with
 their Retry-After; anything else fails for good. The ledger's target is the URL without its query.
+
+Repeats: Teams cannot deduplicate. A Workflows webhook takes no request or message id, and an
+Adaptive Card has no field Teams drops a repeat by. The post carries the attempt's
+`Idempotency-Key` header (`<run key>:<delivery id>`), which a workflow could check itself; the
+card posted by the stock "post to a channel" flow does not. A node killed after Teams accepted
+the card and before the ledger recorded it posts the card again once its lease or the run's
+recovery comes (docs/operators.md, "What exactly once means per channel").
 """
 
 from __future__ import annotations

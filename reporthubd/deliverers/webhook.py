@@ -16,9 +16,12 @@ delivery_config keys:
   headers `webhook-id`, `webhook-timestamp`, `webhook-signature`, standard_webhooks.py; the
   `secret` must be `whsec_<base64>`) or `both`.
 
-Every request carries `Idempotency-Key: <execution_id>:<delivery_id>` (the same on every retry,
-and a run that recovers a lost one after a crash sends the lost run's execution id: a receiver
-that already has it can drop the repeat), `X-Reporthub-Attempt` and
+Every request carries `Idempotency-Key: <execution_id>:<delivery_id>` and the same value in
+`webhook-id` (the Standard Webhooks header, signed or not): the same on every retry, a run that
+recovers a lost one after a crash sends the lost run's execution id, and a notice sends
+`notice:<ledger id>:<delivery_id>`, so a receiver that already has it drops the repeat (the
+only way to exactly once across a kill between the receiver's answer and the ledger's
+record); `X-Reporthub-Attempt` and
 `X-Reporthub-Event` (`report.delivered`, `report.notice` for a notice, whose document carries a
 `notice` object and which ignores `body`, or `ping` from a test).
 
@@ -197,8 +200,7 @@ class WebhookDeliverer(Deliverer):
                 url_target(str(self.delivery.delivery_config.get("url", ""))), str(exc)
             )
         document = metadata(attempt)
-        run = attempt.job.run_key or attempt.job.execution_id
-        message_id = f"{run}:{attempt.delivery.id}"
+        message_id = attempt.idempotency_key
         own = scheme in {"reporthub", "both"}
         standard = secret if scheme in {"standard", "both"} else None
         if mode == "multipart":
@@ -277,8 +279,10 @@ class WebhookDeliverer(Deliverer):
         headers = dict(headers)
         headers["X-Reporthub-Event"] = event
         if attempt is not None:
-            run = attempt.job.run_key or attempt.job.execution_id
-            headers["Idempotency-Key"] = f"{run}:{attempt.delivery.id}"
+            # One key, in both the IETF draft's header and the Standard Webhooks one (also
+            # when the request is not signed that way), so any receiver can drop a repeat.
+            headers["Idempotency-Key"] = attempt.idempotency_key
+            headers.setdefault(standard_webhooks.ID_HEADER, attempt.idempotency_key)
             headers["X-Reporthub-Attempt"] = str(attempt.number)
         if signature is not None:
             timestamp, digest = signature

@@ -7,7 +7,13 @@ import shlex
 import sys
 from pathlib import Path
 
-from reporthubd.demo.reports import DEMO_REPORTS, Applied
+from reporthubd.demo.reports import (
+    ALERT_REPORT,
+    DEMO_REPORTS,
+    NOTIFIED_REPORT,
+    Applied,
+    notified_schedule,
+)
 
 
 def _self_command() -> str:
@@ -82,8 +88,43 @@ def banner(
         f"    {command} apply -c {config_file} my-reports.toml",
         "        the demo's reports as a TOML file: edit it, apply it back (the running daemon",
         "        picks the change up within 10 seconds)",
+        *_notices_and_alerts(folder, base, applied),
         "",
         "  Files accumulate (a few MB an hour); delete the folder when you are done.",
         "  Stop: Ctrl-C. Running the demo again reuses the folder, its data and its reports.",
     ]
     return "\n".join(lines)
+
+
+def _notices_and_alerts(folder: Path, base: str, applied: Applied) -> list[str]:
+    lines = []
+    notified = notified_schedule(applied)
+    if notified is not None:
+        table = shlex.quote(str(folder / "sales.db"))
+        lines += [
+            "",
+            "  notices (who is told, once per incident):",
+            f"    {NOTIFIED_REPORT} fails on purpose (the sample data has no table stock).",
+            "    Its rule sends one `failed` notice for the incident, not one per failed run, and",
+            "    `recovered` after the first good run, to the on-call folder:",
+            f"      {folder / 'reports' / 'notices'}/   (a text file per notice)",
+            f"      curl {base}/api/notices   (the ledger: who, when, status)",
+            f"    An incident is one schedule's (here schedule {notified.id}, every two minutes);",
+            "    runs started by hand through /api/execute make their own.",
+            "    Fix it, and its next fire (or this one, now) sends `recovered`:",
+            f"      sqlite3 {table} 'CREATE TABLE stock (product_id INTEGER, on_hand INTEGER)'",
+            f"      curl -X POST {base}/api/scheduler/trigger/{notified.id}",
+        ]
+    alerting = applied.configs.get(ALERT_REPORT)
+    if alerting is not None:
+        lines += [
+            "",
+            "  a conditional alert (sent only when it matters):",
+            f"    {ALERT_REPORT} runs every minute and is sent only when an order of 1,000 or more",
+            "    came in within 30 minutes (on_transition: when that turns true; one `resolved`",
+            f"    notice in {folder / 'reports' / ALERT_REPORT}/ when it turns false). Each run",
+            "    records the decision (alert_value, alert_decision, alert_reason):",
+            f"      curl {base}/api/reports/{alerting.id}/alert   (the alert and its state)",
+            "      the console's run pages, or GET /api/execution/EXECUTION_ID",
+        ]
+    return lines

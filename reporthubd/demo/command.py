@@ -16,7 +16,13 @@ from reporthubd.daemon import Daemon
 from reporthubd.demo.banner import banner
 from reporthubd.demo.dataset import ensure_dataset
 from reporthubd.demo.listen import ListenError, choose_listen
-from reporthubd.demo.reports import CATALOG_RESOURCE, DEMO_REPORTS, DemoError, prepare_store
+from reporthubd.demo.reports import (
+    CATALOG_RESOURCE,
+    DEMO_REPORTS,
+    DemoError,
+    notified_schedule,
+    prepare_store,
+)
 from reporthubd.systemd import Notifier
 from reporthubd.timeutil import utcnow
 
@@ -122,12 +128,18 @@ async def _run(
 
     started = []
     if daemon.engine is not None:
+        notified = notified_schedule(applied)
         for name in DEMO_REPORTS:
-            if name in applied.configs:
+            if name not in applied.configs:
+                continue
+            config_id = applied.configs[name].id
+            if notified is not None and notified.config_id == config_id and daemon.scheduler:
+                await daemon.scheduler.trigger(notified.id)  # its schedule's stream of runs
+            else:
                 await daemon.engine.create_and_submit(
-                    applied.configs[name].id, trigger_type=domain.TriggerType.MANUAL
+                    config_id, trigger_type=domain.TriggerType.MANUAL
                 )
-                started.append(name)
+            started.append(name)
     port = (daemon.control.port if daemon.control else None) or parse_listen(listen)[1]
     print(banner(folder, port, listen_note, applied, started), flush=True)
     code = await run

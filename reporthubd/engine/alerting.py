@@ -7,14 +7,17 @@
   and evaluates the condition over its rows.
 - `judge` decides from the report's alert state in the store (store/alerts.py), and `settle`
   records the value and decision on the execution and moves the state; the pipeline calls it only
-  while this node owns the run.
+  while this node owns the run. The move is a compare-and-set on the state the run was judged
+  on: when two runs of one report end at once (two nodes), the second to settle finds the state
+  moved, judges again on the state as the first left it, and records that decision instead, so
+  no transition is sent twice and none is lost.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -32,6 +35,9 @@ from reporthubd.store.database import Store
 DECIDED_DELIVER = "deliver"
 DECIDED_SKIP = "skip"
 DECIDED_RESOLVED = "resolved"
+SETTLE_ATTEMPTS = 8
+"""Judgements of one run while other runs keep moving the state under it (each loss means
+another run settled in between)."""
 
 
 def alert_of(config: domain.ReportConfig) -> Alert | None:
@@ -142,6 +148,14 @@ class Judged:
     decision: Decision
     value: str | None
     truth: bool | None
+    previous: str | None = None
+    """The state it was judged on (its last_execution_id; None: no state yet)."""
+    claims: str | None = None
+    """on_change, to be sent: the file hash its transition records as delivered at once, so
+    that a run ending meanwhile with the same content is not sent too (given back when no
+    delivery took it: `delivered`)."""
+    delivered_before: tuple[str | None, str | None] = (None, None)
+    """The state's delivered (sha256, execution id) it was judged on."""
 
     @property
     def label(self) -> str:
@@ -178,7 +192,15 @@ async def judge(
         file_sha256=file_sha256,
         previous_delivered_sha256=state.delivered_sha256,
     )
-    return Judged(decision=decision, value=_text(value), truth=truth)
+    claims = file_sha256 if alert.mode is Mode.ON_CHANGE and decision.deliver else None
+    return Judged(
+        decision=decision,
+        value=_text(value),
+        truth=truth,
+        previous=state.last_execution_id,
+        claims=claims,
+        delivered_before=(state.delivered_sha256, state.delivered_execution_id),
+    )
 
 
 def columns(judged: Judged) -> Mapping[str, Any]:
@@ -191,16 +213,57 @@ def columns(judged: Judged) -> Mapping[str, Any]:
 
 
 async def settle(
-    store: Store, config_id: int, execution_id: str, judged: Judged, *, file_sha256: str | None
-) -> None:
-    """Move the report's alert state after a run this node owns and recorded."""
-    await alerts.save(
-        store,
-        config_id,
-        execution_id=execution_id,
-        truth=judged.truth,
-        delivered_sha256=file_sha256 if judged.decision.deliver else None,
+    store: Store,
+    config_id: int,
+    execution_id: str,
+    alert: Alert,
+    evaluator: Evaluator | None,
+    judged: Judged,
+    *,
+    file_sha256: str | None,
+    record: Callable[..., Awaitable[bool]],
+) -> Judged | None:
+    """Record `judged` on the execution (`record(**columns)`: the owner's conditional write;
+    False when this node no longer owns the run: then None, nothing moved) and move the alert
+    state from the state it was judged on. When another run moved it meanwhile, judge again
+    (`file_sha256`: this run's file, for on_change) and repeat; returns the decision that
+    holds."""
+    for _ in range(SETTLE_ATTEMPTS):
+        if not await record(**columns(judged)):
+            return None
+        if await alerts.transition(
+            store,
+            config_id,
+            previous=judged.previous,
+            execution_id=execution_id,
+            truth=judged.truth,
+            claim_sha256=judged.claims,
+        ):
+            return judged
+        judged = await judge(store, config_id, alert, evaluator, file_sha256=file_sha256)
+    raise RuntimeError(
+        f"the alert state of report {config_id} kept moving under this run "
+        f"({SETTLE_ATTEMPTS} attempts): not decided"
     )
+
+
+async def delivered(
+    store: Store, config_id: int, execution_id: str, judged: Judged | None, *, took: bool, sha: str
+) -> None:
+    """After the deliveries of a run judged to be sent: when a delivery took its file (sent,
+    or a retry pending), on_change compares with that file from now on; when none did, the
+    file its transition claimed is given back (the previous delivered one again, unless a run
+    delivered since), so the next run with this content is sent again."""
+    if judged is None or not judged.decision.deliver:
+        return
+    if took:
+        await alerts.save_delivered(
+            store, config_id, execution_id=execution_id, delivered_sha256=sha
+        )
+    elif judged.claims is not None:
+        await alerts.release_delivered(
+            store, config_id, execution_id=execution_id, previous=judged.delivered_before
+        )
 
 
 def needs_file(alert: Alert) -> bool:

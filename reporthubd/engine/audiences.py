@@ -3,9 +3,12 @@
 A report with a driver (`report_audience_drivers`) is sent to each row of the driver's query,
 one child run per row. The driver's columns:
 
-- `recipients` (or the driver's `recipients_column`): the audience's e-mail addresses, a list or
-  a text separated by commas, semicolons or spaces; required when the report has an email
-  delivery (the addresses take the place of the delivery's recipients);
+- `recipients` (or the driver's `recipients_column`): the audience's e-mail addresses and chat
+  targets (`slack:C0123`, `teams:https://...`, `google_chat:https://...`, audience_targets.py),
+  a list or a text separated by commas, semicolons or spaces; required when the report has an
+  email delivery (the addresses take the place of the delivery's recipients); where the column
+  is there, each row names a target for each chat method the report delivers by (it takes the
+  place of the delivery's channel or URL);
 - the key column (`key_column`), which names the audience (and is a parameter too when the
   report takes one of that name); without one, a hash of the row names it;
 - overrides, each optional: `file_name` (a file name template), `locale` and `timezone` (for
@@ -32,7 +35,7 @@ from reporthubd import domain, templates
 from reporthubd.config import Settings
 from reporthubd.connectors import base as connectors
 from reporthubd.connectors import params
-from reporthubd.engine import parameters
+from reporthubd.engine import audience_targets, parameters
 from reporthubd.store import executions
 from reporthubd.store.audiences import Audience, AudienceDriver
 from reporthubd.timeutil import utcnow
@@ -58,6 +61,8 @@ class ColumnPlan:
     overrides: tuple[tuple[str, int], ...]
     parameters: tuple[tuple[str, int], ...]
     needs_recipients: bool
+    chat_methods: frozenset[domain.DeliveryMethod] = frozenset()
+    """The report's chat methods: with a recipients column, each row names a target for each."""
 
 
 def accepted_parameters(config: domain.ReportConfig, dialect: str) -> set[str]:
@@ -80,6 +85,7 @@ def plan_columns(
     accepted: set[str],
     report_name: str,
     recipients_required: bool,
+    chat_methods: frozenset[domain.DeliveryMethod] = frozenset(),
 ) -> ColumnPlan:
     """Check a driver's columns against what the report takes; raise AudienceProblem."""
     names = tuple(columns)
@@ -119,6 +125,7 @@ def plan_columns(
         overrides=tuple((name, index[name]) for name in OVERRIDES if name in index),
         parameters=tuple(parameter_columns),
         needs_recipients=recipients_required,
+        chat_methods=chat_methods if recipients is not None else frozenset(),
     )
 
 
@@ -150,12 +157,23 @@ def audience_of(plan: ColumnPlan, row: Sequence[Any], *, seq: int, burst_id: str
             f"driver row {seq + 1} (audience {key!r}) has no recipients in column "
             f"{plan.recipients_column!r}"
         )
-    for address in recipients:
-        if "@" not in address or address.startswith("@") or address.endswith("@"):
-            raise AudienceProblem(
-                f"driver row {seq + 1} (audience {key!r}): {address!r} in column "
-                f"{plan.recipients_column!r} is not an e-mail address"
-            )
+    where = f"driver row {seq + 1} (audience {key!r})"
+    try:
+        targets = audience_targets.parse(recipients)
+    except audience_targets.TargetProblem as exc:
+        raise AudienceProblem(f"{where}, column {plan.recipients_column!r}: {exc}") from None
+    if plan.needs_recipients and not targets.emails:
+        raise AudienceProblem(
+            f"{where} has no e-mail address in column {plan.recipients_column!r} (the report "
+            "has an email delivery)"
+        )
+    lacking = audience_targets.missing(targets, plan.chat_methods)
+    if lacking:
+        raise AudienceProblem(
+            f"{where} names no {' or '.join(lacking)} target in column "
+            f"{plan.recipients_column!r} (the report delivers by {', '.join(lacking)}: each "
+            f"audience needs its own, e.g. {lacking[0]}:...)"
+        )
     overrides: dict[str, str] = {}
     for name, i in plan.overrides:
         value = row[i]
@@ -249,6 +267,7 @@ async def read_driver(
             accepted=accepted_parameters(definitions.config, dialect_of(definitions.datasource)),
             report_name=definitions.config.name,
             recipients_required=needs_recipients(definitions.deliveries),
+            chat_methods=frozenset(audience_targets.chat_methods(definitions.deliveries)),
         )
         async for rows in result.batches():
             batch = []
@@ -294,8 +313,9 @@ def resolve_parent(
 def for_audience(
     definitions: executions.RunDefinitions, audience: Audience
 ) -> executions.RunDefinitions:
-    """A child run's definitions: the audience's recipients in place of each email delivery's,
-    its file name, locale, time zone and subject in place of the report's."""
+    """A child run's definitions: the audience's addresses in place of each email delivery's
+    recipients, its chat target in place of each chat delivery's, its file name, locale, time
+    zone and subject in place of the report's."""
     config = definitions.config
     overrides = audience.overrides
     options = dict(config.format_options)
@@ -308,7 +328,9 @@ def for_audience(
         file_name_template=overrides.get("file_name", config.file_name_template),
     )
     deliveries = []
+    targets = audience_targets.parse(audience.recipients)
     for delivery in definitions.deliveries:
+        delivery = audience_targets.addressed(delivery, targets)
         if delivery.method is domain.DeliveryMethod.EMAIL:
             delivery_config = dict(delivery.delivery_config)
             if "subject" in overrides:
@@ -324,7 +346,7 @@ def for_audience(
                         email=address,
                         name=None,
                     )
-                    for address in audience.recipients
+                    for address in targets.emails
                 ),
             )
         deliveries.append(delivery)
@@ -333,11 +355,16 @@ def for_audience(
 
 def targets(definitions: executions.RunDefinitions, audience: Audience) -> list[str]:
     """Where an audience's file goes, for a dry run: `email:ADDRESS` per recipient of each email
-    delivery, `METHOD:NAME` for the others (their templates render at send time)."""
+    delivery, `METHOD:TARGET` for a chat delivery the audience names a target for (a webhook URL
+    without its query), `METHOD:NAME` for the others (their templates render at send time)."""
     out: list[str] = []
+    chat = audience_targets.parse(audience.recipients)
     for delivery in for_audience(definitions, audience).deliveries:
+        target = chat.chat_target(delivery.method)
         if delivery.method is domain.DeliveryMethod.EMAIL:
             out += [f"email:{r.email}" for r in delivery.recipients]
+        elif target is not None:
+            out.append(audience_targets.shown(f"{delivery.method.value}:{target}"))
         else:
             out.append(f"{delivery.method.value}:{delivery.name or delivery.id}")
     return out

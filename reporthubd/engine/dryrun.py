@@ -19,7 +19,7 @@ from typing import Any
 from reporthubd import domain, templates
 from reporthubd.config import Settings
 from reporthubd.connectors import base as connectors
-from reporthubd.engine import audiences
+from reporthubd.engine import audience_targets, audiences
 from reporthubd.engine.fanout import driver_datasource
 from reporthubd.store import audiences as audience_rows
 from reporthubd.store import executions
@@ -116,7 +116,7 @@ def _entry(
 ) -> dict[str, Any]:
     return {
         "key": audience.key,
-        "recipients": list(audience.recipients),
+        "recipients": [audience_targets.shown(r) for r in audience.recipients],
         "parameters": {**resolved, **audience.parameters},
         "overrides": dict(audience.overrides),
         "targets": audiences.targets(definitions, audience),

@@ -15,7 +15,9 @@ records the final status. `submit` never blocks and never drops work.
 
 `janitor_loop()` is the background task (started by the daemon under its supervisor) that
 removes workspace directories past `file_retention_hours` and prunes execution rows older than
-`execution_retention_days`, in batches.
+`execution_retention_days` (with their delivery logs, and data-driven runs' audiences), and
+the settled rows of the ledgers about them (notices, waits, backfills, late fires:
+store/retention.py), in batches.
 """
 
 from __future__ import annotations
@@ -34,14 +36,14 @@ from typing import Any, TypeVar
 from reporthubd import domain, logs, metrics
 from reporthubd.config import Settings
 from reporthubd.deliverers.base import DeliveryRunner, NoDeliveries
-from reporthubd.engine import audiences, fanout
+from reporthubd.engine import fanout
 from reporthubd.engine.pipeline import Run, RunContext
 from reporthubd.engine.pool import Pool
 from reporthubd.engine.streaming import Progress
 from reporthubd.engine.waits import WaitGate
 from reporthubd.lifecycle.executions import Lifecycle
 from reporthubd.store import audiences as audience_rows
-from reporthubd.store import backfills, executions, journal
+from reporthubd.store import backfills, executions, journal, reruns, retention
 from reporthubd.store.database import Store
 from reporthubd.timeutil import utcnow
 
@@ -109,6 +111,7 @@ class Engine:
         self._accepting = False
         self._intake_open = True
         self._deliver: dict[str, bool] = {}
+        self._claimed: dict[str, fanout.Claimed] = {}
         # Each run enters the pool's line only after the run submitted before it has (its
         # definitions are loaded concurrently), so slots go strictly in submission order.
         self._last_gate = asyncio.Event()
@@ -177,13 +180,18 @@ class Engine:
 
     # -- intake ---------------------------------------------------------------------------------
 
-    def submit(self, execution_id: str, *, deliver: bool = True) -> None:
+    def submit(
+        self, execution_id: str, *, deliver: bool = True, claimed: fanout.Claimed | None = None
+    ) -> None:
         """Run the PENDING execution `execution_id`. Never blocks; never drops: the execution
-        waits for a slot. A second submit of the same id is ignored."""
+        waits for a slot. A second submit of the same id is ignored. `claimed`: the row and
+        definitions of a burst's child its parent has just inserted (not read again)."""
         if not self._accepting:
             raise EngineStopped("the engine is not accepting work (stopped or draining)")
         if execution_id in self._tasks:
             return
+        if claimed is not None:
+            self._claimed[execution_id] = claimed
         seq = next(self._seq)
         self._progress[execution_id] = Progress(execution_id=execution_id)
         self._deliver[execution_id] = deliver
@@ -194,6 +202,18 @@ class Engine:
         )
         self._tasks[execution_id] = task
         task.add_done_callback(lambda done: self._forget(execution_id, done))
+
+    async def _admit(self, config_id: int) -> None:
+        """Refuse new work while stopped or draining, and a report config that does not exist
+        (an invalid one is let through: its run records why)."""
+        if not (self._accepting and self._intake_open):
+            raise EngineStopped("the engine is not accepting work (stopped or draining)")
+        try:
+            config = await executions.get_config(self.store, config_id)
+        except executions.DefinitionProblem:
+            return
+        if config is None:
+            raise UnknownConfig(f"report config {config_id} does not exist")
 
     async def create_and_submit(
         self,
@@ -208,15 +228,7 @@ class Engine:
         """Insert a PENDING execution for `config_id` (the trigger's parameter overrides kept in
         its `parameters` column) and submit it. Raises UnknownConfig for a config that does not
         exist."""
-        if not (self._accepting and self._intake_open):
-            raise EngineStopped("the engine is not accepting work (stopped or draining)")
-        try:
-            config = await executions.get_config(self.store, config_id)
-        except executions.DefinitionProblem:
-            config = None  # invalid: the run records why
-        else:
-            if config is None:
-                raise UnknownConfig(f"report config {config_id} does not exist")
+        await self._admit(config_id)
         execution_id = await self.lifecycle.create(
             config_id=config_id,
             trigger_type=trigger_type,
@@ -226,6 +238,27 @@ class Engine:
         )
         self.submit(execution_id, deliver=deliver)
         return execution_id
+
+    async def rerun_fire(
+        self,
+        config_id: int,
+        *,
+        schedule_id: int,
+        scheduled_for: datetime,
+        parameters: Mapping[str, Any] | None = None,
+        deliver: bool = True,
+    ) -> reruns.Rerun:
+        """Re-run one fire as its next attempt (Lifecycle.rerun_fire) and submit it. Raises
+        UnknownConfig, EngineStopped, or reruns.FireActive while the fire is running."""
+        await self._admit(config_id)
+        rerun = await self.lifecycle.rerun_fire(
+            config_id=config_id,
+            schedule_id=schedule_id,
+            scheduled_for=scheduled_for,
+            parameters=parameters,
+        )
+        self.submit(rerun.execution_id, deliver=deliver)
+        return rerun
 
     async def cancel(self, execution_id: str, reason: str) -> bool:
         """Cancel a queued or running execution of this node, or a PENDING row nobody runs yet.
@@ -283,6 +316,7 @@ class Engine:
         self._progress.pop(execution_id, None)
         self._reasons.pop(execution_id, None)
         self._deliver.pop(execution_id, None)
+        self._claimed.pop(execution_id, None)
         self._handed_over.discard(execution_id)
         if not task.cancelled() and task.exception() is not None:
             log.error(
@@ -313,82 +347,27 @@ class Engine:
         # Steps that need the store's answer wait out an outage (cancellable by a drain);
         # the records of what happened go through the store journal (durable=True).
         fields = {"execution_id": execution_id}
+        # Set while its start is being written: a cancel landing then may leave it RUNNING.
+        starting: domain.Execution | None = None
         try:
-            execution = await self._store_step(
-                "load execution", lambda: executions.get_execution(self.store, execution_id), fields
-            )
-            if execution is None or execution.status is not Status.PENDING:
-                bound.warning(
-                    "execution not pending, not run",
-                    status=execution.status.value if execution else None,
-                )
-                return
-            try:
-                definitions = await self._store_step(
-                    "load definitions",
-                    lambda: executions.load_run_definitions(
-                        self.store,
-                        execution.config_id,
-                        execution.schedule_id,
-                        default_timezone=self.settings.scheduler.timezone,
-                    ),
-                    fields,
-                )
-            except executions.DefinitionProblem as exc:
-                await self.lifecycle.fail_unstarted(execution, str(exc))
-                bound.warning("execution failed", error=str(exc))
-                return
-            for problem in definitions.problems:
-                bound.warning("invalid delivery row left out", problem=problem)
-            if (
-                execution.trigger_type in _BACKFILL_RUNS
-                and execution.schedule_id is not None
-                and execution.scheduled_for is not None
-            ):  # its backfill's --no-deliver, also when another node adopted or recovered it
-                schedule_id, when = execution.schedule_id, execution.scheduled_for
-                ids = [i for i in (execution_id, execution.recovers_id) if i]
-                self._deliver[execution_id] = await self._store_step(
-                    "load backfill",
-                    lambda: backfills.delivers(self.store, ids, schedule_id, when),
-                    fields,
-                )
-            gate = self.waits
-            waits_for = definitions.schedule is not None and definitions.schedule.waits is not None
-            if (
-                gate is not None
-                and waits_for
-                and await self._store_step(
-                    "check dependencies", lambda: gate.holds(execution, definitions), fields
-                )
-            ):
-                bound.info("execution waits for its dependencies")
-                return
-            role = await self._store_step(
-                "load audience", lambda: audience_rows.role(self.store, execution), fields
-            )
-            if role.driver is not None and role.audience is None:
-                await before.wait()
-                await self._fanout.run_parent(
-                    execution,
-                    definitions,
-                    role.driver,
-                    progress,
-                    seq=seq,
-                    deliver=self._deliver.get(execution_id, True),
-                    on_queued=mine.set,
-                    cancel_reason=self.cancel_reason,
-                )
-                return
-            if role.audience is not None:  # one audience's child: its recipients, overrides
-                definitions = audiences.for_audience(definitions, role.audience)
+            known = self._claimed.pop(execution_id, None)
+            if known is not None:  # a burst's child its parent has just inserted
+                execution, definitions = known.execution, known.definitions
+            else:
+                loaded = await self._load(execution_id, seq, before, mine, progress, bound)
+                if loaded is None:
+                    return
+                execution, definitions = loaded
             source = definitions.datasource
             await before.wait()
             async with self._pool.slot(
                 f"datasource-{source.id}", source.max_concurrent_queries, seq, mine.set
-            ):
+            ) as slot:
+                starting = execution
                 claimed = await self._store_step(
                     "start execution", lambda: self.lifecycle.start(execution), fields
                 )
+                starting = None
                 if not claimed:
                     bound.warning("execution no longer pending, not run")
                     return
@@ -401,6 +380,7 @@ class Engine:
                     definitions,
                     progress,
                     deliver=self._deliver.get(execution_id, True),
+                    slot=slot,
                 )
                 self.ownership.hold(execution_id, self._on_lost(execution_id))
                 try:
@@ -412,12 +392,98 @@ class Engine:
             if execution_id in self._handed_over:
                 bound.info("queued execution left pending for another node")
                 raise
-            await asyncio.shield(
-                self.lifecycle.cancel_pending(
-                    execution_id, self.cancel_reason(execution_id), durable=True
-                )
+            reason = self.cancel_reason(execution_id)
+            cancelled = await asyncio.shield(
+                self.lifecycle.cancel_pending(execution_id, reason, durable=True)
             )
+            if not cancelled and starting is not None:
+                # Cancelled while its start was written: the row may have become RUNNING with
+                # nothing running it (seen under load: a console cancel right after a re-run).
+                await asyncio.shield(
+                    self.lifecycle.finish(starting, Status.CANCELLED, error=reason)
+                )
             raise
+
+    async def _load(
+        self,
+        execution_id: str,
+        seq: int,
+        before: asyncio.Event,
+        mine: asyncio.Event,
+        progress: Progress,
+        bound: Any,
+    ) -> tuple[domain.Execution, executions.RunDefinitions] | None:
+        """The execution and its definitions, read from the store; None when the run went
+        another way (not pending, failed, waiting for its dependencies, run as a parent)."""
+        fields = {"execution_id": execution_id}
+        execution = await self._store_step(
+            "load execution", lambda: executions.get_execution(self.store, execution_id), fields
+        )
+        if execution is None or execution.status is not Status.PENDING:
+            bound.warning(
+                "execution not pending, not run",
+                status=execution.status.value if execution else None,
+            )
+            return None
+        try:
+            definitions = await self._store_step(
+                "load definitions",
+                lambda: executions.load_run_definitions(
+                    self.store,
+                    execution.config_id,
+                    execution.schedule_id,
+                    default_timezone=self.settings.scheduler.timezone,
+                ),
+                fields,
+            )
+        except executions.DefinitionProblem as exc:
+            await self.lifecycle.fail_unstarted(execution, str(exc))
+            bound.warning("execution failed", error=str(exc))
+            return None
+        for problem in definitions.problems:
+            bound.warning("invalid delivery row left out", problem=problem)
+        if (
+            execution.trigger_type in _BACKFILL_RUNS
+            and execution.schedule_id is not None
+            and execution.scheduled_for is not None
+        ):  # its backfill's --no-deliver, also when another node adopted or recovered it
+            schedule_id, when = execution.schedule_id, execution.scheduled_for
+            ids = [i for i in (execution_id, execution.recovers_id) if i]
+            self._deliver[execution_id] = await self._store_step(
+                "load backfill",
+                lambda: backfills.delivers(self.store, ids, schedule_id, when),
+                fields,
+            )
+        gate = self.waits
+        waits_for = definitions.schedule is not None and definitions.schedule.waits is not None
+        if (
+            gate is not None
+            and waits_for
+            and await self._store_step(
+                "check dependencies", lambda: gate.holds(execution, definitions), fields
+            )
+        ):
+            bound.info("execution waits for its dependencies")
+            return None
+        role = await self._store_step(
+            "load audience", lambda: audience_rows.role(self.store, execution), fields
+        )
+        if role.driver is not None and role.audience is None:
+            await before.wait()
+            await self._fanout.run_parent(
+                execution,
+                definitions,
+                role.driver,
+                progress,
+                seq=seq,
+                deliver=self._deliver.get(execution_id, True),
+                on_queued=mine.set,
+                cancel_reason=self.cancel_reason,
+            )
+            return None
+        if role.audience is not None:  # one audience's child: its recipients, overrides
+            definitions = fanout.child_definitions(definitions, role.audience)
+        return execution, definitions
 
     async def _store_step(
         self, what: str, call: Callable[[], Awaitable[T]], fields: dict[str, Any]
@@ -478,12 +544,21 @@ class Engine:
                 continue  # RUNNING with deliveries still retrying: the file is still needed
             await asyncio.to_thread(shutil.rmtree, path, True)
             removed += 1
-        pruned = await executions.prune_executions(
-            self.store, before=now - timedelta(days=settings.execution_retention_days)
-        )
-        if removed or pruned:
-            log.info("janitor cleaned up", directories_removed=removed, executions_pruned=pruned)
-        return {"directories_removed": removed, "executions_pruned": pruned}
+        before = now - timedelta(days=settings.execution_retention_days)
+        pruned = await executions.prune_executions(self.store, before=before)
+        # A data-driven run's audiences go with its runs (the same retention).
+        bursts = await audience_rows.prune_bursts(self.store, before=before)
+        # And the ledgers about them: notices, waits, backfills, late fires (settled rows only).
+        ledgers = await retention.prune_ledgers(self.store, before=before)
+        counts = {
+            "directories_removed": removed,
+            "executions_pruned": pruned,
+            "bursts_pruned": bursts,
+            **ledgers,
+        }
+        if any(counts.values()):
+            log.info("janitor cleaned up", **counts)
+        return counts
 
 
 def _old_directories(workspace: Path, cutoff: float) -> dict[str, Path]:

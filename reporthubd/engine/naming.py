@@ -19,7 +19,7 @@ import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
-from reporthubd import templates
+from reporthubd import domain, templates
 
 DEFAULT_TEMPLATE = "{report_name}_{now:%Y%m%d_%H%M%S}"
 MAX_NAME_LENGTH = 180
@@ -35,6 +35,33 @@ def render(template: str | None, variables: Mapping[str, Any], *, extension: str
     else:
         raw = _render_simple(source, variables)
     return sanitise(raw, extension)
+
+
+def variables(
+    base: Mapping[str, Any],
+    resolved: Mapping[str, Any],
+    execution: domain.Execution,
+    config: domain.ReportConfig,
+    *,
+    extension: str,
+) -> dict[str, Any]:
+    """A run's file name variables (see the module docstring): `base` (what the parameters
+    see), the resolved parameters, and the run's own."""
+    out: dict[str, Any] = dict(base)
+    out |= {str(k): v for k, v in resolved.items() if str(k).isidentifier()}
+    out |= {
+        "parameters": dict(resolved),
+        "report_name": config.name,
+        "report_id": config.id,
+        "config_id": config.id,
+        "execution_id": execution.id,
+        "schedule_id": execution.schedule_id,
+        "trigger_type": execution.trigger_type.value,
+        "date": base["now"].date().isoformat(),
+        "ext": extension,
+        "extension": extension,
+    }
+    return out
 
 
 def _render_simple(template: str, variables: Mapping[str, Any]) -> str:

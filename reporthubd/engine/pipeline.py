@@ -10,16 +10,17 @@ cancellation (API, drain) becomes CANCELLED with its reason. The workspace direc
 did not produce a file is removed. Every status is written through the lifecycle
 (lifecycle/executions.py).
 
-Fencing: before the file becomes the run's (its columns recorded, its deliveries started), and
-before each delivery attempt, this node confirms it still owns the run (lifecycle/fencing.py). A
-run found lost (another node marked it FAILED "node lost" while this node was frozen) stops there:
-it records nothing, delivers nothing, removes its file and logs why.
+Fencing: the file becomes the run's (its columns recorded, its deliveries started) by a write
+conditional on the run being RUNNING and this node's, and each delivery attempt is confirmed
+first (lifecycle/fencing.py). A run found lost (another node marked it FAILED "node lost" while
+this node was frozen) stops there: it records nothing, delivers nothing, removes its file.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,7 +41,9 @@ from reporthubd.deliverers.base import (
     run_key,
 )
 from reporthubd.domain import OwnershipLost
-from reporthubd.engine import alerting, naming, parameters, sections, streaming
+from reporthubd.engine import alerting, naming, parameters, sections, splitting, streaming
+from reporthubd.engine.plugin_classes import plugin_class
+from reporthubd.engine.pool import Slot
 from reporthubd.engine.streaming import Progress
 from reporthubd.formats import base as formats
 from reporthubd.formats import capture, workbook
@@ -87,8 +90,10 @@ class Run:
         progress: Progress,
         *,
         deliver: bool,
+        slot: Slot | None = None,
     ) -> None:
         self.context = context
+        self.slot = slot  # the pool slot held: a sheet on another datasource moves it there
         self.lifecycle = context.lifecycle
         self.store = context.store
         self.settings = context.settings
@@ -173,10 +178,12 @@ class Run:
                 "execution outcome not recorded: the run is no longer this node's",
                 status=outcome.status.value,
             )
+            if outcome.file and outcome.status is not Status.RUNNING:
+                await self._discard()  # not the run's file: its final status was the fence
         self.progress.phase = "done"
         if outcome.status is not Status.RUNNING:
             metrics.EXECUTION_SECONDS.observe(self.progress.elapsed())
-        if outcome.file:
+        if outcome.file and written:
             metrics.ROWS_WRITTEN.inc(outcome.row_count or 0)
             metrics.BYTES_WRITTEN.inc(int(outcome.file.get("file_size") or 0))
         self.log.info(
@@ -224,7 +231,11 @@ class Run:
             resolved = parameters.resolve(merged, variables)
         except templates.TemplateError as exc:
             raise RunFailed(str(exc)) from None
-        await self.lifecycle.record(self.execution, parameters=parameters.to_json(resolved))
+        as_json = parameters.to_json(resolved)
+        # A burst's child was claimed with them, even {} (store/audiences.py); a NULL becomes {}.
+        child = self.execution.trigger_type is domain.TriggerType.AUDIENCE
+        if as_json != dict(self.execution.parameters) or not (as_json or child):
+            await self.lifecycle.record(self.execution, parameters=as_json)
 
         options = dict(config.format_options)
         truncate = options.pop("truncate", False)
@@ -243,7 +254,7 @@ class Run:
         )
         try:
             # The first use imports the writer's library (reportlab...): off the loop.
-            writer_cls = await asyncio.to_thread(formats.writer_class, config.output_format.value)
+            writer_cls = await plugin_class(formats.writer_class, config.output_format.value)
             # The email's preview rows and the chart are captured while the rows stream.
             writer: formats.FormatWriter = capture.wrap(writer_cls(options, context), options)
         except formats.FormatError as exc:
@@ -268,7 +279,9 @@ class Run:
         except sections.SectionError as exc:
             raise RunFailed(str(exc)) from None
 
-        file_variables = self._file_variables(variables, resolved, writer.file_extension)
+        file_variables = naming.variables(
+            variables, resolved, self.execution, self.config, extension=writer.file_extension
+        )
         try:
             file_name = naming.render(
                 config.file_name_template, file_variables, extension=writer.file_extension
@@ -278,8 +291,8 @@ class Run:
 
         try:
             # The first use imports the driver (an SDK may take a second): off the loop.
-            connector_cls = await asyncio.to_thread(connectors.connector_class, source.type.value)
-            connector = connector_cls(source)
+            connector_cls = await plugin_class(connectors.connector_class, source.type.value)
+            connector = splitting.rows_for(connector_cls(source), self.defs, self.directory.parent)
         except connectors.ConnectorError as exc:
             raise RunFailed(str(exc)) from None
 
@@ -310,6 +323,7 @@ class Run:
                         max_rows=config.max_rows,
                         truncate=truncate,
                         progress=self.progress,
+                        use=self._use,
                     )
                 else:
                     written = await streaming.write_result(
@@ -351,33 +365,19 @@ class Run:
 
         return await self._finish(written, file_name, file_variables)
 
-    def _file_variables(
-        self, variables: Mapping[str, Any], resolved: Mapping[str, Any], extension: str
-    ) -> dict[str, Any]:
-        execution = self.execution
-        out: dict[str, Any] = dict(variables)
-        out |= {str(k): v for k, v in resolved.items() if str(k).isidentifier()}
-        out |= {
-            "parameters": dict(resolved),
-            "report_name": self.config.name,
-            "report_id": self.config.id,
-            "config_id": self.config.id,
-            "execution_id": execution.id,
-            "schedule_id": execution.schedule_id,
-            "trigger_type": execution.trigger_type.value,
-            "date": variables["now"].date().isoformat(),
-            "ext": extension,
-            "extension": extension,
-        }
-        return out
-
     async def _finish(
         self, written: formats.WrittenFile, file_name: str, variables: dict[str, Any]
     ) -> RunOutcome:
-        # The file becomes the run's (recorded, delivered) only while this node owns the run.
-        await self.lifecycle.ownership.confirm(self.execution.id, what="recording the file")
+        # The file becomes the run's only while this node owns the run: the write that says so
+        # (final status, or the file's record before deliveries) is fenced, and is the check;
+        # an alert's state and deliveries recorded SKIPPED are confirmed first.
         config = self.config
         deliveries = self.defs.deliveries if self.deliver else ()
+        skip_empty = (
+            written.rows == 0 and config.empty_result_policy is domain.EmptyResultPolicy.SKIP
+        )
+        if self.alert is not None or (deliveries and skip_empty):
+            await self.lifecycle.ownership.confirm(self.execution.id, what="recording the file")
         variables = {k: v for k, v in variables.items() if not callable(v) and not _is_undefined(v)}
         stem, ext = templating.split_file_name(file_name)
         variables |= {
@@ -399,11 +399,11 @@ class Run:
                     self.store, config.id, self.alert, self.evaluator, file_sha256=written.sha256
                 )
             # The delivered file's hash moves only once a delivery took it (below).
-            await self._settle(self.judged, None)
+            await self._settle(self.judged, written.sha256)
             if not self.judged.decision.deliver:
                 await self._skip(deliveries, variables, self.judged)
                 return RunOutcome(Status.COMPLETED, row_count=written.rows, file=file_columns)
-        if written.rows == 0 and config.empty_result_policy is domain.EmptyResultPolicy.SKIP:
+        if skip_empty:
             await self._discard()
             if deliveries:
                 self.progress.phase = "delivering"
@@ -415,7 +415,7 @@ class Run:
                         deliveries=deliveries,
                         file=None,
                         variables=variables,
-                        skip_reason="the result is empty and empty_result_policy is skip",
+                        skip_reason=splitting.empty_reason(self.defs),
                         fence=self._fence,
                     )
                 )
@@ -433,7 +433,8 @@ class Run:
                     file=file_columns,
                 )
             return RunOutcome(Status.COMPLETED, row_count=written.rows, file=file_columns)
-        await self.lifecycle.record(self.execution, **file_columns)
+        if not await self.lifecycle.record(self.execution, heartbeat_at=utcnow(), **file_columns):
+            raise self.lifecycle.ownership.refused(self.execution.id, "recording the file")
         self.progress.phase = "delivering"
         produced = ProducedFile(
             path=written.path,
@@ -454,14 +455,10 @@ class Run:
                 fence=self._fence,
             )
         )
-        judged = self.judged
-        took = report is not None and (report.delivered or report.pending)
-        if judged is not None and judged.decision.deliver and took:
-            # on_change compares with this file from now on (a run whose deliveries all
-            # failed leaves the previous one: the next run with this content is sent again).
-            await alerting.settle(
-                self.store, config.id, self.execution.id, judged, file_sha256=written.sha256
-            )
+        took = report is not None and bool(report.delivered or report.pending)
+        await alerting.delivered(
+            self.store, config.id, self.execution.id, self.judged, took=took, sha=written.sha256
+        )
         if report is None:
             return RunOutcome(
                 Status.FAILED,
@@ -523,6 +520,8 @@ class Run:
             return None
         await self.lifecycle.ownership.confirm(self.execution.id, what="recording the alert")
         await self._settle(judged, None)
+        if self.judged.decision.deliver:
+            return None  # another run moved the state meanwhile: judged again, this one is sent
         variables = {k: v for k, v in variables.items() if not callable(v) and not _is_undefined(v)}
         deliveries = self.defs.deliveries if self.deliver else ()
         await self._skip(deliveries, variables, judged)
@@ -530,18 +529,15 @@ class Run:
 
     async def _settle(self, judged: alerting.Judged, file_sha256: str | None) -> None:
         """The decision on the execution, then the report's alert state (while this node owns
-        the run: the caller confirmed it)."""
-        written = await self.lifecycle.record(self.execution, **alerting.columns(judged))
-        if written:
-            await alerting.settle(
-                self.store, self.config.id, self.execution.id, judged, file_sha256=file_sha256
-            )
-        self.log.info(
-            "alert decided",
-            decision=judged.label,
-            value=judged.value,
-            reason=judged.decision.reason,
-        )
+        the run: the caller confirmed it), judged again if another run moved the state."""
+        assert self.alert is not None
+        record = functools.partial(self.lifecycle.record, self.execution)
+        settled = await alerting.settle(
+            self.store, self.config.id, self.execution.id, self.alert, self.evaluator, judged,
+            file_sha256=file_sha256, record=record,
+        )  # fmt: skip
+        d = self.judged = settled or judged
+        self.log.info("alert decided", decision=d.label, value=d.value, reason=d.decision.reason)
 
     async def _skip(
         self,
@@ -565,6 +561,10 @@ class Run:
                 fence=self._fence,
             )
         )
+
+    async def _use(self, datasource: domain.Datasource) -> None:
+        if self.slot is not None:  # a sheet's query, under its own datasource's limit
+            await self.slot.move(f"datasource-{datasource.id}", datasource.max_concurrent_queries)
 
     async def _fence(self, what: str) -> None:
         await self.lifecycle.ownership.confirm(self.execution.id, what=what)

@@ -5,14 +5,16 @@ and its query's placeholders are checked against the report's resolved parameter
 sheet fails the run naming its key. `write_all` then streams the report's own query into the
 first sheet and each sheet's query into the next, through engine.streaming exactly as a
 one-table report (one connection open at a time, no result held); a failure anywhere aborts the
-whole file.
+whole file. Each query runs under its own datasource's limit (`max_concurrent_queries`): before
+it, the run's pool slot moves to that datasource (`use`, engine/pool.py `Slot.move`), waiting
+there for room like any run of that datasource.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -77,9 +79,11 @@ async def write_all(
     max_rows: int | None,
     truncate: bool,
     progress: Progress,
+    use: Callable[[domain.Datasource], Awaitable[None]] | None = None,
 ) -> formats.WrittenFile:
     """Every sheet's query into `writer`'s one file; raises what engine.streaming raises.
-    The timeout (the caller's) spans every query."""
+    The timeout (the caller's) spans every query. `use(datasource)` is awaited before each
+    query of a sheet and returns once that datasource has room for it."""
     book = workbook.Book(writer, plan)
     try:
         written = await streaming.write_result(
@@ -91,7 +95,12 @@ async def write_all(
             truncate=truncate,
             progress=progress,
         )
+        # The first sheet's connection is done with: it closes before the next one opens.
+        with contextlib.suppress(Exception):
+            await asyncio.shield(connector.close())
         for index, item in enumerate(prepared, start=1):
+            if use is not None:
+                await use(item.datasource)
             cls = await asyncio.to_thread(connectors.connector_class, item.datasource.type.value)
             other = cls(item.datasource)
             try:

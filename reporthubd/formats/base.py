@@ -136,5 +136,11 @@ def check_options(name: str, options: Mapping[str, Any]) -> None:
     when the writer opens."""
     opts = dict(options)
     opts.pop("truncate", None)  # the engine's own option (engine.pipeline)
+    split = opts.pop("split_by", None)  # the engine's too: split by key (engine.splitting)
+    if split is not None and (not isinstance(split, str) or not split.strip() or len(split) > 255):
+        raise FormatError(
+            "format option 'split_by' must be the name of a column of the report's query "
+            "(a non-empty string of at most 255 characters)"
+        )
     context = RenderContext(report_name="check", execution_id="check")
     writer_class(name)(opts, context)

@@ -24,7 +24,23 @@ SUPERSAMPLE: Final = 2
 _FONT_FILES: Final = {
     pdffonts.REGULAR: pdffonts.FONT_DIR / "DejaVuSans.ttf",
     pdffonts.BOLD: pdffonts.FONT_DIR / "DejaVuSans-Bold.ttf",
+    pdffonts.CJK: pdffonts.FONT_DIR / "wqy-microhei.ttc",
+    pdffonts.EMOJI: pdffonts.FONT_DIR / "Symbola.ttf",
 }
+"""Pillow's files of the PDF's fonts (pdffonts): a label's runs are drawn with the same fonts in
+the PNG as in the PDF, Chinese, Japanese and Korean from WenQuanYi Micro Hei, emoji from
+Symbola (a label in one font would show their characters as empty boxes)."""
+
+
+@cache
+def _family(name: str, size: float) -> pdffonts.FontFamily:
+    return pdffonts.FontFamily(name, size)
+
+
+def runs(s: String) -> list[pdffonts.Run]:
+    """The label in visual order, split into runs of one font each (the PDF table's fallback:
+    the base font, then CJK, then emoji; a character none has is a visible [U+XXXX])."""
+    return _family(s.fontName, s.fontSize).runs(pdffonts.visual(s.text))
 
 
 @dataclass
@@ -167,23 +183,48 @@ def to_reportlab(drawing: Drawing) -> Any:
                 )
             )
         else:
-            pdffonts.font(s.fontName)
-            text = rl.String(
-                0 if s.rotate else s.x,
-                0 if s.rotate else s.y,
-                pdffonts.visual(s.text),
-                fontName=s.fontName,
-                fontSize=s.fontSize,
-                fillColor=color(s.fillColor),
-                textAnchor=s.textAnchor,
-            )
-            if s.rotate:
-                group = rl.Group(text)
+            parts = runs(s)
+            for name, _ in parts:
+                pdffonts.font(name)  # registered before a String uses it
+            if len(parts) == 1:
+                texts = [
+                    rl.String(
+                        0 if s.rotate else s.x,
+                        0 if s.rotate else s.y,
+                        parts[0][1],
+                        fontName=parts[0][0],
+                        fontSize=s.fontSize,
+                        fillColor=color(s.fillColor),
+                        textAnchor=s.textAnchor,
+                    )
+                ]
+                moved = bool(s.rotate)
+            else:  # one String per font, one after another from the anchor
+                widths = [pdffonts.font(n).stringWidth(t, s.fontSize) for n, t in parts]
+                total = sum(widths)
+                x = {"end": -total, "middle": -total / 2}.get(s.textAnchor, 0.0)
+                texts = []
+                for (name, part), width in zip(parts, widths, strict=True):
+                    texts.append(
+                        rl.String(
+                            x,
+                            0,
+                            part,
+                            fontName=name,
+                            fontSize=s.fontSize,
+                            fillColor=color(s.fillColor),
+                        )
+                    )
+                    x += width
+                moved = True
+            if moved:
+                group = rl.Group(*texts)
                 group.translate(s.x, s.y)
-                group.rotate(s.rotate)
+                if s.rotate:
+                    group.rotate(s.rotate)
                 out.add(group)
             else:
-                out.add(text)
+                out.add(texts[0])
     return out
 
 
@@ -258,21 +299,29 @@ def _rgba(color: str, opacity: float) -> tuple[int, int, int, int]:
 def _text(image: Any, pen: Any, s: String, k: float, h: int) -> None:
     from PIL import Image, ImageDraw
 
-    font = _font(s.fontName, max(1, round(s.fontSize * k)))
-    s = String(**{**s.__dict__, "text": pdffonts.visual(s.text)})
-    length = pen.textlength(s.text, font=font)
+    px = max(1, round(s.fontSize * k))
+    parts = [(_font(name, px), part) for name, part in runs(s)]
+    widths = [pen.textlength(part, font=font) for font, part in parts]
+    length = sum(widths)
     x, y = s.x * k, h - s.y * k
     if not s.rotate:
         if s.textAnchor == "end":
             x -= length
         elif s.textAnchor == "middle":
             x -= length / 2
-        pen.text((x, y), s.text, font=font, fill=s.fillColor, anchor="ls")
+        for (font, part), width in zip(parts, widths, strict=True):
+            pen.text((x, y), part, font=font, fill=s.fillColor, anchor="ls")
+            x += width
         return
     # Rotated: drawn on its own transparent tile, turned, and pasted with its anchor kept.
-    ascent, descent = font.getmetrics()
+    ascent = max(font.getmetrics()[0] for font, _ in parts)
+    descent = max(font.getmetrics()[1] for font, _ in parts)
     tile = Image.new("RGBA", (math.ceil(length) + 2, ascent + descent + 2), (0, 0, 0, 0))
-    ImageDraw.Draw(tile).text((1, 1 + ascent), s.text, font=font, fill=s.fillColor, anchor="ls")
+    tile_pen = ImageDraw.Draw(tile)
+    tx = 1.0
+    for (font, part), width in zip(parts, widths, strict=True):
+        tile_pen.text((tx, 1 + ascent), part, font=font, fill=s.fillColor, anchor="ls")
+        tx += width
     turned = tile.rotate(s.rotate, expand=True, resample=Image.Resampling.BICUBIC)
     angle = math.radians(s.rotate)
     # The anchor is the baseline's end ("end") or start; its place in the turned tile:

@@ -448,6 +448,12 @@ def _highlights(where: _Where, raw: Any) -> tuple[Highlight, ...]:
 # -- totals -------------------------------------------------------------------------------------
 
 
+_NUMBERS: Final = frozenset({int, float, Decimal, dt.timedelta})
+"""Exact types a total adds as they are (not bool, a subclass of int that a total skips)."""
+_ORDERED: Final = frozenset({str, dt.date, dt.datetime})
+"""Exact types a min or max compares as they are."""
+
+
 @dataclass
 class _Accumulator:
     how: str
@@ -461,11 +467,15 @@ class _Accumulator:
         if self.how == "count":
             self.count += len(values)
             return
-        numbers: list[Any] = [
-            v
-            for v in values
-            if isinstance(v, int | float | Decimal | dt.timedelta) and not isinstance(v, bool)
-        ]
+        kinds = set(map(type, values))
+        if len(kinds) == 1 and kinds <= _NUMBERS:
+            numbers: list[Any] = values  # one numeric type (the usual column): no filtering
+        else:
+            numbers = [
+                v
+                for v in values
+                if isinstance(v, int | float | Decimal | dt.timedelta) and not isinstance(v, bool)
+            ]
         if self.how in ("sum", "avg"):
             if not numbers:
                 return
@@ -476,7 +486,12 @@ class _Accumulator:
             except TypeError:  # float beside Decimal: a float sum, as the database would
                 self.total = float(self.total or 0) + sum(float(v) for v in numbers)
             return
-        comparable: list[Any] = numbers or [v for v in values if isinstance(v, str | dt.date)]
+        if numbers:
+            comparable: list[Any] = numbers
+        elif len(kinds) == 1 and kinds <= _ORDERED:
+            comparable = values
+        else:
+            comparable = [v for v in values if isinstance(v, str | dt.date)]
         if not comparable:
             return
         try:

@@ -38,6 +38,10 @@ format_options: sheet_name (default "Report"), rows_per_sheet, decimal_overflow 
 "number"), timezone (IANA name), header (default true), engine ("stream" or "xlsxwriter"),
 compression_level (1 to 9, default 3; stream engine), columns, locale (default en_US); `sheets`
 (stream engine) adds named sheets, each filled by its own query (formats.workbook).
+
+A report's `chart` (formats.charts) becomes a native Excel chart with either engine: a last
+sheet "Chart" with the chart's points as a small table and an Excel chart over those cells
+(formats.xlsxstreamchart for the stream engine, formats.xlsxchart through XlsxWriter).
 """
 
 from __future__ import annotations
@@ -125,7 +129,7 @@ class ExcelWriter(ThreadedWriter):
         if self.spec and self.engine != "stream":
             raise FormatError("excel format option 'columns' needs the stream engine")
         self.chart: Any = None
-        """The report's chart (formats.chartdraw.Chart), drawn natively by the xlsxwriter engine."""
+        """The report's chart (formats.chartdraw.Chart), drawn natively by either engine."""
         opts.reject_unknown()
         self.truncated_cells = 0
 
@@ -307,6 +311,10 @@ class ExcelWriter(ThreadedWriter):
 
     def _st_close(self) -> None:
         self._st_finish()
+        if self.chart is not None and self.chart.points is not None:
+            from reporthubd.formats import xlsxstreamchart  # the chart's sheet, natively
+
+            xlsxstreamchart.add(self._stream, self.chart.points, self._stream.sheet_names())
         self._stream.close()
 
     def render_section(self, name: str, columns: Sequence[Column], spec: Any) -> None:

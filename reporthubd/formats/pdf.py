@@ -121,6 +121,7 @@ class PDFWriter(ThreadedWriter):
         self._ascent = fs * 0.82
         self._bind(columns, self.spec)
         self._text_ops: dict[tuple[str, float, str], str] = {}
+        self._ascii_names: dict[str, str] = {}
         self._page = 0
         self._y = 0.0
 
@@ -340,6 +341,17 @@ class PDFWriter(ThreadedWriter):
         # The operators of a text are the same wherever it is drawn in this document (its
         # glyphs' subsets are the document's): cached, as a report's cells repeat (regions,
         # dates, quantities).
+        if family.ascii_direct and text.isascii() and text.isprintable():
+            # Its own subset-0 string (pdffonts.FontFamily.ascii_direct): nothing to look up.
+            internal = self._ascii_names.get(family.base)
+            if internal is None:
+                internal = pdffonts.font(family.base).getSubsetInternalName(0, canvas._doc)
+                self._ascii_names[family.base] = internal
+            canvas._code.append(
+                f"BT 1 0 0 1 {x:.2f} {y:.2f} Tm {internal} {family.size:g} Tf "
+                f"({canvas._escape(text)}) Tj ET"
+            )
+            return
         key = (family.base, family.size, text)
         ops = self._text_ops.get(key)
         if ops is None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from reportlab import rl_config
 from reportlab.pdfbase import pdfmetrics, ttfonts
 from reportlab.pdfbase.ttfonts import TTFont
 
@@ -106,6 +107,13 @@ class FontFamily:
         self._ascii_width: list[float] = [
             float(self._base_font.stringWidth(chr(i), self.size)) for i in range(128)
         ]
+        # reportlab gives an ASCII-readable TrueType font's first subset the codes 32 to 127
+        # as themselves (TTFont.State), so printable ASCII text is its own subset string and
+        # needs no splitString: pdf.py draws it directly.
+        readable = self._base_font._asciiReadable
+        if readable is None:
+            readable = rl_config.ttfAsciiReadable
+        self.ascii_direct = bool(readable) and all(n in self._base_cmap for n in range(32, 127))
 
     def _font_for(self, ch: str) -> str | None:
         """The font that draws `ch`, '' for a control character, None for none."""
@@ -148,8 +156,7 @@ class FontFamily:
 
     def width(self, text: str) -> float:
         if text.isascii():
-            table = self._ascii_width
-            return sum(table[ord(ch)] for ch in text)
+            return sum(map(self._ascii_width.__getitem__, text.encode("ascii")))
         # Per character, cached: a TrueType string's width is the sum of its glyphs' (no
         # kerning), and formatted numbers (`1.234,56 €`, a no-break space) are rarely ASCII.
         known = self._wide_width

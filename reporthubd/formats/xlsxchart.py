@@ -1,12 +1,13 @@
 """A native Excel chart of the report's chart (formats.charts) for the `xlsxwriter` engine: a
 sheet "Chart" holding the chart's points as a small table (labels, one column per series) and an
 Excel chart over those cells, which Excel redraws and lets the reader restyle. XlsxWriter emits
-the chart parts itself; reporthubd's own `stream` engine writes no drawing parts, so a workbook
-from it carries no chart (the PDF and the email still show it).
+the chart parts itself; the default `stream` engine writes the same parts with
+formats.xlsxstreamchart.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, Final
 
 from reporthubd.formats.charts import ChartPoints, ChartType
@@ -29,7 +30,8 @@ def add(book: Any, points: ChartPoints) -> None:
     for i, label in enumerate(points.labels):
         sheet.write_string(i + 1, 0, label)
         for s, row in enumerate(points.values):
-            sheet.write_number(i + 1, s + 1, row[i])
+            if math.isfinite(row[i]):  # NaN and infinities: an empty cell (no cell holds them)
+                sheet.write_number(i + 1, s + 1, row[i])
     chart = book.add_chart(EXCEL_TYPES[spec.type])
     last = len(points.labels)
     for s, name in enumerate(points.series):

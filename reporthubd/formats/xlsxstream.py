@@ -134,6 +134,7 @@ class Workbook:
         ]
         self._highlights = list(highlights)
         self._sheets: list[tuple[str, str | None]] = []  # (name, autofilter ref)
+        self._drawings: list[int] = []  # the sheets holding a chart, by number
         self._out: IO[bytes] | None = None
         self._closed = False
 
@@ -145,6 +146,9 @@ class Workbook:
             CellStyle(number_format=f) if isinstance(f, str) else f for f in decimal_formats
         ]
         self._highlights = list(highlights)
+
+    def sheet_names(self) -> set[str]:
+        return {name for name, _ in self._sheets}
 
     def decimal_style(self, index: int) -> int:
         return FIRST_DECIMAL_STYLE + index
@@ -186,6 +190,25 @@ class Workbook:
         assert self._out is not None
         self._out.write(xml.encode("utf-8"))
 
+    def add_drawing(self, chart_xml: str, drawing_xml: str) -> None:
+        """Give the current sheet one drawing holding one chart (formats.xlsxstreamchart):
+        the parts and their relationships now, the sheet's <drawing> when it ends."""
+        sheet = len(self._sheets)
+        assert self._out is not None and sheet not in self._drawings
+        self._drawings.append(sheet)
+        n = len(self._drawings)
+        z = self._zip
+        z.writestr(f"xl/charts/chart{n}.xml", chart_xml)
+        z.writestr(f"xl/drawings/drawing{n}.xml", drawing_xml)
+        z.writestr(
+            f"xl/drawings/_rels/drawing{n}.xml.rels",
+            _rels(f"{REL_NS}/chart", f"../charts/chart{n}.xml"),
+        )
+        z.writestr(
+            f"xl/worksheets/_rels/sheet{sheet}.xml.rels",
+            _rels(f"{REL_NS}/drawing", f"../drawings/drawing{n}.xml"),
+        )
+
     def end_sheet(self, dimension: str, autofilter: str | None, conditional: str = "") -> None:
         """`conditional`: the sheet's <conditionalFormatting> elements (see `highlights`)."""
         self._end_sheet(dimension, autofilter, conditional)
@@ -206,8 +229,11 @@ class Workbook:
         tail += conditional
         tail += (
             '<pageMargins left="0.7" right="0.7" top="0.75" bottom="0.75" header="0.3" '
-            'footer="0.3"/></worksheet>'
+            'footer="0.3"/>'
         )
+        if number in self._drawings:
+            tail += '<drawing r:id="rId1"/>'
+        tail += "</worksheet>"
         head = (
             f'{XML_DECL}<worksheet xmlns="{MAIN_NS}" xmlns:r="{REL_NS}">'
             f'<dimension ref="{dimension or "A1"}"/>{self._head}'
@@ -256,6 +282,13 @@ class Workbook:
             f'<Override PartName="/xl/worksheets/sheet{i}.xml" ContentType="{sheet_type}"/>'
             for i in range(1, len(self._sheets) + 1)
         )
+        for n in range(1, len(self._drawings) + 1):
+            sheets += (
+                f'<Override PartName="/xl/charts/chart{n}.xml" ContentType="application/'
+                'vnd.openxmlformats-officedocument.drawingml.chart+xml"/>'
+                f'<Override PartName="/xl/drawings/drawing{n}.xml" ContentType="application/'
+                'vnd.openxmlformats-officedocument.drawing+xml"/>'
+            )
         return (
             f'{XML_DECL}<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
             '<Default Extension="rels" '
@@ -322,7 +355,7 @@ class Workbook:
         )
         filters = "".join(
             f'<definedName name="_xlnm._FilterDatabase" localSheetId="{i}" hidden="1">'
-            f"{escape(_sheet_ref(name))}!{_absolute(ref)}</definedName>"
+            f"{escape(sheet_ref(name))}!{_absolute(ref)}</definedName>"
             for i, (name, ref) in enumerate(self._sheets)
             if ref
         )
@@ -407,7 +440,15 @@ def _dxf(highlight: Highlight) -> str:
     return f"<dxf>{font}{fill}</dxf>"
 
 
-def _sheet_ref(name: str) -> str:
+def _rels(kind: str, target: str) -> str:
+    return (
+        f'{XML_DECL}<Relationships xmlns="{PKG_REL_NS}">'
+        f'<Relationship Id="rId1" Type="{kind}" Target="{target}"/></Relationships>'
+    )
+
+
+def sheet_ref(name: str) -> str:
+    """A sheet's name as a formula writes it (quoted where it is not a plain name)."""
     if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", name):
         return name
     return "'" + name.replace("'", "''") + "'"

@@ -28,7 +28,7 @@ from typing import Any
 from reporthubd import domain, logs
 from reporthubd.lifecycle.events import Events, LifecycleEvent, with_metrics
 from reporthubd.lifecycle.fencing import Ownership
-from reporthubd.store import claims, executions
+from reporthubd.store import claims, executions, reruns
 from reporthubd.store import lost as lost_runs
 from reporthubd.store.database import Store
 from reporthubd.timeutil import utcnow
@@ -122,6 +122,39 @@ class Lifecycle:
             scheduled_for=scheduled_for,
         )
         return execution_id
+
+    async def rerun_fire(
+        self,
+        *,
+        config_id: int,
+        schedule_id: int,
+        scheduled_for: datetime,
+        parameters: Mapping[str, Any] | None = None,
+    ) -> reruns.Rerun:
+        """A person's re-run of one fire: its next attempt under the scheduler's claim key
+        (store/reruns.py), PENDING and claimed by this node. Raises reruns.FireActive while an
+        attempt of the fire is PENDING or RUNNING."""
+        rerun = await reruns.claim_rerun(
+            self.store,
+            config_id=config_id,
+            schedule_id=schedule_id,
+            scheduled_for=scheduled_for,
+            trigger_type=domain.TriggerType.MANUAL,
+            node_id=self.node_id,
+            parameters=dict(parameters) if parameters else None,
+        )
+        self._publish(
+            rerun.execution_id,
+            config_id,
+            schedule_id,
+            T.CREATED,
+            None,
+            Status.PENDING,
+            None,
+            trigger_type=domain.TriggerType.MANUAL,
+            scheduled_for=scheduled_for,
+        )
+        return rerun
 
     def claimed(self, claimed: Iterable[claims.Claimed]) -> None:
         """Publish the rows a batch claim of fires inserted (PENDING to run, or SKIPPED with
@@ -225,6 +258,7 @@ class Lifecycle:
         if row_count is not None:
             values["row_count"] = row_count
         values |= {"status": status, "finished_at": utcnow(), "error_message": error}
+        self.ownership.ending(execution.id)
         written = await executions.update_execution(
             self.store,
             execution.id,
@@ -234,6 +268,7 @@ class Lifecycle:
             **values,
         )
         if written:
+            self.ownership.release(execution.id)  # ended: no revalidation may call it lost
             self._publish_for(execution, transition, Status.RUNNING, status, error)
         return written
 

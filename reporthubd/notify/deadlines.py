@@ -1,13 +1,15 @@
 """The deadline watch (issue 17, item 3): a schedule may say by when, in its zone, the run of
 each fire must have COMPLETED (report_schedules.deadline: "07:30", "07:30 Europe/Berlin" or
 "+20m", notify/report_rules.py). Past that instant without a COMPLETED run, one `late` notice
-goes out and reporthubd_late_runs counts the fire (on every watching node when the report's
-rules send no `late`: then nothing claims it once).
+goes out and reporthubd_late_runs counts the fire once.
 
 Every node watches (`run`, a named task the daemon supervises) and may see the same deadline
-pass: the notice's key, `late:<schedule>:<fire>`, makes it one notice across nodes, and the
-node that recorded it counts it. The watch sleeps until the earliest coming deadline (at most
-`REFRESH_SECONDS`, when it re-reads the schedules). Deadlines that passed while no node ran are
+pass: the notice's key, `late:<schedule>:<fire>`, makes it one notice across nodes (every
+watching node records it, idempotently, so a node killed meanwhile loses nothing), and the
+fire's row in report_late_fires (store/incidents.claim_late) makes it one count: only the node
+that inserts it counts the fire and logs it, whether or not the report's rules send `late`.
+The watch sleeps until the earliest coming deadline (at most `REFRESH_SECONDS`, when it
+re-reads the schedules). Deadlines that passed while no node ran are
 checked at start-up over `LOOKBACK`. A fire recorded SKIPPED (paused, holiday, missed: their own
 notices say so) is not late, nor a fire on a closed day of the schedule's business calendar
 (skipped, or moved to another day: the deadline is not judged for the moved run).
@@ -168,16 +170,23 @@ class DeadlineWatch:
             else "no run was claimed for the fire"
         )
         why = f"deadline {deadline.text} passed at {due.isoformat()}; {state}"
-        recorded = await self.notifier.record_late(
+        execution_id = row.execution_id if row is not None else None
+        await self.notifier.record_late(
             config_id=schedule.config_id,
             schedule_id=schedule.id,
             scheduled_for=fire,
-            execution_id=row.execution_id if row is not None else None,
+            execution_id=execution_id,
             why=why,
         )
-        # Counted by the node that recorded the notice (once across nodes); a report whose
-        # rules send no `late` has no notice to claim it: each node watching counts it then.
-        if recorded is None or recorded:
+        # Counted once per (schedule, fire), by the node whose claim went in (see above).
+        if await incidents.claim_late(
+            self.store,
+            schedule_id=schedule.id,
+            scheduled_for=fire,
+            config_id=schedule.config_id,
+            execution_id=execution_id,
+            node_id=self.notifier.node_id,
+        ):
             metrics.LATE_RUNS.inc()
             log.warning(
                 "run late", schedule_id=schedule.id, scheduled_for=fire.isoformat(), why=why

@@ -15,7 +15,10 @@ decides in its own task (`run`, named and watched by the daemon's Supervisor):
   missed); a run that waited past its wait deadline (wait_expired, PENDING -> SKIPPED) is
   missed too, one notice per fire;
 - a run whose conditional alert turned false (on_transition, engine/alerting.py): one
-  `resolved` notice to each of the report's deliveries.
+  `resolved` notice to each delivery the alert went through (the report's deliveries that took
+  the run that turned it true; store/alerts.alert_audience), not to the rules' targets: the
+  resolution goes where the alert went. It is part of the alert, as the alert's own send is, so
+  it is decided even with `[notifications] enabled = false` (which silences the rules).
 
 Notices are recorded under keys every node derives alike, so a notice exists once however many
 nodes see its cause (store/notices.py); this node's sender is woken to send it at once.
@@ -90,8 +93,8 @@ class Notifier:
     # -- the subscriber: quick, it only queues ------------------------------------------------
 
     def __call__(self, event: LifecycleEvent) -> None:
-        if not self.settings.enabled:
-            return
+        if not self.settings.enabled and event.new is not _S.COMPLETED:
+            return  # with notices off, only an alert's resolution (a COMPLETED run) is decided
         wanted = event.new in ENDED and event.transition is not domain.Transition.CREATED
         missed = (
             event.new is _S.SKIPPED
@@ -106,6 +109,11 @@ class Notifier:
             self._queue.put_nowait(event)
         except asyncio.QueueFull:
             log.error("notice queue full: event dropped", execution_id=event.execution_id)
+
+    @property
+    def enabled(self) -> bool:
+        """The rules' notices are decided (`[notifications] enabled`)."""
+        return self.settings.enabled
 
     async def idle(self) -> None:
         """Wait until every queued event is decided (tests, benchmarks)."""
@@ -128,11 +136,11 @@ class Notifier:
                 log.warning("notice sweep failed", error=error_line(exc))
 
     async def sweep(self, since: datetime) -> list[str]:
-        if not self.settings.enabled:
-            return []
         recorded: list[str] = []
         for execution_id in await incidents.latest_ended(self.store, since=since):
             recorded += await self.decide_run(execution_id)
+        if not self.settings.enabled:
+            return recorded
         for missed in await incidents.recent_missed(self.store, since=since):
             recorded += await self.decide(
                 LifecycleEvent(
@@ -194,16 +202,21 @@ class Notifier:
         if report is None:
             return []
         if event.new is _S.SKIPPED:
-            return await self._missed(event, report) if report.rules else []
+            return await self._missed(event, report) if report.rules and self.enabled else []
         return await self.decide_run(event.execution_id, report)
 
     async def _resolved(self, execution: domain.Execution, report: Report) -> list[str]:
         """A conditional alert that turned false (on_transition): one "resolved" notice to each
-        of the report's deliveries, those who got the alert (engine/alerting.py)."""
+        delivery the alert went through (see the module docstring)."""
         if execution.alert_decision != RESOLVED:
             return []
-        facts = self._facts(RESOLVED, report, execution, why=execution.alert_reason)
-        ids = await alerts.delivery_ids(self.store, execution.config_id)
+        alert_run, ids = await alerts.alert_audience(
+            self.store, execution.config_id, before=execution.finished_at or utcnow()
+        )
+        why = execution.alert_reason or "the alert's condition no longer holds"
+        if alert_run is not None:
+            why += f" (the alert was sent by run {alert_run})"
+        facts = self._facts(RESOLVED, report, execution, why=why)
         targets = [f"delivery:{i}" for i in ids]
         key = f"alert:{execution.id}"
         return await self._record(_for_targets(targets, key, RESOLVED, 0, execution, facts))
@@ -222,7 +235,7 @@ class Notifier:
         resolved = (
             await self._resolved(execution, report) if execution.status is _S.COMPLETED else []
         )
-        if not report.rules:
+        if not report.rules or not self.enabled:
             return resolved
         recorded = resolved + await self._run_ended(execution, report)
         if execution.status in (_S.PARTIAL, _S.FAILED):
@@ -393,7 +406,10 @@ class Notifier:
         why: str,
     ) -> list[str] | None:
         """The `late` notices of a fire past its schedule's deadline (notify/deadlines.py): the
-        ids this node recorded, or None when no rule of the report sends `late`."""
+        ids this node recorded, or None when no rule of the report sends `late` (or notices
+        are off)."""
+        if not self.enabled:
+            return None
         report = await self.report(config_id)
         if report is None:
             return []

@@ -15,8 +15,11 @@ The lease is the fence: right before the method's commit point (`Attempt.confirm
 extends it with a conditional write, and a node that no longer holds the notice (it was frozen
 past its lease and another node took over) sends nothing. SENT and the failure states are
 written only by the holder of the attempt. The one remaining window is a node killed between
-the server's acceptance and the SENT write: the notice is then sent again after the lease (a
-webhook receiver sees the same `Idempotency-Key`, `notice:<id>:<delivery>`).
+the server's acceptance and the SENT write: the notice is then sent again after the lease under
+the same idempotency key (`Attempt.idempotency_key`, `notice:<id>:<delivery>`), which each
+channel carries as far as it can (webhook `Idempotency-Key`/`webhook-id`, Slack metadata looked
+up before a repeat, Google Chat `requestId`; Teams and SMTP cannot deduplicate: see
+docs/operators.md, "What exactly once means per channel").
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Any
 from reporthubd import domain, logs, metrics
 from reporthubd.config import Settings
 from reporthubd.deliverers.base import (
+    NOTICE_RUN_PREFIX,
     Attempt,
     AttemptResult,
     DeliveryError,
@@ -135,7 +139,7 @@ class NoticeSender:
                 deliveries=[delivery],
                 file=file,
                 variables=await self._variables(notice, config, subject, body, file),
-                run_key=f"notice:{notice.id}",
+                run_key=f"{NOTICE_RUN_PREFIX}{notice.id}",
                 fence=fence,
             )
             cls = await asyncio.to_thread(deliverer_class, delivery.method.value)

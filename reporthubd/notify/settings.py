@@ -26,7 +26,8 @@ class NotificationSettings(BaseModel):
     )
 
     enabled: bool = True
-    """Decide and send notices at all (the ledger keeps what was recorded while off)."""
+    """Decide notices by the reports' rules (false: none are recorded; an alert's resolved
+    notice still is, and what the ledger holds is still sent)."""
     default_rule: dict[str, Any] | None = Field(default_factory=lambda: dict(DEFAULT_RULE))
     """The rule of every report without rules of its own: {events = [...], notify = [...],
     remind_every_minutes = N, suspend_after = N}; targets 'owners' (the report's owners),

@@ -244,6 +244,8 @@ def plan(
 # -- a request, from the command line or the API ------------------------------------------------
 
 REQUEST_KEYS = ("from", "to", "reprocess", "dry_run", "deliver", "concurrency", "by")
+MAX_BY = 255
+"""Who asked for a backfill or its cancel (report_backfills.requested_by, cancelled_by)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -302,8 +304,10 @@ async def request(
     deliver = _flag(body, "deliver", True)
     dry_run = _flag(body, "dry_run", False)
     by = body.get("by")
-    if by is not None and (not isinstance(by, str) or not by.strip()):
-        raise BackfillError(f"by: must be non-empty text, got {by!r}")
+    if by is not None and (not isinstance(by, str) or not by.strip() or len(by) > MAX_BY):
+        raise BackfillError(
+            f"by: must be non-empty text of at most {MAX_BY} characters, got {str(by)[:40]!r}"
+        )
     moment = now or datetime.now(UTC)
     # fires not yet due belong to the live scheduler; the one due this very second too
     clipped = range_to > moment

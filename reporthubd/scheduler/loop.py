@@ -379,6 +379,13 @@ class Scheduler:
     def disabled(self) -> dict[int, str]:
         return self.timetable.disabled
 
+    def next_fire_of(self, schedule_id: int) -> datetime | None:
+        """When this node's timetable fires `schedule_id` next (None: not loaded, or no fire
+        to come). Ahead of the stored next_run_at, which is written only with a claim."""
+        job = self.timetable.jobs.get(schedule_id)
+        nxt = job.timeline.next_ts if job is not None else None
+        return utc(nxt) if nxt is not None else None
+
     @property
     def lateness(self) -> Lateness:
         return self._dispatch.lateness

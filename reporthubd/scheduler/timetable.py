@@ -68,9 +68,17 @@ class Changes:
     disabled: int = 0
 
 
-def timeline_key(schedule: domain.Schedule) -> TimelineKey:
+def timeline_key(schedule: domain.Schedule, fields: dict[str, str] | None = None) -> TimelineKey:
+    """`fields`: normalised cron fields by expression, filled in as schedules are keyed (a
+    load keys every schedule, most of them sharing a few expressions)."""
+    expression = schedule.cron_expression
+    normalised = fields.get(expression) if fields is not None else None
+    if normalised is None:
+        normalised = " ".join(parse_cron(expression).fields)
+        if fields is not None:
+            fields[expression] = normalised
     return (
-        " ".join(parse_cron(schedule.cron_expression).fields),
+        normalised,
         schedule.timezone.key,
         schedule.start_at.timestamp() if schedule.start_at else None,
         schedule.end_at.timestamp() if schedule.end_at else None,
@@ -140,10 +148,11 @@ class Timetable:
         added = changed = 0
         seen: set[int] = set()
         never: dict[tuple[str, str], bool] = {}
+        fields: dict[str, str] = {}
         for schedule in schedules:
             job = self.jobs.get(schedule.id)
             try:
-                key = timeline_key(schedule)
+                key = timeline_key(schedule, fields)
             except ValueError as exc:  # rows.schedule validated it; defensive
                 disabled[schedule.id] = str(exc)
                 continue

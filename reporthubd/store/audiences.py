@@ -281,6 +281,41 @@ async def next_audiences(
     return [_audience(row) for row in rows]
 
 
+@dataclass(frozen=True, kw_only=True)
+class Claims:
+    """What one `claim_children` call won."""
+
+    ids: list[str]
+    """The children this node may run, in the audiences' order: inserted by this call, or
+    PENDING and already this node's (an earlier attempt of the call whose answer was lost)."""
+    inserted: frozenset[str]
+    """Those this call inserted, exactly as `child_execution` builds them (empty where the
+    store cannot tell: MariaDB after an insert that skipped some rows)."""
+
+
+def child_execution(
+    parent: domain.Execution,
+    audience: Audience,
+    *,
+    parameters: Mapping[str, Any],
+    node_id: str,
+    created_at: datetime,
+) -> domain.Execution:
+    """The child execution row of one audience as its claim inserts it: PENDING, this node's,
+    the parent's `scheduled_for`, the parent's resolved parameters under the audience's."""
+    return domain.Execution(
+        id=audience.child_id,
+        config_id=parent.config_id,
+        schedule_id=None,
+        trigger_type=domain.TriggerType.AUDIENCE,
+        scheduled_for=parent.scheduled_for,
+        status=domain.ExecutionStatus.PENDING,
+        parameters={**parameters, **audience.parameters},
+        node_id=node_id,
+        created_at=created_at,
+    )
+
+
 async def claim_children(
     store: Store,
     parent: domain.Execution,
@@ -288,40 +323,41 @@ async def claim_children(
     *,
     parameters: Mapping[str, Any],
     node_id: str,
-) -> list[str]:
-    """Claim each audience by inserting its child execution (PENDING, this node's, the parent's
-    `scheduled_for`, the parent's resolved parameters under the audience's). Returns the ids this
-    node may run: inserted now, or PENDING and already this node's (an earlier attempt of this
-    call whose answer was lost). One refused by the key belongs to whoever inserted it first."""
+    created_at: datetime | None = None,
+) -> Claims:
+    """Claim each audience by inserting its child execution (`child_execution`, created at
+    `created_at`, default now). One refused by the key belongs to whoever inserted it first."""
     if not audiences:
-        return []
-    now = utcnow()
-    rows = [
-        {
-            "id": a.child_id,
-            "config_id": parent.config_id,
-            "schedule_id": None,
-            "trigger_type": domain.TriggerType.AUDIENCE.value,
-            "scheduled_for": parent.scheduled_for,
-            "status": domain.ExecutionStatus.PENDING.value,
-            "parameters": {**parameters, **a.parameters},
-            "node_id": node_id,
-            "created_at": now,
-        }
-        for a in audiences
-    ]
+        return Claims(ids=[], inserted=frozenset())
+    now = created_at or utcnow()
+    rows = []
+    for a in audiences:
+        child = child_execution(parent, a, parameters=parameters, node_id=node_id, created_at=now)
+        rows.append(
+            {
+                "id": child.id,
+                "config_id": child.config_id,
+                "schedule_id": None,
+                "trigger_type": child.trigger_type.value,
+                "scheduled_for": child.scheduled_for,
+                "status": child.status.value,
+                "parameters": dict(child.parameters),
+                "node_id": node_id,
+                "created_at": now,
+            }
+        )
     ids = [a.child_id for a in audiences]
     async with store.engine.begin() as conn:
         if store.dialect in ("postgresql", "sqlite"):
             inserted = await conn.execute(_insert_ignore(store, _e, rows).returning(_e.c.id))
-            ours = {row.id for row in inserted}
-            if len(ours) == len(ids):
-                return ids
+            fresh = frozenset(row.id for row in inserted)
+            if len(fresh) == len(ids):
+                return Claims(ids=ids, inserted=fresh)
         else:
             result = await conn.execute(_insert_ignore(store, _e, rows))
             if result.rowcount == len(ids):
-                return ids
-            ours = set()
+                return Claims(ids=ids, inserted=frozenset(ids))
+            fresh = frozenset()
         mine = await conn.execute(
             sa.select(_e.c.id).where(
                 _e.c.id.in_(ids),
@@ -329,8 +365,8 @@ async def claim_children(
                 _e.c.status == domain.ExecutionStatus.PENDING.value,
             )
         )
-        ours |= {row.id for row in mine}
-    return [i for i in ids if i in ours]
+        ours = fresh | {row.id for row in mine}
+    return Claims(ids=[i for i in ids if i in ours], inserted=fresh)
 
 
 async def counts(store: Store, burst_id: str) -> Counts:
@@ -415,6 +451,53 @@ async def list_audiences(
     async with store.engine.connect() as conn:
         rows = (await conn.execute(query)).all()
     return [_audience(row) for row in rows]
+
+
+async def prune_bursts(store: Store, *, before: datetime, batch_size: int = 500) -> int:
+    """Delete the bursts created before `before` whose parent runs have all ended, with their
+    audiences, `batch_size` rows per transaction (the janitor, beside prune_executions: the
+    same retention, so a burst goes with its runs). Returns the count of bursts deleted."""
+    terminal = [s.value for s in domain.ExecutionStatus if s.is_terminal]
+    live_parent = sa.exists().where(
+        sa.or_(_e.c.id == _b.c.burst_id, _e.c.recovers_id == _b.c.burst_id),
+        _e.c.status.not_in(terminal),
+    )
+    total = 0
+    while True:
+        async with store.engine.connect() as conn:
+            ids = list(
+                (
+                    await conn.execute(
+                        sa.select(_b.c.burst_id)
+                        .where(_b.c.created_at < before, ~live_parent)
+                        .order_by(_b.c.created_at)
+                        .limit(batch_size)
+                    )
+                ).scalars()
+            )
+        if not ids:
+            return total
+        for burst_id in ids:
+            while True:  # a burst may hold 10,000 audiences: a batch per transaction
+                async with store.engine.begin() as conn:
+                    children = list(
+                        (
+                            await conn.execute(
+                                sa.select(_a.c.child_id)
+                                .where(_a.c.burst_id == burst_id)
+                                .limit(batch_size)
+                            )
+                        ).scalars()
+                    )
+                    if children:
+                        await conn.execute(sa.delete(_a).where(_a.c.child_id.in_(children)))
+                    else:
+                        await conn.execute(sa.delete(_b).where(_b.c.burst_id == burst_id))
+                if not children:
+                    break
+        total += len(ids)
+        if len(ids) < batch_size:
+            return total
 
 
 def _insert_ignore(store: Store, table: sa.Table, rows: list[dict[str, Any]]) -> Any:

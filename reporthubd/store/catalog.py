@@ -580,3 +580,20 @@ async def export(store: Store) -> tuple[cat.Catalog, list[domain.RowError]]:
             reports.append(item)
     catalog = cat.Catalog(calendars=calendar_specs, datasources=datasources, reports=reports)
     return catalog, errors
+
+
+async def delivery_id(store: Store, report_name: str, delivery_name: str) -> int | None:
+    """The id of the delivery named `delivery_name` of the report named `report_name` (what a
+    notice target `delivery:ID` names), or None when there is none."""
+    c, d = schema.configs, schema.deliveries
+    async with store.engine.connect() as conn:
+        found = (
+            await conn.execute(
+                sa.select(d.c.id)
+                .join(c, c.c.id == d.c.config_id)
+                .where(c.c.name == report_name, d.c.name == delivery_name)
+                .order_by(d.c.id)
+                .limit(1)
+            )
+        ).scalar()
+    return None if found is None else int(found)

@@ -189,19 +189,27 @@ async def open_connections(store: Store, count: int) -> None:
 
 async def _send_mysql(
     conn: AsyncConnection,
+    driver: Any,
     prepared: PreparedClaims,
     then_record: Sequence[schedules.Run],
     *,
     read_committed: bool,
 ) -> tuple[dict[str, str | None], datetime]:
-    """One round trip: READ COMMITTED (no gap locks between nodes inserting the same keys, so
-    fewer waits and no deadlocks; set here unless the session already is, `read_committed`),
-    the INSERTs, COMMIT, then `then_record`'s UPDATEs of report_schedules and their own COMMIT.
-    Returns the ids that are ours (with the status the store holds, when read back) and when
-    the claim committed. When every row went in (the common case) all ids are ours; otherwise
-    read back which of them exist. A failed bookkeeping UPDATE is logged, not raised: the
-    claims are committed. Statements not prepared beforehand are written out here."""
-    driver = await driver_of(conn)
+    """One round trip, one transaction: READ COMMITTED (no gap locks between nodes inserting
+    the same keys; set here unless the session already is, `read_committed`), then
+    `then_record`'s UPDATEs of report_schedules, then the INSERTs, then COMMIT. Returns the ids
+    that are ours (with the status the store holds, when read back) and when the claim
+    committed. When every row went in (the common case) all ids are ours; otherwise read back
+    which of them exist. Statements not prepared beforehand are written out here.
+
+    The UPDATEs come first so that two nodes claiming the same fires serialize on the
+    schedule rows: the first X-locks them (in id order: `schedules.updates` sorts them), the
+    other's UPDATE waits for its COMMIT and then finds the fire's row taken. Nothing either
+    holds is waited for by the other (report_executions has no foreign key to report_schedules,
+    so an INSERT locks no schedule row), so they cannot deadlock. The UPDATE is guarded: an
+    older fire never moves last_run_at back. A failed bookkeeping UPDATE (a lock another
+    session holds for longer than the lock wait timeout) is logged, not raised: the
+    transaction is rolled back and the claim is sent again alone, so it never fails for it."""
     cursor = await driver.cursor()
     claimed_at = driver.escape(mysql_time(datetime.now(UTC)))
     head = [] if read_committed else [b"SET TRANSACTION ISOLATION LEVEL READ COMMITTED"]
@@ -213,26 +221,15 @@ async def _send_mysql(
             driver, prepared.claims, prepared.ids, prepared.node_id, claimed_at
         )
     bookkeeping = schedules.mysql_statements(cursor, schedules.updates(then_record))
-    query = b"; ".join(
-        (*head, *inserts, b"COMMIT", *bookkeeping, *([b"COMMIT"] if bookkeeping else []))
-    )
     try:
         async with cursor:
-            await cursor.execute(query)  # the cursor is at the first statement's result
-            for _ in head:
-                await cursor.nextset()
-            inserted = 0
-            for index in range(len(inserts)):
-                if index:
-                    await cursor.nextset()
-                inserted += max(0, cursor.rowcount)
-            await cursor.nextset()  # COMMIT
-            committed = datetime.now(UTC)
-            clean = await _drain(cursor, len(bookkeeping))
-            if not clean:
-                # the failed bookkeeping left its transaction open; the claim line does not
-                # go back to the pool, whose reset would end it
+            try:
+                inserted = await _run_claim(cursor, head, bookkeeping, inserts)
+            except _BookkeepingFailed as failed:
+                log.warning("writing last_run_at failed", error=error_line(failed.error))
                 await driver.rollback()
+                inserted = await _run_claim(cursor, head, [], inserts)
+            committed = datetime.now(UTC)
             if inserted == len(prepared.ids):
                 if not read_committed:  # a pooled connection: no ROLLBACK when it goes back
                     await mark_clean(conn)
@@ -252,18 +249,37 @@ async def _send_mysql(
         raise
 
 
-async def _drain(cursor: Any, bookkeeping: int) -> bool:
-    """Read the results after the claim's COMMIT. Returns False when a bookkeeping statement
-    failed (logged; the server skipped the rest, and the caller rolls its transaction back)."""
+class _BookkeepingFailed(Exception):
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+async def _run_claim(
+    cursor: Any, head: Sequence[bytes], bookkeeping: Sequence[bytes], inserts: Sequence[bytes]
+) -> int:
+    """Send `head`, `bookkeeping`, `inserts` and COMMIT as one query; return the rows the
+    INSERTs put in. The server stops at a statement that fails: an error in `head` or
+    `bookkeeping` (nothing of the claim ran) is raised as _BookkeepingFailed when there is
+    bookkeeping, the others as they are."""
+    from pymysql.err import MySQLError  # type: ignore[import-untyped]
+
+    before = len(head) + len(bookkeeping)
     try:
-        while await cursor.nextset():
-            pass
-    except Exception as exc:
+        await cursor.execute(b"; ".join((*head, *bookkeeping, *inserts, b"COMMIT")))
+        for _ in range(1, before):  # the cursor is at the first statement's result
+            await cursor.nextset()
+    except MySQLError as exc:
         if not bookkeeping:
             raise
-        log.warning("writing last_run_at failed", error=error_line(exc))
-        return False
-    return True
+        raise _BookkeepingFailed(exc) from exc
+    inserted = 0
+    for index in range(len(inserts)):
+        if index or before:
+            await cursor.nextset()
+        inserted += max(0, cursor.rowcount)
+    await cursor.nextset()  # COMMIT
+    return inserted
 
 
 async def _insert_ignoring_taken(
@@ -305,7 +321,11 @@ async def claim_prepared(
         if store.dialect == "mysql":
             read_committed = line.is_read_committed(conn)
             ours, committed = await _send_mysql(
-                conn, prepared, then_record, read_committed=read_committed
+                conn,
+                await line.driver(conn),
+                prepared,
+                then_record,
+                read_committed=read_committed,
             )
             then_record = ()
         else:

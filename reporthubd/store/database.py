@@ -160,6 +160,7 @@ class ClaimLine:
     def __init__(self, store: Store) -> None:
         self._store = store
         self._conn: AsyncConnection | None = None
+        self._driver: Any = None
         self._busy = False
         self._used_at = 0.0
 
@@ -175,7 +176,7 @@ class ClaimLine:
             try:
                 yield conn
             except BaseException:
-                self._conn = None
+                self._conn = self._driver = None
                 await _drop(conn)
                 raise
             self._used_at = time.monotonic()
@@ -185,13 +186,13 @@ class ClaimLine:
     async def _ready(self) -> AsyncConnection:
         conn = self._conn
         if conn is not None and (conn.closed or conn.invalidated):
-            conn = self._conn = None
+            conn = self._conn = self._driver = None
         if conn is not None and time.monotonic() - self._used_at >= PING_AFTER_IDLE_SECONDS:
             try:
                 await conn.run_sync(_ping)
             except Exception as exc:  # closed by the server while idle: open a new one
                 log.debug("claim connection lost while idle", error=error_line(exc))
-                self._conn = None
+                self._conn = self._driver = None
                 await _drop(conn)
                 conn = None
         if conn is None:
@@ -200,15 +201,23 @@ class ClaimLine:
                 # the claims' isolation, set once for the session (reset when it goes back to
                 # the pool), not in each claim's round trip
                 await conn.execution_options(isolation_level="READ COMMITTED")
+                self._driver = await driver_of(conn)
             self._conn = conn
         return conn
+
+    async def driver(self, conn: AsyncConnection) -> Any:
+        """`driver_of(conn)`, looked up once for the line's own connection (each lookup is a
+        greenlet switch through SQLAlchemy's async layer)."""
+        if conn is self._conn and self._driver is not None:
+            return self._driver
+        return await driver_of(conn)
 
     def is_read_committed(self, conn: AsyncConnection) -> bool:
         """Whether `conn` is this line's MySQL/MariaDB session, READ COMMITTED throughout."""
         return conn is self._conn and self._store.dialect == "mysql"
 
     async def close(self) -> None:
-        conn, self._conn = self._conn, None
+        conn, self._conn, self._driver = self._conn, None, None
         if conn is not None:
             with contextlib.suppress(Exception):
                 await conn.close()

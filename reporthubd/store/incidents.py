@@ -20,6 +20,7 @@ from reporthubd import domain
 from reporthubd.store import schema
 from reporthubd.store.database import Store
 from reporthubd.store.types import MalformedJSON
+from reporthubd.timeutil import utcnow
 
 _e = schema.executions
 _S = domain.ExecutionStatus
@@ -249,3 +250,31 @@ async def recent_missed(store: Store, *, since: datetime) -> list[MissedRow]:
             ),
         )
     return list(first.values())
+
+
+async def claim_late(
+    store: Store,
+    *,
+    schedule_id: int,
+    scheduled_for: datetime,
+    config_id: int,
+    execution_id: str | None,
+    node_id: str,
+) -> bool:
+    """Claim a fire judged late (revision 0015): True for the one node (and the one pass)
+    that inserted its row, which counts it; False when it was claimed before."""
+    try:
+        async with store.engine.begin() as conn:
+            await conn.execute(
+                sa.insert(schema.late_fires).values(
+                    schedule_id=schedule_id,
+                    scheduled_for=scheduled_for,
+                    config_id=config_id,
+                    execution_id=execution_id,
+                    node_id=node_id,
+                    created_at=utcnow(),
+                )
+            )
+    except sa.exc.IntegrityError:
+        return False
+    return True

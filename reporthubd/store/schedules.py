@@ -28,15 +28,21 @@ Update = tuple[datetime | None, datetime | None, list[int]]
 
 def updates(runs: Iterable[Run]) -> list[Update]:
     """Schedules that fired together share both values: one UPDATE per distinct pair (and
-    per CHUNK ids)."""
+    per CHUNK ids). In id order, within an UPDATE and from one to the next (by each one's
+    first id), so that two nodes writing the same schedules lock their rows in the same
+    order (a claim's UPDATEs run first in its transaction: claims._send_mysql)."""
     groups: dict[tuple[datetime | None, datetime | None], list[int]] = defaultdict(list)
     for schedule_id, last, following in runs:
         groups[(last, following)].append(schedule_id)
-    return [
+    out = [
         (last, following, ids[start : start + CHUNK])
-        for (last, following), ids in groups.items()
+        for (last, following), unsorted in groups.items()
+        for ids in [sorted(unsorted)]
         for start in range(0, len(ids), CHUNK)
     ]
+    if len(out) > 1:
+        out.sort(key=lambda update: update[2][0])
+    return out
 
 
 async def record_runs(store: Store, runs: Iterable[Run]) -> None:

@@ -180,6 +180,7 @@ executions = sa.Table(
     ),
     sa.Index("ix_report_executions_status_heartbeat", "status", "heartbeat_at"),
     sa.Index("ix_report_executions_config_created", "config_id", "created_at"),
+    sa.Index("ix_report_executions_config_status_created", "config_id", "status", "created_at"),
     sa.Index("ix_report_executions_created", "created_at"),
 )
 
@@ -391,6 +392,19 @@ alert_states = sa.Table(
     sa.Column("updated_at", UTCDateTime(), nullable=False, server_default=utcnow()),
 )
 
+late_fires = sa.Table(
+    # revision 0015: a fire judged late (past its schedule's deadline); the row is its claim,
+    # so the fire is counted once however many nodes watch the deadline
+    "report_late_fires",
+    metadata,
+    sa.Column("schedule_id", sa.BigInteger(), primary_key=True),
+    sa.Column("scheduled_for", UTCDateTime(), primary_key=True),
+    sa.Column("config_id", sa.BigInteger(), nullable=False),
+    sa.Column("execution_id", sa.String(36), nullable=True),
+    sa.Column("node_id", sa.String(64), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False, server_default=utcnow()),
+)
+
 DEFINITION_TABLES = (datasources, configs, schedules, deliveries, recipients)
 WATCHED_TABLES = (*DEFINITION_TABLES, calendars)
 """What the definitions watcher fingerprints: an edited calendar reloads its schedules too."""
@@ -410,6 +424,7 @@ __all__ = [
     "deliveries",
     "delivery_logs",
     "executions",
+    "late_fires",
     "metadata",
     "nodes",
     "notices",

@@ -10,7 +10,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from reporthubd import domain
-from reporthubd.store import executions, schema
+from reporthubd.store import console, executions, schema
+from reporthubd.store.console import Cursor
 from reporthubd.store.database import Store
 
 E = schema.executions
@@ -152,13 +153,24 @@ class ExecutionQuery:
     until: datetime | None = None
     limit: int = 50
     offset: int = 0
+    after: Cursor | None = None
+    """Keyset paging: rows older than this one, newest first (`offset` counts from it)."""
 
 
-async def search_executions(
-    store: Store, query: ExecutionQuery
-) -> tuple[list[domain.Execution], int]:
-    """A page of executions (newest first) matching the filters, and how many match in all."""
-    conditions = []
+@dataclass(frozen=True, kw_only=True)
+class ExecutionPage:
+    items: list[domain.Execution]
+    total: int | None
+    """How many match in all; None on a keyset page (`after`): no COUNT over the history."""
+    next_after: Cursor | None
+    """Where the next (older) page starts; None on the last page."""
+
+
+async def search_executions(store: Store, query: ExecutionQuery) -> ExecutionPage:
+    """A page of executions (newest first) matching the filters. An offset page also counts
+    how many match in all (a COUNT over the filtered history); a keyset page (`after`) does
+    not, and costs the same a thousand pages back as on the first page."""
+    conditions: list[Any] = []
     if query.config_id is not None:
         conditions.append(E.c.config_id == query.config_id)
     if query.schedule_id is not None:
@@ -169,18 +181,33 @@ async def search_executions(
         conditions.append(E.c.created_at >= query.since)
     if query.until is not None:
         conditions.append(E.c.created_at < query.until)
+    count = sa.select(sa.func.count()).select_from(E).where(*conditions)
+    if query.after is not None:
+        at, ident = query.after.created_at, query.after.execution_id
+        # created_at <= at bounds the index range; the OR only breaks ties within it.
+        conditions.append(E.c.created_at <= at)
+        conditions.append(sa.or_(E.c.created_at < at, E.c.id < ident))
     page = (
         sa.select(E)
         .where(*conditions)
         .order_by(E.c.created_at.desc(), E.c.id.desc())
-        .limit(query.limit)
+        .limit(query.limit + 1)
         .offset(query.offset)
     )
-    count = sa.select(sa.func.count()).select_from(E).where(*conditions)
+    if query.config_id is not None:
+        page = console.by_report(page, by_status=bool(query.statuses))
     async with store.engine.connect() as conn:
-        rows = (await conn.execute(page)).all()
-        total = int(await conn.scalar(count) or 0)
-    return executions.valid_records(rows), total
+        rows = executions.valid_records((await conn.execute(page)).all())
+        total = None if query.after is not None else int(await conn.scalar(count) or 0)
+    more = len(rows) > query.limit
+    rows = rows[: query.limit]
+    last = rows[-1] if rows and more else None
+    next_after = (
+        console.Cursor(created_at=last.created_at, execution_id=last.id)
+        if last is not None and last.created_at is not None
+        else None
+    )
+    return ExecutionPage(items=rows, total=total, next_after=next_after)
 
 
 async def count_active(store: Store) -> dict[str, dict[str, int]]:

@@ -51,8 +51,13 @@ async def test_alert_round_trip_and_state(store: Store) -> None:
     assert alert_checks.problems(found.configs.values()) == []
 
     assert await alerts.state(store, config.id) == alerts.AlertState()
-    await alerts.save(store, config.id, execution_id="e1", truth=True, delivered_sha256="aa")
-    await alerts.save(store, config.id, execution_id="e2", truth=False, delivered_sha256=None)
+    assert await alerts.transition(store, config.id, previous=None, execution_id="e1", truth=True)
+    await alerts.save_delivered(store, config.id, execution_id="e1", delivered_sha256="aa")
+    # A run judged on the state before e1 does not move it (compare-and-set).
+    assert not await alerts.transition(
+        store, config.id, previous=None, execution_id="e9", truth=False
+    )
+    assert await alerts.transition(store, config.id, previous="e1", execution_id="e2", truth=False)
     state = await alerts.state(store, config.id)
     assert state == alerts.AlertState(
         last_truth=False, last_execution_id="e2", delivered_sha256="aa", delivered_execution_id="e1"

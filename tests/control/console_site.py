@@ -1,12 +1,16 @@
 """A real daemon with a token and a small catalog for the console tests: a report that runs for a
-second or two (a recursive count of `top` rows), one whose query fails, and one whose file share
-is missing until the test creates it (its delivery fails for good, then is redelivered)."""
+second or two (a recursive count of `top` rows), one whose query fails, one whose file share
+is missing until the test creates it (its delivery fails for good, then is redelivered), and
+one whose webhook delivery waits at a gate the test opens (`Site.gate`): a run of it stays
+RUNNING until then, so a test watches it live without racing its end."""
 
 from __future__ import annotations
 
+import http.server
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +49,20 @@ output_format = "csv"
 query = "SELECT amount FROM no_such_table"
 
 [[reports]]
+name = "gated"
+description = "Counts up to top; its webhook answers when the test opens the gate"
+datasource = "local"
+output_format = "csv"
+query = '''WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < :top)
+SELECT n FROM c'''
+parameters = {{ top = 10 }}
+
+[[reports.deliveries]]
+name = "gate"
+method = "webhook"
+config = {{ url = "{gate_url}" }}
+
+[[reports]]
 name = "handover"
 datasource = "local"
 output_format = "csv"
@@ -58,12 +76,52 @@ config = {{ path = "{late_share}" }}
 """
 
 
+class Gate:
+    """An HTTP receiver whose answers wait while the gate is closed (open at first)."""
+
+    def __init__(self) -> None:
+        self.opened = threading.Event()
+        self.opened.set()
+        self.received = 0
+        gate = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                gate.received += 1
+                gate.opened.wait(120)
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, name="console-site-gate", daemon=True
+        )
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def close(self) -> None:
+        self.opened.set()
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(10)
+
+
 @dataclass
 class Site:
     port: int
     directory: Path
     daemon: DaemonProcess
     notify: NotifySocket
+    gate: Gate
 
     @property
     def url(self) -> str:
@@ -90,8 +148,10 @@ class Site:
         return int(row[0])
 
     def stop(self) -> None:
+        self.gate.opened.set()
         self.daemon.stop()
         self.notify.close()
+        self.gate.close()
 
 
 def start(directory: Path) -> Site:
@@ -99,10 +159,14 @@ def start(directory: Path) -> Site:
     with sqlite3.connect(source) as db:
         db.execute("CREATE TABLE IF NOT EXISTS numbers (n INTEGER)")
     (directory / "share").mkdir(exist_ok=True)
+    gate = Gate()
     catalog = directory / "catalog.toml"
     catalog.write_text(
         CATALOG.format(
-            source=source, share=directory / "share", late_share=directory / "late-share"
+            source=source,
+            share=directory / "share",
+            late_share=directory / "late-share",
+            gate_url=gate.url,
         ),
         encoding="utf-8",
     )
@@ -122,7 +186,7 @@ def start(directory: Path) -> Site:
         timeout=60,
     )
     call(port, "/api/scheduler/reload", method="POST", token=TOKEN)
-    return Site(port=port, directory=directory, daemon=daemon, notify=notify)
+    return Site(port=port, directory=directory, daemon=daemon, notify=notify, gate=gate)
 
 
 def wait_terminal(site: Site, execution_id: str, timeout: float = 60.0) -> dict[str, object]:

@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 
@@ -84,6 +85,25 @@ def test_list_filters_pages_and_downloads(daemon: tuple[DaemonProcess, int]) -> 
     assert [i["id"] for i in data["items"]] == [third, second]  # type: ignore[index]
     status, body = call(port, "/api/executions?limit=2&offset=2")
     assert [i["id"] for i in body["data"]["items"]] == [first]  # type: ignore[index]
+    assert body["data"]["next_after"] is None  # type: ignore[index]
+
+    # Keyset pages: after = the previous answer's next_after; no count on such a page.
+    cursor = data["next_after"]  # type: ignore[index]
+    assert isinstance(cursor, str)
+    status, body = call(port, "/api/executions?limit=2&after=" + urllib.parse.quote(cursor))
+    page = body["data"]
+    assert status == 200 and [i["id"] for i in page["items"]] == [first]  # type: ignore[index]
+    assert page["total"] is None and page["next_after"] is None  # type: ignore[index]
+    status, body = call(port, "/api/executions?limit=1&config_id=1&status=COMPLETED")
+    cursor = body["data"]["next_after"]  # type: ignore[index]
+    status, body = call(
+        port,
+        "/api/executions?limit=1&config_id=1&status=COMPLETED&after=" + urllib.parse.quote(cursor),
+    )
+    assert [i["id"] for i in body["data"]["items"]] == [second]  # type: ignore[index]
+    status, body = call(port, f"/api/executions?offset=1&after={urllib.parse.quote(cursor)}")
+    assert status == 200, body  # an offset counts from the cursor
+    assert [i["id"] for i in body["data"]["items"]] == [first]  # type: ignore[index]
 
     status, body = call(port, "/api/executions?config_id=1&status=COMPLETED,FAILED")
     assert status == 200 and body["data"]["total"] == 3  # type: ignore[index]
@@ -120,6 +140,8 @@ def test_list_filters_pages_and_downloads(daemon: tuple[DaemonProcess, int]) -> 
         "status=DONE",
         "since=yesterday",
         "until=2026-01-01T00:00:00",
+        "after=yesterday",
+        "after=2026-01-01T00:00:00|x",
     ],
 )
 def test_bad_filters_are_400(daemon: tuple[DaemonProcess, int], query: str) -> None:

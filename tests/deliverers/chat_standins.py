@@ -13,6 +13,7 @@ upload, the upload's length), nothing more."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import shutil
@@ -60,6 +61,11 @@ class SlackStandIn:
     messages: list[dict[str, Any]] = field(default_factory=list)
     rate_limited: dict[str, list[int]] = field(default_factory=dict)
     """method → Retry-After seconds of the next answers: each call pops one and answers 429."""
+    history_scope: bool = True
+    """False: conversations.history answers missing_scope (a token without channels:history)."""
+    hold: asyncio.Event | None = None
+    """Set: chat.postMessage records the message, then holds its answer until it is set."""
+    held: int = 0
     _runner: web.AppRunner | None = None
     _ids: Any = field(default_factory=lambda: itertools.count(1))
 
@@ -91,8 +97,14 @@ class SlackStandIn:
             )
         if request.headers.get("Authorization") != f"Bearer {self.token}":
             return web.json_response({"ok": False, "error": "invalid_auth"})
+        if method == "chat.postMessage" and self.hold is not None:
+            answer = self._post_message(params)
+            self.held += 1
+            await self.hold.wait()  # the sender is killed here: Slack has the message
+            return web.json_response(answer)
         handler = {
             "auth.test": self._auth_test,
+            "conversations.history": self._history,
             "files.getUploadURLExternal": self._get_upload_url,
             "files.completeUploadExternal": self._complete_upload,
             "chat.postMessage": self._post_message,
@@ -138,6 +150,28 @@ class SlackStandIn:
             done.append({"id": upload.file_id, "title": item.get("title") or upload.filename})
         return {"ok": True, "files": done}
 
+    def _history(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Newest first, `limit` of them; metadata only with include_all_metadata (as Slack)."""
+        if not self.history_scope:
+            return {"ok": False, "error": "missing_scope", "needed": "channels:history"}
+        channel = params.get("channel")
+        limit = int(params.get("limit") or 100)
+        full = str(params.get("include_all_metadata", "")).lower() in {"1", "true"}
+        found = [m for m in reversed(self.messages) if m.get("channel") == channel][:limit]
+        shown = [
+            {"type": "message", "ts": m["ts"], "text": m.get("text", "")}
+            | ({"metadata": m["metadata"]} if full and m.get("metadata") else {})
+            for m in found
+        ]
+        return {"ok": True, "messages": shown, "has_more": False}
+
+    def keys(self) -> list[str]:
+        """The idempotency key of each message posted, in order (None: none carried)."""
+        return [
+            ((m.get("metadata") or {}).get("event_payload") or {}).get("idempotency_key")
+            for m in self.messages
+        ]
+
     def _post_message(self, params: dict[str, Any]) -> dict[str, Any]:
         if not params.get("channel"):
             return {"ok": False, "error": "channel_not_found"}
@@ -148,6 +182,7 @@ class SlackStandIn:
     async def start(self) -> None:
         app = web.Application(client_max_size=200 * 1024 * 1024)
         app.router.add_post("/api/{method}", self.api)
+        app.router.add_get("/api/{method}", self.api)
         app.router.add_post("/upload/v1/{file_id}", self.upload)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -168,6 +203,12 @@ class ChatWebhookStandIn:
     messages: list[dict[str, Any]] = field(default_factory=list)
     queries: list[dict[str, str]] = field(default_factory=list)
     answers: list[tuple[int, dict[str, str]]] = field(default_factory=list)
+    posts: int = 0
+    """Every JSON post taken, repeats included."""
+    by_request_id: dict[str, dict[str, Any]] = field(default_factory=dict)
+    hold: asyncio.Event | None = None
+    """Set: a post is recorded, then its answer held until it is set."""
+    held: int = 0
     _runner: web.AppRunner | None = None
 
     def url(self, path: str = "/hook", query: str = "sig=stand-in-signature-secret") -> str:
@@ -180,8 +221,18 @@ class ChatWebhookStandIn:
             return web.Response(status=status, headers=headers, text=f"scripted {status}")
         if not request.content_type.startswith("application/json"):
             return web.Response(status=415, text="JSON only")
-        self.messages.append(json.loads(body))
-        self.queries.append(dict(request.query))
+        self.posts += 1
+        request_id = request.query.get("requestId")
+        # Google Chat: an existing requestId returns the message created with it, no new one.
+        if request_id is None or request_id not in self.by_request_id:
+            message = json.loads(body)
+            self.messages.append(message)
+            self.queries.append(dict(request.query))
+            if request_id is not None:
+                self.by_request_id[request_id] = message
+        if self.hold is not None:
+            self.held += 1
+            await self.hold.wait()
         return web.Response(status=202 if "workflows" in request.path else 200, text="{}")
 
     async def start(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import subprocess
@@ -17,6 +18,7 @@ import pytest
 from reporthubd import domain
 from reporthubd.deliverers import templating
 from reporthubd.deliverers.base import DeliveryError, ProducedFile
+from reporthubd.deliverers.common import open_for_reading
 from reporthubd.store import delivery_logs
 from reporthubd.store.database import Store
 from tests.deliverers import peers
@@ -311,3 +313,29 @@ def test_a_recovery_run_names_its_deliveries_after_the_run_it_stands_in_for() ->
     assert run_key(execution("lost", T.MANUAL)) == "lost"
     assert run_key(execution("again", T.RECOVERY, recovers="lost")) == "lost"
     assert run_key(execution("other", T.SCHEDULE)) == "other"
+
+
+async def test_a_read_cancelled_while_the_file_opens_closes_the_file(tmp_path: Path) -> None:
+    """aiohttp cancels a request body's writer once the answer arrives; a file still opening in
+    the worker thread then must be closed, not left to the garbage collector (session 6's CI
+    failed on that "unclosed file" warning)."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    # Opening a FIFO for reading blocks until a writer comes, so the cancel lands mid-open.
+    opening = asyncio.create_task(open_for_reading(fifo), name="test open")
+    await asyncio.sleep(0.05)
+    opening.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await opening
+    writer = await asyncio.to_thread(os.open, fifo, os.O_WRONLY)
+    try:
+        for _ in range(500):  # the reader is closed on the loop right after it opens
+            try:
+                os.write(writer, b"x")
+            except BrokenPipeError:
+                break
+            await asyncio.sleep(0.01)
+        else:
+            pytest.fail("the file opened after the cancel was never closed")
+    finally:
+        os.close(writer)

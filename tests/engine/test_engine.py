@@ -366,7 +366,15 @@ async def test_janitor_removes_old_files_and_prunes_rows(
                 )
             )
     swept = await engine.clean_up()
-    assert swept == {"directories_removed": 2, "executions_pruned": 1203}
+    assert swept == {
+        "directories_removed": 2,
+        "executions_pruned": 1203,
+        "bursts_pruned": 0,
+        "notices_pruned": 0,
+        "waits_pruned": 0,
+        "backfills_pruned": 0,
+        "late_fires_pruned": 0,
+    }
     assert not (engine.workspace / done.id).exists()
     assert not (engine.workspace / "orphan-dir").exists()
     assert (engine.workspace / running).exists()  # still RUNNING: kept

@@ -41,6 +41,10 @@ from tests.engine.conftest import (
 )
 from tests.formats import helpers
 
+# Filling 1.1M rows on PostgreSQL and 1M on MariaDB, then an Excel of 1.1M rows: minutes of
+# work, run in scripts/test's background process beside the main suite.
+pytestmark = pytest.mark.background
+
 EXCEL_ROWS = 1_100_000
 JSON_ROWS = 1_000_000
 PDF_ROWS = 10_000

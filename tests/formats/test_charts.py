@@ -197,7 +197,7 @@ def test_the_xlsxwriter_engine_adds_a_native_excel_chart_over_the_points(tmp_pat
     for month, _, _, unit in rows:
         units[month] = units.get(month, 0) + unit
     assert {m: v[1] for m, v in table.items()} == units
-    # The default stream engine writes no drawing parts: the chart is in the PDF and the email.
+    # The default stream engine writes the same chart (tests/formats/test_xlsx_native_chart.py).
     plain = samples.write(
         "excel",
         {"chart": options["chart"]},
@@ -207,4 +207,6 @@ def test_the_xlsxwriter_engine_adds_a_native_excel_chart_over_the_points(tmp_pat
         samples.context("s"),
     )
     with zipfile.ZipFile(plain.path) as archive:
-        assert not [n for n in archive.namelist() if "chart" in n]
+        stream_xml = archive.read("xl/charts/chart1.xml").decode()
+    assert "<c:lineChart>" in stream_xml and "By month" in stream_xml
+    assert re.findall(r"<c:f>(.*?)</c:f>", stream_xml) == refs

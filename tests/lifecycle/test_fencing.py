@@ -121,3 +121,33 @@ def test_raw_driver_errors_of_a_lost_connection_count_as_unreachable() -> None:
     assert not unreachable(pymysql.err.OperationalError(1045, "Access denied"))
     assert not unreachable(pymysql.err.IntegrityError(1062, "Duplicate entry"))
     assert not unreachable(ValueError("a bug"))
+
+
+async def test_a_run_this_node_ended_is_released_not_lost(store: Store) -> None:
+    """(A revalidation that raced a run's end called it lost and cancelled its finished task:
+    358 times in a 10,000-audience fan-out on one daemon.)"""
+    from reporthubd.lifecycle.executions import Lifecycle
+
+    lifecycle = Lifecycle(store, node_id=NODE)
+    ended, taken = await running(store, NODE), await running(store, NODE)
+    stopped: list[str] = []
+    for execution_id in (ended, taken):
+        lifecycle.ownership.hold(execution_id, lambda reason, e=execution_id: stopped.append(e))
+    execution = await executions.get_execution(store, ended)
+    assert execution is not None
+    assert await lifecycle.finish(execution, domain.ExecutionStatus.COMPLETED)
+    await executions.update_execution(store, taken, status=domain.ExecutionStatus.FAILED)
+
+    # Ended here: released with its final write; ended by another node: lost.
+    assert await lifecycle.ownership.revalidate() == {taken}
+    assert stopped == [taken]
+    assert not lifecycle.ownership.holds(ended) and not lifecycle.ownership.was_lost(ended)
+
+    # A revalidation between the final write and its answer (the row ended, the run still
+    # held): marked ending first, it is not lost either.
+    racing = await running(store, NODE)
+    lifecycle.ownership.hold(racing, lambda reason: stopped.append(racing))
+    lifecycle.ownership.ending(racing)
+    await executions.update_execution(store, racing, status=domain.ExecutionStatus.COMPLETED)
+    assert racing not in await lifecycle.ownership.revalidate()
+    assert stopped == [taken]

@@ -47,6 +47,18 @@ fresh database on the running server) for a manual run."""
 
 
 @pytest.fixture
+async def mariadb_store(tmp_path: Path) -> AsyncIterator[tuple[Store, str]]:
+    """A fresh database on the running MariaDB (production's store), migrated."""
+    database = servers.create_database("mariadb", tmp_path)
+    store = Store(StoreSettings(url=database.url))
+    await store.start()
+    await migrate.upgrade(store)
+    yield store, database.url
+    await store.stop()
+    database.drop()
+
+
+@pytest.fixture
 def rstore_url(tmp_path: Path) -> Iterator[str]:
     if STORE_BACKEND == "sqlite":
         yield f"sqlite:///{tmp_path}/store.db"

@@ -41,8 +41,7 @@ import pytest
 import sqlalchemy as sa
 from aiohttp import web
 
-from reporthubd.config import StoreSettings
-from reporthubd.store import migrate, schema
+from reporthubd.store import schema
 from reporthubd.store.database import Store
 from tests import servers
 from tests.engine.conftest import Source, _pg_source, add_config, add_datasource, add_schedule
@@ -109,18 +108,6 @@ async def receiver() -> AsyncIterator[Receiver]:
 @pytest.fixture
 def pg() -> Iterator[Source]:
     yield from _pg_source()
-
-
-@pytest.fixture
-async def mariadb_store(tmp_path: Path) -> AsyncIterator[tuple[Store, str]]:
-    """A fresh database on the running MariaDB (production's store), migrated."""
-    database = servers.create_database("mariadb", tmp_path)
-    store = Store(StoreSettings(url=database.url))
-    await store.start()
-    await migrate.upgrade(store)
-    yield store, database.url
-    await store.stop()
-    database.drop()
 
 
 @dataclass
@@ -663,7 +650,9 @@ async def test_a_delivery_in_flight_at_the_kill_is_sent_again_under_the_same_key
 
 
 async def _lock_wait(query_start: str) -> bool:
-    """Whether a MariaDB transaction waits for a row lock in a statement starting so."""
+    """Whether a MariaDB transaction waits for a row lock in a statement starting so (its
+    identifiers quoted or not: a run's writes on MariaDB are sent on the driver connection,
+    store/executions._update_mysql, with backquoted names)."""
     import aiomysql
 
     conn = await aiomysql.connect(
@@ -673,7 +662,7 @@ async def _lock_wait(query_start: str) -> bool:
         async with conn.cursor() as cursor:
             await cursor.execute(
                 "SELECT COUNT(*) FROM information_schema.INNODB_TRX "
-                "WHERE trx_state = 'LOCK WAIT' AND trx_query LIKE %s",
+                "WHERE trx_state = 'LOCK WAIT' AND REPLACE(trx_query, '`', '') LIKE %s",
                 (f"{query_start}%",),
             )
             (count,) = await cursor.fetchone()
@@ -688,7 +677,8 @@ async def test_a_kill_between_a_retry_and_its_settling_is_settled_after_restart(
     """The retry was made and recorded (SUCCESS), and the daemon died before moving the
     execution from RUNNING to COMPLETED. A share lock the test holds on the execution row lets
     the ledger write its rows (a foreign-key check takes a share lock too) and holds the
-    settling UPDATE back; the kill comes while that UPDATE waits. The restarted node (same id)
+    settling UPDATE back; the kill comes while that UPDATE waits, and the test then ends the
+    UPDATE's server thread (see below). The restarted node (same id)
     must settle it: its own heartbeats must not keep it RUNNING for ever."""
     import aiomysql
 
@@ -747,6 +737,20 @@ async def test_a_kill_between_a_retry_and_its_settling_is_settled_after_restart(
         a.process.signal(signal.SIGKILL)
         await asyncio.to_thread(a.process.wait, 10)
         await a.close()
+        # The settling UPDATE and its COMMIT went to the server in one round trip, so the
+        # server would finish them after the client's death (safe: the write is conditional on
+        # RUNNING and this node). Killing the waiting server thread rolls it back, as if the
+        # kill had come before the statement left the daemon.
+        async with locker.cursor() as cursor:
+            await cursor.execute(
+                "SELECT trx_mysql_thread_id FROM information_schema.INNODB_TRX "
+                "WHERE trx_state = 'LOCK WAIT' AND REPLACE(trx_query, '`', '') LIKE %s",
+                ("UPDATE report_executions SET status%",),
+            )
+            waiting = [thread for (thread,) in await cursor.fetchall()]
+            assert waiting, "the settling UPDATE no longer waits"
+            for thread in waiting:
+                await cursor.execute(f"KILL {int(thread)}")
         await locker.rollback()
         (row,) = await _rows(store, E.c.id == execution_id)
         assert row.status == "RUNNING"  # what the kill left

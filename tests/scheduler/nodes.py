@@ -22,7 +22,15 @@ from tests.daemon_process import DaemonProcess, write_config
 @asynccontextmanager
 async def mariadb_store(tmp_path: Path) -> AsyncIterator[tuple[Store, str]]:
     """A fresh, migrated MariaDB database (the multi-node tests need a server store)."""
-    database = servers.create_database("mariadb", tmp_path)
+    async with server_store(tmp_path, "mariadb") as found:
+        yield found
+
+
+@asynccontextmanager
+async def server_store(tmp_path: Path, backend: str) -> AsyncIterator[tuple[Store, str]]:
+    """A fresh, migrated database on `backend` (mariadb or postgresql)."""
+    # in a thread: the PostgreSQL admin runs its own event loop
+    database = await asyncio.to_thread(servers.create_database, backend, tmp_path)
     store = Store(StoreSettings(url=database.url, pool_size=10))
     await store.start()
     try:
@@ -30,7 +38,7 @@ async def mariadb_store(tmp_path: Path) -> AsyncIterator[tuple[Store, str]]:
         yield store, database.url
     finally:
         await store.stop()
-        database.drop()
+        await asyncio.to_thread(database.drop)
 
 
 class Node:

@@ -82,12 +82,16 @@ async def run_2027(
     submitted = Submitted([])
     end = datetime(2028, 1, 1, tzinfo=UTC).timestamp()
     handed_at: dict[str, datetime] = {}
+    seen = 0
     async with running(store, clock, submitted) as scheduler:
         while (due := scheduler.timetable.peek()) is not None and due < end:
             clock.set(datetime.fromtimestamp(due + 0.2, UTC))
             await clock.idle()
-            for execution_id in submitted.ids[len(handed_at) :]:
-                handed_at[execution_id] = datetime.fromtimestamp(due, UTC)
+            for execution_id in submitted.ids[seen:]:
+                handed_at.setdefault(execution_id, datetime.fromtimestamp(due, UTC))
+            seen = len(submitted.ids)
+    twice = sorted({i for i in submitted.ids if submitted.ids.count(i) > 1})
+    assert not twice, f"handed to the engine more than once: {twice}"
     return schedule_id, await executions(store, schedule_id), handed_at
 
 

@@ -181,11 +181,21 @@
     }
   }
 
-  function cell(row, content) {
+  // A cell of a drawn table: role and data-label as the server's templates write them (a
+  // narrow screen shows each row as labelled lines, console.css).
+  function cell(row, content, label) {
     const td = document.createElement("td");
+    td.setAttribute("role", "cell");
+    if (label) td.dataset.label = label;
     if (content instanceof Node) td.append(content); else td.textContent = content;
     row.append(td);
     return td;
+  }
+
+  function tableRow() {
+    const row = document.createElement("tr");
+    row.setAttribute("role", "row");
+    return row;
   }
 
   function badge(word) {
@@ -198,25 +208,27 @@
   function drawRuns(table, runs) {
     const named = table.querySelectorAll("thead th").length === 6;
     const body = document.createElement("tbody");
+    body.setAttribute("role", "rowgroup");
     if (!runs.length) {
-      const row = document.createElement("tr");
+      const row = tableRow();
+      row.className = "none";
       const td = cell(row, "Nothing is running.");
       td.colSpan = 6; td.className = "muted";
       body.append(row);
     }
     for (const run of runs) {
-      const row = document.createElement("tr");
+      const row = tableRow();
       const link = document.createElement("a");
       link.href = "/console/runs/" + encodeURIComponent(run.execution_id);
       const code = document.createElement("code");
       code.textContent = run.execution_id.slice(0, 8);
       link.append(code);
-      cell(row, link);
-      if (named) cell(row, run.report || String(run.config_id));
-      cell(row, badge(run.status));
-      cell(row, run.progress ? run.progress.phase : "—");
-      cell(row, run.progress ? String(run.progress.rows) : "—");
-      cell(row, run.node_id || "—").className = "opt";
+      cell(row, link, "Run");
+      if (named) cell(row, run.report || String(run.config_id), "Report");
+      cell(row, badge(run.status), "Status");
+      cell(row, run.progress ? run.progress.phase : "—", "Phase");
+      cell(row, run.progress ? String(run.progress.rows) : "—", "Rows");
+      cell(row, run.node_id || "—", "Node").className = "opt";
       body.append(row);
     }
     table.querySelector("tbody").replaceWith(body);
@@ -230,18 +242,38 @@
     live = new AbortController();
     const controller = live;
     const url = "/api/console/events" + (id ? "?execution_id=" + encodeURIComponent(id) : "");
+    let runs = [];
+    const showWatched = (state) => {
+      const status = watched.querySelector("[data-field=status]");
+      status.replaceChildren(badge(state.status));
+      const phase = watched.querySelector("[data-field=phase]");
+      const rows = watched.querySelector("[data-field=rows]");
+      if (phase && state.progress) phase.textContent = state.progress.phase;
+      if (rows && state.progress) rows.textContent = String(state.progress.rows);
+    };
+    // `runs`: a snapshot (first, and after each change); `lifecycle`: one transition as it
+    // happens; `progress`: rows so far of this node's runs. Keep-alive comments carry no data.
     const onEvent = (name, data) => {
+      if (name === "lifecycle") {
+        main.dataset.liveEvents = String(Number(main.dataset.liveEvents || 0) + 1);
+        if (id && data.execution_id === id) {
+          showWatched({ status: data.new, progress: null });
+          if (data.terminal) { controller.abort(); load(); return false; }
+        }
+        return true;
+      }
+      if (name === "progress") {
+        for (const run of runs) if (data[run.execution_id]) run.progress = data[run.execution_id];
+        if (table) drawRuns(table, runs);
+        if (id && data[id]) showWatched({ status: watched.querySelector("[data-field=status]").textContent, progress: data[id] });
+        return true;
+      }
       if (name !== "runs") return true;
-      if (table) drawRuns(table, data.runs);
+      runs = data.runs;
+      if (table) drawRuns(table, runs);
       if (id && data.watched) {
-        const state = data.watched;
-        const status = watched.querySelector("[data-field=status]");
-        status.replaceChildren(badge(state.status));
-        const phase = watched.querySelector("[data-field=phase]");
-        const rows = watched.querySelector("[data-field=rows]");
-        if (phase && state.progress) phase.textContent = state.progress.phase;
-        if (rows && state.progress) rows.textContent = String(state.progress.rows);
-        if (state.terminal) { controller.abort(); load(); return false; }
+        showWatched(data.watched);
+        if (data.watched.terminal) { controller.abort(); load(); return false; }
       }
       return true;
     };
