@@ -22,8 +22,7 @@ import sqlalchemy as sa
 
 from reporthubd import backfill_rules as rules
 from reporthubd import domain
-from reporthubd.ids import new_id
-from reporthubd.store import schema
+from reporthubd.store import claims, schema
 from reporthubd.store.backfills import (
     CANCELLED,
     CHUNK,
@@ -127,21 +126,17 @@ async def _claim_fire(
             past.get(scheduled_for.astimezone(UTC), rules.FireHistory()), found.reprocess
         )
         if choice.attempt is not None:
-            execution_id = new_id()
-            await conn.execute(
-                sa.insert(_e).values(
-                    id=execution_id,
-                    config_id=found.config_id,
-                    schedule_id=found.schedule_id,
-                    trigger_type=domain.TriggerType.BACKFILL.value,
-                    scheduled_for=scheduled_for,
-                    status=domain.ExecutionStatus.PENDING.value,
-                    node_id=node_id,
-                    attempt=choice.attempt,
-                    created_at=now,
-                    shifted_to=shift[0] if shift else None,
-                    shift_reason=shift[1][:1000] if shift else None,
-                )
+            execution_id = await claims.insert_pending(
+                conn,
+                config_id=found.config_id,
+                schedule_id=found.schedule_id,
+                scheduled_for=scheduled_for,
+                trigger_type=domain.TriggerType.BACKFILL,
+                node_id=node_id,
+                attempt=choice.attempt,
+                created_at=now,
+                shifted_to=shift[0] if shift else None,
+                shift_reason=shift[1][:1000] if shift else None,
             )
             claimed = ClaimedFire(
                 execution_id=execution_id,

@@ -446,6 +446,39 @@ async def next_attempt(
     return 1 if highest is None else int(highest) + 1
 
 
+async def insert_pending(
+    conn: AsyncConnection,
+    *,
+    config_id: int,
+    schedule_id: int | None,
+    scheduled_for: datetime | None,
+    trigger_type: domain.TriggerType,
+    node_id: str,
+    attempt: int,
+    created_at: datetime | None = None,
+    **extra: Any,
+) -> str:
+    """Insert one PENDING run row of (schedule_id, scheduled_for, attempt) in `conn`'s
+    transaction; `extra` are its other columns (parameters, recovers_id, shifted_to...).
+    Returns the new run's id."""
+    execution_id = new_id()
+    await conn.execute(
+        sa.insert(_e).values(
+            id=execution_id,
+            config_id=config_id,
+            schedule_id=schedule_id,
+            trigger_type=trigger_type.value,
+            scheduled_for=scheduled_for,
+            status=domain.ExecutionStatus.PENDING.value,
+            node_id=node_id,
+            attempt=attempt,
+            created_at=created_at or datetime.now(UTC),
+            **extra,
+        )
+    )
+    return execution_id
+
+
 async def insert_rerun(
     store: Store,
     *,
@@ -459,23 +492,17 @@ async def insert_rerun(
     """Insert a PENDING run that is not the schedule's own claim of a fire (manual trigger):
     it takes the next free attempt of (schedule_id, scheduled_for), never attempt 0."""
     for _ in range(5):
-        execution_id = new_id()
         try:
             async with store.engine.begin() as conn:
-                attempt = await next_attempt(conn, schedule_id, scheduled_for)
-                await conn.execute(
-                    sa.insert(_e).values(
-                        id=execution_id,
-                        config_id=config_id,
-                        schedule_id=schedule_id,
-                        trigger_type=trigger_type.value,
-                        scheduled_for=scheduled_for,
-                        status=domain.ExecutionStatus.PENDING.value,
-                        parameters=parameters,
-                        node_id=node_id,
-                        attempt=attempt,
-                        created_at=datetime.now(UTC),
-                    )
+                execution_id = await insert_pending(
+                    conn,
+                    config_id=config_id,
+                    schedule_id=schedule_id,
+                    scheduled_for=scheduled_for,
+                    trigger_type=trigger_type,
+                    node_id=node_id,
+                    attempt=await next_attempt(conn, schedule_id, scheduled_for),
+                    parameters=parameters,
                 )
         except sa.exc.IntegrityError:
             continue  # another node took that attempt at the same moment: take the next

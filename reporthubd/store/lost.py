@@ -13,7 +13,6 @@ from typing import Any, TypeAlias, TypeVar
 import sqlalchemy as sa
 
 from reporthubd import domain
-from reporthubd.ids import new_id
 from reporthubd.store import claims, schema
 from reporthubd.store.database import Store
 from reporthubd.store.types import UTCDateTime
@@ -220,22 +219,17 @@ async def fail_lost(
             return False, None
         if not recover:
             return True, None
-        execution_id = new_id()
-        attempt = await claims.next_attempt(conn, lost.schedule_id, lost.scheduled_for)
-        await conn.execute(
-            sa.insert(_e).values(
-                id=execution_id,
-                config_id=lost.config_id,
-                schedule_id=lost.schedule_id,
-                trigger_type=domain.TriggerType.RECOVERY.value,
-                scheduled_for=lost.scheduled_for,
-                status=domain.ExecutionStatus.PENDING.value,
-                parameters=lost.parameters,
-                node_id=node_id,
-                attempt=attempt,
-                recovers_id=lost.recovers_id or lost.id,
-                created_at=now,
-            )
+        execution_id = await claims.insert_pending(
+            conn,
+            config_id=lost.config_id,
+            schedule_id=lost.schedule_id,
+            scheduled_for=lost.scheduled_for,
+            trigger_type=domain.TriggerType.RECOVERY,
+            node_id=node_id,
+            attempt=await claims.next_attempt(conn, lost.schedule_id, lost.scheduled_for),
+            created_at=now,
+            parameters=lost.parameters,
+            recovers_id=lost.recovers_id or lost.id,
         )
     return True, execution_id
 

@@ -26,8 +26,7 @@ import sqlalchemy as sa
 
 from reporthubd import backfill_rules as rules
 from reporthubd import domain
-from reporthubd.ids import new_id
-from reporthubd.store import schema
+from reporthubd.store import claims, schema
 from reporthubd.store.backfills import attempt_record
 from reporthubd.store.database import Store
 
@@ -105,19 +104,14 @@ async def _claim(
         if choice.attempt is None:
             assert choice.follow is not None  # with reprocess all: only an active attempt
             raise FireActive(choice.follow, scheduled_for)
-        execution_id = new_id()
-        await conn.execute(
-            sa.insert(_e).values(
-                id=execution_id,
-                config_id=config_id,
-                schedule_id=schedule_id,
-                trigger_type=trigger_type.value,
-                scheduled_for=scheduled_for,
-                status=domain.ExecutionStatus.PENDING.value,
-                parameters=parameters,
-                node_id=node_id,
-                attempt=choice.attempt,
-                created_at=datetime.now(UTC),
-            )
+        execution_id = await claims.insert_pending(
+            conn,
+            config_id=config_id,
+            schedule_id=schedule_id,
+            scheduled_for=scheduled_for,
+            trigger_type=trigger_type,
+            node_id=node_id,
+            attempt=choice.attempt,
+            parameters=parameters,
         )
     return Rerun(execution_id=execution_id, attempt=choice.attempt, reason=choice.reason)
