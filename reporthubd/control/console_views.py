@@ -70,6 +70,8 @@ def when(value: datetime | None) -> str:
 def duration(value: float | None) -> str:
     if value is None:
         return "—"
+    if value < 1:
+        return f"{value * 1000:.0f} ms"  # a quick run reads "30 ms", not "0.0 s"
     if value < 60:
         return f"{value:.1f} s"
     minutes, secs = divmod(int(value), 60)
